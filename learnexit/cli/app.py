@@ -1,0 +1,155 @@
+"""The Typer application and what every command shares: options, errors, output.
+
+A command parses its arguments, calls one library function and renders the result.
+Library errors carry their exit code; this module is the one place that turns them
+into a one-line message on stderr (design §3).  Results go to stdout; with --json,
+exactly one JSON document and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from .. import __version__
+from ..config import Settings, load_settings, scrub
+from ..errors import EXIT_FAILURE, LearnexitError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done · 1 operational failure · 2 bad input or config · "
+    "3 refused by policy · 4 busy (purge lock) · 5 needs attention (status --check)."
+)
+
+app = typer.Typer(
+    name="learnexit",
+    help=(
+        "Offboarding toolkit for an LMS: record termination notices, export every row "
+        "of a customer's data in a verifiable package, confirm the handover, close the "
+        "account and purge everything when the window ends — provably.\n\n" + EXIT_CODES_HELP
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $LEARNEXIT_CONFIG, else ./learnexit.toml).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")
+]
+TracebackOpt = Annotated[
+    bool, typer.Option("--traceback", help="On error, show the full Python traceback (for support).")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"learnexit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Show the version and exit.", callback=_version, is_eager=True),
+    ] = False,
+) -> None:
+    """learnexit."""
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass
+class Ctx:
+    """What a command knows about how it was invoked."""
+
+    config: Path | None
+    as_json: bool
+    show_traceback: bool
+
+    @property
+    def out(self) -> Console:
+        return Console(highlight=False, soft_wrap=True)
+
+    @property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def settings(self, *, require_file: bool = True) -> Settings:
+        return load_settings(self.config, require_file=require_file)
+
+    def emit(self, data: dict[str, Any], render: Callable[[Console], None]) -> None:
+        """Print the result: JSON for scripts, rich text for people."""
+        if self.as_json:
+            sys.stdout.write(scrub(json.dumps(data, default=json_default, ensure_ascii=False, indent=2)) + "\n")
+            sys.stdout.flush()
+        else:
+            render(self.out)
+
+    def note(self, text: str) -> None:
+        """A message for the person at the terminal: stderr, never stdout."""
+        self.err.print(scrub(text), markup=False)
+
+    def fail(self, exc: BaseException) -> NoReturn:
+        if isinstance(exc, LearnexitError):
+            code, message = exc.exit_code, exc.message
+        else:
+            code = EXIT_FAILURE
+            first = str(exc).strip().splitlines()
+            message = f"internal error: {type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
+            if not self.show_traceback:
+                message += " (run again with --traceback for details)"
+        if self.show_traceback:
+            sys.stderr.write(scrub(traceback.format_exc()))
+        sys.stderr.write(f"learnexit: error: {scrub(message)}\n")
+        sys.stderr.flush()
+        raise typer.Exit(code)
+
+
+def run(ctx: Ctx, body: Callable[[], int | None]) -> NoReturn:
+    """Run a command body; map every error to its message and exit code."""
+    try:
+        code = body() or 0
+    except typer.Exit:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the one place errors become exit codes
+        ctx.fail(exc)
+    raise typer.Exit(code)
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty() and os.environ.get("CI") != "true"

@@ -1,0 +1,138 @@
+"""`init` and `inspect`: get a configuration and see the data map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import BadInput
+from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
+
+CONFIG_TEMPLATE = '''# learnexit configuration — see README.md and docs/runbook.md
+[source]
+url = "sqlite:///lms.db"                 # any SQLAlchemy URL; relative SQLite paths are relative to this file
+[state]
+url = "sqlite:///learnexit-state.db"     # the ledger; use PostgreSQL for a team
+[vendor]
+name = "Your company"
+[contract]
+notice_days = 30
+export_window_days = 90
+timezone = "Europe/Stockholm"
+term_months = 12
+[customer]
+table = "organisations"
+key = "slug"
+tenancy = "shared"
+[export]
+out = "exports"
+'''
+
+
+@app.command("init")
+def init_command(
+    example: Annotated[
+        Path | None,
+        typer.Option("--example", help="Write the example LMS (SQLite + media) and its config into DIR.", metavar="DIR"),
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    show_traceback: TracebackOpt = False,
+) -> None:
+    """Write a starting config (or, with --example DIR, the example LMS and its config).
+
+    Examples:
+
+        learnexit init                       # ./learnexit.toml to edit
+
+        learnexit init --example demo        # demo/lms.db, demo/media/, demo/learnexit.toml,
+                                             # demo/legacy/ (database tenancy, no foreign keys)
+
+    Exit codes: 0 written · 2 the target exists already.
+    """
+    ctx = Ctx(config, as_json, show_traceback)
+
+    def body() -> None:
+        if example is not None:
+            from ..example import build_example
+
+            if (example / "lms.db").exists() or (example / "learnexit.toml").exists():
+                raise BadInput(f"{example} already holds an example; choose an empty folder")
+            info = build_example(example)
+            data = {
+                "path": str(example.resolve()),
+                "config": str((example / "learnexit.toml").resolve()),
+                "legacy_config": str((example / "legacy" / "learnexit.toml").resolve()),
+                "customers": info.customers,
+            }
+
+            def render(out: Console) -> None:
+                out.print(f"Wrote the example LMS to {example}/ (customers: {', '.join(info.customers)}).")
+                out.print(f"Next: cd {example} && learnexit inspect acme")
+
+            ctx.emit(data, render)
+            return
+        target = config or Path("learnexit.toml")
+        if target.exists():
+            raise BadInput(f"{target} exists already; not overwriting it")
+        target.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+        ctx.emit({"config": str(target.resolve())}, lambda out: out.print(f"Wrote {target}; edit [source] and [customer]."))
+
+    run(ctx, body)
+
+
+@app.command("inspect")
+def inspect_command(
+    customer: Annotated[str, typer.Argument(help="The customer's key (e.g. the organisation slug).")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    show_traceback: TracebackOpt = False,
+) -> None:
+    """Show the data map: every table, owned/shared/unclassified, how it is reached, rows.
+
+    Example:
+
+        learnexit inspect acme --json
+
+    Exit codes: 0 done · 1 source unreachable · 2 unknown customer or bad config.
+    """
+    ctx = Ctx(config, as_json, show_traceback)
+
+    def body() -> None:
+        from ..source import inspect_customer
+
+        report = inspect_customer(ctx.settings(), customer)
+
+        def render(out: Console) -> None:
+            table = Table(title=f"{report.name} ({report.customer}) — {report.source}")
+            for col in ("table", "status", "rows", "category", "how it is reached"):
+                table.add_column(col, justify="right" if col == "rows" else "left")
+            for t in report.tables:
+                extra = f" · keep {t.retain}: {t.legal_basis}" if t.retain else ""
+                table.add_row(
+                    t.table,
+                    t.status,
+                    "" if t.rows is None else f"{t.rows:,}",
+                    t.category or "",
+                    (t.via or t.note or "") + extra,
+                )
+            out.print(table)
+            owned = [t for t in report.tables if t.status == "owned"]
+            out.print(
+                f"{len(owned)} owned tables, {sum(t.rows or 0 for t in owned):,} rows; "
+                f"{sum(t.status == 'shared' for t in report.tables)} shared; "
+                f"{len(report.unclassified)} unclassified."
+            )
+            for t in report.tables:
+                if t.status == "unclassified":
+                    out.print(f"unclassified: {t.table}: {t.note}")
+            for note in report.notes:
+                out.print(f"note: {note}")
+
+        ctx.emit(report.as_dict(), render)
+
+    run(ctx, body)

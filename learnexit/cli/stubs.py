@@ -1,0 +1,1 @@
+"""Commands of the contract whose issues have not landed yet."""

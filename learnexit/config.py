@@ -1,0 +1,551 @@
+"""Settings: defaults < learnexit.toml < LEARNEXIT_* environment < command-line flags.
+
+The file is validated strictly: every error names the file, the key and what is
+wrong, and unknown keys are errors (a typo such as ``owend_via`` must not silently
+turn a table's ownership rule off).  Relative SQLite paths, the media root and the
+export folder are resolved against the config file's folder, so cron (which runs
+from ``/``) sees the same files as an engineer in that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError
+
+CONFIG_ENV = "LEARNEXIT_CONFIG"
+SOURCE_URL_ENV = "LEARNEXIT_SOURCE_URL"
+STATE_URL_ENV = "LEARNEXIT_STATE_URL"
+DEFAULT_CONFIG_NAME = "learnexit.toml"
+
+CATEGORIES = ("users", "courses", "reports", "other")
+TENANCIES = ("shared", "database")
+SQL_DIALECTS = ("sqlite", "postgresql", "mysql")
+CHECKSUM_ALGORITHMS = ("md5", "sha1", "sha256")
+LANGS = ("en", "sv")
+ALL_FORMATS = ("csv", "xlsx", "json", "xml", "pdf", "docx", "media", "sql")
+
+# Which columns each role must name (design §2).  Optional columns may be left out.
+ROLE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "people": (("id", "name"), ("email",)),
+    "courses": (("id", "title"), ()),
+    "completions": (("person", "course"), ("completed_at", "score")),
+    "certificates": (("person", "course"), ("issued_at", "number")),
+    "quiz_results": (("person",), ("quiz", "score", "max_score")),
+    "feedback": (("person",), ("question", "answer")),
+    "activity": (("person",), ("at",)),
+}
+
+_SECRETS: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret (a database password) so output can be scrubbed of it."""
+    if value and len(value) >= 3:
+        _SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    """Replace every registered secret in ``text`` by ``***``."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (never print a password)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: hide everything between ':' and '@'
+        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A reference the database does not declare: ``from`` table.column → ``to``."""
+
+    from_table: str
+    from_columns: tuple[str, ...]
+    to_table: str
+    to_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableRule:
+    name: str
+    category: str | None = None
+    retain: str | None = None
+    legal_basis: str | None = None
+    shared: bool = False
+    owned_via: tuple[tuple[str, str], ...] = ()
+    personal_columns: tuple[str, ...] = ()
+    ignore_references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    root: str
+    table: str
+    path_column: str | None = None
+    path_template: str | None = None
+    name_column: str | None = None
+    size_column: str | None = None
+    checksum_column: str | None = None
+    checksum_algorithm: str | None = None
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    table: str
+    columns: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ContractSettings:
+    notice_days: int = 30
+    export_window_days: int = 90
+    timezone: str = "Europe/Stockholm"
+    term_months: int = 12
+    table: str | None = None
+    customer_column: str | None = None
+    start_column: str | None = None
+    term_column: str | None = None
+
+
+@dataclass(frozen=True)
+class CustomerSettings:
+    table: str | None = None
+    key: str = "slug"
+    name_column: str | None = None
+    tenancy: str = "shared"
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    out: Path = Path("exports")
+    formats: tuple[str, ...] = ALL_FORMATS
+    sql_dialect: str = "sqlite"
+    lang: str = "en"
+    batch_size: int = 5000
+
+
+@dataclass(frozen=True)
+class PurgeSettings:
+    batch_size: int = 2000
+    backup_note: str | None = None
+    certificates: Path = Path("certificates")
+    lock_stale_minutes: int = 60
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path | None
+    base_dir: Path
+    source_url: str
+    state_url: str
+    vendor_name: str = "The vendor"
+    source_schema: str | None = None
+    contract: ContractSettings = field(default_factory=ContractSettings)
+    customer: CustomerSettings = field(default_factory=CustomerSettings)
+    relations: tuple[Relation, ...] = ()
+    tables: dict[str, TableRule] = field(default_factory=dict)
+    media: MediaSettings | None = None
+    roles: dict[str, Role] = field(default_factory=dict)
+    closure: dict[str, Any] = field(default_factory=dict)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    purge: PurgeSettings = field(default_factory=PurgeSettings)
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path else "(defaults)"
+
+    def rule(self, table: str) -> TableRule:
+        return self.tables.get(table) or TableRule(name=table)
+
+    def source_url_for(self, customer: str | None) -> str:
+        """The source URL with ``{customer}`` filled in (tenancy = "database")."""
+        if "{customer}" in self.source_url:
+            if customer is None:
+                raise ConfigError(
+                    f"{self.label}: [source] url contains {{customer}}; name a customer"
+                )
+            return self.source_url.replace("{customer}", customer)
+        return self.source_url
+
+
+# ---------------------------------------------------------------------------
+# parsing helpers: each knows where it is so that errors can name the key
+
+
+class _Section:
+    def __init__(self, label: str, name: str, data: Any) -> None:
+        self.label = label
+        self.name = name
+        if not isinstance(data, dict):
+            self.fail(None, f"must be a table, not {type(data).__name__}")
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def fail(self, key: str | None, problem: str) -> None:
+        where = f"[{self.name}]" + (f" {key}" if key else "")
+        raise ConfigError(f"{self.label}: {where}: {problem}")
+
+    def _get(self, key: str, kinds: tuple[type, ...], kind_name: str, default: Any) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in kinds:
+            self.fail(key, f"must be {kind_name}, not a boolean")
+        if not isinstance(value, kinds):
+            self.fail(key, f"must be {kind_name}, not {type(value).__name__} {value!r}")
+        return value
+
+    def str(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+        value = self._get(key, (str,), "a string", default)
+        if required and value is None:
+            self.fail(key, "is required")
+        if value is not None and not value.strip():
+            self.fail(key, "must not be empty")
+        return value
+
+    def int(self, key: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
+        value = self._get(key, (int,), "a whole number", default)
+        if not minimum <= value <= maximum:
+            self.fail(key, f"must be between {minimum} and {maximum}, not {value}")
+        return int(value)
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        return bool(self._get(key, (bool,), "true or false", default))
+
+    def str_list(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self._get(key, (list,), "a list of strings", None)
+        if value is None:
+            return default
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                self.fail(key, f"must be a list of non-empty strings, found {item!r}")
+        return tuple(value)
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.str(key, default)
+        if value not in choices:
+            self.fail(key, f"must be one of {', '.join(choices)}, not {value!r}")
+        return str(value)
+
+    def table(self, key: str) -> dict[str, Any] | None:
+        return self._get(key, (dict,), "a table", None)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            self.fail(unknown[0], "unknown key" + (f" (also: {', '.join(unknown[1:])})" if unknown[1:] else ""))
+
+
+def _column_ref(section: _Section, key: str, text: str) -> tuple[str, str]:
+    """``table.column`` → (table, column)."""
+    parts = text.split(".")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        section.fail(key, f"must be written table.column, not {text!r}")
+    return parts[0], parts[1]
+
+
+def _resolve_url(url: str, base_dir: Path, label: str, key: str) -> str:
+    try:
+        parsed = make_url(url.replace("{customer}", "customer"))
+    except ArgumentError:
+        raise ConfigError(f"{label}: {key}: not a database URL: {mask_url(url)!r}") from None
+    if not parsed.drivername.startswith("sqlite"):
+        register_secret(parsed.password if isinstance(parsed.password, str) else None)
+        return url
+    prefix, sep, rest = url.partition(":///")
+    path_part, qmark, query = rest.partition("?")
+    if not sep or not path_part or path_part == ":memory:" or path_part.startswith(("/", "file:")):
+        return url
+    # Relative SQLite paths are relative to the config file, not to the cwd.
+    return f"{prefix}:///{base_dir / path_part}{qmark}{query}"
+
+
+def _normalise_driver(url: str) -> str:
+    """Pick the installed driver when the URL names none (postgresql:// → psycopg 3)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("mysql://") or url.startswith("mariadb://"):
+        return "mysql+pymysql://" + url.split("://", 1)[1]
+    return url
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None, env: dict[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.exists() else None
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    source_url: str | None = None,
+    state_url: str | None = None,
+    require_file: bool = True,
+) -> Settings:
+    """Resolve the settings once: defaults < file < environment < flags."""
+    env = dict(os.environ) if env is None else env
+    path = find_config_path(config, env)
+    if path is None:
+        if require_file:
+            raise ConfigError(
+                "no configuration: pass --config PATH, set LEARNEXIT_CONFIG, "
+                "or run `learnexit init` to write ./learnexit.toml"
+            )
+        data: dict[str, Any] = {}
+        base_dir = Path.cwd()
+        label = "(no config file)"
+    else:
+        label = str(path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"{label}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{label}: is a folder, not a config file") from None
+        except OSError as exc:
+            raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{label}: not UTF-8 text") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+        base_dir = path.resolve().parent
+    return _build(data, label, path, base_dir, env, source_url, state_url)
+
+
+def _build(
+    data: dict[str, Any],
+    label: str,
+    path: Path | None,
+    base_dir: Path,
+    env: dict[str, str],
+    source_url_flag: str | None,
+    state_url_flag: str | None,
+) -> Settings:
+    top = _Section(label, "top level", data)
+    known = {
+        "source", "state", "vendor", "contract", "customer", "relations", "tables",
+        "media", "roles", "closure", "export", "purge",
+    }
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{label}: [{key}]: unknown section")
+
+    source = _Section(label, "source", data.get("source", {}))
+    url = source_url_flag or env.get(SOURCE_URL_ENV) or source.str("url")
+    source.used.add("url")
+    schema = source.str("schema")
+    source.finish()
+    if not url:
+        raise ConfigError(f"{label}: [source] url: is required (or set {SOURCE_URL_ENV})")
+    source_url = _resolve_url(_normalise_driver(url), base_dir, label, "[source] url")
+
+    state = _Section(label, "state", data.get("state", {}))
+    surl = state_url_flag or env.get(STATE_URL_ENV) or state.str("url", "sqlite:///learnexit-state.db")
+    state.used.add("url")
+    state.finish()
+    if "{customer}" in surl:
+        state.fail("url", "must not contain {customer}: the ledger is one database")
+    state_url = _resolve_url(_normalise_driver(surl), base_dir, label, "[state] url")
+
+    vendor = _Section(label, "vendor", data.get("vendor", {}))
+    vendor_name = vendor.str("name", "The vendor")
+    vendor.finish()
+
+    c = _Section(label, "contract", data.get("contract", {}))
+    contract = ContractSettings(
+        notice_days=c.int("notice_days", 30, maximum=3650),
+        export_window_days=c.int("export_window_days", 90, maximum=3650),
+        timezone=c.str("timezone", "Europe/Stockholm"),
+        term_months=c.int("term_months", 12, minimum=1, maximum=1200),
+        table=c.str("table"),
+        customer_column=c.str("customer_column"),
+        start_column=c.str("start_column"),
+        term_column=c.str("term_column"),
+    )
+    try:
+        ZoneInfo(contract.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        c.fail("timezone", f"unknown time zone {contract.timezone!r}")
+    if contract.table and not (contract.customer_column and contract.start_column):
+        c.fail("table", "needs customer_column and start_column too")
+    c.finish()
+
+    cu = _Section(label, "customer", data.get("customer", {}))
+    tenancy = cu.choice("tenancy", "shared", TENANCIES)
+    customer = CustomerSettings(
+        table=cu.str("table", required=tenancy == "shared"),
+        key=cu.str("key", "slug"),
+        name_column=cu.str("name_column"),
+        tenancy=tenancy,
+    )
+    cu.finish()
+    if tenancy == "database" and "{customer}" not in source_url:
+        raise ConfigError(
+            f"{label}: [source] url: tenancy = \"database\" needs {{customer}} in the URL"
+        )
+    if tenancy == "shared" and "{customer}" in source_url:
+        raise ConfigError(
+            f"{label}: [source] url: {{customer}} in the URL needs tenancy = \"database\""
+        )
+
+    relations = []
+    raw_rel = data.get("relations", [])
+    if not isinstance(raw_rel, list):
+        raise ConfigError(f"{label}: [[relations]]: must be an array of tables")
+    for i, item in enumerate(raw_rel):
+        r = _Section(label, f"relations #{i + 1}", item)
+        ft, fc = _column_ref(r, "from", r.str("from", required=True))
+        tt, tc = _column_ref(r, "to", r.str("to", required=True))
+        r.finish()
+        relations.append(Relation(ft, (fc,), tt, (tc,)))
+
+    tables: dict[str, TableRule] = {}
+    raw_tables = data.get("tables", {})
+    if not isinstance(raw_tables, dict):
+        raise ConfigError(f"{label}: [tables]: must be a table of tables")
+    for name, item in raw_tables.items():
+        t = _Section(label, f"tables.{name}", item)
+        category = t.str("category")
+        if category is not None and category not in CATEGORIES:
+            t.fail("category", f"must be one of {', '.join(CATEGORIES)}, not {category!r}")
+        retain = t.str("retain")
+        if retain is not None:
+            if not re.fullmatch(r"P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?", retain):
+                t.fail("retain", f"must be an ISO-8601 duration such as P7Y, not {retain!r}")
+        owned_via = tuple(_column_ref(t, "owned_via", v) for v in t.str_list("owned_via"))
+        rule = TableRule(
+            name=name,
+            category=category,
+            retain=retain,
+            legal_basis=t.str("legal_basis"),
+            shared=t.bool("shared"),
+            owned_via=owned_via,
+            personal_columns=t.str_list("personal_columns"),
+            ignore_references=t.str_list("ignore_references"),
+        )
+        if rule.retain and not rule.legal_basis:
+            t.fail("legal_basis", "is required with retain: say which law obliges you")
+        if rule.legal_basis and not rule.retain:
+            t.fail("retain", "is required with legal_basis")
+        if rule.shared and (rule.owned_via or rule.retain):
+            t.fail("shared", "a shared table cannot also be owned_via or retained")
+        t.finish()
+        tables[name] = rule
+
+    media = None
+    if "media" in data:
+        m = _Section(label, "media", data["media"])
+        root = m.str("root", required=True)
+        media_root = root if root.startswith("s3://") else str((base_dir / root).resolve())
+        media = MediaSettings(
+            root=media_root,
+            table=m.str("table", required=True),
+            path_column=m.str("path_column"),
+            path_template=m.str("path_template"),
+            name_column=m.str("name_column"),
+            size_column=m.str("size_column"),
+            checksum_column=m.str("checksum_column"),
+            checksum_algorithm=m.str("checksum_algorithm"),
+        )
+        if bool(media.path_column) == bool(media.path_template):
+            m.fail("path_column", "give exactly one of path_column and path_template")
+        if media.checksum_column and media.checksum_algorithm not in CHECKSUM_ALGORITHMS:
+            m.fail("checksum_algorithm", f"must be one of {', '.join(CHECKSUM_ALGORITHMS)}")
+        m.finish()
+
+    roles: dict[str, Role] = {}
+    raw_roles = data.get("roles", {})
+    if not isinstance(raw_roles, dict):
+        raise ConfigError(f"{label}: [roles]: must be a table of tables")
+    for name, item in raw_roles.items():
+        ro = _Section(label, f"roles.{name}", item)
+        if name not in ROLE_COLUMNS:
+            raise ConfigError(
+                f"{label}: [roles.{name}]: unknown role (known: {', '.join(ROLE_COLUMNS)})"
+            )
+        required, optional = ROLE_COLUMNS[name]
+        table = ro.str("table", required=True)
+        columns = {}
+        for key in required:
+            columns[key] = ro.str(key, required=True)
+        for key in optional:
+            value = ro.str(key)
+            if value:
+                columns[key] = value
+        ro.finish()
+        roles[name] = Role(name, table, columns)
+
+    closure: dict[str, Any] = {}
+    if "closure" in data:
+        cl = _Section(label, "closure", data["closure"])
+        actions = cl.table("set") or {}
+        for ref, value in actions.items():
+            _column_ref(cl, "set", ref)
+            if not isinstance(value, (str, int, float, bool)):
+                cl.fail(f"set.{ref}", "must be a string, number or boolean")
+            closure[ref] = value
+        cl.finish()
+
+    e = _Section(label, "export", data.get("export", {}))
+    formats = e.str_list("formats", ALL_FORMATS)
+    for fmt in formats:
+        if fmt not in ALL_FORMATS:
+            e.fail("formats", f"unknown format {fmt!r} (known: {', '.join(ALL_FORMATS)})")
+    export = ExportSettings(
+        out=(base_dir / e.str("out", "exports")).resolve(),
+        formats=formats,
+        sql_dialect=e.choice("sql_dialect", "sqlite", SQL_DIALECTS),
+        lang=e.choice("lang", "en", LANGS),
+        batch_size=e.int("batch_size", 5000, minimum=1, maximum=1_000_000),
+    )
+    e.finish()
+
+    p = _Section(label, "purge", data.get("purge", {}))
+    purge = PurgeSettings(
+        batch_size=p.int("batch_size", 2000, minimum=1, maximum=1_000_000),
+        backup_note=p.str("backup_note"),
+        certificates=(base_dir / p.str("certificates", "certificates")).resolve(),
+        lock_stale_minutes=p.int("lock_stale_minutes", 60, minimum=1, maximum=10_000),
+    )
+    p.finish()
+    top.used.update(known)
+
+    return Settings(
+        path=path,
+        base_dir=base_dir,
+        source_url=source_url,
+        state_url=state_url,
+        vendor_name=vendor_name,
+        source_schema=schema,
+        contract=contract,
+        customer=customer,
+        relations=tuple(relations),
+        tables=tables,
+        media=media,
+        roles=roles,
+        closure=closure,
+        export=export,
+        purge=purge,
+    )

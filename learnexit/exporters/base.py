@@ -1,0 +1,211 @@
+"""The exporter interface and registry (design §4; style: a registry, not an if-chain).
+
+An export reads every owned table ONCE, in parent-first order, from one snapshot, and
+feeds each batch of rows to the ``TableWriter`` of every tabular format (CSV, Excel,
+JSON per table, SQL).  Formats that need more than one table at a time (the nested
+JSON/XML documents, PDF/Word documents, media) then run their ``after`` step, reading
+again through the same snapshot connection.  Exporters write only below
+``job.data_dir`` and only through ``job.open_file`` (which creates folders 0700 and
+files 0600); the package collects whatever files are there.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..config import Settings
+from ..source import Edge, Source
+
+KINDS = ("integer", "number", "boolean", "date", "datetime", "string", "binary")
+
+
+def column_kind(col: sa.Column[Any]) -> str:
+    """What a column holds, in the few kinds the writers care about."""
+    t = col.type
+    try:
+        py = t.python_type
+    except NotImplementedError:
+        return "string"
+    if py is bool:
+        return "boolean"
+    if py is int:
+        return "integer"
+    if py in (float,) or isinstance(t, sa.Numeric):
+        return "number"
+    if py is datetime:
+        return "datetime"
+    if py is date:
+        return "date"
+    if py is bytes:
+        return "binary"
+    return "string"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    kind: str  # one of KINDS
+    nullable: bool
+    primary_key: bool
+    sql_type: sa.types.TypeEngine[Any]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    primary_key: tuple[str, ...]
+    foreign_keys: tuple[Edge, ...]  # references to other EXPORTED tables (declared or [[relations]])
+    category: str | None
+    table: sa.Table
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    formats: tuple[str, ...]
+    sql_dialect: str = "sqlite"
+    lang: str = "en"
+    allow_missing_media: bool = False
+    batch_size: int = 5000
+
+
+@dataclass
+class ExportJob:
+    """Everything an exporter may use.  One per export run."""
+
+    settings: Settings
+    source: Source
+    conn: Connection  # the snapshot: read sequentially (one open result at a time)
+    customer: str
+    customer_name: str
+    data_dir: Path
+    tables: list[TableSpec]  # owned tables, parents first
+    options: ExportOptions
+    started_at: datetime
+    export_deadline: date | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # rows per table, filled by the read pass
+    notes: list[str] = field(default_factory=list)  # shown in index.html and the command's result
+    problems: list[str] = field(default_factory=list)  # make the export fail (exit 1) unless allowed
+    media: list[dict[str, Any]] = field(default_factory=list)  # media files copied (for index.html)
+    progress: Callable[[str, int], None] = lambda label, n: None
+
+    def spec(self, name: str) -> TableSpec:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def rows(self, name: str, where: Any = None, order_by: Any = None) -> Iterator[list[sa.Row[Any]]]:
+        """Stream this customer's rows of ``name`` (optionally narrowed) from the snapshot."""
+        stmt = self.source.owned_select(name)
+        if where is not None:
+            stmt = stmt.where(where)
+        if order_by is not None:
+            stmt = stmt.order_by(None).order_by(*order_by)
+        result = self.conn.execution_options(yield_per=self.options.batch_size).execute(stmt)
+        try:
+            for part in result.partitions(self.options.batch_size):
+                yield list(part)
+        finally:
+            result.close()
+
+    def note(self, fmt: str, text: str) -> None:
+        self.notes.append(f"{fmt}: {text}")
+
+    def path(self, relpath: str) -> Path:
+        """Absolute path of a file below data/, its folders created with mode 0700."""
+        rel = Path(relpath)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ValueError(f"unsafe package path {relpath!r}")
+        target = self.data_dir / rel
+        folder = target.parent
+        if not folder.exists():
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # mkdir's mode is masked by umask; set it explicitly on every new level
+            p = folder
+            while p != self.data_dir and self.data_dir in p.parents:
+                os.chmod(p, 0o700)
+                p = p.parent
+        return target
+
+    def open_file(self, relpath: str, mode: str = "w", **kwargs: Any) -> IO[Any]:
+        """Open a new file below data/ with mode 0600 regardless of the umask."""
+        target = self.path(relpath)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        if "b" in mode:
+            return os.fdopen(fd, mode, **kwargs)
+        kwargs.setdefault("encoding", "utf-8")
+        return os.fdopen(fd, mode, **kwargs)
+
+
+class TableWriter(ABC):
+    """Receives every exported table's rows once, batch by batch, parents first."""
+
+    def start_table(self, spec: TableSpec) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def write_batch(self, spec: TableSpec, rows: list[sa.Row[Any]]) -> None:  # noqa: B027
+        pass
+
+    def end_table(self, spec: TableSpec, rows: int) -> None:  # noqa: B027
+        pass
+
+    def close(self) -> None:  # noqa: B027 - flush and finish files
+        pass
+
+    def abort(self) -> None:  # noqa: B027 - release resources after a failure
+        pass
+
+
+class Exporter(ABC):
+    """One export format.  Subclasses set name/description/folder and override
+    ``writer`` (tabular formats) and/or ``after`` (formats that read on their own)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    folder: ClassVar[str]  # below data/
+    order: ClassVar[int] = 50  # ``after`` steps run in this order
+
+    def writer(self, job: ExportJob) -> TableWriter | None:
+        return None
+
+    def after(self, job: ExportJob) -> None:  # noqa: B027 - optional
+        pass
+
+
+REGISTRY: dict[str, Exporter] = {}
+BUILTIN_MODULES = ("csv_format", "xlsx_format", "json_format", "xml_format", "sql_format", "documents_format", "media")
+
+
+def register(exporter_cls: type[Exporter]) -> type[Exporter]:
+    """Class decorator: make a format available by its name."""
+    REGISTRY[exporter_cls.name] = exporter_cls()
+    return exporter_cls
+
+
+def load_builtin() -> dict[str, Exporter]:
+    """Import the built-in format modules (each registers itself) and return the registry."""
+    import importlib
+
+    for module in BUILTIN_MODULES:
+        try:
+            importlib.import_module(f"learnexit.exporters.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"learnexit.exporters.{module}":
+                continue  # that format is not built yet
+            raise
+    return REGISTRY

@@ -1,0 +1,420 @@
+"""The ledger: learnexit's own database of notices, exports, confirmations, holds,
+closures, purges, the purge lock and a hash-chained audit log.
+
+It keeps counts, dates, hashes and names of the people who acted — never the
+customer's personal data.  The schema is created (and migrated) on first use.  The
+audit log is append-only; each entry stores the hash of the previous one, so an edited
+or deleted entry breaks the chain (``verify_audit``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .config import mask_url
+from .errors import Busy, OperationalError, VerificationFailed
+
+SCHEMA_VERSION = 1
+GENESIS = "0" * 64
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+
+notices = sa.Table(
+    "notices", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer", sa.String(200), nullable=False, index=True),
+    sa.Column("received", sa.Date, nullable=False),
+    sa.Column("channel", sa.String(20), nullable=False),
+    sa.Column("reference", sa.String(500)),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),
+    sa.Column("timely", sa.Boolean, nullable=False),
+    sa.Column("termination_date", sa.Date, nullable=False),
+    sa.Column("export_deadline", sa.Date, nullable=False),
+    sa.Column("purge_due_at", sa.DateTime, nullable=False),
+    sa.Column("terms", sa.Text, nullable=False),  # JSON: how the period was found
+    sa.Column("withdrawn_at", sa.DateTime),
+    sa.Column("withdrawn_by", sa.String(200)),
+)
+
+exports = sa.Table(
+    "exports", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer", sa.String(200), nullable=False, index=True),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("status", sa.String(20), nullable=False),  # running | complete | failed | removed
+    sa.Column("path", sa.Text),
+    sa.Column("formats", sa.String(200)),
+    sa.Column("files", sa.Integer),
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("rows", sa.Text),  # JSON {table: rows}
+    sa.Column("manifest_sha256", sa.String(64)),
+    sa.Column("late_reason", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+)
+
+confirmations = sa.Table(
+    "confirmations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer", sa.String(200), nullable=False, index=True),
+    sa.Column("confirmed_at", sa.DateTime, nullable=False),
+    sa.Column("confirmed_by", sa.String(200), nullable=False),
+    sa.Column("reference", sa.String(500)),
+    sa.Column("waived", sa.Boolean, nullable=False),
+    sa.Column("without_export_reason", sa.Text),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+)
+
+closures = sa.Table(
+    "closures", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer", sa.String(200), nullable=False, index=True),
+    sa.Column("performed_at", sa.DateTime, nullable=False),
+    sa.Column("rows", sa.Text, nullable=False),  # JSON {table.column: rows changed}
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+)
+
+holds = sa.Table(
+    "holds", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer", sa.String(200), nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("placed_by", sa.String(200), nullable=False),
+    sa.Column("placed_at", sa.DateTime, nullable=False),
+    sa.Column("released_by", sa.String(200)),
+    sa.Column("released_at", sa.DateTime),
+)
+
+purges = sa.Table(
+    "purges", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer", sa.String(200), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # full | retention
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("status", sa.String(20), nullable=False),  # running | done | failed
+    sa.Column("plan", sa.Text),  # JSON: counts per table, retained, forced reason
+    sa.Column("deleted", sa.Text),  # JSON {table: rows}
+    sa.Column("retained", sa.Text),
+    sa.Column("kept_shared", sa.Text),
+    sa.Column("verified", sa.Boolean),
+    sa.Column("verification", sa.Text),  # JSON {table: {before, after}}
+    sa.Column("certificate", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("forced_reason", sa.Text),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+)
+
+purge_progress = sa.Table(
+    "purge_progress", metadata,
+    sa.Column("purge_id", sa.Integer, sa.ForeignKey("purges.id"), primary_key=True),
+    sa.Column("step", sa.String(200), primary_key=True),  # table name, or media:<...>
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("batches", sa.Integer, nullable=False),
+    sa.Column("done", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+# Keys of owned_via rows (e.g. users) found before their references are deleted, so
+# a resumed purge still knows which of them to consider.  Keys only, no data.
+purge_keys = sa.Table(
+    "purge_keys", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("purge_id", sa.Integer, sa.ForeignKey("purges.id"), nullable=False, index=True),
+    sa.Column("table_name", sa.String(200), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),  # JSON list of key values
+)
+
+locks = sa.Table(
+    "locks", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(300), nullable=False),
+    sa.Column("acquired_at", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+)
+
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("command", sa.String(50), nullable=False),
+    sa.Column("customer", sa.String(200)),
+    sa.Column("event", sa.String(100), nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    """Now, as a naive UTC datetime (what every engine stores the same way)."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def current_actor() -> str:
+    """Who is acting: $LEARNEXIT_ACTOR, else user@host."""
+    actor = os.environ.get("LEARNEXIT_ACTOR")
+    if actor:
+        return actor[:200]
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:200]
+
+
+def _canonical(value: Any) -> str:
+    def default(v: Any) -> Any:
+        if isinstance(v, (datetime, date)):
+            return v.isoformat()
+        raise TypeError(type(v).__name__)
+
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default)
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    """The hash of one audit entry: every field but the hash, canonical JSON."""
+    payload = {
+        "id": entry["id"],
+        "at": naive_utc(entry["at"]).isoformat(),
+        "actor": entry["actor"],
+        "command": entry["command"],
+        "customer": entry["customer"],
+        "event": entry["event"],
+        "details": entry["details"],
+        "prev_hash": entry["prev_hash"],
+    }
+    return hashlib.sha256(_canonical(payload).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class AuditCheck:
+    valid: bool
+    entries: int
+    head: str
+    problems: list[str]
+
+
+class Ledger:
+    """The state database.  One instance per command run."""
+
+    def __init__(self, url: str) -> None:
+        from .source import make_engine, describe_db_error
+
+        self.url = url
+        self.actor = current_actor()
+        self.engine: Engine = make_engine(url, what="state")
+        if self.engine.dialect.name == "sqlite":
+            self._ensure_sqlite_folder()
+        try:
+            self._migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            raise OperationalError(
+                f"cannot open the ledger {mask_url(url)}: {describe_db_error(exc)}"
+            ) from None
+
+    def _ensure_sqlite_folder(self) -> None:
+        database = self.engine.url.database or ""
+        if database and database != ":memory:":
+            folder = os.path.dirname(os.path.abspath(database))
+            if not os.path.isdir(folder):
+                raise OperationalError(f"ledger folder {folder} does not exist")
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            metadata.create_all(conn, checkfirst=True)
+            row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
+            if row is None:
+                conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(row) > SCHEMA_VERSION:
+                raise OperationalError(
+                    f"the ledger was written by a newer learnexit (schema {row} > {SCHEMA_VERSION}); upgrade learnexit"
+                )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        from .source import describe_db_error
+
+        try:
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "sqlite":
+                    # Take the write lock at once, so concurrent writers queue up
+                    # instead of failing half-way (upgrade deadlock).
+                    pass
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise OperationalError(f"ledger write failed: {describe_db_error(exc)}") from None
+
+    # -- audit ------------------------------------------------------------------
+
+    def append_audit(
+        self,
+        conn: Connection,
+        command: str,
+        event: str,
+        customer: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> str:
+        """Append an entry to the chain inside the caller's transaction; returns its hash."""
+        if self.engine.dialect.name == "postgresql":
+            # Serialise appenders so two entries never claim the same predecessor.
+            conn.exec_driver_sql("LOCK TABLE audit IN EXCLUSIVE MODE")
+        elif self.engine.dialect.name in ("mysql", "mariadb"):
+            conn.exec_driver_sql("SELECT GET_LOCK('learnexit_audit', 30)")
+        last = conn.execute(
+            sa.select(audit.c.id, audit.c.hash).order_by(audit.c.id.desc()).limit(1)
+        ).first()
+        entry = {
+            "id": (last.id + 1) if last else 1,
+            "at": utcnow(),
+            "actor": self.actor,
+            "command": command,
+            "customer": customer,
+            "event": event,
+            "details": _canonical(details or {}),
+            "prev_hash": last.hash if last else GENESIS,
+        }
+        entry["hash"] = entry_hash(entry)
+        conn.execute(audit.insert().values(**entry))
+        # The count lives beside the chain, so deleting entries at the end shows too.
+        updated = conn.execute(
+            meta_table.update().where(meta_table.c.key == "audit_count").values(value=str(entry["id"]))
+        )
+        if updated.rowcount == 0:
+            conn.execute(meta_table.insert().values(key="audit_count", value=str(entry["id"])))
+        if self.engine.dialect.name in ("mysql", "mariadb"):
+            conn.exec_driver_sql("SELECT RELEASE_LOCK('learnexit_audit')")
+        return str(entry["hash"])
+
+    def record(self, command: str, event: str, customer: str | None = None, details: dict[str, Any] | None = None) -> str:
+        """Append one audit entry in its own transaction."""
+        with self.transaction() as conn:
+            return self.append_audit(conn, command, event, customer, details)
+
+    def audit_entries(self, customer: str | None = None) -> list[dict[str, Any]]:
+        stmt = sa.select(audit).order_by(audit.c.id)
+        if customer is not None:
+            stmt = stmt.where(audit.c.customer == customer)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def audit_head(self) -> str:
+        with self.engine.connect() as conn:
+            head = conn.execute(sa.select(audit.c.hash).order_by(audit.c.id.desc()).limit(1)).scalar()
+        return str(head) if head else GENESIS
+
+    def verify_audit(self) -> AuditCheck:
+        """Recompute the chain; report edited, reordered or deleted entries."""
+        problems: list[str] = []
+        prev = GENESIS
+        expected_id = 1
+        count = 0
+        with self.engine.connect() as conn:
+            for row in conn.execute(sa.select(audit).order_by(audit.c.id)):
+                entry = dict(row._mapping)
+                count += 1
+                if entry["id"] != expected_id:
+                    problems.append(f"entry {expected_id} is missing (next is {entry['id']})")
+                if entry["prev_hash"] != prev:
+                    problems.append(f"entry {entry['id']}: does not follow the previous entry (chain broken)")
+                if entry_hash(entry) != entry["hash"]:
+                    problems.append(f"entry {entry['id']}: content does not match its hash (edited)")
+                prev = entry["hash"]
+                expected_id = entry["id"] + 1
+            recorded = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "audit_count")
+            ).scalar()
+        if recorded is not None and int(recorded) > count:
+            problems.append(f"{int(recorded) - count} entries at the end are missing")
+        return AuditCheck(not problems, count, prev, problems)
+
+    def assert_audit_valid(self) -> None:
+        check = self.verify_audit()
+        if not check.valid:
+            raise VerificationFailed("audit chain broken: " + check.problems[0])
+
+    # -- the purge lock -------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, name: str = "purge", stale_after: timedelta = timedelta(hours=1)) -> Iterator[None]:
+        """Hold a named lock in the ledger; Busy (exit 4) when someone else holds it."""
+        holder = f"{self.actor} pid {os.getpid()}"
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                current = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
+                if current is not None:
+                    if now - current.heartbeat_at < stale_after:
+                        raise Busy(f"another purge is running ({current.holder}, since {current.acquired_at:%Y-%m-%dT%H:%M:%SZ})")
+                    conn.execute(locks.delete().where(locks.c.name == name).where(locks.c.heartbeat_at == current.heartbeat_at))
+                conn.execute(locks.insert().values(name=name, holder=holder, acquired_at=now, heartbeat_at=now))
+        except sa.exc.IntegrityError:
+            raise Busy("another purge is running (it took the lock a moment ago)") from None
+        except sa.exc.OperationalError as exc:
+            if "locked" in str(exc).lower():
+                raise Busy("another purge is running (the ledger is locked)") from None
+            raise
+        try:
+            yield
+        finally:
+            with self.engine.begin() as conn:
+                conn.execute(locks.delete().where(locks.c.name == name).where(locks.c.holder == holder))
+
+    def heartbeat(self, name: str = "purge") -> None:
+        with self.engine.begin() as conn:
+            conn.execute(locks.update().where(locks.c.name == name).values(heartbeat_at=utcnow()))
+
+    # -- simple reads -----------------------------------------------------------------
+
+    def rows(self, table: sa.Table, customer: str | None = None) -> list[dict[str, Any]]:
+        stmt = sa.select(table).order_by(table.c.id)
+        if customer is not None:
+            stmt = stmt.where(table.c.customer == customer)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def customers(self) -> list[str]:
+        """Every customer the ledger knows of (a notice was recorded)."""
+        with self.engine.connect() as conn:
+            return sorted({r[0] for r in conn.execute(sa.select(notices.c.customer).distinct())})

@@ -1,0 +1,623 @@
+"""The source LMS: reflect it, work out what belongs to a customer, stream those rows.
+
+Ownership (design §2, tenancy "shared"): the customer table's row is the root.  A
+table is *owned* when a chain of references (declared foreign keys plus the config's
+``[[relations]]``) leads from it to the customer table through owned tables; a row is
+owned when its chain leads to the customer's row.  ``owned_via`` tables (people kept in
+a global table) are owned row by row when one of the customer's rows references them;
+ownership never flows *out* of them.  ``shared = true`` wins over discovery.  Every
+other table is *unclassified*.
+
+Row sets are expressed as SQL predicates (``col IN (SELECT ...)``) evaluated by the
+database, never as key lists in Python; self-references become recursive CTEs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.sql.elements import ColumnElement
+
+from .config import Settings, mask_url, scrub
+from .errors import ConfigError, OperationalError, UnknownCustomer, BadInput
+
+# What a customer key may look like when it is spliced into a URL (tenancy
+# "database"): no path separators, no dots at the start, nothing a shell or a URL
+# would interpret.
+_URL_SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+MAX_KEY_LENGTH = 200
+
+
+def check_customer_key(customer: str) -> str:
+    """Reject keys no customer can have, before anything touches a database."""
+    if not customer or not customer.strip():
+        raise BadInput("customer key is empty")
+    if len(customer) > MAX_KEY_LENGTH:
+        raise BadInput(f"customer key is {len(customer)} characters long (at most {MAX_KEY_LENGTH})")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in customer):
+        raise BadInput(f"customer key {customer[:40]!r} contains control characters")
+    return customer
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``child.child_cols`` references ``parent.parent_cols``."""
+
+    child: str
+    child_cols: tuple[str, ...]
+    parent: str
+    parent_cols: tuple[str, ...]
+    declared: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"{self.child}.{','.join(self.child_cols)} → {self.parent}.{','.join(self.parent_cols)}"
+
+
+@dataclass
+class TableInfo:
+    name: str
+    status: str  # owned | shared | unclassified
+    how: str | None = None  # customer | chain | owned_via | database | None
+    via: str = ""
+    depth: int | None = None
+    edges: list[Edge] = field(default_factory=list)  # edges used for the row predicate
+    self_edge: Edge | None = None
+    via_sources: list[tuple[str, str, str]] = field(default_factory=list)  # (table, col, target col)
+    note: str | None = None
+
+    @property
+    def owned(self) -> bool:
+        return self.status == "owned"
+
+
+def _install_sqlite_transactions(engine: Engine) -> None:
+    """Make pysqlite honour BEGIN, so a read transaction is a real snapshot."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, *, what: str = "source") -> Engine:
+    """An engine for ``url``; SQLite files must exist (SQLite would create them)."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.drivername.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    elif parsed.drivername.startswith("mysql"):
+        kwargs["connect_args"] = {"connect_timeout": 10, "charset": "utf8mb4"}
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except Exception as exc:  # missing driver, bad URL
+        raise ConfigError(f"{what} URL {mask_url(url)}: {scrub(str(exc)).splitlines()[0]}") from None
+    if parsed.drivername.startswith("sqlite"):
+        _install_sqlite_transactions(engine)
+    return engine
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """The first line of a driver error, secrets scrubbed."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return scrub(text[0] if text else type(orig).__name__)
+
+
+class Source:
+    """One customer's view of the source database."""
+
+    def __init__(self, settings: Settings, customer: str) -> None:
+        self.settings = settings
+        self.customer = check_customer_key(customer)
+        self.tenancy = settings.customer.tenancy
+        if self.tenancy == "database" and not _URL_SAFE_KEY.fullmatch(customer):
+            raise BadInput(
+                f"customer key {customer[:40]!r} cannot name a database: use letters, digits, '_', '-', '.'"
+            )
+        self.url = settings.source_url_for(customer)
+        parsed = make_url(self.url)
+        if parsed.drivername.startswith("sqlite") and self.tenancy == "database":
+            db = parsed.database or ""
+            if db and db != ":memory:" and not os.path.exists(db):
+                raise UnknownCustomer(f"unknown customer {customer!r}: no database file {db}")
+        self.engine = make_engine(self.url)
+        self.metadata = sa.MetaData()
+        try:
+            with self.engine.connect() as conn:
+                self.metadata.reflect(conn, schema=settings.source_schema)
+        except sa.exc.OperationalError as exc:
+            text = describe_db_error(exc)
+            if self.tenancy == "database" and ("does not exist" in text or "Unknown database" in text):
+                raise UnknownCustomer(f"unknown customer {customer!r}: {text}") from None
+            raise OperationalError(f"cannot read source {mask_url(self.url)}: {text}") from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise OperationalError(f"cannot read source {mask_url(self.url)}: {describe_db_error(exc)}") from None
+        self.datamap = DataMap(settings, self.metadata)
+        self._customer_value: Any = None
+        if self.tenancy == "shared":
+            self._customer_value = self._find_customer()
+        self._preds: dict[str, ColumnElement[bool]] = {}
+        self._cte_counter = 0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the customer ---------------------------------------------------------
+
+    def _find_customer(self) -> Any:
+        cust = self.settings.customer
+        table = self.table(cust.table or "")
+        key_col = table.c[cust.key]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(key_col).where(key_col == self.customer).limit(2)).all()
+        if not rows:
+            raise UnknownCustomer(
+                f"unknown customer {self.customer[:60]!r}: no {cust.table} row with {cust.key} = that value"
+            )
+        if len(rows) > 1:
+            raise BadInput(f"customer key {self.customer!r} matches several {cust.table} rows")
+        return rows[0][0]
+
+    def customer_name(self) -> str:
+        """The organisation's display name (the key when none is configured)."""
+        cust = self.settings.customer
+        if self.tenancy != "shared" or not cust.name_column:
+            return self.customer
+        table = self.table(cust.table or "")
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(table.c[cust.name_column]).where(table.c[cust.key] == self._customer_value)
+            ).scalar()
+        return str(value) if value is not None else self.customer
+
+    # -- tables and predicates ------------------------------------------------
+
+    def table(self, name: str) -> sa.Table:
+        return self.datamap.table(name)
+
+    def owned_tables(self) -> list[str]:
+        """Owned tables, parents before children."""
+        return [t for t in self.datamap.order if self.datamap.info[t].owned]
+
+    def predicate(self, name: str) -> ColumnElement[bool]:
+        """SQL condition selecting exactly this customer's rows of ``name``."""
+        if name not in self._preds:
+            self._preds[name] = self._build_predicate(name)
+        return self._preds[name]
+
+    def _build_predicate(self, name: str) -> ColumnElement[bool]:
+        info = self.datamap.info[name]
+        table = self.table(name)
+        if not info.owned:
+            return sa.false()
+        if info.how == "database":
+            return sa.true()
+        if info.how == "customer":
+            return table.c[self.settings.customer.key] == self._customer_value
+        conditions: list[ColumnElement[bool]] = []
+        if info.how == "chain":
+            for edge in info.edges:
+                parent = self.table(edge.parent)
+                sub = sa.select(*[parent.c[c] for c in edge.parent_cols]).where(
+                    self.predicate(edge.parent)
+                )
+                conditions.append(_in(table, edge.child_cols, sub))
+        elif info.how == "owned_via":
+            for src_name, src_col, target_col in info.via_sources:
+                src = self.table(src_name)
+                sub = sa.select(src.c[src_col]).where(self.predicate(src_name))
+                conditions.append(table.c[target_col].in_(sub))
+        base = sa.or_(*conditions) if conditions else sa.false()
+        if info.self_edge is not None:
+            return self._tree(table, info.self_edge, base)
+        return base
+
+    def _tree(self, table: sa.Table, edge: Edge, base: ColumnElement[bool]) -> ColumnElement[bool]:
+        """Rows matching ``base`` and all their descendants through a self-reference."""
+        self._cte_counter += 1
+        key_cols = edge.parent_cols  # what children point at (usually id)
+        tree = (
+            sa.select(*[table.c[c] for c in key_cols])
+            .where(base)
+            .cte(name=f"le_tree_{self._cte_counter}", recursive=True)
+        )
+        child = table.alias(f"le_child_{self._cte_counter}")
+        step = sa.select(*[child.c[c] for c in key_cols]).where(
+            sa.and_(*[child.c[cc] == tree.c[pc] for cc, pc in zip(edge.child_cols, key_cols)])
+        )
+        tree = tree.union(step)  # UNION, not UNION ALL: stops on cycles in the data
+        return _in(table, key_cols, sa.select(*[tree.c[c] for c in key_cols]))
+
+    def owned_select(self, name: str) -> sa.Select[Any]:
+        """This customer's rows of ``name`` in primary-key order."""
+        table = self.table(name)
+        order = list(table.primary_key.columns) or list(table.columns)
+        return sa.select(table).where(self.predicate(name)).order_by(*order)
+
+    def count(self, conn: Connection, name: str) -> int:
+        table = self.table(name)
+        stmt = sa.select(sa.func.count()).select_from(table).where(self.predicate(name))
+        return int(conn.execute(stmt).scalar() or 0)
+
+    def counts(self) -> dict[str, int]:
+        with self.snapshot() as conn:
+            return {t: self.count(conn, t) for t in self.owned_tables()}
+
+    def stream(self, conn: Connection, name: str, batch_size: int = 5000) -> Iterator[list[sa.Row[Any]]]:
+        """This customer's rows of ``name`` in batches, with a server-side cursor."""
+        result = conn.execution_options(yield_per=batch_size).execute(self.owned_select(name))
+        try:
+            yield from (list(part) for part in result.partitions(batch_size))
+        finally:
+            result.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read transaction: every table read through it sees the same moment."""
+        dialect = self.engine.dialect.name
+        try:
+            conn = self.engine.connect()
+            if dialect in ("postgresql", "mysql", "mariadb"):
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            trans = conn.begin()
+            if dialect == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        except sa.exc.SQLAlchemyError as exc:
+            raise OperationalError(f"cannot read source {mask_url(self.url)}: {describe_db_error(exc)}") from None
+        try:
+            yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise OperationalError(f"source read failed: {describe_db_error(exc)}") from None
+        finally:
+            try:
+                trans.rollback()
+            finally:
+                conn.close()
+
+
+def _in(table: sa.Table | Any, cols: tuple[str, ...], sub: sa.Select[Any]) -> ColumnElement[bool]:
+    if len(cols) == 1:
+        return table.c[cols[0]].in_(sub)
+    return sa.tuple_(*[table.c[c] for c in cols]).in_(sub)
+
+
+class DataMap:
+    """The classification of every table of a reflected source (no customer needed)."""
+
+    def __init__(self, settings: Settings, metadata: sa.MetaData) -> None:
+        self.settings = settings
+        self.metadata = metadata
+        self.by_name: dict[str, sa.Table] = {t.name: t for t in metadata.tables.values()}
+        self.notes: list[str] = []
+        self._validate_config()
+        self.edges = self._collect_edges()
+        self.info: dict[str, TableInfo] = {}
+        self._classify()
+        self.order = self._parent_first_order()
+
+    def table(self, name: str) -> sa.Table:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise ConfigError(f"table {name!r} does not exist in the source") from None
+
+    # -- validation: every name the config uses must exist --------------------
+
+    def _need(self, where: str, table: str, column: str | None = None) -> None:
+        label = self.settings.label
+        if table not in self.by_name:
+            raise ConfigError(f"{label}: {where}: table {table!r} does not exist in the source")
+        if column is not None and column not in self.by_name[table].c:
+            raise ConfigError(f"{label}: {where}: column {table}.{column} does not exist in the source")
+
+    def _validate_config(self) -> None:
+        s = self.settings
+        if s.customer.tenancy == "shared":
+            self._need("[customer] table", s.customer.table or "")
+            self._need("[customer] key", s.customer.table or "", s.customer.key)
+            if s.customer.name_column:
+                self._need("[customer] name_column", s.customer.table or "", s.customer.name_column)
+        for i, rel in enumerate(s.relations, 1):
+            for col in rel.from_columns:
+                self._need(f"[[relations]] #{i} from", rel.from_table, col)
+            for col in rel.to_columns:
+                self._need(f"[[relations]] #{i} to", rel.to_table, col)
+        for name, rule in s.tables.items():
+            self._need(f"[tables.{name}]", name)
+            for src, col in rule.owned_via:
+                self._need(f"[tables.{name}] owned_via", src, col)
+            for col in rule.personal_columns:
+                self._need(f"[tables.{name}] personal_columns", name, col)
+            for col in rule.ignore_references:
+                self._need(f"[tables.{name}] ignore_references", name, col)
+        if s.contract.table:
+            for key in ("customer_column", "start_column", "term_column"):
+                col = getattr(s.contract, key)
+                if col:
+                    self._need(f"[contract] {key}", s.contract.table, col)
+        if s.media:
+            m = s.media
+            self._need("[media] table", m.table)
+            for key in ("path_column", "name_column", "size_column", "checksum_column"):
+                col = getattr(m, key)
+                if col:
+                    self._need(f"[media] {key}", m.table, col)
+            if m.path_template:
+                for col in re.findall(r"\{(\w+)", m.path_template):
+                    self._need("[media] path_template", m.table, col)
+        for name, role in s.roles.items():
+            self._need(f"[roles.{name}] table", role.table)
+            for key, col in role.columns.items():
+                self._need(f"[roles.{name}] {key}", role.table, col)
+        for ref in s.closure:
+            table, col = ref.split(".")
+            self._need(f"[closure] set.{ref}", table, col)
+
+    # -- the graph ------------------------------------------------------------
+
+    def _collect_edges(self) -> list[Edge]:
+        edges: list[Edge] = []
+        seen: set[tuple[str, tuple[str, ...], str]] = set()
+        for table in self.by_name.values():
+            ignored = set(self.settings.rule(table.name).ignore_references)
+            for fk in table.foreign_key_constraints:
+                parent = fk.referred_table.name
+                child_cols = tuple(c.name for c in fk.columns)
+                parent_cols = tuple(el.column.name for el in fk.elements)
+                if ignored & set(child_cols):
+                    continue
+                key = (table.name, child_cols, parent)
+                if key not in seen:
+                    seen.add(key)
+                    edges.append(Edge(table.name, child_cols, parent, parent_cols, True))
+        for rel in self.settings.relations:
+            if set(self.settings.rule(rel.from_table).ignore_references) & set(rel.from_columns):
+                continue
+            key = (rel.from_table, rel.from_columns, rel.to_table)
+            if key not in seen:
+                seen.add(key)
+                edges.append(Edge(rel.from_table, rel.from_columns, rel.to_table, rel.to_columns, False))
+        return edges
+
+    def _classify(self) -> None:
+        s = self.settings
+        names = sorted(self.by_name)
+        info = {n: TableInfo(n, "unclassified") for n in names}
+        self.info = info
+        for n in names:
+            if s.rule(n).shared:
+                info[n].status, info[n].how, info[n].via = "shared", "shared", "shared = true"
+        if s.customer.tenancy == "database":
+            for n in names:
+                if info[n].status != "shared":
+                    info[n].status, info[n].how, info[n].via = "owned", "database", "the whole database"
+            for e in self.edges:
+                if e.child == e.parent and info[e.child].owned:
+                    info[e.child].self_edge = e
+            return
+        root = s.customer.table or ""
+        info[root].status, info[root].how, info[root].depth = "owned", "customer", 0
+        info[root].via = f"the customer table ({s.customer.key})"
+        via_tables = {n for n in names if s.rule(n).owned_via and info[n].status != "shared"}
+
+        # Breadth-first from the root along references, children towards parents.
+        by_parent: dict[str, list[Edge]] = {}
+        for e in self.edges:
+            by_parent.setdefault(e.parent, []).append(e)
+        chain_of: dict[str, list[str]] = {root: [root]}
+        changed = True
+        while changed:
+            changed = False
+            queue = deque(n for n in names if info[n].how in ("customer", "chain"))
+            while queue:
+                parent = queue.popleft()
+                for e in sorted(by_parent.get(parent, []), key=lambda e: (e.child, e.child_cols)):
+                    child = e.child
+                    if child == parent or info[child].status != "unclassified" or child in via_tables:
+                        continue
+                    info[child].status, info[child].how = "owned", "chain"
+                    info[child].depth = (info[parent].depth or 0) + 1
+                    chain_of[child] = [f"{child}.{','.join(e.child_cols)}"] + chain_of[parent]
+                    queue.append(child)
+                    changed = True
+            # owned_via tables become owned once one of their source tables is
+            for n in sorted(via_tables):
+                if info[n].status != "unclassified":
+                    continue
+                sources = []
+                for src, col in s.rule(n).owned_via:
+                    if info[src].owned:
+                        sources.append((src, col, self._via_target(n, src, col)))
+                if sources:
+                    info[n].status, info[n].how = "owned", "owned_via"
+                    info[n].via_sources = sources
+                    info[n].via = "referenced by the customer's " + ", ".join(
+                        f"{src}.{col}" for src, col, _ in sources
+                    )
+                    changed = True
+        for n, chain in chain_of.items():
+            if info[n].how == "chain":
+                info[n].via = " → ".join(chain)
+        # Now choose the edges each chain table's predicate uses, never forming a cycle.
+        chain_tables = {n for n in names if info[n].how in ("customer", "chain")}
+        depends: dict[str, set[str]] = {n: set() for n in names}
+
+        def reaches(a: str, b: str) -> bool:
+            stack, seen = [a], set()
+            while stack:
+                x = stack.pop()
+                if x == b:
+                    return True
+                if x in seen:
+                    continue
+                seen.add(x)
+                stack.extend(depends[x])
+            return False
+
+        candidates = [
+            e for e in self.edges
+            if info[e.child].how == "chain" and e.parent in chain_tables
+        ]
+        candidates.sort(
+            key=lambda e: (
+                (info[e.parent].depth or 0) >= (info[e.child].depth or 0),
+                e.child, e.child_cols,
+            )
+        )
+        for e in candidates:
+            if e.child == e.parent:
+                info[e.child].self_edge = e
+                continue
+            if reaches(e.parent, e.child):
+                self.notes.append(
+                    f"reference {e.label} is not used to find the customer's rows: it would form a cycle"
+                )
+                continue
+            depends[e.child].add(e.parent)
+            info[e.child].edges.append(e)
+        for n in names:
+            if info[n].status == "unclassified":
+                refs = [e.parent for e in self.edges if e.child == n and e.parent != n]
+                if any(r in via_tables for r in refs):
+                    info[n].note = (
+                        "reaches the customer only through an owned_via table; classify it "
+                        "(shared = true, or owned_via) — ownership does not flow out of owned_via tables"
+                    )
+                else:
+                    info[n].note = "no reference chain leads to the customer table; classify it in [tables]"
+            elif info[n].status == "owned" and info[n].how == "owned_via":
+                pass
+
+    def _via_target(self, table: str, src: str, col: str) -> str:
+        """Which column of ``table`` the ``src.col`` reference points at."""
+        for e in self.edges:
+            if e.child == src and e.child_cols == (col,) and e.parent == table:
+                return e.parent_cols[0]
+        pk = list(self.by_name[table].primary_key.columns)
+        if len(pk) != 1:
+            raise ConfigError(
+                f"{self.settings.label}: [tables.{table}] owned_via: {src}.{col} does not reference "
+                f"{table}, and {table} has no single-column primary key to assume"
+            )
+        return pk[0].name
+
+    def _parent_first_order(self) -> list[str]:
+        """All tables, every referenced table before the tables referencing it."""
+        names = sorted(self.by_name)
+        deps: dict[str, set[str]] = {n: set() for n in names}
+        for e in self.edges:
+            if e.child != e.parent:
+                deps[e.child].add(e.parent)
+        order: list[str] = []
+        done: set[str] = set()
+        visiting: set[str] = set()
+
+        def visit(n: str) -> None:
+            if n in done:
+                return
+            if n in visiting:  # a reference cycle: the first table entered goes first
+                return
+            visiting.add(n)
+            for p in sorted(deps[n]):
+                visit(p)
+            visiting.discard(n)
+            done.add(n)
+            order.append(n)
+
+        for n in names:
+            visit(n)
+        return order
+
+    def owned(self) -> list[str]:
+        return [n for n in self.order if self.info[n].owned]
+
+    def unclassified(self) -> list[str]:
+        return [n for n in self.order if self.info[n].status == "unclassified"]
+
+
+@dataclass
+class TableReport:
+    table: str
+    status: str
+    rows: int | None
+    via: str
+    category: str | None
+    retain: str | None
+    legal_basis: str | None
+    note: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "status": self.status,
+            "rows": self.rows,
+            "via": self.via,
+            "category": self.category,
+            "retain": self.retain,
+            "legal_basis": self.legal_basis,
+            "note": self.note,
+        }
+
+
+@dataclass
+class InspectReport:
+    customer: str
+    name: str
+    tenancy: str
+    source: str
+    tables: list[TableReport]
+    notes: list[str]
+
+    @property
+    def unclassified(self) -> list[str]:
+        return [t.table for t in self.tables if t.status == "unclassified"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "customer": self.customer,
+            "name": self.name,
+            "tenancy": self.tenancy,
+            "source": self.source,
+            "tables": [t.as_dict() for t in self.tables],
+            "unclassified": self.unclassified,
+            "notes": self.notes,
+        }
+
+
+def inspect_customer(settings: Settings, customer: str) -> InspectReport:
+    """The data map for one customer: every table, its classification, chain and rows."""
+    with Source(settings, customer) as src:
+        dm = src.datamap
+        reports = []
+        with src.snapshot() as conn:
+            for name in dm.order:
+                info = dm.info[name]
+                rule = settings.rule(name)
+                rows = src.count(conn, name) if info.owned else None
+                reports.append(
+                    TableReport(name, info.status, rows, info.via, rule.category, rule.retain, rule.legal_basis, info.note)
+                )
+        return InspectReport(customer, src.customer_name(), src.tenancy, mask_url(src.url), reports, list(dm.notes))

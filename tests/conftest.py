@@ -1,0 +1,115 @@
+"""Shared fixtures: real databases, created and dropped by the tests themselves.
+
+SQLite files live in tmp_path.  PostgreSQL (127.0.0.1:5432, trust auth) and MariaDB
+(127.0.0.1:3306, root, no password) get a fresh database per use, dropped afterwards.
+A server that is not running skips its tests locally; with CI=true it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN = os.environ.get("LEARNEXIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MY_ADMIN = os.environ.get("LEARNEXIT_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
+ENGINES = ("sqlite", "postgresql", "mariadb")
+
+
+def _unavailable(kind: str, exc: Exception) -> None:
+    message = f"{kind} server not reachable: {str(exc).splitlines()[0]}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: a missing database server is a failure)")
+    pytest.skip(message)
+
+
+class DatabaseFactory:
+    """Creates empty databases of one engine kind and drops them at teardown."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.created: list[str] = []
+        self.admin: sa.Engine | None = None
+        if kind == "postgresql":
+            self.admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        elif kind == "mariadb":
+            self.admin = sa.create_engine(MY_ADMIN, isolation_level="AUTOCOMMIT")
+        if self.admin is not None:
+            try:
+                with self.admin.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+            except Exception as exc:  # noqa: BLE001
+                self.admin.dispose()
+                _unavailable(kind, exc)
+
+    def new(self, label: str = "db") -> str:
+        """A URL to a new, empty database."""
+        name = f"le_{label}_{uuid.uuid4().hex[:10]}"
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.tmp_path / (name + '.db')}"
+        assert self.admin is not None
+        with self.admin.connect() as conn:
+            if self.kind == "postgresql":
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            else:
+                conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        self.created.append(name)
+        base = PG_ADMIN if self.kind == "postgresql" else MY_ADMIN
+        return base.rsplit("/", 1)[0] + "/" + name
+
+    def drop_all(self) -> None:
+        if self.admin is None:
+            return
+        with self.admin.connect() as conn:
+            for name in self.created:
+                if self.kind == "postgresql":
+                    conn.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    )
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+                else:
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        self.admin.dispose()
+
+
+@pytest.fixture(params=ENGINES)
+def engine_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def dbs(engine_kind: str, tmp_path: Path) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(engine_kind, tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.drop_all()
+
+
+@pytest.fixture
+def db_factory(tmp_path: Path) -> Iterator[Callable[[str], DatabaseFactory]]:
+    """For tests that choose the engine themselves: db_factory("postgresql")."""
+    made: list[DatabaseFactory] = []
+
+    def make(kind: str) -> DatabaseFactory:
+        f = DatabaseFactory(kind, tmp_path)
+        made.append(f)
+        return f
+
+    yield make
+    for f in made:
+        f.drop_all()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's own learnexit settings."""
+    for var in ("LEARNEXIT_CONFIG", "LEARNEXIT_SOURCE_URL", "LEARNEXIT_STATE_URL", "LEARNEXIT_LOG_FORMAT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LEARNEXIT_ACTOR", "tester@example")
