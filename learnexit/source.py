@@ -568,6 +568,7 @@ class TableReport:
     retain: str | None
     legal_basis: str | None
     note: str | None
+    references: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -579,6 +580,7 @@ class TableReport:
             "retain": self.retain,
             "legal_basis": self.legal_basis,
             "note": self.note,
+            "references": self.references,
         }
 
 
@@ -617,7 +619,15 @@ def inspect_customer(settings: Settings, customer: str) -> InspectReport:
                 info = dm.info[name]
                 rule = settings.rule(name)
                 rows = src.count(conn, name) if info.owned else None
+                refs = [
+                    f"{','.join(e.child_cols)} → {e.parent}.{','.join(e.parent_cols)}"
+                    + ("" if e.declared else " ([[relations]])")
+                    for e in dm.edges
+                    if e.child == name
+                ]
                 reports.append(
-                    TableReport(name, info.status, rows, info.via, rule.category, rule.retain, rule.legal_basis, info.note)
+                    TableReport(
+                        name, info.status, rows, info.via, rule.category, rule.retain, rule.legal_basis, info.note, refs
+                    )
                 )
         return InspectReport(customer, src.customer_name(), src.tenancy, mask_url(src.url), reports, list(dm.notes))

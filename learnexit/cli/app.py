@@ -101,11 +101,11 @@ class Ctx:
 
     @property
     def out(self) -> Console:
-        return Console(highlight=False, soft_wrap=True)
+        return Console(highlight=False, soft_wrap=True, markup=False)
 
     @property
     def err(self) -> Console:
-        return Console(stderr=True, highlight=False, soft_wrap=True)
+        return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
     def settings(self, *, require_file: bool = True) -> Settings:
         return load_settings(self.config, require_file=require_file)

@@ -113,6 +113,8 @@ def inspect_command(
                 table.add_column(col, justify="right" if col == "rows" else "left")
             for t in report.tables:
                 extra = f" · keep {t.retain}: {t.legal_basis}" if t.retain else ""
+                if report.tenancy == "database" and t.references:
+                    extra += " · " + "; ".join(t.references)
                 table.add_row(
                     t.table,
                     t.status,
