@@ -69,12 +69,38 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", help="Show the version and exit.", callback=_version, is_eager=True),
     ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="LEARNEXIT_LOG_FORMAT",
+            help="Events on stderr as 'text' or 'json' (one object per line, for cron and CI logs).",
+        ),
+    ] = "text",
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar="LEARNEXIT_LOG_LEVEL",
+            help="debug, info, warning or error (default: warning on a terminal, info otherwise).",
+        ),
+    ] = None,
 ) -> None:
     """learnexit."""
+    from .. import logs
+
+    if log_format not in logs.FORMATS:
+        sys.stderr.write(f"learnexit: error: --log-format must be text or json, not {log_format!r}\n")
+        raise typer.Exit(2)
+    if log_level is not None and log_level not in logs.LEVELS:
+        sys.stderr.write(f"learnexit: error: --log-level must be one of {', '.join(logs.LEVELS)}\n")
+        raise typer.Exit(2)
+    logs.configure(log_format, log_level, ctx.invoked_subcommand)
 
 
 def json_default(value: Any) -> Any:
@@ -133,6 +159,12 @@ class Ctx:
                 message += " (run again with --traceback for details)"
         if self.show_traceback:
             sys.stderr.write(scrub(traceback.format_exc()))
+        from .. import logs
+
+        if logs.json_mode():
+            # cron/CI logs: the error is one JSON object like every other event
+            logs.event("error", level=40, exit_code=code, message=message)
+            raise typer.Exit(code)
         sys.stderr.write(f"learnexit: error: {scrub(message)}\n")
         sys.stderr.flush()
         raise typer.Exit(code)
