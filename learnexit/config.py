@@ -176,9 +176,7 @@ class Settings:
         """The source URL with ``{customer}`` filled in (tenancy = "database")."""
         if "{customer}" in self.source_url:
             if customer is None:
-                raise ConfigError(
-                    f"{self.label}: [source] url contains {{customer}}; name a customer"
-                )
+                raise ConfigError(f"{self.label}: [source] url contains {{customer}}; name a customer")
             return self.source_url.replace("{customer}", customer)
         return self.source_url
 
@@ -211,7 +209,7 @@ class _Section:
             self.fail(key, f"must be {kind_name}, not {type(value).__name__} {value!r}")
         return value
 
-    def str(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+    def text(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
         value = self._get(key, (str,), "a string", default)
         if required and value is None:
             self.fail(key, "is required")
@@ -219,16 +217,16 @@ class _Section:
             self.fail(key, "must not be empty")
         return value
 
-    def int(self, key: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
+    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
         value = self._get(key, (int,), "a whole number", default)
         if not minimum <= value <= maximum:
             self.fail(key, f"must be between {minimum} and {maximum}, not {value}")
         return int(value)
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def flag(self, key: str, default: bool = False) -> bool:
         return bool(self._get(key, (bool,), "true or false", default))
 
-    def str_list(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def texts(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
         value = self._get(key, (list,), "a list of strings", None)
         if value is None:
             return default
@@ -238,7 +236,7 @@ class _Section:
         return tuple(value)
 
     def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.str(key, default)
+        value = self.text(key, default)
         if value not in choices:
             self.fail(key, f"must be one of {', '.join(choices)}, not {value!r}")
         return str(value)
@@ -345,24 +343,34 @@ def _build(
 ) -> Settings:
     top = _Section(label, "top level", data)
     known = {
-        "source", "state", "vendor", "contract", "customer", "relations", "tables",
-        "media", "roles", "closure", "export", "purge",
+        "source",
+        "state",
+        "vendor",
+        "contract",
+        "customer",
+        "relations",
+        "tables",
+        "media",
+        "roles",
+        "closure",
+        "export",
+        "purge",
     }
     for key in data:
         if key not in known:
             raise ConfigError(f"{label}: [{key}]: unknown section")
 
     source = _Section(label, "source", data.get("source", {}))
-    url = source_url_flag or env.get(SOURCE_URL_ENV) or source.str("url")
+    url = source_url_flag or env.get(SOURCE_URL_ENV) or source.text("url")
     source.used.add("url")
-    schema = source.str("schema")
+    schema = source.text("schema")
     source.finish()
     if not url:
         raise ConfigError(f"{label}: [source] url: is required (or set {SOURCE_URL_ENV})")
     source_url = _resolve_url(_normalise_driver(url), base_dir, label, "[source] url")
 
     state = _Section(label, "state", data.get("state", {}))
-    surl = state_url_flag or env.get(STATE_URL_ENV) or state.str("url", "sqlite:///learnexit-state.db")
+    surl = state_url_flag or env.get(STATE_URL_ENV) or state.text("url", "sqlite:///learnexit-state.db")
     state.used.add("url")
     state.finish()
     if "{customer}" in surl:
@@ -370,19 +378,19 @@ def _build(
     state_url = _resolve_url(_normalise_driver(surl), base_dir, label, "[state] url")
 
     vendor = _Section(label, "vendor", data.get("vendor", {}))
-    vendor_name = vendor.str("name", "The vendor")
+    vendor_name = vendor.text("name", "The vendor")
     vendor.finish()
 
     c = _Section(label, "contract", data.get("contract", {}))
     contract = ContractSettings(
-        notice_days=c.int("notice_days", 30, maximum=3650),
-        export_window_days=c.int("export_window_days", 90, maximum=3650),
-        timezone=c.str("timezone", "Europe/Stockholm"),
-        term_months=c.int("term_months", 12, minimum=1, maximum=1200),
-        table=c.str("table"),
-        customer_column=c.str("customer_column"),
-        start_column=c.str("start_column"),
-        term_column=c.str("term_column"),
+        notice_days=c.integer("notice_days", 30, maximum=3650),
+        export_window_days=c.integer("export_window_days", 90, maximum=3650),
+        timezone=c.text("timezone", "Europe/Stockholm"),
+        term_months=c.integer("term_months", 12, minimum=1, maximum=1200),
+        table=c.text("table"),
+        customer_column=c.text("customer_column"),
+        start_column=c.text("start_column"),
+        term_column=c.text("term_column"),
     )
     try:
         ZoneInfo(contract.timezone)
@@ -395,20 +403,16 @@ def _build(
     cu = _Section(label, "customer", data.get("customer", {}))
     tenancy = cu.choice("tenancy", "shared", TENANCIES)
     customer = CustomerSettings(
-        table=cu.str("table", required=tenancy == "shared"),
-        key=cu.str("key", "slug"),
-        name_column=cu.str("name_column"),
+        table=cu.text("table", required=tenancy == "shared"),
+        key=cu.text("key", "slug"),
+        name_column=cu.text("name_column"),
         tenancy=tenancy,
     )
     cu.finish()
     if tenancy == "database" and "{customer}" not in source_url:
-        raise ConfigError(
-            f"{label}: [source] url: tenancy = \"database\" needs {{customer}} in the URL"
-        )
+        raise ConfigError(f'{label}: [source] url: tenancy = "database" needs {{customer}} in the URL')
     if tenancy == "shared" and "{customer}" in source_url:
-        raise ConfigError(
-            f"{label}: [source] url: {{customer}} in the URL needs tenancy = \"database\""
-        )
+        raise ConfigError(f'{label}: [source] url: {{customer}} in the URL needs tenancy = "database"')
 
     relations = []
     raw_rel = data.get("relations", [])
@@ -416,8 +420,8 @@ def _build(
         raise ConfigError(f"{label}: [[relations]]: must be an array of tables")
     for i, item in enumerate(raw_rel):
         r = _Section(label, f"relations #{i + 1}", item)
-        ft, fc = _column_ref(r, "from", r.str("from", required=True))
-        tt, tc = _column_ref(r, "to", r.str("to", required=True))
+        ft, fc = _column_ref(r, "from", r.text("from", required=True))
+        tt, tc = _column_ref(r, "to", r.text("to", required=True))
         r.finish()
         relations.append(Relation(ft, (fc,), tt, (tc,)))
 
@@ -427,23 +431,23 @@ def _build(
         raise ConfigError(f"{label}: [tables]: must be a table of tables")
     for name, item in raw_tables.items():
         t = _Section(label, f"tables.{name}", item)
-        category = t.str("category")
+        category = t.text("category")
         if category is not None and category not in CATEGORIES:
             t.fail("category", f"must be one of {', '.join(CATEGORIES)}, not {category!r}")
-        retain = t.str("retain")
+        retain = t.text("retain")
         if retain is not None:
             if not re.fullmatch(r"P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?", retain):
                 t.fail("retain", f"must be an ISO-8601 duration such as P7Y, not {retain!r}")
-        owned_via = tuple(_column_ref(t, "owned_via", v) for v in t.str_list("owned_via"))
+        owned_via = tuple(_column_ref(t, "owned_via", v) for v in t.texts("owned_via"))
         rule = TableRule(
             name=name,
             category=category,
             retain=retain,
-            legal_basis=t.str("legal_basis"),
-            shared=t.bool("shared"),
+            legal_basis=t.text("legal_basis"),
+            shared=t.flag("shared"),
             owned_via=owned_via,
-            personal_columns=t.str_list("personal_columns"),
-            ignore_references=t.str_list("ignore_references"),
+            personal_columns=t.texts("personal_columns"),
+            ignore_references=t.texts("ignore_references"),
         )
         if rule.retain and not rule.legal_basis:
             t.fail("legal_basis", "is required with retain: say which law obliges you")
@@ -457,17 +461,17 @@ def _build(
     media = None
     if "media" in data:
         m = _Section(label, "media", data["media"])
-        root = m.str("root", required=True)
+        root = m.text("root", required=True)
         media_root = root if root.startswith("s3://") else str((base_dir / root).resolve())
         media = MediaSettings(
             root=media_root,
-            table=m.str("table", required=True),
-            path_column=m.str("path_column"),
-            path_template=m.str("path_template"),
-            name_column=m.str("name_column"),
-            size_column=m.str("size_column"),
-            checksum_column=m.str("checksum_column"),
-            checksum_algorithm=m.str("checksum_algorithm"),
+            table=m.text("table", required=True),
+            path_column=m.text("path_column"),
+            path_template=m.text("path_template"),
+            name_column=m.text("name_column"),
+            size_column=m.text("size_column"),
+            checksum_column=m.text("checksum_column"),
+            checksum_algorithm=m.text("checksum_algorithm"),
         )
         if bool(media.path_column) == bool(media.path_template):
             m.fail("path_column", "give exactly one of path_column and path_template")
@@ -482,16 +486,14 @@ def _build(
     for name, item in raw_roles.items():
         ro = _Section(label, f"roles.{name}", item)
         if name not in ROLE_COLUMNS:
-            raise ConfigError(
-                f"{label}: [roles.{name}]: unknown role (known: {', '.join(ROLE_COLUMNS)})"
-            )
+            raise ConfigError(f"{label}: [roles.{name}]: unknown role (known: {', '.join(ROLE_COLUMNS)})")
         required, optional = ROLE_COLUMNS[name]
-        table = ro.str("table", required=True)
+        table = ro.text("table", required=True)
         columns = {}
         for key in required:
-            columns[key] = ro.str(key, required=True)
+            columns[key] = ro.text(key, required=True)
         for key in optional:
-            value = ro.str(key)
+            value = ro.text(key)
             if value:
                 columns[key] = value
         ro.finish()
@@ -509,25 +511,25 @@ def _build(
         cl.finish()
 
     e = _Section(label, "export", data.get("export", {}))
-    formats = e.str_list("formats", ALL_FORMATS)
+    formats = e.texts("formats", ALL_FORMATS)
     for fmt in formats:
         if fmt not in ALL_FORMATS:
             e.fail("formats", f"unknown format {fmt!r} (known: {', '.join(ALL_FORMATS)})")
     export = ExportSettings(
-        out=(base_dir / e.str("out", "exports")).resolve(),
+        out=(base_dir / e.text("out", "exports")).resolve(),
         formats=formats,
         sql_dialect=e.choice("sql_dialect", "sqlite", SQL_DIALECTS),
         lang=e.choice("lang", "en", LANGS),
-        batch_size=e.int("batch_size", 5000, minimum=1, maximum=1_000_000),
+        batch_size=e.integer("batch_size", 5000, minimum=1, maximum=1_000_000),
     )
     e.finish()
 
     p = _Section(label, "purge", data.get("purge", {}))
     purge = PurgeSettings(
-        batch_size=p.int("batch_size", 2000, minimum=1, maximum=1_000_000),
-        backup_note=p.str("backup_note"),
-        certificates=(base_dir / p.str("certificates", "certificates")).resolve(),
-        lock_stale_minutes=p.int("lock_stale_minutes", 60, minimum=1, maximum=10_000),
+        batch_size=p.integer("batch_size", 2000, minimum=1, maximum=1_000_000),
+        backup_note=p.text("backup_note"),
+        certificates=(base_dir / p.text("certificates", "certificates")).resolve(),
+        lock_stale_minutes=p.integer("lock_stale_minutes", 60, minimum=1, maximum=10_000),
     )
     p.finish()
     top.used.update(known)

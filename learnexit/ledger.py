@@ -32,13 +32,15 @@ GENESIS = "0" * 64
 metadata = sa.MetaData()
 
 meta_table = sa.Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.String(255), nullable=False),
 )
 
 notices = sa.Table(
-    "notices", metadata,
+    "notices",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("received", sa.Date, nullable=False),
@@ -57,7 +59,8 @@ notices = sa.Table(
 )
 
 exports = sa.Table(
-    "exports", metadata,
+    "exports",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("started_at", sa.DateTime, nullable=False),
@@ -75,7 +78,8 @@ exports = sa.Table(
 )
 
 confirmations = sa.Table(
-    "confirmations", metadata,
+    "confirmations",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("confirmed_at", sa.DateTime, nullable=False),
@@ -87,7 +91,8 @@ confirmations = sa.Table(
 )
 
 closures = sa.Table(
-    "closures", metadata,
+    "closures",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("performed_at", sa.DateTime, nullable=False),
@@ -96,7 +101,8 @@ closures = sa.Table(
 )
 
 holds = sa.Table(
-    "holds", metadata,
+    "holds",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("reason", sa.Text, nullable=False),
@@ -107,7 +113,8 @@ holds = sa.Table(
 )
 
 purges = sa.Table(
-    "purges", metadata,
+    "purges",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("kind", sa.String(20), nullable=False),  # full | retention
@@ -127,7 +134,8 @@ purges = sa.Table(
 )
 
 purge_progress = sa.Table(
-    "purge_progress", metadata,
+    "purge_progress",
+    metadata,
     sa.Column("purge_id", sa.Integer, sa.ForeignKey("purges.id"), primary_key=True),
     sa.Column("step", sa.String(200), primary_key=True),  # table name, or media:<...>
     sa.Column("rows", sa.BigInteger, nullable=False),
@@ -139,7 +147,8 @@ purge_progress = sa.Table(
 # Keys of owned_via rows (e.g. users) found before their references are deleted, so
 # a resumed purge still knows which of them to consider.  Keys only, no data.
 purge_keys = sa.Table(
-    "purge_keys", metadata,
+    "purge_keys",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("purge_id", sa.Integer, sa.ForeignKey("purges.id"), nullable=False, index=True),
     sa.Column("table_name", sa.String(200), nullable=False),
@@ -147,7 +156,8 @@ purge_keys = sa.Table(
 )
 
 locks = sa.Table(
-    "locks", metadata,
+    "locks",
+    metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("holder", sa.String(300), nullable=False),
     sa.Column("acquired_at", sa.DateTime, nullable=False),
@@ -155,7 +165,8 @@ locks = sa.Table(
 )
 
 audit = sa.Table(
-    "audit", metadata,
+    "audit",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("at", sa.DateTime, nullable=False),
     sa.Column("actor", sa.String(200), nullable=False),
@@ -231,7 +242,7 @@ class Ledger:
     """The state database.  One instance per command run."""
 
     def __init__(self, url: str) -> None:
-        from .source import make_engine, describe_db_error
+        from .source import describe_db_error, make_engine
 
         self.url = url
         self.actor = current_actor()
@@ -241,9 +252,7 @@ class Ledger:
         try:
             self._migrate()
         except sa.exc.SQLAlchemyError as exc:
-            raise OperationalError(
-                f"cannot open the ledger {mask_url(url)}: {describe_db_error(exc)}"
-            ) from None
+            raise OperationalError(f"cannot open the ledger {mask_url(url)}: {describe_db_error(exc)}") from None
 
     def _ensure_sqlite_folder(self) -> None:
         database = self.engine.url.database or ""
@@ -302,9 +311,7 @@ class Ledger:
             conn.exec_driver_sql("LOCK TABLE audit IN EXCLUSIVE MODE")
         elif self.engine.dialect.name in ("mysql", "mariadb"):
             conn.exec_driver_sql("SELECT GET_LOCK('learnexit_audit', 30)")
-        last = conn.execute(
-            sa.select(audit.c.id, audit.c.hash).order_by(audit.c.id.desc()).limit(1)
-        ).first()
+        last = conn.execute(sa.select(audit.c.id, audit.c.hash).order_by(audit.c.id.desc()).limit(1)).first()
         entry = {
             "id": (last.id + 1) if last else 1,
             "at": utcnow(),
@@ -327,7 +334,9 @@ class Ledger:
             conn.exec_driver_sql("SELECT RELEASE_LOCK('learnexit_audit')")
         return str(entry["hash"])
 
-    def record(self, command: str, event: str, customer: str | None = None, details: dict[str, Any] | None = None) -> str:
+    def record(
+        self, command: str, event: str, customer: str | None = None, details: dict[str, Any] | None = None
+    ) -> str:
         """Append one audit entry in its own transaction."""
         with self.transaction() as conn:
             return self.append_audit(conn, command, event, customer, details)
@@ -362,9 +371,7 @@ class Ledger:
                     problems.append(f"entry {entry['id']}: content does not match its hash (edited)")
                 prev = entry["hash"]
                 expected_id = entry["id"] + 1
-            recorded = conn.execute(
-                sa.select(meta_table.c.value).where(meta_table.c.key == "audit_count")
-            ).scalar()
+            recorded = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "audit_count")).scalar()
         if recorded is not None and int(recorded) > count:
             problems.append(f"{int(recorded) - count} entries at the end are missing")
         return AuditCheck(not problems, count, prev, problems)
@@ -386,8 +393,12 @@ class Ledger:
                 current = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
                 if current is not None:
                     if now - current.heartbeat_at < stale_after:
-                        raise Busy(f"another purge is running ({current.holder}, since {current.acquired_at:%Y-%m-%dT%H:%M:%SZ})")
-                    conn.execute(locks.delete().where(locks.c.name == name).where(locks.c.heartbeat_at == current.heartbeat_at))
+                        raise Busy(
+                            f"another purge is running ({current.holder}, since {current.acquired_at:%Y-%m-%dT%H:%M:%SZ})"
+                        )
+                    conn.execute(
+                        locks.delete().where(locks.c.name == name).where(locks.c.heartbeat_at == current.heartbeat_at)
+                    )
                 conn.execute(locks.insert().values(name=name, holder=holder, acquired_at=now, heartbeat_at=now))
         except sa.exc.IntegrityError:
             raise Busy("another purge is running (it took the lock a moment ago)") from None

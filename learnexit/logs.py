@@ -47,7 +47,9 @@ class JsonFormatter(logging.Formatter):
         from .config import scrub
 
         payload: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "command": getattr(record, "le_command", None),
             "event": record.getMessage(),

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
 from .config import Settings, mask_url, scrub
-from .errors import ConfigError, OperationalError, UnknownCustomer, BadInput
+from .errors import BadInput, ConfigError, OperationalError, UnknownCustomer
 
 # What a customer key may look like when it is spliced into a URL (tenancy
 # "database"): no path separators, no dots at the start, nothing a shell or a URL
@@ -128,9 +128,7 @@ class Source:
         self.customer = check_customer_key(customer)
         self.tenancy = settings.customer.tenancy
         if self.tenancy == "database" and not _URL_SAFE_KEY.fullmatch(customer):
-            raise BadInput(
-                f"customer key {customer[:40]!r} cannot name a database: use letters, digits, '_', '-', '.'"
-            )
+            raise BadInput(f"customer key {customer[:40]!r} cannot name a database: use letters, digits, '_', '-', '.'")
         self.url = settings.source_url_for(customer)
         parsed = make_url(self.url)
         if parsed.drivername.startswith("sqlite") and self.tenancy == "database":
@@ -221,9 +219,7 @@ class Source:
         if info.how == "chain":
             for edge in info.edges:
                 parent = self.table(edge.parent)
-                sub = sa.select(*[parent.c[c] for c in edge.parent_cols]).where(
-                    self.predicate(edge.parent)
-                )
+                sub = sa.select(*[parent.c[c] for c in edge.parent_cols]).where(self.predicate(edge.parent))
                 conditions.append(_in(table, edge.child_cols, sub))
         elif info.how == "owned_via":
             for src_name, src_col, target_col in info.via_sources:
@@ -246,7 +242,7 @@ class Source:
         )
         child = table.alias(f"le_child_{self._cte_counter}")
         step = sa.select(*[child.c[c] for c in key_cols]).where(
-            sa.and_(*[child.c[cc] == tree.c[pc] for cc, pc in zip(edge.child_cols, key_cols)])
+            sa.and_(*[child.c[cc] == tree.c[pc] for cc, pc in zip(edge.child_cols, key_cols, strict=True)])
         )
         tree = tree.union(step)  # UNION, not UNION ALL: stops on cycles in the data
         return _in(table, key_cols, sa.select(*[tree.c[c] for c in key_cols]))
@@ -454,9 +450,7 @@ class DataMap:
                 if sources:
                     info[n].status, info[n].how = "owned", "owned_via"
                     info[n].via_sources = sources
-                    info[n].via = "referenced by the customer's " + ", ".join(
-                        f"{src}.{col}" for src, col, _ in sources
-                    )
+                    info[n].via = "referenced by the customer's " + ", ".join(f"{src}.{col}" for src, col, _ in sources)
                     changed = True
         for n, chain in chain_of.items():
             if info[n].how == "chain":
@@ -477,14 +471,12 @@ class DataMap:
                 stack.extend(depends[x])
             return False
 
-        candidates = [
-            e for e in self.edges
-            if info[e.child].how == "chain" and e.parent in chain_tables
-        ]
+        candidates = [e for e in self.edges if info[e.child].how == "chain" and e.parent in chain_tables]
         candidates.sort(
             key=lambda e: (
                 (info[e.parent].depth or 0) >= (info[e.child].depth or 0),
-                e.child, e.child_cols,
+                e.child,
+                e.child_cols,
             )
         )
         for e in candidates:
@@ -492,9 +484,7 @@ class DataMap:
                 info[e.child].self_edge = e
                 continue
             if reaches(e.parent, e.child):
-                self.notes.append(
-                    f"reference {e.label} is not used to find the customer's rows: it would form a cycle"
-                )
+                self.notes.append(f"reference {e.label} is not used to find the customer's rows: it would form a cycle")
                 continue
             depends[e.child].add(e.parent)
             info[e.child].edges.append(e)

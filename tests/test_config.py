@@ -68,7 +68,10 @@ def test_postgres_url_gets_installed_driver_and_password_is_masked(tmp_path: Pat
         (BASE + "\n[contract]\nnotice_days = -1\n", r"\[contract\] notice_days: must be between 0"),
         (BASE + "\n[contract]\ntimezone = 'Mars/Olympus'\n", r"\[contract\] timezone: unknown time zone"),
         (BASE + "\n[contract]\nterm_months = 0\n", r"\[contract\] term_months: must be between 1"),
-        (BASE + "\n[tables.invoices]\nretain = '7 years'\nlegal_basis = 'x'\n", r"retain: must be an ISO-8601 duration"),
+        (
+            BASE + "\n[tables.invoices]\nretain = '7 years'\nlegal_basis = 'x'\n",
+            r"retain: must be an ISO-8601 duration",
+        ),
         (BASE + "\n[tables.invoices]\nretain = 'P7Y'\n", r"legal_basis: is required with retain"),
         (BASE + "\n[tables.users]\nowned_via = ['logins']\n", r"owned_via: must be written table.column"),
         (BASE + "\n[tables.users]\ncategory = 'people'\n", r"category: must be one of"),

@@ -15,76 +15,96 @@ from learnexit.errors import ConfigError, UnknownCustomer
 from learnexit.source import Source, inspect_customer
 
 md = sa.MetaData()
-orgs = sa.Table("orgs", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("slug", sa.String(50), unique=True))
+orgs = sa.Table(
+    "orgs", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("slug", sa.String(50), unique=True)
+)
 teams = sa.Table(
-    "teams", md,
+    "teams",
+    md,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("org_id", sa.Integer, sa.ForeignKey("orgs.id"), nullable=False),
 )
 people = sa.Table("people", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(100)))
 memberships = sa.Table(
-    "memberships", md,
+    "memberships",
+    md,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id"), nullable=False),
     sa.Column("person_id", sa.Integer, sa.ForeignKey("people.id"), nullable=False),
 )
 docs = sa.Table(
-    "docs", md,
+    "docs",
+    md,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id"), nullable=True),
     sa.Column("org_id", sa.Integer, sa.ForeignKey("orgs.id"), nullable=True),
     sa.Column("parent_id", sa.Integer, sa.ForeignKey("docs.id"), nullable=True),
 )
 tags = sa.Table(
-    "tags", md,
+    "tags",
+    md,
     sa.Column("org_id", sa.Integer, sa.ForeignKey("orgs.id"), primary_key=True),
     sa.Column("code", sa.String(20), primary_key=True),
 )
 doc_tags = sa.Table(
-    "doc_tags", md,
+    "doc_tags",
+    md,
     sa.Column("doc_id", sa.Integer, sa.ForeignKey("docs.id"), primary_key=True),
     sa.Column("tag_org_id", sa.Integer, primary_key=True),
     sa.Column("tag_code", sa.String(20), primary_key=True),
     sa.ForeignKeyConstraint(["tag_org_id", "tag_code"], ["tags.org_id", "tags.code"]),
 )
 notes = sa.Table(
-    "notes", md,
+    "notes",
+    md,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("person_id", sa.Integer, sa.ForeignKey("people.id")),
 )
 apikeys = sa.Table(
-    "apikeys", md,
+    "apikeys",
+    md,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("org_id", sa.Integer, sa.ForeignKey("orgs.id")),
 )
-audit_trail = sa.Table("audit_trail", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("text", sa.String(50)))
+audit_trail = sa.Table(
+    "audit_trail", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("text", sa.String(50))
+)
 
 DATA = [
     (orgs, [{"id": 1, "slug": "a"}, {"id": 2, "slug": "b"}]),
     (teams, [{"id": 10, "org_id": 1}, {"id": 11, "org_id": 1}, {"id": 20, "org_id": 2}]),
     (people, [{"id": i, "name": f"p{i}"} for i in range(1, 6)]),
-    (memberships, [
-        {"id": 1, "team_id": 10, "person_id": 1},
-        {"id": 2, "team_id": 11, "person_id": 2},
-        {"id": 3, "team_id": 10, "person_id": 3},
-        {"id": 4, "team_id": 20, "person_id": 3},
-        {"id": 5, "team_id": 20, "person_id": 4},
-    ]),
-    (docs, [
-        {"id": 100, "team_id": 10, "org_id": None, "parent_id": None},
-        {"id": 101, "team_id": None, "org_id": 1, "parent_id": None},
-        {"id": 102, "team_id": None, "org_id": None, "parent_id": 100},
-        {"id": 103, "team_id": None, "org_id": None, "parent_id": 102},
-        {"id": 200, "team_id": 20, "org_id": None, "parent_id": None},
-        {"id": 201, "team_id": None, "org_id": None, "parent_id": 200},
-        {"id": 202, "team_id": None, "org_id": None, "parent_id": None},
-    ]),
+    (
+        memberships,
+        [
+            {"id": 1, "team_id": 10, "person_id": 1},
+            {"id": 2, "team_id": 11, "person_id": 2},
+            {"id": 3, "team_id": 10, "person_id": 3},
+            {"id": 4, "team_id": 20, "person_id": 3},
+            {"id": 5, "team_id": 20, "person_id": 4},
+        ],
+    ),
+    (
+        docs,
+        [
+            {"id": 100, "team_id": 10, "org_id": None, "parent_id": None},
+            {"id": 101, "team_id": None, "org_id": 1, "parent_id": None},
+            {"id": 102, "team_id": None, "org_id": None, "parent_id": 100},
+            {"id": 103, "team_id": None, "org_id": None, "parent_id": 102},
+            {"id": 200, "team_id": 20, "org_id": None, "parent_id": None},
+            {"id": 201, "team_id": None, "org_id": None, "parent_id": 200},
+            {"id": 202, "team_id": None, "org_id": None, "parent_id": None},
+        ],
+    ),
     (tags, [{"org_id": 1, "code": "x"}, {"org_id": 2, "code": "x"}]),
-    (doc_tags, [
-        {"doc_id": 100, "tag_org_id": 1, "tag_code": "x"},
-        {"doc_id": 102, "tag_org_id": 1, "tag_code": "x"},
-        {"doc_id": 200, "tag_org_id": 2, "tag_code": "x"},
-    ]),
+    (
+        doc_tags,
+        [
+            {"doc_id": 100, "tag_org_id": 1, "tag_code": "x"},
+            {"doc_id": 102, "tag_org_id": 1, "tag_code": "x"},
+            {"doc_id": 200, "tag_org_id": 2, "tag_code": "x"},
+        ],
+    ),
     (notes, [{"id": 1, "person_id": 1}]),
     (apikeys, [{"id": 1, "org_id": 1}, {"id": 2, "org_id": 2}]),
     (audit_trail, [{"id": 1, "text": "t"}]),
@@ -92,14 +112,22 @@ DATA = [
 
 EXPECTED = {
     "a": {
-        "orgs": {(1,)}, "teams": {(10,), (11,)}, "people": {(1,), (2,), (3,)},
-        "memberships": {(1,), (2,), (3,)}, "docs": {(100,), (101,), (102,), (103,)},
-        "tags": {(1, "x")}, "doc_tags": {(100, 1, "x"), (102, 1, "x")},
+        "orgs": {(1,)},
+        "teams": {(10,), (11,)},
+        "people": {(1,), (2,), (3,)},
+        "memberships": {(1,), (2,), (3,)},
+        "docs": {(100,), (101,), (102,), (103,)},
+        "tags": {(1, "x")},
+        "doc_tags": {(100, 1, "x"), (102, 1, "x")},
     },
     "b": {
-        "orgs": {(2,)}, "teams": {(20,)}, "people": {(3,), (4,)},
-        "memberships": {(4,), (5,)}, "docs": {(200,), (201,)},
-        "tags": {(2, "x")}, "doc_tags": {(200, 2, "x")},
+        "orgs": {(2,)},
+        "teams": {(20,)},
+        "people": {(3,), (4,)},
+        "memberships": {(4,), (5,)},
+        "docs": {(200,), (201,)},
+        "tags": {(2, "x")},
+        "doc_tags": {(200, 2, "x")},
     },
 }
 

@@ -53,9 +53,7 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")
-]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")]
 TracebackOpt = Annotated[
     bool, typer.Option("--traceback", help="On error, show the full Python traceback (for support).")
 ]

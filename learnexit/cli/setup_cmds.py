@@ -12,7 +12,7 @@ from rich.table import Table
 from ..errors import BadInput
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
 
-CONFIG_TEMPLATE = '''# learnexit configuration — see README.md and docs/runbook.md
+CONFIG_TEMPLATE = """# learnexit configuration — see README.md and docs/runbook.md
 [source]
 url = "sqlite:///lms.db"                 # any SQLAlchemy URL; relative SQLite paths are relative to this file
 [state]
@@ -30,14 +30,16 @@ key = "slug"
 tenancy = "shared"
 [export]
 out = "exports"
-'''
+"""
 
 
 @app.command("init")
 def init_command(
     example: Annotated[
         Path | None,
-        typer.Option("--example", help="Write the example LMS (SQLite + media) and its config into DIR.", metavar="DIR"),
+        typer.Option(
+            "--example", help="Write the example LMS (SQLite + media) and its config into DIR.", metavar="DIR"
+        ),
     ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -80,7 +82,9 @@ def init_command(
         if target.exists():
             raise BadInput(f"{target} exists already; not overwriting it")
         target.write_text(CONFIG_TEMPLATE, encoding="utf-8")
-        ctx.emit({"config": str(target.resolve())}, lambda out: out.print(f"Wrote {target}; edit [source] and [customer]."))
+        ctx.emit(
+            {"config": str(target.resolve())}, lambda out: out.print(f"Wrote {target}; edit [source] and [customer].")
+        )
 
     run(ctx, body)
 
