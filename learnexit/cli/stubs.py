@@ -1,1 +1,0 @@
-"""Commands of the contract whose issues have not landed yet."""
