@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -246,7 +247,7 @@ class Ledger:
 
         self.url = url
         self.actor = current_actor()
-        self.engine: Engine = make_engine(url, what="state")
+        self.engine: Engine = make_engine(url, what="state", sqlite_begin="BEGIN IMMEDIATE")
         if self.engine.dialect.name == "sqlite":
             self._ensure_sqlite_folder()
         try:
@@ -262,15 +263,29 @@ class Ledger:
                 raise OperationalError(f"ledger folder {folder} does not exist")
 
     def _migrate(self) -> None:
-        with self.engine.begin() as conn:
-            metadata.create_all(conn, checkfirst=True)
-            row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
-            if row is None:
-                conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(row) > SCHEMA_VERSION:
-                raise OperationalError(
-                    f"the ledger was written by a newer learnexit (schema {row} > {SCHEMA_VERSION}); upgrade learnexit"
-                )
+        # Two commands may meet a brand-new ledger at the same moment: the loser of the
+        # CREATE race retries and then finds the tables there.
+        for attempt in range(4):
+            try:
+                with self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":
+                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7213701)")
+                    metadata.create_all(conn, checkfirst=True)
+                    rows = dict(conn.execute(sa.select(meta_table.c.key, meta_table.c.value)).all())
+                    if "schema_version" not in rows:
+                        conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                    elif int(rows["schema_version"]) > SCHEMA_VERSION:
+                        raise OperationalError(
+                            f"the ledger was written by a newer learnexit (schema {rows['schema_version']} > "
+                            f"{SCHEMA_VERSION}); upgrade learnexit"
+                        )
+                    if "audit_count" not in rows:
+                        conn.execute(meta_table.insert().values(key="audit_count", value="0"))
+                return
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+                if attempt == 3:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -306,11 +321,10 @@ class Ledger:
         details: dict[str, Any] | None = None,
     ) -> str:
         """Append an entry to the chain inside the caller's transaction; returns its hash."""
-        if self.engine.dialect.name == "postgresql":
-            # Serialise appenders so two entries never claim the same predecessor.
-            conn.exec_driver_sql("LOCK TABLE audit IN EXCLUSIVE MODE")
-        elif self.engine.dialect.name in ("mysql", "mariadb"):
-            conn.exec_driver_sql("SELECT GET_LOCK('learnexit_audit', 30)")
+        # Serialise appenders so two entries never claim the same predecessor: the
+        # audit_count row is locked until this transaction commits (SQLite: the
+        # ledger's transactions are BEGIN IMMEDIATE, so they are serial anyway).
+        conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "audit_count").with_for_update()).all()
         last = conn.execute(sa.select(audit.c.id, audit.c.hash).order_by(audit.c.id.desc()).limit(1)).first()
         entry = {
             "id": (last.id + 1) if last else 1,
@@ -330,8 +344,6 @@ class Ledger:
         )
         if updated.rowcount == 0:
             conn.execute(meta_table.insert().values(key="audit_count", value=str(entry["id"])))
-        if self.engine.dialect.name in ("mysql", "mariadb"):
-            conn.exec_driver_sql("SELECT RELEASE_LOCK('learnexit_audit')")
         return str(entry["hash"])
 
     def record(

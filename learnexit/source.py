@@ -80,7 +80,7 @@ class TableInfo:
         return self.status == "owned"
 
 
-def _install_sqlite_transactions(engine: Engine) -> None:
+def _install_sqlite_transactions(engine: Engine, begin: str = "BEGIN") -> None:
     """Make pysqlite honour BEGIN, so a read transaction is a real snapshot."""
 
     @event.listens_for(engine, "connect")
@@ -93,11 +93,12 @@ def _install_sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql(begin)
 
 
-def make_engine(url: str, *, what: str = "source") -> Engine:
-    """An engine for ``url``; SQLite files must exist (SQLite would create them)."""
+def make_engine(url: str, *, what: str = "source", sqlite_begin: str = "BEGIN") -> Engine:
+    """An engine for ``url``.  ``sqlite_begin`` = "BEGIN IMMEDIATE" makes every SQLite
+    transaction take the write lock at once (the ledger: writers queue, never deadlock)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.drivername.startswith("postgresql"):
@@ -109,7 +110,7 @@ def make_engine(url: str, *, what: str = "source") -> Engine:
     except Exception as exc:  # missing driver, bad URL
         raise ConfigError(f"{what} URL {mask_url(url)}: {scrub(str(exc)).splitlines()[0]}") from None
     if parsed.drivername.startswith("sqlite"):
-        _install_sqlite_transactions(engine)
+        _install_sqlite_transactions(engine, sqlite_begin)
     return engine
 
 

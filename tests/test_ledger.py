@@ -80,3 +80,50 @@ def test_missing_ledger_folder_is_an_operational_error(tmp_path: Path) -> None:
 
     with pytest.raises(OperationalError, match="does not exist"):
         Ledger(f"sqlite:///{tmp_path}/no/such/folder/state.db")
+
+
+def test_concurrent_appenders_keep_one_chain(ledger_url: str) -> None:
+    """Two cron hosts writing at once must not fork the chain."""
+    import threading
+
+    Ledger(ledger_url).close()  # create the schema first
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            with Ledger(ledger_url) as ledger:
+                for i in range(8):
+                    ledger.record("test", "tick", f"c{n}", {"i": i})
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Ledger(ledger_url) as ledger:
+        check = ledger.verify_audit()
+    assert check.valid, check.problems
+    assert check.entries == 32
+
+
+def test_brand_new_ledger_opened_by_two_at_once(dbs) -> None:
+    import threading
+
+    url = dbs.new("fresh")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            Ledger(url).close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
