@@ -114,6 +114,13 @@ def make_engine(url: str, *, what: str = "source", sqlite_begin: str = "BEGIN") 
     return engine
 
 
+def _floats_stay_floats(_inspector: Any, _table: Any, column_info: dict[str, Any]) -> None:
+    """MySQL's DOUBLE reflects as a Decimal rounded to 10 places: read floats as floats."""
+    kind = column_info.get("type")
+    if isinstance(kind, sa.Float):
+        kind.asdecimal = False
+
+
 def describe_db_error(exc: BaseException) -> str:
     """The first line of a driver error, secrets scrubbed."""
     orig = getattr(exc, "orig", None) or exc
@@ -138,6 +145,7 @@ class Source:
                 raise UnknownCustomer(f"unknown customer {customer!r}: no database file {db}")
         self.engine = make_engine(self.url)
         self.metadata = sa.MetaData()
+        event.listen(self.metadata, "column_reflect", _floats_stay_floats)
         try:
             with self.engine.connect() as conn:
                 self.metadata.reflect(conn, schema=settings.source_schema)

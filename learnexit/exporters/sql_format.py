@@ -1,0 +1,626 @@
+"""SQL: ``data/sql/<customer>.sql`` — CREATE TABLE and INSERT, loadable into an empty database.
+
+The dialect is ``job.options.sql_dialect``: ``sqlite``, ``postgresql`` or ``mysql`` (MySQL
+and MariaDB).  The file is one script for the engine's own client::
+
+    sqlite3 new.db < acme.sql
+    psql -v ON_ERROR_STOP=1 -d newdb -f acme.sql
+    mysql --default-character-set=utf8mb4 newdb < acme.sql
+
+Layout: a header comment (customer, time, dialect, how to load), session settings, the
+CREATE TABLEs for the owned tables (types compiled for the dialect with SQLAlchemy's
+``CreateTable``; primary keys, unique constraints and the foreign keys among exported
+tables), then this customer's rows as multi-row INSERTs (``INSERT_ROWS`` rows or about
+``INSERT_BYTES`` per statement), parents first, all in one transaction.
+
+Decisions:
+
+* **Types** are the source's, made generic and compiled for the target: text without a
+  length (and on MySQL, long VARCHARs) becomes TEXT / MySQL LONGTEXT; binary BLOB /
+  BYTEA / LONGBLOB; floats double precision; decimals keep precision and scale (MySQL:
+  DECIMAL(65,30) when the source gave none); MySQL datetimes and times keep microseconds
+  (DATETIME(6)); enums become VARCHAR.  Server defaults, checks and plain indexes are not
+  carried over (this is a data export, not a schema migration).
+* **Row order and foreign keys.** Tables are written parents first, so a row's parents are
+  already there when it is inserted and the dump loads with foreign-key checks on.  A
+  reference that points *forward* — a self-reference to a row later in the table (a
+  section whose parent has a higher id) or a reference cycle between tables — is
+  inserted as NULL and set by an ``UPDATE`` after all INSERTs (same transaction), so no
+  check is ever switched off.  If such a column is NOT NULL, or the table has no primary
+  key to address the UPDATE, that foreign key is left out of the dump (noted).  A
+  foreign key whose referenced row is not part of the export (inconsistent source data)
+  is left out too (noted) — the values themselves are always written as they are.
+* **Values**: NULL; booleans ``TRUE``/``FALSE`` (PostgreSQL) or ``1``/``0``; decimals exact;
+  floats ``repr``; NaN/Infinity ``'NaN'::float8`` on PostgreSQL, ``9e999`` (±Infinity) on
+  SQLite, otherwise NULL (noted); bytes ``X'..'`` / ``'\\x..'::bytea``; strings with
+  quotes doubled (and on MySQL backslashes and NUL escaped — the script sets the
+  session's ``sql_mode`` so that escaping is what MySQL expects); NUL characters in text,
+  which PostgreSQL cannot store, are removed (noted); instants with a time zone keep it
+  on PostgreSQL and become UTC elsewhere (noted; MySQL sessions run at ``+00:00``).
+  SQLite values are written in SQLAlchemy's storage formats so SQLAlchemy reads them back.
+* The INSERTs are written to a temporary file next to the dump and the final file is
+  assembled at the end, when it is known which foreign keys the data allows.  Memory:
+  the keys of referenced tables (to check references) and the pending UPDATEs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import shutil
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import IO, Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import AddConstraint, CreateTable
+
+from ..source import Edge
+from .base import Exporter, ExportJob, TableSpec, TableWriter, register
+from .json_format import generated_at
+from .values import Sanitiser, decimal_text, duration_text, file_stem, significant_digits, text
+
+FOLDER = "sql"
+INSERT_ROWS = 500
+INSERT_BYTES = 1_000_000
+MYSQL_ROW_BYTES = 60_000  # InnoDB's row limit is 65,535 bytes of VARCHAR
+MYSQL_KEY_BYTES = 3072  # InnoDB's index key limit (utf8mb4: 4 bytes per character)
+MYSQL_VARCHAR_MAX = 2000  # longer VARCHARs become LONGTEXT
+DIALECTS = ("sqlite", "postgresql", "mysql")
+_EPOCH = dt.datetime(1970, 1, 1)
+_MYSQL_ESCAPES = str.maketrans({"\\": "\\\\", "'": "''", "\x00": "\\0", "\r": "\\r", "\x1a": "\\Z"})
+_SQLITE_SPLICE = re.compile("([\x00\r])")
+
+LOAD_HINTS = {
+    "sqlite": "sqlite3 NEW.db < {file}",
+    "postgresql": "psql -v ON_ERROR_STOP=1 -d NEWDB -f {file}",
+    "mysql": "mysql --default-character-set=utf8mb4 NEWDB < {file}",
+}
+
+
+def dump_path(customer: str) -> str:
+    return f"{FOLDER}/{file_stem(customer)}.sql"
+
+
+def dialect_for(name: str) -> Dialect:
+    if name == "sqlite":
+        return sqlite.dialect()
+    if name == "postgresql":
+        return postgresql.dialect()
+    if name == "mysql":
+        return mysql.dialect()
+    raise ValueError(f"unknown SQL dialect {name!r} (known: {', '.join(DIALECTS)})")
+
+
+# --------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    name: str
+    type: sa.types.TypeEngine[Any]
+    render: str  # int float decimal bool text bytes datetime date time interval json uuid
+    nullable: bool
+    primary_key: bool
+
+
+def _generic(t: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+    try:
+        return t.as_generic()
+    except NotImplementedError:
+        try:
+            py = t.python_type
+        except NotImplementedError:
+            return sa.Text()
+        by_type: dict[type, sa.types.TypeEngine[Any]] = {
+            int: sa.BigInteger(),
+            float: sa.Double(),
+            Decimal: sa.Numeric(),
+            bool: sa.Boolean(),
+            dt.datetime: sa.DateTime(),
+            dt.date: sa.Date(),
+            dt.time: sa.Time(),
+            bytes: sa.LargeBinary(),
+        }
+        return by_type.get(py, sa.Text())
+
+
+def target_column(col: sa.Column[Any], dialect: str) -> TargetColumn:
+    """The column as the dump declares it for ``dialect``, and how its values are written."""
+    g = _generic(col.type)
+    my = dialect == "mysql"
+    render = "text"
+    new: sa.types.TypeEngine[Any]
+    if isinstance(g, sa.Boolean):
+        new, render = sa.Boolean(), "bool"
+    elif isinstance(g, sa.Enum):
+        longest = max((len(e) for e in g.enums), default=1)
+        new = sa.String(max(longest, 1))
+    elif isinstance(g, sa.Integer):
+        new, render = type(g)(), "int"
+    elif isinstance(g, sa.Float):  # Double too
+        new, render = (mysql.DOUBLE() if my else sa.Double()), "float"
+    elif isinstance(g, sa.Numeric):
+        render = "decimal"
+        if g.precision is None:
+            new = sa.Numeric(65, 30) if my else sa.Numeric()
+        else:
+            new = sa.Numeric(min(g.precision, 65) if my else g.precision, g.scale)
+    elif isinstance(g, sa.DateTime):
+        new, render = (mysql.DATETIME(fsp=6) if my else sa.DateTime(timezone=bool(g.timezone))), "datetime"
+    elif isinstance(g, sa.Date):
+        new, render = sa.Date(), "date"
+    elif isinstance(g, sa.Time):
+        new, render = (mysql.TIME(fsp=6) if my else sa.Time(timezone=bool(g.timezone))), "time"
+    elif isinstance(g, sa.Interval):
+        new, render = (postgresql.INTERVAL() if dialect == "postgresql" else sa.Interval()), "interval"
+    elif isinstance(g, sa.LargeBinary):
+        new, render = (mysql.LONGBLOB() if my else sa.LargeBinary()), "bytes"
+    elif isinstance(g, sa.JSON):
+        new, render = sa.JSON(), "json"
+    elif isinstance(g, sa.Uuid):
+        new, render = sa.Uuid(), "uuid"
+    elif isinstance(g, sa.String) and not isinstance(g, sa.Text) and g.length:
+        new = sa.String(g.length)
+        if my and g.length > MYSQL_VARCHAR_MAX:
+            new = mysql.LONGTEXT()
+    else:
+        new = mysql.LONGTEXT() if my else sa.Text()
+    try:
+        new.compile(dialect=dialect_for(dialect))
+    except Exception:  # noqa: BLE001 - a type the target cannot declare: keep the text form
+        new, render = (mysql.LONGTEXT() if my else sa.Text()), "text"
+    return TargetColumn(col.name, new, render, bool(col.nullable) and not col.primary_key, bool(col.primary_key))
+
+
+def _mysql_fit_rows(columns: list[TargetColumn], keys: set[str]) -> list[TargetColumn]:
+    """Turn the longest VARCHARs into LONGTEXT until the row fits InnoDB's limit."""
+
+    def width(c: TargetColumn) -> int:
+        t = c.type
+        return 4 * t.length if isinstance(t, sa.String) and not isinstance(t, sa.Text) and t.length else 0
+
+    cols = list(columns)
+    while sum(width(c) for c in cols) > MYSQL_ROW_BYTES:
+        candidates = [c for c in cols if width(c) and c.name not in keys]
+        if not candidates:
+            break
+        widest = max(candidates, key=width)
+        cols[cols.index(widest)] = TargetColumn(
+            widest.name, mysql.LONGTEXT(), widest.render, widest.nullable, widest.primary_key
+        )
+    return cols
+
+
+# --------------------------------------------------------------------------- values
+
+
+class Literals:
+    """SQL literals for one dialect."""
+
+    def __init__(self, dialect: str, values: Sanitiser) -> None:
+        self.dialect = dialect
+        self.values = values
+
+    def string(self, s: str, table: str, column: str) -> str:
+        """A string literal.  Carriage returns are never written raw: the sqlite3 shell
+        drops a CR before a line break, so a value's CRLF would silently become LF."""
+        d = self.dialect
+        s = self.values.encodable(s, table, column)
+        if d == "postgresql":
+            if "\x00" in s:
+                self.values.changed(table, column, "contained NUL characters PostgreSQL cannot store: removed")
+                s = s.replace("\x00", "")
+            if "\r" in s:  # an escape string: backslashes escaped, CR as \r
+                return "E'" + s.replace("\\", "\\\\").replace("'", "''").replace("\r", "\\r") + "'"
+            return "'" + s.replace("'", "''") + "'"
+        if d == "mysql":  # the dump's sql_mode keeps backslash escapes on
+            return "'" + s.translate(_MYSQL_ESCAPES) + "'"
+        if "\x00" in s or "\r" in s:  # SQLite has no escapes: splice the characters in
+            parts = _SQLITE_SPLICE.split(s)
+            return " || ".join(
+                f"char({ord(p)})" if i % 2 else "'" + p.replace("'", "''") + "'" for i, p in enumerate(parts)
+            )
+        return "'" + s.replace("'", "''") + "'"
+
+    def literal(self, value: Any, col: TargetColumn, table: str) -> str:
+        if value is None:
+            return "NULL"
+        r, d = col.render, self.dialect
+        if r == "json":
+            return self.string(json.dumps(value, ensure_ascii=False, default=text), table, col.name)
+        if isinstance(value, str):
+            if r == "bool" and d == "postgresql":
+                return self.string(value, table, col.name) + "::boolean"
+            return self.string(value, table, col.name)
+        if r == "bool" and isinstance(value, (bool, int)):
+            if d == "postgresql":
+                return "TRUE" if value else "FALSE"
+            return "1" if value else "0"
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            return self.float(value, table, col.name)
+        if isinstance(value, Decimal):
+            return self.decimal(value, table, col.name)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            h = bytes(value).hex()
+            return f"'\\x{h}'::bytea" if d == "postgresql" else f"X'{h}'"
+        if isinstance(value, dt.datetime):
+            return self.datetime(value, table, col.name)
+        if isinstance(value, dt.date):
+            return f"'{value.isoformat()}'"
+        if isinstance(value, dt.time):
+            if d == "sqlite":
+                return f"'{value.strftime('%H:%M:%S.%f')}'"
+            return f"'{value.isoformat()}'"
+        if isinstance(value, dt.timedelta):
+            if d == "postgresql":
+                return f"'{duration_text(value)}'"
+            return self.datetime(_EPOCH + value, table, col.name)  # SQLAlchemy's Interval elsewhere
+        if isinstance(value, UUID):
+            return f"'{value}'" if d == "postgresql" else f"'{value.hex}'"
+        return self.string(text(value) or "", table, col.name)
+
+    def float(self, value: float, table: str, column: str) -> str:
+        if math.isfinite(value):
+            return repr(value)
+        d = self.dialect
+        name = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        if d == "postgresql":
+            return f"'{name}'::float8"
+        if d == "sqlite" and name != "NaN":
+            return "9e999" if value > 0 else "-9e999"
+        self.values.changed(table, column, f"{name} cannot be stored by {d}: written as NULL")
+        return "NULL"
+
+    def decimal(self, value: Decimal, table: str, column: str) -> str:
+        if value.is_finite():
+            plain = decimal_text(value)
+            if self.dialect != "sqlite":
+                return plain
+            if significant_digits(value) > 15:
+                self.values.changed(
+                    table,
+                    column,
+                    "with more than 15 significant digits: SQLite keeps decimals "
+                    "as binary floating point and will round them when loading",
+                )
+            return f"'{plain}'"
+        name = decimal_text(value)
+        if self.dialect == "postgresql":
+            return f"'{name}'::numeric"
+        self.values.changed(table, column, f"{name} cannot be stored by {self.dialect}: written as NULL")
+        return "NULL"
+
+    def datetime(self, value: dt.datetime, table: str, column: str) -> str:
+        d = self.dialect
+        if value.tzinfo is not None and value.utcoffset() is not None:
+            if d == "postgresql":
+                return f"'{value.isoformat(sep=' ')}'"
+            self.values.changed(table, column, f"with a time zone written as UTC ({d} keeps no zone)")
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        value = value.replace(tzinfo=None)
+        if d == "sqlite":
+            return f"'{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+        return f"'{value.isoformat(sep=' ')}'"
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+@dataclass
+class ForeignKey:
+    edge: Edge
+    deferred: bool  # the referenced rows may come later: insert NULL, UPDATE at the end
+    dropped: str | None = None  # why it is left out of the dump
+
+
+@dataclass
+class TablePlan:
+    spec: TableSpec
+    columns: list[TargetColumn]
+    fks: list[ForeignKey] = field(default_factory=list)
+    pending: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)  # (pk, {col: value})
+
+
+class SqlWriter(TableWriter):
+    def __init__(self, job: ExportJob) -> None:
+        self.job = job
+        self.dialect = job.options.sql_dialect
+        self.sa_dialect = dialect_for(self.dialect)
+        self.quote = self.sa_dialect.identifier_preparer.quote
+        self.values = Sanitiser("sql")
+        self.lit = Literals(self.dialect, self.values)
+        self.path = dump_path(job.customer)
+        self.body_path = f"{FOLDER}/.{file_stem(job.customer)}.sql.part"
+        self.body: IO[str] | None = None
+        self.order = {t.name: i for i, t in enumerate(job.tables)}
+        self.plans = {t.name: self._plan(t) for t in job.tables}
+        # keys of the rows written so far, per referenced (table, columns)
+        self.keys: dict[tuple[str, tuple[str, ...]], set[tuple[Any, ...]]] = {}
+        for plan in self.plans.values():
+            for fk in plan.fks:
+                self.keys.setdefault((fk.edge.parent, fk.edge.parent_cols), set())
+        self.rows: dict[str, int] = {}
+
+    def _plan(self, spec: TableSpec) -> TablePlan:
+        columns = [target_column(spec.table.c[c.name], self.dialect) for c in spec.columns]
+        if self.dialect == "mysql":
+            keys = set(spec.primary_key) | {c for u in self._uniques(spec) for c in u}
+            columns = _mysql_fit_rows(columns, keys)
+        plan = TablePlan(spec, columns)
+        nullable = {c.name: c.nullable for c in columns}
+        for edge in spec.foreign_keys:
+            if not edge.declared or edge.parent not in self.order:
+                continue
+            parent = self.job.spec(edge.parent)
+            if not self._is_key(parent, edge.parent_cols):
+                continue
+            deferred = self.order[edge.parent] >= self.order[spec.name]
+            fk = ForeignKey(edge, deferred)
+            if deferred and not all(nullable[c] for c in edge.child_cols):
+                fk.dropped = "it points forward through a NOT NULL column (rows could not be ordered)"
+            elif deferred and not spec.primary_key:
+                fk.dropped = "it points forward and the table has no primary key"
+            plan.fks.append(fk)
+        return plan
+
+    def _uniques(self, spec: TableSpec) -> list[tuple[str, ...]]:
+        names = set(spec.column_names)
+        out: list[tuple[str, ...]] = []
+        for con in spec.table.constraints:
+            if isinstance(con, sa.UniqueConstraint):
+                cols = tuple(c.name for c in con.columns)
+                if cols and set(cols) <= names and cols not in out:
+                    out.append(cols)
+        for index in spec.table.indexes:
+            if index.unique:
+                cols = tuple(c.name for c in index.columns if isinstance(c, sa.Column))
+                if cols and set(cols) <= names and cols not in out and len(cols) == len(index.expressions):
+                    out.append(cols)
+        return [u for u in out if u != tuple(spec.primary_key)]
+
+    def _kept_uniques(self, plan: TablePlan) -> list[tuple[str, ...]]:
+        uniques = self._uniques(plan.spec)
+        if self.dialect != "mysql":
+            return uniques
+        types = {c.name: c.type for c in plan.columns}
+        kept = []
+        for u in uniques:
+            size = 0
+            for c in u:
+                t = types[c]
+                if isinstance(t, sa.String) and not isinstance(t, sa.Text):
+                    size += 4 * (t.length or 10**6)
+                elif isinstance(t, (sa.Text, sa.LargeBinary, sa.JSON)):
+                    size += 10**6
+                else:
+                    size += 16
+            if size <= MYSQL_KEY_BYTES:
+                kept.append(u)
+            else:
+                self.job.note(
+                    "sql",
+                    f"{plan.spec.name}: unique constraint on {', '.join(u)} left out (too long for a MySQL index)",
+                )
+        return kept
+
+    def _is_key(self, spec: TableSpec, cols: tuple[str, ...]) -> bool:
+        if tuple(cols) == tuple(spec.primary_key) and cols:
+            return True
+        return tuple(cols) in self._uniques(spec)
+
+    # -- rows -----------------------------------------------------------------
+
+    def start_table(self, spec: TableSpec) -> None:
+        if self.body is None:
+            self.body = self.job.open_file(self.body_path, "w", newline="\n")
+        self.rows[spec.name] = 0
+
+    def write_batch(self, spec: TableSpec, rows: list[sa.Row[Any]]) -> None:
+        assert self.body is not None
+        plan = self.plans[spec.name]
+        names = spec.column_names
+        index = {c: i for i, c in enumerate(names)}
+        pk_idx = [index[c] for c in spec.primary_key]
+        own_keys = [(cols, self.keys[(spec.name, cols)]) for (t, cols) in self.keys if t == spec.name]
+        live = [fk for fk in plan.fks if fk.dropped is None]
+        columns = plan.columns
+        literal = self.lit.literal
+        table = spec.name
+        statement: list[str] = []
+        size = 0
+        for row in rows:
+            values = list(row)
+            for fk in live:
+                ref = tuple(values[index[c]] for c in fk.edge.child_cols)
+                if any(v is None for v in ref):
+                    continue
+                known = self.keys[(fk.edge.parent, fk.edge.parent_cols)]
+                if ref in known:
+                    continue
+                if fk.deferred and fk.dropped is None:
+                    pk = tuple(values[i] for i in pk_idx)
+                    plan.pending.append((pk, {c: values[index[c]] for c in fk.edge.child_cols}))
+                    for c in fk.edge.child_cols:
+                        values[index[c]] = None
+                elif not fk.deferred and fk.dropped is None:
+                    fk.dropped = "some rows reference rows that are not part of this export"
+            for cols, keyset in own_keys:
+                keyset.add(tuple(row[index[c]] for c in cols))
+            tup = "(" + ", ".join(literal(v, c, table) for v, c in zip(values, columns, strict=True)) + ")"
+            statement.append(tup)
+            size += len(tup)
+            if len(statement) >= INSERT_ROWS or size >= INSERT_BYTES:
+                self._flush(spec, statement)
+                statement, size = [], 0
+        if statement:
+            self._flush(spec, statement)
+        self.rows[spec.name] += len(rows)
+
+    def _flush(self, spec: TableSpec, tuples: list[str]) -> None:
+        assert self.body is not None
+        cols = ", ".join(self.quote(c) for c in spec.column_names)
+        self.body.write(f"INSERT INTO {self.quote(spec.name)} ({cols}) VALUES\n" + ",\n".join(tuples) + ";\n")
+
+    def end_table(self, spec: TableSpec, rows: int) -> None:
+        self.values.report(self.job)
+
+    # -- assembling the file ----------------------------------------------------
+
+    def _check_pending(self) -> None:
+        for plan in self.plans.values():
+            for fk in plan.fks:
+                if not fk.deferred or fk.dropped is not None:
+                    continue
+                known = self.keys[(fk.edge.parent, fk.edge.parent_cols)]
+                cols = fk.edge.child_cols
+                for _pk, vals in plan.pending:
+                    ref = tuple(vals.get(c) for c in cols)
+                    if all(c in vals for c in cols) and ref not in known:
+                        fk.dropped = "some rows reference rows that are not part of this export"
+                        break
+
+    def _metadata(self) -> tuple[sa.MetaData, dict[str, list[sa.ForeignKeyConstraint]], list[sa.ForeignKeyConstraint]]:
+        md = sa.MetaData()
+        inline: dict[str, list[sa.ForeignKeyConstraint]] = {}
+        later: list[sa.ForeignKeyConstraint] = []
+        kwargs: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+        for name, plan in self.plans.items():
+            spec = plan.spec
+            source_auto = spec.table.autoincrement_column
+            cols: list[sa.schema.SchemaItem] = []
+            for c in plan.columns:
+                auto: Any = "auto" if source_auto is not None and source_auto.name == c.name else False
+                cols.append(
+                    sa.Column(c.name, c.type, nullable=c.nullable, primary_key=c.primary_key, autoincrement=auto)
+                )
+            cols.extend(sa.UniqueConstraint(*u) for u in self._kept_uniques(plan))
+            table = sa.Table(name, md, *cols, **(kwargs if self.dialect == "mysql" else {}))
+            inline[name] = []
+            for fk in plan.fks:
+                if fk.dropped is not None:
+                    self.job.note("sql", f"{name}: foreign key {fk.edge.label} left out of the dump: {fk.dropped}")
+                    continue
+                con = sa.ForeignKeyConstraint(
+                    list(fk.edge.child_cols), [f"{fk.edge.parent}.{c}" for c in fk.edge.parent_cols]
+                )
+                table.append_constraint(con)
+                backwards = self.order[fk.edge.parent] > self.order[name]
+                if backwards and self.dialect != "sqlite":
+                    later.append(con)  # the referenced table does not exist yet
+                else:
+                    inline[name].append(con)
+        return md, inline, later
+
+    def _header(self, out: IO[str]) -> None:
+        job = self.job
+
+        def clean(s: str) -> str:
+            return " ".join(s.split())
+
+        total = sum(self.rows.values())
+        out.write("-- learnexit SQL dump\n")
+        out.write(f"-- customer: {clean(job.customer)} ({clean(job.customer_name)})\n")
+        out.write(f"-- generated: {generated_at(job)}\n")
+        out.write(f"-- dialect: {self.dialect}{' (MySQL and MariaDB)' if self.dialect == 'mysql' else ''}\n")
+        out.write(f"-- tables: {len(self.plans)}, rows: {total}\n")
+        out.write("-- Load it into an EMPTY database, for example:\n")
+        out.write(f"--   {LOAD_HINTS[self.dialect].format(file=self.path.rsplit('/', 1)[1])}\n")
+        out.write("-- The rows are loaded in one transaction.\n\n")
+        if self.dialect == "sqlite":
+            out.write("PRAGMA foreign_keys = ON;\n")
+            out.write("BEGIN TRANSACTION;\n\n")
+        elif self.dialect == "postgresql":
+            out.write("SET client_encoding = 'UTF8';\n")
+            out.write("SET standard_conforming_strings = on;\n")
+            out.write("SET TIME ZONE 'UTC';\n")
+            out.write("BEGIN;\n\n")
+        else:
+            out.write("SET NAMES utf8mb4;\n")
+            # Backslash escapes on (no NO_BACKSLASH_ESCAPES), explicit ids kept even when 0,
+            # strict: a value that does not fit is an error, never silently changed.
+            out.write("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION';\n")
+            out.write("SET time_zone = '+00:00';\n\n")
+
+    def close(self) -> None:
+        if self.body is None:  # no table at all
+            self.body = self.job.open_file(self.body_path, "w", newline="\n")
+        self.body.close()
+        self._check_pending()
+        md, inline, later = self._metadata()
+        body = self.job.path(self.body_path)
+        with self.job.open_file(self.path, "w", newline="\n") as out:
+            self._header(out)
+            for name in self.plans:
+                table = md.tables[name]
+                ddl = CreateTable(table, include_foreign_key_constraints=inline[name])
+                out.write(str(ddl.compile(dialect=self.sa_dialect)).strip() + ";\n\n")
+            for con in later:
+                out.write(str(AddConstraint(con).compile(dialect=self.sa_dialect)).strip() + ";\n\n")
+            if self.dialect == "mysql":
+                out.write("START TRANSACTION;\n\n")
+            with open(body, encoding="utf-8", newline="\n") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            self._updates(out)
+            if self.dialect == "postgresql":
+                self._sequences(out, md)
+            out.write("\nCOMMIT;\n")
+        body.unlink()
+        self.body = None
+        self.values.report(self.job)
+
+    def _updates(self, out: IO[str]) -> None:
+        for name, plan in self.plans.items():
+            if not plan.pending:
+                continue
+            spec = plan.spec
+            cols = {c.name: c for c in plan.columns}
+            out.write(f"\n-- {name}: references to rows inserted after the referencing row\n")
+            for pk, vals in plan.pending:
+                sets = ", ".join(f"{self.quote(c)} = {self.lit.literal(v, cols[c], name)}" for c, v in vals.items())
+                where = " AND ".join(
+                    f"{self.quote(c)} = {self.lit.literal(v, cols[c], name)}"
+                    for c, v in zip(spec.primary_key, pk, strict=True)
+                )
+                out.write(f"UPDATE {self.quote(name)} SET {sets} WHERE {where};\n")
+            plan.pending = []
+
+    def _sequences(self, out: IO[str], md: sa.MetaData) -> None:
+        """Move PostgreSQL's serial sequences past the ids the dump inserted."""
+        for name in self.plans:
+            col = md.tables[name].autoincrement_column
+            if col is None:
+                continue
+            qt, qc = self.quote(name), self.quote(col.name)
+            regclass = qt.replace("'", "''")
+            out.write(
+                f"SELECT setval(pg_get_serial_sequence('{regclass}', '{col.name.replace(chr(39), chr(39) * 2)}'), "
+                f"COALESCE(MAX({qc}), 0) + 1, false) FROM {qt};\n"
+            )
+
+    def abort(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+        self.job.path(self.body_path).unlink(missing_ok=True)
+
+
+@register
+class SqlExporter(Exporter):
+    name = "sql"
+    description = "an SQL script (CREATE TABLE + INSERT) for SQLite, PostgreSQL or MySQL/MariaDB"
+    folder = FOLDER
+
+    def writer(self, job: ExportJob) -> TableWriter:
+        if job.options.sql_dialect not in DIALECTS:
+            raise ValueError(f"unknown SQL dialect {job.options.sql_dialect!r}")
+        return SqlWriter(job)
