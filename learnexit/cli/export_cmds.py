@@ -1,1 +1,225 @@
-"""(being built)"""
+"""`export` and `verify`: hand the customer their data, and check a package later."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import BadInput, VerificationFailed
+from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n:,} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n:,} B"
+
+
+class _Bars:
+    """One progress bar per table on stderr (only used when stderr is a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Bars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, label: str, done: int, total: int | None) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.progress.add_task(label, total=total)
+        self.progress.update(self.tasks[label], completed=done, total=total)
+
+
+@app.command("export")
+def export_command(
+    customer: Annotated[
+        str | None, typer.Argument(help="The customer's key (e.g. the organisation slug).", show_default=False)
+    ] = None,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Formats, comma-separated or repeated (default: [export] formats of the config).",
+            metavar="FORMAT[,FORMAT...]",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder to write the package in (default: [export] out).")
+    ] = None,
+    zip_output: Annotated[bool, typer.Option("--zip", help="Deliver one .zip instead of a folder.")] = False,
+    sql_dialect: Annotated[
+        str | None, typer.Option("--sql-dialect", help="SQL dump dialect: sqlite, postgresql or mysql.")
+    ] = None,
+    lang: Annotated[str | None, typer.Option("--lang", help="Language of index.html and documents: en or sv.")] = None,
+    late: Annotated[
+        bool, typer.Option("--late", help="Export after the export deadline (needs --reason; recorded).")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why the export is late (with --late).")] = None,
+    allow_missing_media: Annotated[
+        bool,
+        typer.Option("--allow-missing-media", help="Finish even if media files are missing; they are listed as notes."),
+    ] = False,
+    list_formats: Annotated[
+        bool, typer.Option("--list-formats", help="List the available formats and exit (no customer needed).")
+    ] = False,
+    encrypt_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--encrypt-to",
+            help="Encrypt for this age recipient (age1… or ssh- key, or a file of them); repeatable; implies --zip.",
+            metavar="AGE_RECIPIENT",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    show_traceback: TracebackOpt = False,
+) -> None:
+    """Export every row of a customer's data into a verifiable package (BagIt folder or zip).
+
+    Tables are read once, from one consistent snapshot, into every chosen format; the
+    package is built under a .partial name and renamed only when complete, and the
+    export is recorded in the ledger and the audit log.
+
+    Examples:
+
+        learnexit export acme
+
+        learnexit export acme --format csv,xlsx --zip --out /srv/handover
+
+        learnexit export acme --late --reason "customer asked on 2027-03-02, ticket 4411"
+
+        learnexit export acme --encrypt-to handover-recipients.txt --out /srv/handover
+
+        learnexit export --list-formats
+
+    Exit codes: 0 exported · 1 failed (nothing delivered) · 2 bad input · 3 export window closed.
+    """
+    ctx = Ctx(config, as_json, show_traceback)
+
+    def body() -> None:
+        from ..export import available_formats, run_export
+
+        if list_formats:
+            listing = available_formats()
+
+            def render_formats(out_console: Console) -> None:
+                table = Table(title="Export formats")
+                table.add_column("format")
+                table.add_column("description")
+                for item in listing:
+                    table.add_row(item["name"], item["description"])
+                out_console.print(table)
+
+            ctx.emit({"formats": listing}, render_formats)
+            return
+        if not customer:
+            raise BadInput("name a customer: learnexit export CUSTOMER (or --list-formats)")
+        if late and not reason:
+            raise BadInput("--late needs --reason TEXT: say why the export is late")
+        if reason and not late:
+            raise BadInput("--reason goes with --late")
+        settings = ctx.settings()
+        kwargs: dict[str, Any] = {
+            "formats": formats or None,
+            "out": out,
+            "zip_output": zip_output,
+            "sql_dialect": sql_dialect,
+            "lang": lang,
+            "late_reason": reason if late else None,
+            "allow_missing_media": allow_missing_media,
+            "encrypt_to": tuple(encrypt_to or ()),
+        }
+        if sys.stderr.isatty():
+            with _Bars(ctx.err) as bars:
+                result = run_export(settings, customer, progress=bars, **kwargs)
+        else:
+            result = run_export(settings, customer, **kwargs)
+
+        def render(out_console: Console) -> None:
+            table = Table(title=f"Exported {result.customer} — {result.rows:,} rows")
+            table.add_column("table")
+            table.add_column("rows", justify="right")
+            for name, rows in result.tables.items():
+                table.add_row(name, f"{rows:,}")
+            out_console.print(table)
+            out_console.print(f"Package: {result.path}")
+            out_console.print(
+                f"{result.files} files, {_size(result.bytes)}; formats: {', '.join(result.formats)}; "
+                f"manifest sha256 {result.manifest_sha256}"
+            )
+            for note in result.notes:
+                out_console.print(f"note: {note}")
+
+        ctx.emit(result.as_dict(), render)
+
+    run(ctx, body)
+
+
+@app.command("verify")
+def verify_command(
+    path: Annotated[Path, typer.Argument(help="A package folder or .zip made by `learnexit export`.")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    show_traceback: TracebackOpt = False,
+) -> None:
+    """Check an export package: manifests, completeness, checksums and row counts.
+
+    Works on the folder or the .zip, offline, without the config or the source; a zip is
+    read in place (never extracted), and unsafe entry names are reported.
+
+    Examples:
+
+        learnexit verify exports/acme-2026-11-29T101500Z
+
+        learnexit verify exports/acme-2026-11-29T101500Z.zip --json
+
+    Exit codes: 0 valid · 1 verification failed (the first differences are listed) · 2 no such path, or encrypted.
+    """
+    ctx = Ctx(config, as_json, show_traceback)
+
+    def body() -> int:
+        from ..package import verify_package
+
+        result = verify_package(path)
+
+        def render(out_console: Console) -> None:
+            if result.valid:
+                out_console.print(f"valid: {result.path}")
+            else:
+                out_console.print(f"INVALID: {result.path}")
+                for problem in result.problems:
+                    out_console.print(f"  {problem}")
+
+        ctx.emit(result.as_dict(), render)
+        if not result.valid:
+            if not as_json:
+                ctx.note(f"learnexit: verification failed: {len(result.problems)} problem(s)")
+            return VerificationFailed.exit_code
+        return 0
+
+    run(ctx, body)
