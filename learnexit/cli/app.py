@@ -115,6 +115,19 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def make_console(*, stderr: bool) -> Console:
+    """A console that is plain text when NO_COLOR is set (no-color.org) or TERM=dumb."""
+    plain = bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+    return Console(
+        stderr=stderr,
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+        force_terminal=False if plain else None,
+        no_color=plain,
+    )
+
+
 @dataclass
 class Ctx:
     """What a command knows about how it was invoked."""
@@ -125,11 +138,11 @@ class Ctx:
 
     @property
     def out(self) -> Console:
-        return Console(highlight=False, soft_wrap=True, markup=False)
+        return make_console(stderr=False)
 
     @property
     def err(self) -> Console:
-        return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+        return make_console(stderr=True)
 
     def settings(self, *, require_file: bool = True) -> Settings:
         return load_settings(self.config, require_file=require_file)

@@ -51,7 +51,7 @@ def _wide(out: Console) -> Console:
     """Piped output (logs, mail from cron) is not squeezed into 80 columns."""
     if out.is_terminal:
         return out
-    return Console(highlight=False, markup=False, soft_wrap=False, width=max(out.width, 160))
+    return Console(highlight=False, markup=False, soft_wrap=False, width=max(out.width, 160), force_terminal=False)
 
 
 def _details(details: dict[str, Any]) -> str:
