@@ -1,0 +1,760 @@
+"""Certificates and reports as PDF ("pdf") and Word ("docx"), with the same content.
+
+What each table means comes from ``[roles.*]`` (design §2).  A document whose roles are
+not configured, or whose role table is not part of this customer's export, is skipped
+with a note — never guessed.  Every value is read through ``job.rows`` (this customer's
+rows from the export's snapshot), one result at a time, and aggregated while streaming:
+only the lookups (people's names, course titles, certificate numbers) and per-person
+counters are kept in memory.
+
+Files (below ``data/documents/``; the .pdf and the .docx of a document sit side by side):
+
+* ``certificates/<number>.pdf`` — one per issued certificate
+* ``reports/completions/<course id>-<title>.pdf`` — one per course
+* ``reports/user-statistics.pdf``, ``reports/analytics-summary.pdf``, ``reports/feedback.pdf``
+* ``export-summary.pdf``
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+
+from ..config import Role
+from ..contract import retention_until
+from ..documents import i18n
+from ..documents.model import (
+    BarChart,
+    Block,
+    Certificate,
+    Facts,
+    Figures,
+    Heading,
+    Paragraph,
+    Report,
+    Table,
+)
+from ..documents.render import RenderQueue
+from .base import REGISTRY, Exporter, ExportJob, register
+from .media import NameAllocator, safe_filename
+
+FOLDER = "documents"
+CERTIFICATES = "certificates"
+REPORTS = "reports"
+
+
+def _key(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: Any) -> float | None:
+    """A score as a float; None for NULL or anything that is not a number."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, Decimal)):
+        return float(value)
+    try:
+        return float(Decimal(str(value).strip()))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+@dataclass
+class _Person:
+    courses: set[str] = field(default_factory=set)
+    completions: int = 0
+    certificates: int = 0
+    score_sum: float = 0.0
+    score_n: int = 0
+    quiz_attempts: int = 0
+    quiz_sum: float = 0.0
+    quiz_n: int = 0
+    activity: int = 0
+    first_seen: date | None = None
+    last_seen: date | None = None
+
+
+@dataclass
+class _Course:
+    completions: int = 0
+    certificates: int = 0
+    score_sum: float = 0.0
+    score_n: int = 0
+
+
+class _Build:
+    """One run of the documents of one format for one export."""
+
+    def __init__(self, job: ExportJob, fmt: str, queue: RenderQueue) -> None:
+        self.job = job
+        self.fmt = fmt
+        self.queue = queue
+        self.lang = i18n.check_lang(job.options.lang)
+        self.tz = job.settings.contract.timezone
+        self.organisation = job.customer_name
+        self.vendor = job.settings.vendor_name
+        self.exported_on = i18n.local_date(job.started_at, self.tz) or job.started_at.date()
+        self.generated = i18n.text(self.lang, "generated", date=i18n.format_date(self.exported_on, self.lang))
+        self.exported_tables = {t.name for t in job.tables}
+        self.people: dict[str, str] | None = None
+        self.emails: dict[str, str] = {}  # shown under the name: two people may share one
+        self.courses: dict[str, str] | None = None
+        self.stats: dict[str, _Person] = {}
+        self.course_stats: dict[str, _Course] = {}
+        self.certificate_numbers: dict[tuple[str, str], str] = {}
+        self.months: Counter[tuple[int, int]] = Counter()
+        self.quiz_buckets = [0] * 10
+        self.quiz_total = 0
+        self.quiz_pct_n = 0
+        self.quiz_pct_sum = 0.0
+        self.activity_total = 0
+        self.activity_span: tuple[date, date] | None = None
+        self.feedback_answers: int | None = None
+        self.certificates_read: int | None = None
+        self.unknown_people: set[str] = set()
+        self.names = NameAllocator()
+        self.own_notes: list[str] = []
+
+    # -- helpers ---------------------------------------------------------------
+
+    def t(self, key: str, **values: Any) -> str:
+        return i18n.text(self.lang, key, **values)
+
+    def note(self, text: str) -> None:
+        self.own_notes.append(text)
+        self.job.note(self.fmt, text)
+
+    def role(self, name: str, *, needs: tuple[str, ...] = (), document: str) -> Role | None:
+        """The role if it can be used for ``document``; otherwise a note and None."""
+        role = self.job.settings.roles.get(name)
+        if role is None:
+            self.note(f"{document} skipped: [roles.{name}] is not configured")
+            return None
+        missing = [c for c in needs if c not in role.columns]
+        if missing:
+            self.note(f"{document} skipped: [roles.{name}] does not name {', '.join(missing)}")
+            return None
+        if role.table not in self.exported_tables:
+            self.note(f"{document} skipped: [roles.{name}] table {role.table} is not part of this customer's export")
+            return None
+        return role
+
+    def quiet_role(self, name: str) -> Role | None:
+        """The role if usable, without a note (for optional parts of a document)."""
+        role = self.job.settings.roles.get(name)
+        if role is None or role.table not in self.exported_tables:
+            return None
+        return role
+
+    def column(self, role: Role, key: str) -> sa.Column[Any]:
+        return self.job.source.table(role.table).c[role.columns[key]]
+
+    def rows(self, role: Role, order: tuple[str, ...] = ()) -> Iterator[Any]:
+        order_by = [self.column(role, k) for k in order if k in role.columns] or None
+        if order_by is not None:
+            table = self.job.source.table(role.table)
+            order_by += list(table.primary_key.columns)
+        for batch in self.job.rows(role.table, order_by=order_by):
+            yield from batch
+
+    def value(self, row: Any, role: Role, key: str) -> Any:
+        column = role.columns.get(key)
+        return None if column is None else row._mapping[column]
+
+    def person_name(self, person: str | None) -> str:
+        if person is None:
+            return self.t("none")
+        if self.people is not None and person in self.people:
+            return self.people[person]
+        self.unknown_people.add(person)
+        return self.t("unknown_person", id=person)
+
+    def course_title(self, course: str | None) -> str:
+        if course is None:
+            return self.t("none")
+        if self.courses is not None and course in self.courses:
+            return self.courses[course]
+        return self.t("unknown_course", id=course)
+
+    def date_text(self, value: Any) -> str:
+        day = i18n.local_date(value, self.tz)
+        if day is not None:
+            return i18n.format_date(day, self.lang)
+        return self.t("none") if value is None else str(value)
+
+    def score_text(self, value: float | None) -> str:
+        if value is None:
+            return self.t("none")
+        return i18n.format_number(value, self.lang, 0 if float(value).is_integer() else 2)
+
+    def average(self, total: float, n: int, *, percent: bool = False) -> str:
+        if not n:
+            return self.t("none")
+        return i18n.format_percent(total / n, self.lang) if percent else i18n.format_number(total / n, self.lang)
+
+    def person(self, key: str) -> _Person:
+        stats = self.stats.get(key)
+        if stats is None:
+            stats = self.stats[key] = _Person()
+        return stats
+
+    def emit(self, relpath: str, doc: Any) -> None:
+        target: Path = self.job.path(f"{FOLDER}/{relpath}.{self.fmt}")
+        self.queue.add(doc, self.fmt, target)
+
+    def report(self, title: str, subtitle: str, blocks: list[Block], *, landscape: bool = False) -> Report:
+        return Report(
+            lang=self.lang,
+            title=title,
+            subtitle=subtitle,
+            organisation=self.organisation,
+            vendor=self.vendor,
+            generated=self.generated,
+            blocks=tuple(blocks),
+            landscape=landscape,
+        )
+
+    # -- reading -----------------------------------------------------------------
+
+    def run(self) -> None:
+        people = self.role("people", document="certificates and user statistics")
+        if people is not None:
+            self.people = {}
+            for row in self.rows(people):
+                key = _key(self.value(row, people, "id"))
+                if key is not None:
+                    name = self.value(row, people, "name")
+                    self.people[key] = self.t("none") if name is None else str(name)
+                    email = self.value(row, people, "email")
+                    if email:
+                        self.emails[key] = str(email)
+        courses = self.role("courses", document="certificates and completion reports")
+        if courses is not None:
+            self.courses = {}
+            for row in self.rows(courses):
+                key = _key(self.value(row, courses, "id"))
+                if key is not None:
+                    title = self.value(row, courses, "title")
+                    self.courses[key] = self.t("none") if title is None else str(title)
+        self.certificates()
+        self.completions()
+        self.quiz_results()
+        self.activity()
+        feedback = self.feedback()
+        self.user_statistics()
+        self.analytics()
+        if feedback is not None:
+            self.emit(f"{REPORTS}/feedback", feedback)
+        if self.unknown_people:
+            self.note(
+                f"{len(self.unknown_people)} people referenced by the documents are not among this customer's "
+                "people rows; they are shown by id"
+            )
+        self.export_summary()
+
+    def certificates(self) -> None:
+        role = self.role("certificates", document="certificates")
+        if role is None or self.people is None or self.courses is None:
+            if role is not None:
+                self.note("certificates skipped: they need [roles.people] and [roles.courses] too")
+            return
+        reproduced = self.t(
+            "certificate.reproduced", vendor=self.vendor, date=i18n.format_date(self.exported_on, self.lang)
+        )
+        pk = list(self.job.source.table(role.table).primary_key.columns)
+        self.certificates_read = 0
+        for row in self.rows(role):
+            self.certificates_read += 1
+            person = _key(self.value(row, role, "person"))
+            course = _key(self.value(row, role, "course"))
+            number = self.value(row, role, "number")
+            number_text = self.t("none") if number is None else str(number)
+            if number is not None:
+                stem = safe_filename(str(number), max_bytes=120)
+            else:
+                stem = "certificate-" + "-".join(str(row._mapping[c.name]) for c in pk)
+            stem = self.names.allocate(safe_filename(stem, max_bytes=120))
+            self.emit(
+                f"{CERTIFICATES}/{stem}",
+                Certificate(
+                    lang=self.lang,
+                    organisation=self.organisation,
+                    vendor=self.vendor,
+                    person=self.person_name(person),
+                    course=self.course_title(course),
+                    issued=self.date_text(self.value(row, role, "issued_at")),
+                    number=number_text,
+                    reproduced=reproduced,
+                ),
+            )
+            if person is not None and course is not None:
+                self.certificate_numbers[(person, course)] = number_text
+            if person is not None:
+                self.person(person).certificates += 1
+                if course is not None:
+                    self.person(person).courses.add(course)
+            if course is not None:
+                self.course_stats.setdefault(course, _Course()).certificates += 1
+
+    def completions(self) -> None:
+        role = self.role("completions", document="completion reports")
+        if role is None:
+            return
+        if self.courses is None:
+            self.note("completion reports skipped: they need [roles.courses] too")
+        current: str | None = None
+        entries: list[tuple[date | None, str, Any, float | None]] = []
+        reported: set[str] = set()
+        for row in self.rows(role, order=("course", "completed_at")):
+            course = _key(self.value(row, role, "course"))
+            if course != current:
+                if current is not None and self.courses is not None:
+                    self.course_report(current, entries)
+                    reported.add(current)
+                current, entries = course, []
+            person = _key(self.value(row, role, "person"))
+            at = self.value(row, role, "completed_at")
+            day = i18n.local_date(at, self.tz)
+            score = _number(self.value(row, role, "score"))
+            entries.append((day, person or "", at, score))
+            if day is not None:
+                self.months[(day.year, day.month)] += 1
+            if person is not None:
+                stats = self.person(person)
+                stats.completions += 1
+                if course is not None:
+                    stats.courses.add(course)
+                if score is not None:
+                    stats.score_sum += score
+                    stats.score_n += 1
+            if course is not None:
+                cs = self.course_stats.setdefault(course, _Course())
+                cs.completions += 1
+                if score is not None:
+                    cs.score_sum += score
+                    cs.score_n += 1
+        if current is not None and self.courses is not None:
+            self.course_report(current, entries)
+            reported.add(current)
+        for course in self.courses or {}:
+            if course not in reported:
+                self.course_report(course, [])
+
+    def course_report(self, course: str, entries: list[tuple[date | None, str, Any, float | None]]) -> None:
+        scores = [s for *_, s in entries if s is not None]
+        days = [d for d, *_ in entries if d is not None]
+        certs = (self.course_stats.get(course) or _Course()).certificates
+        facts = [
+            (self.t("completion.completed"), i18n.format_int(len(entries), self.lang)),
+            (self.t("completion.average"), self.average(sum(scores), len(scores))),
+            (self.t("completion.certificates"), i18n.format_int(certs, self.lang)),
+        ]
+        if days:
+            span = f"{i18n.format_date(min(days), self.lang)} – {i18n.format_date(max(days), self.lang)}"
+            facts.append((self.t("completion.first_last"), span))
+        entries.sort(key=lambda e: (e[0] or date.min, i18n.sort_key(self.person_name(e[1] or None), self.lang)))
+        rows = tuple(
+            (
+                self.person_name(person or None),
+                self.date_text(at),
+                self.score_text(score),
+                self.certificate_numbers.get((person, course), self.t("none")),
+            )
+            for _, person, at, score in entries
+        )
+        blocks: list[Block] = [
+            Heading(self.t("completion.summary")),
+            Facts(tuple(facts)),
+            Heading(self.t("completion.list")),
+            Table(
+                (
+                    self.t("completion.person"),
+                    self.t("completion.date"),
+                    self.t("completion.score"),
+                    self.t("completion.certificate"),
+                ),
+                rows,
+                (False, False, True, False),
+                empty=self.t("completion.none"),
+                widths=(40, 22, 12, 26),
+            ),
+        ]
+        title = self.course_title(course)
+        stem = safe_filename(f"{course}-{title}", max_bytes=100)
+        self.emit(
+            f"{REPORTS}/completions/{stem}",
+            self.report(self.t("completion.title"), self.t("completion.subtitle", course=title), blocks),
+        )
+
+    def quiz_results(self) -> None:
+        role = self.quiet_role("quiz_results")
+        if role is None:
+            return
+        for row in self.rows(role):
+            self.quiz_total += 1
+            person = _key(self.value(row, role, "person"))
+            score = _number(self.value(row, role, "score"))
+            maximum = _number(self.value(row, role, "max_score"))
+            pct = None
+            if score is not None and maximum:
+                pct = max(0.0, min(100.0, 100.0 * score / maximum))
+                self.quiz_pct_sum += pct
+                self.quiz_pct_n += 1
+                self.quiz_buckets[min(int(pct // 10), 9)] += 1
+            if person is not None:
+                stats = self.person(person)
+                stats.quiz_attempts += 1
+                if pct is not None:
+                    stats.quiz_sum += pct
+                    stats.quiz_n += 1
+
+    def activity(self) -> None:
+        role = self.quiet_role("activity")
+        if role is None:
+            return
+        first: date | None = None
+        last: date | None = None
+        for row in self.rows(role):
+            self.activity_total += 1
+            day = i18n.local_date(self.value(row, role, "at"), self.tz)
+            if day is not None:
+                first = day if first is None or day < first else first
+                last = day if last is None or day > last else last
+            person = _key(self.value(row, role, "person"))
+            if person is None:
+                continue
+            stats = self.person(person)
+            stats.activity += 1
+            if day is not None:
+                if stats.first_seen is None or day < stats.first_seen:
+                    stats.first_seen = day
+                if stats.last_seen is None or day > stats.last_seen:
+                    stats.last_seen = day
+        if first is not None and last is not None:
+            self.activity_span = (first, last)
+
+    def feedback(self) -> Report | None:
+        role = self.role("feedback", needs=("question", "answer"), document="feedback report")
+        if role is None:
+            return None
+        questions: dict[str, Counter[str]] = {}
+        blanks: Counter[str] = Counter()
+        total = 0
+        for row in self.rows(role):
+            total += 1
+            question = self.value(row, role, "question")
+            qtext = self.t("none") if question is None else str(question)
+            answers = questions.setdefault(qtext, Counter())
+            answer = self.value(row, role, "answer")
+            if answer is None or not str(answer).strip():
+                blanks[qtext] += 1
+            else:
+                answers[str(answer)] += 1
+        self.feedback_answers = total
+        blocks: list[Block] = []
+        if not questions:
+            blocks.append(Paragraph(self.t("feedback.none"), "muted"))
+        for n, (question, answers) in enumerate(questions.items(), start=1):
+            answered = sum(answers.values())
+            blocks += [
+                Heading(self.t("feedback.question", n=n)),
+                Paragraph(question, "pre"),
+                Paragraph(
+                    self.t(
+                        "feedback.responses",
+                        answers=i18n.format_int(answered, self.lang),
+                        blank=i18n.format_int(blanks[question], self.lang),
+                    ),
+                    "small",
+                ),
+                Table(
+                    (self.t("feedback.answer"), self.t("feedback.count")),
+                    tuple(
+                        (a, i18n.format_int(c, self.lang))
+                        for a, c in sorted(answers.items(), key=lambda ac: (-ac[1], i18n.sort_key(ac[0], self.lang)))
+                    ),
+                    (False, True),
+                    widths=(85, 15),
+                ),
+            ]
+        return self.report(self.t("feedback.title"), self.t("feedback.subtitle"), blocks)
+
+    # -- documents from the aggregates -------------------------------------------
+
+    def user_statistics(self) -> None:
+        if self.people is None:
+            return
+        keys = set(self.people) | set(self.stats)
+        order = sorted(keys, key=lambda k: (i18n.sort_key(self.person_name(k), self.lang), k))
+        n = lambda v: i18n.format_int(v, self.lang)  # noqa: E731
+        rows = []
+        for key in order:
+            s = self.stats.get(key) or _Person()
+            rows.append(
+                (
+                    "\n".join(filter(None, (self.person_name(key), self.emails.get(key)))),
+                    n(len(s.courses)),
+                    n(s.completions),
+                    n(s.certificates),
+                    self.average(s.score_sum, s.score_n),
+                    n(s.quiz_attempts),
+                    self.average(s.quiz_sum, s.quiz_n, percent=True),
+                    n(s.activity),
+                    i18n.format_date_short(s.first_seen, self.lang) if s.first_seen else self.t("none"),
+                    i18n.format_date_short(s.last_seen, self.lang) if s.last_seen else self.t("none"),
+                )
+            )
+        columns = tuple(
+            self.t(f"users.{c}")
+            for c in (
+                "person",
+                "courses",
+                "completions",
+                "certificates",
+                "avg_score",
+                "quiz_attempts",
+                "quiz_avg",
+                "activity",
+                "first_seen",
+                "last_seen",
+            )
+        )
+        blocks: list[Block] = [
+            Paragraph(self.t("users.intro"), "muted"),
+            Table(
+                columns,
+                tuple(rows),
+                (False,) + (True,) * 7 + (False, False),
+                empty=self.t("no_rows"),
+                widths=(25, 6, 8, 7, 9, 7, 8, 8, 11, 11),
+            ),
+        ]
+        self.emit(
+            f"{REPORTS}/user-statistics",
+            self.report(self.t("users.title"), self.t("users.subtitle"), blocks, landscape=True),
+        )
+
+    def analytics(self) -> None:
+        n = lambda v: i18n.format_int(v, self.lang)  # noqa: E731
+        figures: list[tuple[str, str]] = []
+        if self.people is not None:
+            figures.append((self.t("analytics.people"), n(len(self.people))))
+        if self.courses is not None:
+            figures.append((self.t("analytics.courses"), n(len(self.courses))))
+        has_completions = self.quiet_role("completions") is not None
+        if has_completions:
+            completions = sum(c.completions for c in self.course_stats.values())
+            score_sum = sum(c.score_sum for c in self.course_stats.values())
+            score_n = sum(c.score_n for c in self.course_stats.values())
+            figures.append((self.t("analytics.completions"), n(completions)))
+            figures.append((self.t("analytics.avg_completion"), self.average(score_sum, score_n)))
+        if self.certificates_read is not None:
+            figures.append((self.t("analytics.certificates"), n(self.certificates_read)))
+        quiz = self.quiet_role("quiz_results") is not None
+        if quiz:
+            figures.append((self.t("analytics.quiz_attempts"), n(self.quiz_total)))
+            figures.append(
+                (self.t("analytics.avg_quiz"), self.average(self.quiz_pct_sum, self.quiz_pct_n, percent=True))
+            )
+        if self.quiet_role("activity") is not None:
+            figures.append((self.t("analytics.activity"), n(self.activity_total)))
+        if self.feedback_answers is not None:
+            figures.append((self.t("analytics.feedback"), n(self.feedback_answers)))
+        if not figures:
+            self.note("analytics summary skipped: no [roles.*] it could use are configured")
+            return
+        blocks: list[Block] = [Heading(self.t("analytics.headline")), Figures(tuple(figures))]
+        if self.activity_span is not None:
+            first, last = self.activity_span
+            span = f"{i18n.format_date(first, self.lang)} – {i18n.format_date(last, self.lang)}"
+            blocks.append(Facts(((self.t("analytics.period"), span),)))
+        if has_completions:
+            labels, values = [], []
+            if self.months:
+                year, month = min(self.months)
+                end = max(self.months)
+                while (year, month) <= end:
+                    labels.append(i18n.format_month(year, month, self.lang))
+                    values.append(self.months[(year, month)])
+                    year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+            blocks.append(
+                BarChart(
+                    self.t("analytics.completions_chart"),
+                    tuple(labels),
+                    tuple(values),
+                    self.t("analytics.month"),
+                    self.t("analytics.completions"),
+                    x_axis=self.t("analytics.month"),
+                    empty=self.t("analytics.no_data"),
+                )
+            )
+        if quiz:
+            labels = [f"{10 * k}–{10 * k + 9}" for k in range(9)] + ["90–100"]
+            blocks.append(
+                BarChart(
+                    self.t("analytics.quiz_chart"),
+                    tuple(labels),
+                    tuple(self.quiz_buckets),
+                    self.t("analytics.quiz_axis"),
+                    self.t("analytics.attempts"),
+                    x_axis=self.t("analytics.quiz_axis"),
+                    empty=self.t("analytics.no_data"),
+                )
+            )
+        if has_completions and self.courses is not None:
+            titles = self.courses
+            ranked = sorted(
+                titles,
+                key=lambda c: (
+                    -(self.course_stats.get(c) or _Course()).completions,
+                    i18n.sort_key(titles[c], self.lang),
+                ),
+            )
+            rows = []
+            for course in ranked:
+                cs = self.course_stats.get(course) or _Course()
+                rows.append(
+                    (
+                        self.course_title(course),
+                        n(cs.completions),
+                        n(cs.certificates),
+                        self.average(cs.score_sum, cs.score_n),
+                    )
+                )
+            blocks += [
+                Heading(self.t("analytics.top_courses")),
+                Table(
+                    (
+                        self.t("analytics.course"),
+                        self.t("analytics.completions"),
+                        self.t("analytics.certificates"),
+                        self.t("analytics.avg_completion"),
+                    ),
+                    tuple(rows),
+                    (False, True, True, True),
+                    empty=self.t("no_rows"),
+                    widths=(52, 14, 16, 18),
+                ),
+            ]
+        self.emit(
+            f"{REPORTS}/analytics-summary",
+            self.report(
+                self.t("analytics.title"), self.t("analytics.subtitle", organisation=self.organisation), blocks
+            ),
+        )
+
+    def export_summary(self) -> None:
+        job = self.job
+        n = lambda v: i18n.format_int(v, self.lang)  # noqa: E731
+        deadline = job.export_deadline
+        facts = [
+            (self.t("summary.organisation"), self.organisation),
+            (self.t("summary.customer"), job.customer),
+            (self.t("summary.exported"), i18n.format_time(i18n.local_datetime(job.started_at, self.tz), self.lang)),
+        ]
+        if deadline is not None:
+            facts.append((self.t("summary.deadline"), i18n.format_date(deadline, self.lang)))
+            facts.append((self.t("summary.deletion"), i18n.format_date(deadline + timedelta(days=1), self.lang)))
+        else:
+            facts.append((self.t("summary.deadline"), self.t("summary.no_notice")))
+        blocks: list[Block] = [Facts(tuple(facts)), Heading(self.t("summary.formats"))]
+        formats = list(job.options.formats)
+        blocks.append(
+            Table(
+                (self.t("summary.format"), self.t("summary.folder"), self.t("summary.contents")),
+                tuple((f, _folder_of(f), self.t(f"fmt.{f}")) for f in formats if f"fmt.{f}" in i18n.STRINGS["en"]),
+                widths=(12, 18, 70),
+            )
+        )
+        blocks.append(Heading(self.t("summary.tables")))
+        rows = []
+        for spec in job.tables:
+            rows.append((spec.name, spec.category or self.t("none"), n(job.counts.get(spec.name, 0))))
+        rows.append((self.t("summary.total"), "", n(sum(job.counts.get(s.name, 0) for s in job.tables))))
+        blocks.append(
+            Table(
+                (self.t("summary.table"), self.t("summary.category"), self.t("summary.rows")),
+                tuple(rows),
+                (False, False, True),
+                widths=(50, 25, 25),
+            )
+        )
+        if "media" in formats:
+            size = sum(int(m.get("size") or 0) for m in job.media)
+            blocks += [
+                Heading(self.t("summary.media")),
+                Paragraph(
+                    self.t("summary.media_line", files=n(len(job.media)), size=i18n.format_bytes(size, self.lang))
+                ),
+            ]
+        blocks += [Heading(self.t("summary.checksums")), Paragraph(self.t("summary.checksums_text"))]
+        blocks.append(Heading(self.t("summary.after")))
+        if deadline is not None:
+            blocks.append(
+                Paragraph(
+                    self.t(
+                        "summary.after_text",
+                        deadline=i18n.format_date(deadline, self.lang),
+                        deletion=i18n.format_date(deadline + timedelta(days=1), self.lang),
+                    )
+                )
+            )
+            termination = deadline - timedelta(days=job.settings.contract.export_window_days)
+            kept = []
+            for spec in job.tables:
+                rule = job.settings.rule(spec.name)
+                if rule.retain and job.counts.get(spec.name):
+                    until = retention_until(termination, rule.retain)
+                    kept.append(
+                        self.t(
+                            "summary.retained",
+                            table=spec.name,
+                            until=i18n.format_date(until, self.lang),
+                            basis=rule.legal_basis or "",
+                        )
+                    )
+            blocks += [Paragraph(k) for k in kept]
+        else:
+            blocks.append(Paragraph(self.t("summary.after_nodeadline")))
+        # Other formats' notes, and this run's own without the "pdf: "/"docx: " prefix: the
+        # PDF and the Word summary then say the same, whichever of them runs first.
+        notes = [note for note in job.notes if not note.startswith(("pdf: ", "docx: "))] + self.own_notes
+        if notes:
+            blocks += [Heading(self.t("summary.notes"))] + [Paragraph(note, "small") for note in notes]
+        self.emit("export-summary", self.report(self.t("summary.title"), self.t("summary.subtitle"), blocks))
+
+
+def _folder_of(fmt: str) -> str:
+    exporter = REGISTRY.get(fmt)
+    return f"{exporter.folder}/" if exporter is not None else ""
+
+
+class _DocumentsExporter(Exporter):
+    folder: ClassVar[str] = FOLDER
+    order: ClassVar[int] = 70  # after media (60): the export summary counts the media files
+
+    def after(self, job: ExportJob) -> None:
+        label = f"{self.name} documents"
+        with RenderQueue(progress=lambda done: job.progress(label, done)) as queue:
+            build = _Build(job, self.name, queue)
+            build.run()
+            queue.finish()
+
+
+@register
+class PdfExporter(_DocumentsExporter):
+    name = "pdf"
+    description = "certificates and reports as PDF (data/documents/)"
+
+
+@register
+class DocxExporter(_DocumentsExporter):
+    name = "docx"
+    description = "certificates and reports as Word documents (data/documents/)"
