@@ -13,6 +13,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -207,6 +208,21 @@ def current_actor() -> str:
     return f"{user}@{socket.gethostname()}"[:200]
 
 
+def _holder_is_dead(holder: str) -> bool:
+    """True when the lock was taken on this host by a process that no longer exists
+    (killed by the OOM killer, a reboot, SIGKILL): its lock need not wait to go stale."""
+    match = re.search(r" host (\S+) pid (\d+)$", holder)
+    if not match or match.group(1) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(match.group(2)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
+
+
 def _canonical(value: Any) -> str:
     def default(v: Any) -> Any:
         if isinstance(v, (datetime, date)):
@@ -398,13 +414,13 @@ class Ledger:
     @contextmanager
     def lock(self, name: str = "purge", stale_after: timedelta = timedelta(hours=1)) -> Iterator[None]:
         """Hold a named lock in the ledger; Busy (exit 4) when someone else holds it."""
-        holder = f"{self.actor} pid {os.getpid()}"
+        holder = f"{self.actor} host {socket.gethostname()} pid {os.getpid()}"
         now = utcnow()
         try:
             with self.engine.begin() as conn:
                 current = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
                 if current is not None:
-                    if now - current.heartbeat_at < stale_after:
+                    if now - current.heartbeat_at < stale_after and not _holder_is_dead(current.holder):
                         raise Busy(
                             f"another purge is running ({current.holder}, since {current.acquired_at:%Y-%m-%dT%H:%M:%SZ})"
                         )

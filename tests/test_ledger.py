@@ -127,3 +127,31 @@ def test_brand_new_ledger_opened_by_two_at_once(dbs) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_lock_of_a_dead_process_on_this_host_is_broken(ledger_url: str) -> None:
+    import socket
+
+    from learnexit.ledger import locks, utcnow
+
+    with Ledger(ledger_url) as ledger:
+        with ledger.engine.begin() as conn:
+            conn.execute(
+                locks.insert().values(
+                    name="purge",
+                    holder=f"cron@x host {socket.gethostname()} pid 999999999",
+                    acquired_at=utcnow(),
+                    heartbeat_at=utcnow(),
+                )
+            )
+        with ledger.lock("purge"):  # the holder is gone: no need to wait an hour
+            pass
+        with ledger.engine.begin() as conn:
+            conn.execute(
+                locks.insert().values(
+                    name="purge", holder="cron@y host other-host pid 1", acquired_at=utcnow(), heartbeat_at=utcnow()
+                )
+            )
+        with pytest.raises(Busy):  # another host: cannot tell, so it stays busy until stale
+            with ledger.lock("purge"):
+                pass
