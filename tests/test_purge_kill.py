@@ -127,10 +127,10 @@ def test_killed_purge_resumes_to_the_same_end(
         assert code == -9, f"not killed at {point} #{after}: {err}"
         with Ledger(lms.settings.state_url) as ledger:
             assert [p["status"] for p in ledger.rows(L.purges, "acme")] == ["running"]
-        if seed == SEEDS[0]:
-            busy, _, err = finish(cli(lms, "acme", "--yes"))
-            assert busy == 4 and "another purge is running" in err  # the dead run's lock, until it is stale
-        age_lock(lms)
+        if seed != SEEDS[0]:
+            age_lock(lms)
+        # else: the dead run's lock stays as it was left; the next run on this host
+        # sees that its process is gone and breaks it at once (no hour-long exit 4)
     code, out, err = finish(cli(lms, "acme", "--yes", "--json"))
     assert code == 0, err
     assert json.loads(out)["customers"][0]["resumed"] is True
