@@ -14,6 +14,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
+
+# Timing belongs in bench/, not in tests: no per-example deadline (a loaded CI machine
+# must not turn a correct property into a flaky failure).
+hypothesis_settings.register_profile("learnexit", deadline=None)
+hypothesis_settings.load_profile("learnexit")
 
 PG_ADMIN = os.environ.get("LEARNEXIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MY_ADMIN = os.environ.get("LEARNEXIT_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
