@@ -824,6 +824,7 @@ def confirm_handover(
     reference = _check_text(reference, "--reference", MAX_REFERENCE)
     without_export_reason = _check_text(without_export_reason, "--reason", 2000)
     at = _now(settings, now)
+    _require_known(settings, _read(ledger, customer))  # an unknown customer is bad input (2), not a refusal
     with ledger.transaction() as conn:
         rec = _read_in(conn, customer)
         active = rec.active
@@ -993,11 +994,23 @@ def run_closure(settings: Settings, ledger: Ledger, customer: str, *, now: datet
                     for ref, value in settings.closure.items():
                         table_name, column = ref.split(".", 1)
                         counts[ref] = _close_column(sconn, src, table_name, column, value, settings.purge.batch_size)
+                    if not (already and not any(counts.values())):
+                        # Recorded while the source transaction is still open: when the
+                        # ledger cannot take the record, the source change is rolled back.
+                        _record_closure(ledger, customer, at, counts, already, bool(settings.closure))
+                    return counts
             except OperationalError:
                 ledger.record("closure", "closure.failed", customer, {"actions": sorted(settings.closure)})
                 raise
     if already and not any(counts.values()):
         return counts
+    _record_closure(ledger, customer, at, counts, already, bool(settings.closure))
+    return counts
+
+
+def _record_closure(
+    ledger: Ledger, customer: str, at: datetime, counts: dict[str, int], already: bool, configured: bool
+) -> None:
     with ledger.transaction() as conn:
         closure_id = _insert(
             conn,
@@ -1014,9 +1027,8 @@ def run_closure(settings: Settings, ledger: Ledger, customer: str, *, now: datet
             "closure",
             "closure.performed" if not already else "closure.repeated",
             customer,
-            {"closure_id": closure_id, "rows": counts, "configured": bool(settings.closure)},
+            {"closure_id": closure_id, "rows": counts, "configured": configured},
         )
-    return counts
 
 
 def due_closures(settings: Settings, ledger: Ledger, now: datetime | None = None) -> list[str]:

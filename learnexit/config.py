@@ -65,8 +65,13 @@ def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***`` (never print a password)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: hide everything between ':' and '@'
-        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+    except Exception:  # an unparsable URL: hide everything between the user's ':' and the last '@'
+        match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*:/*)(.*)", url, re.S)
+        prefix, rest = (match.group(1), match.group(2)) if match else ("", url)
+        userinfo, at, host = rest.rpartition("@")
+        if not at or ":" not in userinfo:
+            return url
+        return f"{prefix}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,8 @@ class _Section:
             self.fail(key, "is required")
         if value is not None and not value.strip():
             self.fail(key, "must not be empty")
+        if value is not None and _has_control(value):
+            self.fail(key, "must not contain control characters (NUL, line breaks, escapes)")
         return value
 
     def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
@@ -233,6 +240,8 @@ class _Section:
         for item in value:
             if not isinstance(item, str) or not item.strip():
                 self.fail(key, f"must be a list of non-empty strings, found {item!r}")
+            if _has_control(item):
+                self.fail(key, f"must not contain control characters, found {item!r}")
         return tuple(value)
 
     def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
@@ -250,6 +259,10 @@ class _Section:
             self.fail(unknown[0], "unknown key" + (f" (also: {', '.join(unknown[1:])})" if unknown[1:] else ""))
 
 
+def _has_control(text: str) -> bool:
+    return any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in text)
+
+
 def _column_ref(section: _Section, key: str, text: str) -> tuple[str, str]:
     """``table.column`` → (table, column)."""
     parts = text.split(".")
@@ -259,6 +272,8 @@ def _column_ref(section: _Section, key: str, text: str) -> tuple[str, str]:
 
 
 def _resolve_url(url: str, base_dir: Path, label: str, key: str) -> str:
+    if _has_control(url):  # the URL may come from the environment, not only the file
+        raise ConfigError(f"{label}: {key}: the URL contains a control character")
     try:
         parsed = make_url(url.replace("{customer}", "customer"))
     except ArgumentError:

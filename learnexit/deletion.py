@@ -56,6 +56,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -440,6 +441,13 @@ def _key_cols(table: sa.Table) -> list[sa.Column[Any]]:
     return list(table.primary_key.columns)
 
 
+def _key_after(cols: Sequence[Any], key: tuple[Any, ...]) -> ColumnElement[bool]:
+    """Rows whose key comes after ``key`` (in the order ``ORDER BY`` the key columns gives)."""
+    if len(cols) == 1:
+        return cols[0] > key[0]
+    return sa.tuple_(*cols) > sa.tuple_(*[sa.literal(v) for v in key])
+
+
 def _key_in(cols: Sequence[Any], keys: Sequence[tuple[Any, ...]]) -> ColumnElement[bool]:
     if len(cols) == 1:
         return cols[0].in_([k[0] for k in keys])
@@ -735,6 +743,18 @@ class _Scope:
     def _ref_exists(self, t: str, e: Edge, extra: Callable[[Any], ColumnElement[bool]] | None) -> Any:
         table = self.src.table(t)
         child: Any = self.src.table(e.child)
+        if e.child != t:
+            # Uncorrelated: the referencing keys are collected once per statement (hashed
+            # or indexed by the database), not looked up per row of ``t`` — without an
+            # index on the referencing column, EXISTS scans the child table for each row.
+            sub = (
+                sa.select(*[child.c[c] for c in e.child_cols])
+                .where(*[child.c[c].isnot(None) for c in e.child_cols])
+                .correlate(None)
+            )
+            if extra is not None:
+                sub = sub.where(extra(child))
+            return sa.and_(*[table.c[c].isnot(None) for c in e.parent_cols], _in(table, e.parent_cols, sub))
         conds = []
         if e.child == t:
             self._alias_n += 1
@@ -1103,6 +1123,33 @@ def _ledger_rows(ledger: Ledger, table: sa.Table, customer: str) -> list[dict[st
         raise _db_error("cannot read the ledger", exc) from None
 
 
+def _exports_running(settings: Settings, ledger: Ledger, customer: str) -> list[dict[str, Any]]:
+    """Exports of ``customer`` running now: a purge waits for them (the export, for its
+    part, refuses to start once a purge has, and removes its package if one overtook it).
+
+    Running means the export's lock is held by a live process: on this host one that
+    exists; on another host one whose lock is younger than ``lock_stale_minutes``.  A
+    killed export therefore blocks nothing (on another host: not for long)."""
+    from .export import export_lock_name
+
+    stale = timedelta(minutes=settings.purge.lock_stale_minutes)
+    here = f" host {socket.gethostname()} pid "
+    live = []
+    for row in _ledger_rows(ledger, L.exports, customer):
+        if row["status"] != "running":
+            continue
+        try:
+            with ledger.engine.connect() as conn:
+                lock = conn.execute(sa.select(L.locks).where(L.locks.c.name == export_lock_name(row["id"]))).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise _db_error("cannot read the ledger", exc) from None
+        if lock is None or L._holder_is_dead(lock.holder):
+            continue
+        if here in lock.holder or utcnow() - lock.heartbeat_at < stale:
+            live.append(row)
+    return live
+
+
 def _pending_retention(purge: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for table, info in (_json(purge.get("retained"), {}) or {}).items():
@@ -1177,6 +1224,12 @@ def plan_purge(
         plan.refusals.append(
             f"{customer} is on legal hold since {aware(hold['placed_at']):%Y-%m-%d} (placed by "
             f"{hold['placed_by']}); release it first (learnexit release {customer})"
+        )
+    running = _exports_running(settings, ledger, customer)
+    if running:
+        plan.refusals.append(
+            f"an export of {customer} is running (export #{running[0]['id']}, started "
+            f"{aware(running[0]['started_at']):%Y-%m-%d %H:%MZ}); purge when it has finished"
         )
     tl = facts.timeline
     if tl is None:
@@ -1700,10 +1753,17 @@ class _Run:
         extra_cols = [table.c[c] for _, c, _ in via] + [table.c[c] for c in mcols]
         self_edge = scope.self_edges.get(t, [None])[0]
         total = 0
+        # Batches walk the table in key order (each select starts after the last key of
+        # the one before, instead of scanning from the start again); at the end one more
+        # select from the start finds rows written behind the walk.  A self-referencing
+        # table is read from the start every time (deleting a row frees its parent).
+        after: tuple[Any, ...] | None = None
         while True:
             where = [scope.doomed(t)]
             if self_edge is not None:
                 where.append(sa.not_(scope._ref_exists(t, self_edge, None)))
+            elif after is not None:
+                where.append(_key_after(pk, after))
             stalled = False
             pending_id: int | None = None
             n = 0
@@ -1735,6 +1795,11 @@ class _Run:
                 raise _Blocked(t, describe_db_error(exc)) from None
             except sa.exc.SQLAlchemyError as exc:
                 raise _db_error(f"deleting from {t} failed", exc) from None
+            if not rows and after is not None:
+                after = None  # the walk is done: once more from the start
+                continue
+            if rows and self_edge is None:
+                after = tuple(rows[-1][: len(pk)])
             if not rows:
                 if stalled and self_edge is not None:
                     broken = self._break_cycle(src, scope, t, self_edge)
@@ -2093,7 +2158,9 @@ class _Run:
                 )
         except LearnexitError:
             event("purge_failure_not_recorded", level=logging.ERROR, customer=self.customer, purge_id=self.purge_id)
-        event("purge_failed", level=logging.ERROR, customer=self.customer, purge_id=self.purge_id, error=text)
+        # WARNING: the error itself reaches the user once, as the command's error line
+        # (or, with --due, as the run's purge_due_failed event)
+        event("purge_failed", level=logging.WARNING, customer=self.customer, purge_id=self.purge_id, error=text)
 
     def _go(self) -> PurgeResult:
         plan = self.plan
@@ -2508,6 +2575,9 @@ def due_work(
         if facts.hold_active:
             skipped.append({"customer": customer, "reason": "legal hold", "would": why})
             continue
+        if _exports_running(settings, ledger, customer):
+            skipped.append({"customer": customer, "reason": "export running", "would": why})
+            continue
         work.append((customer, why))
     return work, skipped
 
@@ -2569,6 +2639,8 @@ def purge_due(
             except LearnexitError as exc:
                 status = "refused" if isinstance(exc, Refused) else "failed"
                 result = PurgeResult(customer=customer, status=status, error=exc.message, exit_code=exc.exit_code)
+                if status == "failed":
+                    event("purge_due_failed", level=logging.ERROR, customer=customer, error=exc.message)
             except Exception as exc:  # noqa: BLE001 - one customer's bug must not stop the others
                 first = str(exc).strip().splitlines()
                 text = scrub(f"internal error: {type(exc).__name__}: {first[0] if first else ''}")

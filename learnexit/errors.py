@@ -26,7 +26,16 @@ class LearnexitError(Exception):
     @property
     def message(self) -> str:
         # One line, always: a multi-line message would break log parsing.
-        return " ".join(str(self).split())
+        return printable(" ".join(str(self).split()))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (NUL, ESC, DEL, ...) shown as ``\\xNN``: a message
+    quoting hostile input must not drive the terminal or cut a log line."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else (f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+        for ch in text
+    )
 
 
 class OperationalError(LearnexitError):

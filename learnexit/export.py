@@ -21,17 +21,20 @@ The run, in order (design §4, issue 4):
 from __future__ import annotations
 
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
+import queue
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from . import contract
+from . import contract, errors
 from .calendar import active_notice
 from .calendar import now as current_time
 from .config import LANGS, SQL_DIALECTS, Settings, scrub
@@ -46,7 +49,7 @@ from .exporters.base import (
     column_kind,
     load_builtin,
 )
-from .ledger import Ledger, exports, utcnow
+from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .package import PackageBuild, discard_package, finish_package, plan_package
 from .source import Edge, Source, describe_db_error
@@ -201,10 +204,10 @@ def check_window(
 # --------------------------------------------------------------------------- table specs
 
 
-def _dangling(source: Source, conn: sa.Connection, edge: Edge) -> int:
-    """Exported rows of ``edge.child`` whose reference points outside the exported rows
-    of ``edge.parent`` (frictionless semantics: a key with any value set must match)."""
-    owned = source.owned_select(edge.child).order_by(None).subquery("le_owned")
+def _outside(source: Source, owned: Any, edge: Edge) -> Any:
+    """1 for an exported row of ``edge.child`` (``owned``: its exported rows) whose reference
+    points outside the exported rows of ``edge.parent``, else 0 (frictionless semantics: a
+    key with any value set must match)."""
     parent = source.table(edge.parent)
     parent_keys = (
         sa.select(*[parent.c[c] for c in edge.parent_cols])
@@ -214,17 +217,26 @@ def _dangling(source: Source, conn: sa.Connection, edge: Edge) -> int:
     cols = [owned.c[c] for c in edge.child_cols]
     key = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
     matched = sa.and_(*[c.is_not(None) for c in cols], key.in_(parent_keys))
-    stmt = (
-        sa.select(sa.func.count()).select_from(owned).where(sa.or_(*[c.is_not(None) for c in cols]), sa.not_(matched))
-    )
-    return int(conn.execute(stmt).scalar() or 0)
+    return sa.case((sa.and_(sa.or_(*[c.is_not(None) for c in cols]), sa.not_(matched)), 1), else_=0)
 
 
-def build_specs(source: Source, conn: sa.Connection, notes: list[str]) -> list[TableSpec]:
+def _table_stats(source: Source, conn: sa.Connection, name: str, edges: Sequence[Edge]) -> tuple[int, list[int]]:
+    """(exported rows of ``name``, rows pointing outside the export per edge): one scan."""
+    owned = source.owned_select(name).order_by(None).subquery("le_owned")
+    columns = [sa.func.count()] + [sa.func.coalesce(sa.func.sum(_outside(source, owned, e)), 0) for e in edges]
+    row = conn.execute(sa.select(*columns).select_from(owned)).one()
+    return int(row[0] or 0), [int(n or 0) for n in row[1:]]
+
+
+def build_specs(
+    source: Source, conn: sa.Connection, notes: list[str], totals: dict[str, int] | None = None
+) -> list[TableSpec]:
     """Owned tables, parents first, with their columns and the references among them.
 
     A reference is kept only when every exported row's target is exported too, so the
-    SQL dump loads and ``frictionless validate`` passes; a dropped one is noted.
+    SQL dump loads and ``frictionless validate`` passes; a dropped one is noted.  Each
+    table is scanned once, counting its rows (into ``totals``) and the references that
+    point outside the export together.
     """
     settings = source.settings
     owned = source.owned_tables()
@@ -235,11 +247,12 @@ def build_specs(source: Source, conn: sa.Connection, notes: list[str]) -> list[T
         columns = tuple(
             ColumnSpec(c.name, column_kind(c), bool(c.nullable), bool(c.primary_key), c.type) for c in table.columns
         )
+        edges = [e for e in source.datamap.edges if e.child == name and e.parent in exported]
+        count, outside_counts = _table_stats(source, conn, name, edges)
+        if totals is not None:
+            totals[name] = count
         keys = []
-        for edge in source.datamap.edges:
-            if edge.child != name or edge.parent not in exported:
-                continue
-            outside = _dangling(source, conn, edge)
+        for edge, outside in zip(edges, outside_counts, strict=True):
             if outside:
                 rows = "1 exported row references a row" if outside == 1 else f"{outside} exported rows reference rows"
                 notes.append(
@@ -264,8 +277,11 @@ def build_specs(source: Source, conn: sa.Connection, notes: list[str]) -> list[T
 # --------------------------------------------------------------------------- the read pass
 
 
-def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, int]) -> None:
-    """Read every table once from the snapshot, feeding every format's TableWriter."""
+def read_pass(
+    job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, int], label: str | None = None
+) -> None:
+    """Read every table once from the snapshot, feeding every format's TableWriter
+    (``label``: the format, when each format reads on its own)."""
     writers: list[TableWriter] = []
     delay = float(os.environ.get(SLOW_EXPORT_ENV) or 0)
     try:
@@ -273,16 +289,26 @@ def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, i
             writer = exporter.writer(job)
             if writer is not None:
                 writers.append(writer)
+        # Batches as columns when every writer takes them so (no transposing back and forth).
+        columnar = all(type(w).write_columns is not TableWriter.write_columns for w in writers)
         for spec in job.tables:
             for w in writers:
                 w.start_table(spec)
             rows = 0
             job.progress(spec.name, 0)
-            for batch in job.rows(spec.name):
-                for w in writers:
-                    w.write_batch(spec, batch)
-                rows += len(batch)
-                job.progress(spec.name, rows)
+            if columnar:
+                for columns in job.columns(spec.name):
+                    n = len(columns[0])
+                    for w in writers:
+                        w.write_columns(spec, columns, n)
+                    rows += n
+                    job.progress(spec.name, rows)
+            else:
+                for batch in job.tuples(spec.name):
+                    for w in writers:
+                        w.write_batch(spec, batch)
+                    rows += len(batch)
+                    job.progress(spec.name, rows)
             for w in writers:
                 w.end_table(spec, rows)
             if rows != totals[spec.name]:
@@ -290,7 +316,10 @@ def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, i
                     f"{spec.name}: read {rows} rows but counted {totals[spec.name]} in the same snapshot"
                 )
             job.counts[spec.name] = rows
-            event("export_table", customer=job.customer, table=spec.name, rows=rows)
+            if label is None:
+                event("export_table", customer=job.customer, table=spec.name, rows=rows)
+            else:
+                event("export_table", customer=job.customer, table=spec.name, rows=rows, format=label)
             if delay:
                 time.sleep(delay)
         for w in writers:
@@ -302,6 +331,268 @@ def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, i
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
         raise
+
+
+# --------------------------------------------------------------------------- running the formats
+
+# Processes that export formats side by side (default: one per core, when there is enough
+# to do); 1 runs every format in this process.
+EXPORT_WORKERS_ENV = "LEARNEXIT_EXPORT_WORKERS"
+PARALLEL_FROM_ROWS = 10_000
+# Rough cost of a format per exported row, to start the costly ones first.
+_COST = {"json": 7.0, "pdf": 7.0, "xml": 6.0, "xlsx": 5.0, "docx": 3.0, "sql": 3.0, "csv": 2.5, "media": 0.5}
+
+
+def export_workers(source: Source, exporters: Sequence[Exporter], totals: dict[str, int]) -> int:
+    """How many processes export the formats: one per core (``LEARNEXIT_EXPORT_WORKERS``
+    overrides), at most one per format, and 1 when the source cannot share its snapshot
+    with other processes (MySQL/MariaDB), fork is not available, or there is little to do."""
+    configured = os.environ.get(EXPORT_WORKERS_ENV, "").strip()
+    if configured:
+        try:
+            wanted = max(1, int(configured))
+        except ValueError:
+            raise BadInput(f"{EXPORT_WORKERS_ENV} must be a whole number, not {configured!r}") from None
+    else:
+        if sum(totals.values()) < PARALLEL_FROM_ROWS:
+            return 1
+        try:
+            wanted = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            wanted = os.cpu_count() or 1
+    if len(exporters) < 2 or not source.shareable() or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(wanted, len(exporters)))
+
+
+def run_formats(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, int], order: list[str]) -> None:
+    """Every format's rows and documents, in this process or side by side in several."""
+    job.counts.update(totals)  # verified table by table by every read pass
+    workers = export_workers(job.source, exporters, totals)
+    if workers <= 1 or not _run_parallel(job, exporters, totals, order, workers):
+        read_pass(job, exporters, totals)
+        for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
+            exporter.after(job)
+    for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
+        exporter.finish(job)
+
+
+@dataclass
+class _TaskResult:
+    """What one format did, handed back to the export's own process."""
+
+    name: str
+    read_notes: list[str]  # notes of its read pass
+    after_notes: list[str]  # notes of its ``after`` step
+    problems: list[str]
+    media: list[dict[str, Any]]
+
+
+def _run_task(job: ExportJob, exporter: Exporter, totals: dict[str, int]) -> _TaskResult:
+    """One format on its own: its read pass (if it has a writer), then its ``after`` step."""
+    job.notes, job.problems, job.media = [], [], []
+    report = job.progress
+    done: dict[str, int] = {}
+
+    def progress(label: str, n: int) -> None:  # one bar per format: its rows over all tables
+        if label in totals:
+            done[label] = n
+            report(exporter.name, sum(done.values()))
+        else:
+            report(label, n)
+
+    job.progress = progress
+    started = time.monotonic()
+    try:
+        if type(exporter).writer is not Exporter.writer:
+            read_pass(job, [exporter], totals, label=exporter.name)
+        read_notes = list(job.notes)
+        exporter.after(job)
+        event("export_format", customer=job.customer, format=exporter.name, seconds=round(time.monotonic() - started, 2))
+        return _TaskResult(exporter.name, read_notes, job.notes[len(read_notes) :], job.problems, job.media)
+    finally:
+        job.progress = report
+
+
+def _run_parallel(
+    job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, int], order: list[str], workers: int
+) -> bool:
+    """Run the formats in this process and ``workers - 1`` forked ones, each reading its
+    own snapshot of the same data (PostgreSQL: the exported snapshot; SQLite: a new read
+    transaction, used only when no one has written since this process's began).  False
+    when the snapshots could not be shared (then nothing was written: run sequentially)."""
+    source = job.source
+    ctx = multiprocessing.get_context("fork")
+    tasks = sorted(exporters, key=lambda e: -_COST.get(e.name, 1.0))
+    next_task = ctx.Value("i", 0)
+    updates = ctx.Queue()
+    shared = source.share_snapshot(job.conn)
+    base_notes, base_problems, base_media = job.notes, job.problems, job.media
+    job.parallel = True  # (the forked workers get it too)
+    children: list[tuple[Any, Any]] = []
+    results: dict[str, _TaskResult] = {}
+    parent = os.getpid()
+    try:
+        for _ in range(workers - 1):
+            ours, theirs = ctx.Pipe()
+            process = ctx.Process(
+                target=_worker,
+                args=(job, tasks, totals, next_task, shared, theirs, updates, parent),
+                name="learnexit-export",
+            )
+            process.start()
+            theirs.close()
+            children.append((process, ours))
+        for process, pipe in children:
+            message = _receive(process, pipe)
+            if message[0] != "ready":
+                _raise_from(message)
+        if not source.snapshot_unchanged(job.conn):
+            for _process, pipe in children:
+                pipe.send("stop")
+            for process, _pipe in children:
+                process.join()
+            job.parallel = False
+            event("export_parallel_skipped", level=30, customer=job.customer, reason="the source changed")
+            return False
+        for _process, pipe in children:
+            pipe.send("go")
+        report = job.progress
+
+        def progress(label: str, n: int, *, forward: Any = report) -> None:
+            forward(label, n)
+            _relay(updates, forward)
+
+        job.progress = progress
+        try:
+            while (task := _take(next_task, tasks)) is not None:
+                results[task.name] = _run_task(job, task, totals)
+        finally:
+            job.progress = report
+        for process, pipe in children:
+            while True:
+                message = _receive(process, pipe, updates, report)
+                if message[0] == "done":
+                    results.update({r.name: r for r in message[1]})
+                    break
+                _raise_from(message)
+            process.join()
+        _relay(updates, report)
+    except BaseException:
+        job.parallel = False
+        for process, _pipe in children:
+            if process.is_alive():
+                process.kill()
+            process.join()
+        raise
+    finally:
+        for _process, pipe in children:
+            pipe.close()
+        if updates is not None:
+            updates.close()
+            updates.cancel_join_thread()
+        job.notes, job.problems, job.media = base_notes, base_problems, base_media
+    # Merge in the order one process would have produced: read passes, then after steps.
+    for exporter in sorted(exporters, key=lambda e: order.index(e.name)):
+        job.notes.extend(results[exporter.name].read_notes)
+    for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
+        result = results[exporter.name]
+        job.notes.extend(result.after_notes)
+        job.problems.extend(result.problems)
+        job.media.extend(result.media)
+    return True
+
+
+def _take(counter: Any, tasks: list[Exporter]) -> Exporter | None:
+    with counter.get_lock():
+        i = counter.value
+        counter.value = i + 1
+    return tasks[i] if i < len(tasks) else None
+
+
+def _relay(updates: Any, report: Any) -> None:
+    """Pass on the progress the worker processes reported."""
+    if updates is None:
+        return
+    while True:
+        try:
+            label, n = updates.get_nowait()
+        except queue.Empty:
+            return
+        report(label, n)
+
+
+def _receive(process: Any, pipe: Any, updates: Any = None, report: Any = None) -> Any:
+    """The next message from a worker, or an error if it died without one."""
+    while True:
+        ready = multiprocessing.connection.wait([pipe, process.sentinel], timeout=0.2)
+        if pipe in ready:
+            try:
+                return pipe.recv()
+            except EOFError:
+                pass
+        elif not ready:
+            _relay(updates, report)
+            continue
+        process.join()
+        raise OperationalError(f"an export worker process died (exit code {process.exitcode})")
+
+
+def _raise_from(message: Any) -> None:
+    if message[0] == "error":
+        _kind, error_type, text = message
+        error_class = getattr(errors, error_type, None)
+        if isinstance(error_class, type) and issubclass(error_class, LearnexitError):
+            raise error_class(text)
+        raise OperationalError(f"export worker failed: {text}")
+    raise OperationalError(f"export worker sent {message[0]!r}")
+
+
+def _worker(
+    job: ExportJob,
+    tasks: list[Exporter],
+    totals: dict[str, int],
+    next_task: Any,
+    shared: str | None,
+    pipe: Any,
+    updates: Any,
+    parent: int,
+) -> None:
+    """A forked worker: its own snapshot, then formats until none is left."""
+    code = 0
+    try:
+        source = job.source
+        source.engine.dispose(close=False)  # the parent's connections are not ours to use
+        with source.snapshot(imported=shared) as conn:
+            source.start_snapshot(conn)
+            pipe.send(("ready",))
+            if pipe.recv() != "go":
+                return
+            own = replace(job, conn=conn, counts=dict(totals), notes=[], problems=[], media=[])
+
+            def progress(label: str, n: int) -> None:
+                if os.getppid() != parent:  # the export was killed: stop
+                    os._exit(1)
+                if updates is not None:
+                    updates.put((label, n))
+
+            own.progress = progress
+            results = []
+            while (task := _take(next_task, tasks)) is not None:
+                results.append(_run_task(own, task, totals))
+            pipe.send(("done", results))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        code = 1
+        try:
+            pipe.send(("error", type(exc).__name__, _error_text(exc)))
+        except Exception:  # noqa: BLE001 - the parent sees the exit code instead
+            pass
+    finally:
+        if updates is not None:
+            updates.close()
+            updates.join_thread()
+        pipe.close()
+        os._exit(code)  # no cleanup of the parent's objects (connections, temporary files)
 
 
 # --------------------------------------------------------------------------- ledger
@@ -318,10 +609,45 @@ def _error_text(exc: BaseException) -> str:
     return scrub(f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": "))
 
 
+def export_lock_name(export_id: int) -> str:
+    """The ``locks`` row a running export holds (a purge of its customer waits for it)."""
+    return f"export:{export_id}"
+
+
+def _serialise(conn: sa.Connection) -> None:
+    """Queue behind any other ledger writer that serialises (PostgreSQL: the audit
+    counter's row lock, which every audited write takes; SQLite: BEGIN IMMEDIATE did)."""
+    conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "audit_count").with_for_update()).all()
+
+
+def _purge_started(conn: sa.Connection, customer: str) -> Any:
+    """The latest full purge of ``customer`` (running, failed or done), if any."""
+    stmt = (
+        sa.select(purges.c.id, purges.c.status, purges.c.started_at)
+        .where(purges.c.customer == customer, purges.c.kind == "full")
+        .order_by(purges.c.id.desc())
+        .limit(1)
+    )
+    return conn.execute(stmt).first()
+
+
+def _refuse_after_purge(conn: sa.Connection, customer: str) -> None:
+    purge = _purge_started(conn, customer)
+    if purge is not None:  # the data is being (or has been) deleted: a package would be partial
+        raise Refused(
+            f"a purge of {customer} started on {purge.started_at:%Y-%m-%d} (purge #{purge.id}, {purge.status}); "
+            "its data can no longer be exported"
+        )
+
+
 def _record_start(
     ledger: Ledger, customer: str, build: PackageBuild, formats: list[str], late_reason: str | None, at: datetime
 ) -> int:
+    import socket
+
     with ledger.transaction() as conn:
+        _serialise(conn)
+        _refuse_after_purge(conn, customer)
         inserted = conn.execute(
             exports.insert().values(
                 customer=customer,
@@ -334,6 +660,15 @@ def _record_start(
             )
         )
         export_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+        now = utcnow()
+        conn.execute(
+            locks.insert().values(
+                name=export_lock_name(export_id),
+                holder=f"{ledger.actor} host {socket.gethostname()} pid {os.getpid()}",
+                acquired_at=now,
+                heartbeat_at=now,
+            )
+        )
         ledger.append_audit(
             conn,
             "export",
@@ -359,6 +694,7 @@ def _record_failure(ledger: Ledger, customer: str, export_id: int, exc: BaseExce
                 .where(exports.c.id == export_id)
                 .values(status="failed", finished_at=utcnow(), error=error[:2000])
             )
+            conn.execute(locks.delete().where(locks.c.name == export_lock_name(export_id)))
             ledger.append_audit(conn, "export", "export_failed", customer, {"export_id": export_id, "error": error})
     except LearnexitError:
         event("export_failure_not_recorded", level=40, customer=customer, export_id=export_id)
@@ -409,14 +745,23 @@ def run_export(
                 "(classify them in [tables] of the config)"
             )
         customer_name = source.customer_name()
+        try:
+            with ledger.engine.connect() as lconn:  # checked again when the export is recorded
+                _refuse_after_purge(lconn, customer)
+        except sa.exc.SQLAlchemyError as exc:
+            raise OperationalError(f"cannot read the ledger: {describe_db_error(exc)}") from None
         build = plan_package(out_dir, customer, started, zip_output=zip_output, encrypted=bool(recipients))
-        export_id = _record_start(ledger, customer, build, format_names, late_reason if late else None, started)
+        build.create()  # an output folder that cannot be written fails before anything is recorded
+        try:
+            export_id = _record_start(ledger, customer, build, format_names, late_reason if late else None, started)
+        except BaseException:
+            discard_package(build)
+            raise
         event("export_started", customer=customer, export_id=export_id, formats=",".join(format_names))
         try:
-            build.create()
             with source.snapshot() as conn:
-                specs = build_specs(source, conn, notes)
-                totals = {s.name: source.count(conn, s.name) for s in specs}
+                totals: dict[str, int] = {}
+                specs = build_specs(source, conn, notes, totals)
                 job = ExportJob(
                     settings=settings,
                     source=source,
@@ -438,10 +783,11 @@ def run_export(
                 )
                 if progress is not None:
                     report = progress
-                    job.progress = lambda label, n: report(label, n, totals.get(label))
-                read_pass(job, exporters, totals)
-                for exporter in sorted(exporters, key=lambda e: (e.order, format_names.index(e.name))):
-                    exporter.after(job)
+                    everything = sum(totals.values())  # (a format's bar when formats run side by side)
+                    job.progress = lambda label, n: report(
+                        label, n, totals.get(label, everything if label in format_names else None)
+                    )
+                run_formats(job, exporters, totals, format_names)
             problems = list(job.problems)
             if problems:
                 if not allow_missing_media:
@@ -456,11 +802,21 @@ def run_export(
         except BaseException as exc:
             discard_package(build)
             _record_failure(ledger, customer, export_id, exc)
-            event("export_failed", level=40, customer=customer, export_id=export_id)
+            event("export_failed", level=30, customer=customer, export_id=export_id)  # the CLI prints the error
             raise
         finished = _aware(settings, None)
+        overtaken = None
         try:
             with ledger.transaction() as lconn:
+                _serialise(lconn)
+                # A purge that started while we read: this package holds data being deleted.
+                overtaken = _purge_started(lconn, customer)
+                if overtaken is not None:
+                    raise Refused(
+                        f"a purge of {customer} started while exporting (purge #{overtaken.id}); "
+                        "the package was removed"
+                    )
+                lconn.execute(locks.delete().where(locks.c.name == export_lock_name(export_id)))
                 lconn.execute(
                     exports.update()
                     .where(exports.c.id == export_id)
@@ -491,6 +847,14 @@ def run_export(
                         "encrypted": bool(recipients),
                     },
                 )
+        except Refused as exc:
+            from .deletion import _destroy
+
+            if overtaken is None:
+                raise
+            _destroy(packaged.path)
+            _record_failure(ledger, customer, export_id, exc)
+            raise
         except LearnexitError as exc:
             raise OperationalError(
                 f"the package is complete at {packaged.path}, but the ledger could not record it: {exc.message}"

@@ -1088,6 +1088,8 @@ def verify_package(path: str | os.PathLike[str]) -> VerifyResult:
         return VerifyResult(target, not problems, problems.final())
     if target.name.endswith(".age"):
         raise BadInput(f"{target} is encrypted: decrypt it first (age -d -i KEY -o PACKAGE.zip {target.name})")
+    if not target.is_file():  # a FIFO or a device would block or never end
+        raise BadInput(f"{target} is not a regular file or a folder: not an export package")
     try:
         with open(target, "rb") as raw:
             head = raw.read(4)

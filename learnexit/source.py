@@ -102,9 +102,14 @@ def make_engine(url: str, *, what: str = "source", sqlite_begin: str = "BEGIN") 
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.drivername.startswith("postgresql"):
-        kwargs["connect_args"] = {"connect_timeout": 10}
+        # JIT compiles the nested ownership predicates for seconds per query: off.
+        kwargs["connect_args"] = {"connect_timeout": 10, "options": "-c jit=off"}
     elif parsed.drivername.startswith("mysql"):
         kwargs["connect_args"] = {"connect_timeout": 10, "charset": "utf8mb4"}
+    if what == "state" and not parsed.drivername.startswith("sqlite"):
+        # The ledger connection idles while an export or purge works on the source; a
+        # server restart or pg_terminate_backend must not lose the record at the end.
+        kwargs["pool_pre_ping"] = True
     try:
         engine = sa.create_engine(url, **kwargs)
     except Exception as exc:  # missing driver, bad URL
@@ -143,6 +148,11 @@ class Source:
             db = parsed.database or ""
             if db and db != ":memory:" and not os.path.exists(db):
                 raise UnknownCustomer(f"unknown customer {customer!r}: no database file {db}")
+        elif parsed.drivername.startswith("sqlite"):
+            # SQLite would silently create an empty database for a mistyped path.
+            db = parsed.database or ""
+            if db and db != ":memory:" and not db.startswith("file:") and not os.path.exists(db):
+                raise ConfigError(f"{settings.label}: [source] url: the SQLite database {db} does not exist")
         self.engine = make_engine(self.url)
         self.metadata = sa.MetaData()
         event.listen(self.metadata, "column_reflect", _floats_stay_floats)
@@ -162,6 +172,7 @@ class Source:
             self._customer_value = self._find_customer()
         self._preds: dict[str, ColumnElement[bool]] = {}
         self._cte_counter = 0
+        self._watches: dict[int, tuple[Connection, Any]] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -280,17 +291,35 @@ class Source:
             result.close()
 
     @contextmanager
-    def snapshot(self) -> Iterator[Connection]:
-        """One read transaction: every table read through it sees the same moment."""
+    def snapshot(self, imported: str | None = None) -> Iterator[Connection]:
+        """One read transaction: every table read through it sees the same moment.
+
+        ``imported``: a PostgreSQL snapshot another process exported with
+        ``share_snapshot`` — this transaction then sees exactly what that one sees.
+        """
         dialect = self.engine.dialect.name
+        watch: Connection | None = None
         try:
+            if dialect == "sqlite" and self.shareable():
+                # Remember the database's version before the snapshot starts: readers in
+                # other processes see the same data as long as it has not changed since.
+                watch = self.engine.connect()
+                version = _data_version(watch)
             conn = self.engine.connect()
             if dialect in ("postgresql", "mysql", "mariadb"):
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             trans = conn.begin()
             if dialect == "postgresql":
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                if imported is not None:
+                    if not re.fullmatch(r"[0-9A-Fa-f-]+", imported):
+                        raise OperationalError(f"not a PostgreSQL snapshot id: {imported[:40]!r}")
+                    conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{imported}'")
+            if watch is not None:
+                self._watches[id(conn)] = (watch, version)
         except sa.exc.SQLAlchemyError as exc:
+            if watch is not None:
+                watch.close()
             raise OperationalError(f"cannot read source {mask_url(self.url)}: {describe_db_error(exc)}") from None
         try:
             yield conn
@@ -301,6 +330,54 @@ class Source:
                 trans.rollback()
             finally:
                 conn.close()
+                if watch is not None:
+                    self._watches.pop(id(conn), None)
+                    watch.close()
+
+    def shareable(self) -> bool:
+        """Can other processes read the same snapshot as ``snapshot()`` (parallel exports)?
+
+        PostgreSQL: yes, an exported snapshot.  SQLite (a file): yes while nothing writes —
+        ``snapshot_unchanged`` tells.  MySQL/MariaDB: no (one process reads).
+        """
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return True
+        if dialect == "sqlite":
+            db = make_url(self.url).database or ""
+            return bool(db) and db != ":memory:" and "mode=memory" not in db
+        return False
+
+    def share_snapshot(self, conn: Connection) -> str | None:
+        """What another process passes to ``snapshot(imported=…)`` to read the same data
+        (PostgreSQL: ``pg_export_snapshot()``, valid while this transaction lasts)."""
+        if self.engine.dialect.name == "postgresql":
+            return str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar())
+        return None
+
+    def start_snapshot(self, conn: Connection) -> None:
+        """Make the snapshot begin now (SQLite begins it at the first read)."""
+        if self.engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+
+    def snapshot_unchanged(self, conn: Connection) -> bool:
+        """SQLite: True when no one has committed since ``conn``'s snapshot began, so a
+        snapshot begun in another process meanwhile holds the same data."""
+        watched = self._watches.get(id(conn))
+        if watched is None:
+            return self.engine.dialect.name == "postgresql"
+        watch, version = watched
+        return bool(_data_version(watch) == version)
+
+
+def _data_version(conn: Connection) -> Any:
+    """SQLite's ``PRAGMA data_version`` after a read (which makes the connection notice
+    other connections' commits), outside any transaction of its own."""
+    try:
+        conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+        return conn.exec_driver_sql("PRAGMA data_version").scalar()
+    finally:
+        conn.rollback()
 
 
 def _in(table: sa.Table | Any, cols: tuple[str, ...], sub: sa.Select[Any]) -> ColumnElement[bool]:

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,17 +21,58 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+try:  # the Click that parses our command line: typer ships its own copy since 0.20
+    from typer import _click as click  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - older typer uses the click package
+    import click  # type: ignore[no-redef]
 
 from .. import __version__
 from ..config import Settings, load_settings, scrub
-from ..errors import EXIT_FAILURE, LearnexitError
+from ..errors import EXIT_FAILURE, LearnexitError, printable
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done · 1 operational failure · 2 bad input or config · "
     "3 refused by policy · 4 busy (purge lock) · 5 needs attention (status --check)."
 )
 
+
+class _OneLineErrors(TyperGroup):
+    """Click's usage errors (unknown option, bad value, missing argument) as the one-line
+    ``learnexit: error: ...`` every other error gets, exit 2 (design §3), not a usage block."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except click.exceptions.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # `learnexit` alone prints the help
+                sys.exit(exc.exit_code)
+            hint = ""
+            if isinstance(exc, click.exceptions.UsageError) and exc.ctx is not None:
+                hint = f" (see `{exc.ctx.command_path} --help`)"
+            text = " ".join(exc.format_message().split())
+            sys.stderr.write(f"learnexit: error: {scrub(printable(text))}{hint}\n")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.stderr.write("learnexit: error: aborted\n")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="learnexit",
     help=(
         "Offboarding toolkit for an LMS: record termination notices, export every row "
@@ -165,7 +206,7 @@ class Ctx:
         else:
             code = EXIT_FAILURE
             first = str(exc).strip().splitlines()
-            message = f"internal error: {type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
+            message = printable(f"internal error: {type(exc).__name__}: {first[0] if first else ''}".rstrip(": "))
             if not self.show_traceback:
                 message += " (run again with --traceback for details)"
         if self.show_traceback:

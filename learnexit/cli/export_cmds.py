@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import BadInput, VerificationFailed
+from ..errors import BadInput, VerificationFailed, printable
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
 
 
@@ -217,8 +217,9 @@ def verify_command(
 
         ctx.emit(result.as_dict(), render)
         if not result.valid:
-            if not as_json:
-                ctx.note(f"learnexit: verification failed: {len(result.problems)} problem(s)")
+            # the one error line on stderr, with --json too (stdout holds the result)
+            first = printable(" ".join(result.problems[0].split())) if result.problems else ""
+            ctx.note(f"learnexit: error: verification failed: {len(result.problems)} problem(s); first: {first}")
             return VerificationFailed.exit_code
         return 0
 

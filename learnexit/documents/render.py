@@ -16,6 +16,8 @@ Files are written with mode 0600 (folders are made by the caller, 0700).
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import multiprocessing
 import os
@@ -29,7 +31,6 @@ from ..errors import OperationalError
 from ..logs import event
 from .layout import document_html, page_css, stylesheet_text
 from .model import Certificate, Document
-from .word import document_docx
 
 FORMATS = ("pdf", "docx")
 WORKERS_ENV = "LEARNEXIT_RENDER_WORKERS"
@@ -76,7 +77,17 @@ def pdf_renderer() -> PdfRenderer:
     global _renderer
     if _renderer is None:
         _renderer = PdfRenderer()
+        atexit.register(_release_renderer)
     return _renderer
+
+
+def _release_renderer() -> None:
+    """Free the renderer's Pango and fontconfig objects while their libraries still work:
+    left to the interpreter's final garbage collection, unreferencing them crashes the
+    process (SIGSEGV) after all the work is done."""
+    global _renderer
+    _renderer = None
+    gc.collect()
 
 
 def open_private(target: Path) -> IO[bytes]:
@@ -95,6 +106,8 @@ def render_file(doc: Document, fmt: str, target: Path) -> None:
             if fmt == "pdf":
                 pdf_renderer().write(doc, out)
             else:
+                from .word import document_docx  # (python-docx: imported when needed)
+
                 document_docx(doc, out)
     except BaseException:
         target.unlink(missing_ok=True)
@@ -124,6 +137,33 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, cores)
+
+
+def _forget_parents_fork_server() -> None:
+    """In a process forked from one that has a fork server (an export's worker processes):
+    that server is the parent's, and ``multiprocessing`` would wait for it as if it were
+    ours (ChildProcessError).  Forget it; this process starts its own when it needs one."""
+    try:
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver  # noqa: SLF001 - the module's singleton, as of Python 3.11-3.13
+    except (ImportError, AttributeError):
+        return
+    if getattr(server, "_forkserver_pid", None) is None:
+        return
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    for name in ("_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd", "_inherited_fds"):
+        if hasattr(server, name):
+            setattr(server, name, None)
+    if alive is not None:
+        try:
+            os.close(alive)  # our copy only: the parent keeps its server alive
+        except OSError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parents_fork_server)
 
 
 def _context() -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -48,6 +48,46 @@ def column_kind(col: sa.Column[Any]) -> str:
     if py is bytes:
         return "binary"
     return "string"
+
+
+def result_processors(dialect: Any, stmt: sa.Select[Any], description: Any) -> list[tuple[int, Any]]:
+    """(index, converter) for each selected column SQLAlchemy converts on this dialect."""
+    out = []
+    for i, (col, desc) in enumerate(zip(stmt.selected_columns, description or (), strict=False)):
+        process = col.type.dialect_impl(dialect).result_processor(dialect, desc[1])
+        if process is not None:
+            out.append((i, process))
+    return out
+
+
+def stream_columns(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> Iterator[list[Sequence[Any]]]:
+    """Execute ``stmt`` with a server-side cursor and yield its rows in batches, a batch as
+    its columns (one sequence of values per selected column, all of the same length).
+
+    Raw rows are taken from the result's fetch strategy (the DBAPI cursor and whatever
+    SQLAlchemy has buffered from it), so no Row objects are made; the columns SQLAlchemy
+    would convert are converted here, a whole column at a time.
+    """
+    result = conn.execution_options(yield_per=batch_size).execute(stmt)
+    try:
+        processors = result_processors(conn.dialect, stmt, result.cursor.description)
+        while True:
+            # (the strategy changes once the cursor is exhausted: look it up every time)
+            batch = result.cursor_strategy.fetchmany(result, result.cursor, batch_size)
+            if not batch:
+                return
+            columns: list[Sequence[Any]] = list(zip(*batch, strict=True))
+            for i, process in processors:
+                columns[i] = list(map(process, columns[i]))
+            yield columns
+    finally:
+        result.close()
+
+
+def stream_tuples(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Like ``stream_columns``, a batch as a list of row tuples."""
+    for columns in stream_columns(conn, stmt, batch_size):
+        yield list(zip(*columns, strict=True))
 
 
 @dataclass(frozen=True)
@@ -101,6 +141,9 @@ class ExportJob:
     problems: list[str] = field(default_factory=list)  # make the export fail (exit 1) unless allowed
     media: list[dict[str, Any]] = field(default_factory=list)  # media files copied (for index.html)
     progress: Callable[[str, int], None] = lambda label, n: None
+    # True while the formats run side by side, each in its own process: what must see every
+    # format's notes and files (the export summary) then waits for ``Exporter.finish``.
+    parallel: bool = False
 
     def spec(self, name: str) -> TableSpec:
         for t in self.tables:
@@ -108,19 +151,43 @@ class ExportJob:
                 return t
         raise KeyError(name)
 
-    def rows(self, name: str, where: Any = None, order_by: Any = None) -> Iterator[list[sa.Row[Any]]]:
-        """Stream this customer's rows of ``name`` (optionally narrowed) from the snapshot."""
+    def select(self, name: str, where: Any = None, order_by: Any = None, columns: Any = None) -> sa.Select[Any]:
+        """This customer's rows of ``name`` (optionally narrowed, reordered, or only some columns)."""
         stmt = self.source.owned_select(name)
+        if columns is not None:
+            stmt = stmt.with_only_columns(*columns)
         if where is not None:
             stmt = stmt.where(where)
         if order_by is not None:
             stmt = stmt.order_by(None).order_by(*order_by)
-        result = self.conn.execution_options(yield_per=self.options.batch_size).execute(stmt)
+        return stmt
+
+    def rows(self, name: str, where: Any = None, order_by: Any = None) -> Iterator[list[sa.Row[Any]]]:
+        """Stream this customer's rows of ``name`` (optionally narrowed) from the snapshot."""
+        result = self.conn.execution_options(yield_per=self.options.batch_size).execute(
+            self.select(name, where, order_by)
+        )
         try:
             for part in result.partitions(self.options.batch_size):
                 yield list(part)
         finally:
             result.close()
+
+    def tuples(
+        self, name: str, where: Any = None, order_by: Any = None, columns: Any = None, batch_size: int | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Like ``rows``, as plain tuples in the table's column order (or ``columns``): the
+        fast path for the hot loops.  Batches come straight from the driver's (server-side)
+        cursor; a column is converted only when SQLAlchemy would convert it (dates stored
+        as text in SQLite, decimals, booleans…), a whole column at a time, so the values are
+        exactly those ``rows`` gives."""
+        stmt = self.select(name, where, order_by, columns)
+        yield from stream_tuples(self.conn, stmt, batch_size or self.options.batch_size)
+
+    def columns(self, name: str) -> Iterator[list[Sequence[Any]]]:
+        """This customer's rows of ``name`` in batches, a batch as its columns (see
+        ``stream_columns``): what ``TableWriter.write_columns`` takes."""
+        yield from stream_columns(self.conn, self.select(name), self.options.batch_size)
 
     def note(self, fmt: str, text: str) -> None:
         self.notes.append(f"{fmt}: {text}")
@@ -161,6 +228,12 @@ class TableWriter(ABC):
     def write_batch(self, spec: TableSpec, rows: list[sa.Row[Any]]) -> None:  # noqa: B027
         pass
 
+    def write_columns(self, spec: TableSpec, columns: list[Sequence[Any]], rows: int) -> None:
+        """A batch as its columns (one sequence per column of ``spec``, ``rows`` long each).
+        Writers that work a column at a time override it (and ``write_batch`` then
+        transposes); when every writer of a read pass does, the batches come as columns."""
+        self.write_batch(spec, list(zip(*columns, strict=True)))
+
     def end_table(self, spec: TableSpec, rows: int) -> None:  # noqa: B027
         pass
 
@@ -184,6 +257,12 @@ class Exporter(ABC):
         return None
 
     def after(self, job: ExportJob) -> None:  # noqa: B027 - optional
+        pass
+
+    def finish(self, job: ExportJob) -> None:  # noqa: B027 - optional
+        """Runs once every format's ``after`` step is done (in ``order``), in the export's
+        own process.  When the formats ran side by side (``job.parallel``), what must see
+        every other format's notes and files (the export summary) is done here."""
         pass
 
 

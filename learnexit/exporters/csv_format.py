@@ -10,10 +10,9 @@ same; ``datapackage.json`` declares which columns may be NULL.)
 
 from __future__ import annotations
 
-import csv
+import re
+from collections.abc import Sequence
 from typing import IO, Any
-
-import sqlalchemy as sa
 
 from .base import Exporter, ExportJob, TableSpec, TableWriter, register
 from .values import Sanitiser, unique_stems
@@ -27,24 +26,69 @@ def csv_paths(tables: list[str]) -> dict[str, str]:
     return {name: f"{FOLDER}/{stem}.csv" for name, stem in unique_stems(tables).items()}
 
 
+_QUOTED = re.compile('[",\r\n]')  # what makes RFC 4180 (and csv.QUOTE_MINIMAL) quote a field
+
+
+def _field(value: Any) -> str:
+    text = "" if value is None else value if type(value) is str else str(value)
+    return '"' + text.replace('"', '""') + '"' if _QUOTED.search(text) else text
+
+
+def csv_fields(values: Sequence[Any]) -> list[str] | Sequence[Any]:
+    """One column of a batch as CSV fields, exactly as ``csv.writer`` (QUOTE_MINIMAL) writes
+    the values ``Sanitiser.csv_column`` gives: NULL empty, numbers as ``str``, text quoted
+    only when it holds a quote, a comma or a line break (quotes doubled)."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if kinds == {int}:
+        return ["" if v is None else str(v) for v in values]
+    if kinds == {str} or not kinds:
+        if not _QUOTED.search("".join(filter(None, values))):
+            return ["" if v is None else v for v in values] if None in values else values
+    return [_field(v) for v in values]
+
+
 class CsvWriter(TableWriter):
+    """Writes each batch a column at a time: the values are converted by
+    ``Sanitiser.csv_column``, made fields by ``csv_fields`` (quoting only the columns that
+    need it), joined into records, and the batch is encoded once.  A batch holding a lone
+    surrogate (UTF-8 cannot encode it) is redone value by value through ``Sanitiser.csv``,
+    which replaces it and notes it."""
+
     def __init__(self, job: ExportJob) -> None:
         self.job = job
         self.values = Sanitiser("csv")
         self.paths = csv_paths([t.name for t in job.tables])
-        self.file: IO[Any] | None = None
-        self.out: Any = None
+        self.file: IO[bytes] | None = None
+
+    def _emit(self, columns: list[Sequence[Any]]) -> None:
+        assert self.file is not None
+        fields = [csv_fields(values) for values in columns]
+        if len(fields) == 1:  # csv.writer quotes a record of one empty field (it would be a blank line)
+            fields = [['""' if f == "" else f for f in fields[0]]]
+        self.file.write(("\r\n".join(map(",".join, zip(*fields, strict=True))) + "\r\n").encode("utf-8"))
 
     def start_table(self, spec: TableSpec) -> None:
-        self.file = self.job.open_file(self.paths[spec.name], "w", newline="", encoding="utf-8")
-        self.out = csv.writer(self.file, dialect="excel", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-        self.out.writerow([self.values.csv(c, spec.name, "(header)") for c in spec.column_names])
+        self.file = self.job.open_file(self.paths[spec.name], "wb", buffering=1 << 20)
+        self._emit([[self.values.csv(c, spec.name, "(header)")] for c in spec.column_names])
 
-    def write_batch(self, spec: TableSpec, rows: list[sa.Row[Any]]) -> None:
+    def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.write_columns(spec, list(zip(*rows, strict=True)), len(rows))
+
+    def write_columns(self, spec: TableSpec, columns: list[Sequence[Any]], rows: int) -> None:
+        if not rows:
+            return
         names = spec.column_names
-        convert = self.values.csv
         table = spec.name
-        self.out.writerows([[convert(v, table, c) for v, c in zip(row, names, strict=True)] for row in rows])
+        column = self.values.csv_column
+        counted = self.values.changes.copy()
+        try:
+            self._emit([column(values, table, name) for values, name in zip(columns, names, strict=True)])
+        except UnicodeEncodeError:  # a lone surrogate somewhere in the batch: value by value
+            self.values.changes = counted
+            convert = self.values.csv
+            self._emit([[convert(v, table, name) for v in values] for values, name in zip(columns, names, strict=True)])
 
     def end_table(self, spec: TableSpec, rows: int) -> None:
         if self.file is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +46,7 @@ from .base import REGISTRY, Exporter, ExportJob, register
 from .media import NameAllocator, safe_filename
 
 FOLDER = "documents"
+DOCUMENT_FORMATS = ("pdf", "docx")
 CERTIFICATES = "certificates"
 REPORTS = "reports"
 
@@ -64,6 +65,17 @@ def _number(value: Any) -> float | None:
         return float(Decimal(str(value).strip()))
     except (InvalidOperation, ValueError):
         return None
+
+
+def _instant_kind(values: list[Any]) -> str | None:
+    """"naive" or "aware" when ``values`` are datetimes that compare as they are, else None."""
+    if any(type(v) is not datetime for v in values):
+        return None
+    if all(v.tzinfo is None for v in values):
+        return "naive"
+    if all(v.utcoffset() is not None for v in values):
+        return "aware"
+    return None
 
 
 @dataclass
@@ -90,11 +102,13 @@ class _Course:
 
 
 class _Build:
-    """One run of the documents of one format for one export."""
+    """One run of the documents of one export, in one or both formats (the data is read
+    and aggregated once; each document is rendered in every format)."""
 
-    def __init__(self, job: ExportJob, fmt: str, queue: RenderQueue) -> None:
+    def __init__(self, job: ExportJob, fmt: str | list[str], queue: RenderQueue) -> None:
         self.job = job
-        self.fmt = fmt
+        self.fmts = [fmt] if isinstance(fmt, str) else list(fmt)
+        self.fmt = self.fmts[0]
         self.queue = queue
         self.lang = i18n.check_lang(job.options.lang)
         self.tz = job.settings.contract.timezone
@@ -129,7 +143,8 @@ class _Build:
 
     def note(self, text: str) -> None:
         self.own_notes.append(text)
-        self.job.note(self.fmt, text)
+        for fmt in self.fmts:
+            self.job.note(fmt, text)
 
     def role(self, name: str, *, needs: tuple[str, ...] = (), document: str) -> Role | None:
         """The role if it can be used for ``document``; otherwise a note and None."""
@@ -156,17 +171,20 @@ class _Build:
     def column(self, role: Role, key: str) -> sa.Column[Any]:
         return self.job.source.table(role.table).c[role.columns[key]]
 
-    def rows(self, role: Role, order: tuple[str, ...] = ()) -> Iterator[Any]:
+    def rows(self, role: Role, order: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+        """The role table's rows (only the role's columns and the primary key), as dicts."""
+        table = self.job.source.table(role.table)
         order_by = [self.column(role, k) for k in order if k in role.columns] or None
         if order_by is not None:
-            table = self.job.source.table(role.table)
             order_by += list(table.primary_key.columns)
-        for batch in self.job.rows(role.table, order_by=order_by):
-            yield from batch
+        names = list(dict.fromkeys([*role.columns.values(), *(c.name for c in table.primary_key.columns)]))
+        columns = [table.c[n] for n in names]
+        for batch in self.job.tuples(role.table, order_by=order_by, columns=columns):
+            yield from (dict(zip(names, row, strict=True)) for row in batch)
 
     def value(self, row: Any, role: Role, key: str) -> Any:
         column = role.columns.get(key)
-        return None if column is None else row._mapping[column]
+        return None if column is None else row[column]
 
     def person_name(self, person: str | None) -> str:
         if person is None:
@@ -206,8 +224,9 @@ class _Build:
         return stats
 
     def emit(self, relpath: str, doc: Any) -> None:
-        target: Path = self.job.path(f"{FOLDER}/{relpath}.{self.fmt}")
-        self.queue.add(doc, self.fmt, target)
+        for fmt in self.fmts:
+            target: Path = self.job.path(f"{FOLDER}/{relpath}.{fmt}")
+            self.queue.add(doc, fmt, target)
 
     def report(self, title: str, subtitle: str, blocks: list[Block], *, landscape: bool = False) -> Report:
         return Report(
@@ -257,7 +276,8 @@ class _Build:
                 f"{len(self.unknown_people)} people referenced by the documents are not among this customer's "
                 "people rows; they are shown by id"
             )
-        self.export_summary()
+        if not self.job.parallel:  # (side by side, it waits for every format: ``finish``)
+            self.export_summary()
 
     def certificates(self) -> None:
         role = self.role("certificates", document="certificates")
@@ -279,7 +299,7 @@ class _Build:
             if number is not None:
                 stem = safe_filename(str(number), max_bytes=120)
             else:
-                stem = "certificate-" + "-".join(str(row._mapping[c.name]) for c in pk)
+                stem = "certificate-" + "-".join(str(row[c.name]) for c in pk)
             stem = self.names.allocate(safe_filename(stem, max_bytes=120))
             self.emit(
                 f"{CERTIFICATES}/{stem}",
@@ -416,18 +436,70 @@ class _Build:
                     stats.quiz_n += 1
 
     def activity(self) -> None:
+        """Activity rows per person, their first and last day, and the whole span.
+
+        A batch at a time: a day is a monotonic function of the instant, so only the
+        earliest and latest instant of each person need converting to a local day, as long
+        as the instants are datetimes of one kind (all naive, or all with an offset) that
+        compare as they are.  Anything else goes value by value."""
         role = self.quiet_role("activity")
         if role is None:
             return
+        table = self.job.source.table(role.table)
+        wanted = [c for c in (role.columns.get("person"), role.columns.get("at")) if c is not None]
+        names = list(dict.fromkeys(wanted)) or [next(iter(table.columns)).name]
+        person_at = names.index(role.columns["person"]) if "person" in role.columns else None
+        instant_at = names.index(role.columns["at"]) if "at" in role.columns else None
+        spans: dict[Any, list[Any]] = {}  # person as read → [rows, earliest, latest]
+        kind: str | None = None  # "naive" | "aware": the instants compared so far
+        days: list[date] = []  # first and last days of rows taken value by value
+        for batch in self.job.tuples(role.table, columns=[table.c[n] for n in names]):
+            self.activity_total += len(batch)
+            persons = [r[person_at] for r in batch] if person_at is not None else [None] * len(batch)
+            instants = [r[instant_at] for r in batch] if instant_at is not None else [None] * len(batch)
+            present = [v for v in instants if v is not None]
+            batch_kind = _instant_kind(present) if present else kind
+            if present and (batch_kind is None or (kind is not None and batch_kind != kind)):
+                days.extend(self._activity_one_by_one(persons, instants))
+                continue
+            kind = batch_kind
+            for person, at in zip(persons, instants, strict=True):
+                span = spans.get(person)
+                if span is None:
+                    spans[person] = [1, at, at]
+                    continue
+                span[0] += 1
+                if at is not None:
+                    if span[1] is None or at < span[1]:
+                        span[1] = at
+                    if span[2] is None or at > span[2]:
+                        span[2] = at
+        for person, (rows, earliest, latest) in spans.items():
+            edge_days = [d for d in (i18n.local_date(earliest, self.tz), i18n.local_date(latest, self.tz)) if d]
+            days.extend(edge_days)
+            key = _key(person)
+            if key is None:
+                continue
+            stats = self.person(key)
+            stats.activity += rows
+            for day in edge_days:
+                if stats.first_seen is None or day < stats.first_seen:
+                    stats.first_seen = day
+                if stats.last_seen is None or day > stats.last_seen:
+                    stats.last_seen = day
+        if days:
+            self.activity_span = (min(days), max(days))
+
+    def _activity_one_by_one(self, persons: list[Any], instants: list[Any]) -> list[date]:
+        """Rows whose instants do not compare as they are: each converted to its day."""
         first: date | None = None
         last: date | None = None
-        for row in self.rows(role):
-            self.activity_total += 1
-            day = i18n.local_date(self.value(row, role, "at"), self.tz)
+        for raw, at in zip(persons, instants, strict=True):
+            day = i18n.local_date(at, self.tz)
             if day is not None:
                 first = day if first is None or day < first else first
                 last = day if last is None or day > last else last
-            person = _key(self.value(row, role, "person"))
+            person = _key(raw)
             if person is None:
                 continue
             stats = self.person(person)
@@ -437,8 +509,7 @@ class _Build:
                     stats.first_seen = day
                 if stats.last_seen is None or day > stats.last_seen:
                     stats.last_seen = day
-        if first is not None and last is not None:
-            self.activity_span = (first, last)
+        return [d for d in (first, last) if d is not None]
 
     def feedback(self) -> Report | None:
         role = self.role("feedback", needs=("question", "answer"), document="feedback report")
@@ -741,10 +812,28 @@ class _DocumentsExporter(Exporter):
     order: ClassVar[int] = 70  # after media (60): the export summary counts the media files
 
     def after(self, job: ExportJob) -> None:
-        label = f"{self.name} documents"
+        # PDF and Word of the same export are made together, by the first of them: the
+        # data is read and aggregated once, and one pool of workers renders both.
+        fmts = [f for f in DOCUMENT_FORMATS if f in job.options.formats] or [self.name]
+        if self.name not in fmts:
+            fmts = [self.name]
+        elif self.name != fmts[0]:
+            return  # made with the first
+        label = f"{'/'.join(fmts)} documents"
         with RenderQueue(progress=lambda done: job.progress(label, done)) as queue:
-            build = _Build(job, self.name, queue)
+            build = _Build(job, fmts, queue)
             build.run()
+            queue.finish()
+
+    def finish(self, job: ExportJob) -> None:
+        """The export summary, when the formats ran side by side (once all are done)."""
+        if not job.parallel:
+            return
+        prefix = f"{self.name}: "
+        with RenderQueue(workers=1) as queue:
+            build = _Build(job, self.name, queue)
+            build.own_notes = [n[len(prefix) :] for n in job.notes if n.startswith(prefix)]
+            build.export_summary()
             queue.finish()
 
 

@@ -34,16 +34,17 @@ Nested (``<customer>.json``), so a receiving system need not re-join tables::
   whose reference is NULL or points outside this export.
 
 Every owned row therefore appears exactly once in the nested document.  Memory stays
-bounded: people are read ``PEOPLE_BATCH`` at a time (keyset pagination on the id), and
-for each batch every nested table is queried once with ``person IN (batch)``, grouped in
-memory for that batch only, written, and dropped.  Without ``[roles.people]`` (or when
-that table is not exported) no nested document is written, and a note says so.
+bounded (see ``NestedReader``): on SQLite and PostgreSQL each table nested under people
+is read once, ordered by person, and merged with the people, so one person's rows are
+in memory at a time; on MySQL people are read in batches cut to about ``NESTED_ROWS``
+nested rows and each nested table is queried per batch.  Without ``[roles.people]`` (or
+when that table is not exported) no nested document is written, and a note says so.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -51,12 +52,15 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from ..errors import OperationalError
 from ..source import Edge
-from .base import Exporter, ExportJob, TableSpec, TableWriter, register
-from .values import Sanitiser, file_stem, unique_stems
+from .base import Exporter, ExportJob, TableSpec, TableWriter, register, stream_tuples
+from .values import Sanitiser, file_stem, has_surrogates, unique_stems
 
 FOLDER = "json"
 PEOPLE_BATCH = 500
+NESTED_ROWS = 20_000  # nested rows in memory at once, about (batched reading)
+STREAM_BATCH = 1000  # rows fetched at a time from each table merged with the people
 NESTED_FORMAT = "learnexit-nested/1"
 
 
@@ -192,8 +196,13 @@ def nesting_plan(job: ExportJob) -> NestingPlan:
 @dataclass
 class Record:
     table: str
-    row: sa.Row[Any]
+    row: tuple[Any, ...]  # the row's values, in the table's column order
     children: list[tuple[Nest, list[Record]]]
+    value: Any = None  # the row as the reader's ``prepare`` made it (format-specific), if any
+
+
+# prepare(table, rows) -> one prepared value per row (a format's converted form of it)
+Prepare = Callable[[str, list[tuple[Any, ...]]], list[Any]]
 
 
 def _in(table: sa.Table, cols: tuple[str, ...], what: Any) -> ColumnElement[bool]:
@@ -202,13 +211,61 @@ def _in(table: sa.Table, cols: tuple[str, ...], what: Any) -> ColumnElement[bool
     return sa.tuple_(*[table.c[c] for c in cols]).in_(what)
 
 
-class NestedReader:
-    """Reads the nested structure through the snapshot, one query (fully read) at a time."""
+class _Stream:
+    """One nested table's rows in the order of the people they belong to (a merge join)."""
 
-    def __init__(self, job: ExportJob, plan: NestingPlan) -> None:
+    def __init__(self, batches: Iterator[list[tuple[Any, Any]]], key: int) -> None:
+        self.batches = batches
+        self.key = key
+        self.batch: list[tuple[Any, Any]] = []
+        self.pos = 0
+
+    def _fill(self) -> bool:
+        while self.pos >= len(self.batch):
+            batch = next(self.batches, None)
+            if batch is None:
+                return False
+            self.batch, self.pos = batch, 0
+        return True
+
+    def take(self, person: Any) -> list[tuple[Any, Any]]:
+        """The rows that belong to ``person`` (they come next, if there are any)."""
+        out: list[tuple[Any, Any]] = []
+        key = self.key
+        while self._fill():
+            batch, pos = self.batch, self.pos
+            end = pos
+            while end < len(batch) and batch[end][0][key] == person:
+                end += 1
+            out.extend(batch[pos:end])
+            self.pos = end
+            if end < len(batch):
+                break
+        return out
+
+    def left(self) -> bool:
+        return self._fill()
+
+
+class NestedReader:
+    """Reads the nested structure through the snapshot, with bounded memory.
+
+    On SQLite and PostgreSQL with whole-number person ids, each table nested directly
+    under people is read once, ordered by its person reference, and merged with the
+    people (ordered by id): one query per table, and only one person's rows in memory.
+    Elsewhere (MySQL allows one open result at a time) people are read in batches and
+    each nested table is queried per batch, the batches cut so that about
+    ``NESTED_ROWS`` nested rows are in memory at once.  Tables nested deeper are read
+    per batch of people in both cases.  ``prepare(table, rows)`` turns each batch of
+    rows into the format's own values once (a column at a time); they are ``Record.value``.
+    """
+
+    def __init__(self, job: ExportJob, plan: NestingPlan, prepare: Prepare | None = None) -> None:
         self.job = job
         self.plan = plan
         self.source = job.source
+        self.prepare = prepare
+        self.index = {t.name: {c: i for i, c in enumerate(t.column_names)} for t in job.tables}
 
     def placed(self, table: str, ids: Any) -> ColumnElement[bool]:
         """Rows of ``table`` that sit under one of the people ``ids`` (values or a SELECT)."""
@@ -227,48 +284,117 @@ class NestedReader:
         people = self.source.table(self.plan.people)
         return sa.select(people.c[self.plan.person_id]).where(self.source.predicate(self.plan.people))
 
+    def _prepared(self, table: str, batches: Iterator[list[tuple[Any, ...]]]) -> Iterator[list[tuple[Any, Any]]]:
+        """(row, prepared value) pairs, a batch at a time."""
+        for batch in batches:
+            values = self.prepare(table, batch) if self.prepare is not None else [None] * len(batch)
+            yield list(zip(batch, values, strict=True))
+
+    def _key(self, table: str, row: tuple[Any, ...], cols: tuple[str, ...]) -> tuple[Any, ...]:
+        index = self.index[table]
+        return tuple(row[index[c]] for c in cols)
+
+    def _streaming(self) -> bool:
+        plan = self.plan
+        assert plan.people and plan.person_id
+        if self.job.conn.dialect.name not in ("sqlite", "postgresql"):
+            return False
+        column = next(c for c in self.job.spec(plan.people).columns if c.name == plan.person_id)
+        return column.kind == "integer"
+
     def people(self) -> Iterator[Record]:
-        """Every person with everything nested under them, ``PEOPLE_BATCH`` people at a time."""
+        """Every person with everything nested under them."""
         plan = self.plan
         assert plan.people and plan.person_id
         people = self.source.table(plan.people)
         id_col = people.c[plan.person_id]
+        id_index = self.index[plan.people][plan.person_id]
+        direct = [n for n in plan.kids(plan.people)]
+        streams: dict[str, _Stream] = {}
+        if self._streaming():
+            for nest in direct:
+                t = self.source.table(nest.table)
+                order = [t.c[nest.edge.child_cols[0]], *t.primary_key.columns]
+                where = self.placed(nest.table, self.all_people())
+                batches = self.job.tuples(nest.table, where=where, order_by=order, batch_size=STREAM_BATCH)
+                streams[nest.table] = _Stream(self._prepared(nest.table, batches), self.index[nest.table][nest.edge.child_cols[0]])
+            for batch in self._people_batches(id_col, PEOPLE_BATCH):
+                ids = [row[id_index] for row, _ in batch]
+                groups = self._groups([n for n in plan.nests if n not in streams], ids)
+                for row, value in batch:
+                    person = row[id_index]
+                    for table, stream in streams.items():
+                        groups[table] = {(person,): stream.take(person)}
+                    yield self._record(plan.people, row, value, groups)
+            for table, stream in streams.items():
+                if stream.left():
+                    raise OperationalError(f"nested documents: rows of {table} could not be placed under their person")
+            return
+        weights = self._weights(direct)
+        for batch in self._people_batches(id_col, PEOPLE_BATCH):
+            for part in _cut(batch, [weights.get(row[id_index], 0) for row, _ in batch], NESTED_ROWS):
+                ids = [row[id_index] for row, _ in part]
+                groups = self._groups(list(plan.nests), ids)
+                for row, value in part:
+                    yield self._record(plan.people, row, value, groups)
+
+    def _people_batches(self, id_col: Any, size: int) -> Iterator[list[tuple[Any, Any]]]:
+        """The people (id not NULL) in id order, ``size`` at a time (keyset pagination)."""
+        plan = self.plan
+        assert plan.people and plan.person_id
+        id_index = self.index[plan.people][plan.person_id]
         last: Any = None
         while True:
-            stmt = self.source.owned_select(plan.people).where(id_col.is_not(None))
-            if last is not None:
-                stmt = stmt.where(id_col > last)
-            stmt = stmt.order_by(None).order_by(id_col).limit(PEOPLE_BATCH)
-            batch = self.job.conn.execute(stmt).all()
-            if not batch:
+            where = id_col.is_not(None) if last is None else sa.and_(id_col.is_not(None), id_col > last)
+            stmt = self.job.select(plan.people, where=where, order_by=[id_col]).limit(size)
+            rows = [r for part in stream_tuples(self.job.conn, stmt, size) for r in part]
+            if not rows:
                 return
-            last = batch[-1]._mapping[plan.person_id]
-            ids = [r._mapping[plan.person_id] for r in batch]
-            groups: dict[str, dict[tuple[Any, ...], list[sa.Row[Any]]]] = {}
-            for table in plan.nests:
-                nest = plan.nests[table]
-                by_parent: dict[tuple[Any, ...], list[sa.Row[Any]]] = defaultdict(list)
-                for part in self.job.rows(table, where=self.placed(table, ids)):
-                    for row in part:
-                        m = row._mapping
-                        by_parent[tuple(m[c] for c in nest.edge.child_cols)].append(row)
-                groups[table] = by_parent
-            for row in batch:
-                yield self._record(plan.people, row, groups)
-            if len(batch) < PEOPLE_BATCH:
+            last = rows[-1][id_index]
+            yield next(self._prepared(plan.people, iter([rows])))
+            if len(rows) < size:
                 return
 
-    def _record(self, table: str, row: sa.Row[Any], groups: dict[str, Any]) -> Record:
+    def _weights(self, direct: list[Nest]) -> dict[Any, int]:
+        """Rows nested directly under each person (to cut the batches)."""
+        weights: dict[Any, int] = defaultdict(int)
+        for nest in direct:
+            t = self.source.table(nest.table)
+            col = t.c[nest.edge.child_cols[0]]
+            stmt = (
+                sa.select(col, sa.func.count())
+                .where(self.source.predicate(nest.table), self.placed(nest.table, self.all_people()))
+                .group_by(col)
+            )
+            for key, n in self.job.conn.execute(stmt):
+                weights[key] += int(n)
+        return weights
+
+    def _groups(self, tables: list[str], ids: list[Any]) -> dict[str, dict[tuple[Any, ...], list[tuple[Any, Any]]]]:
+        """The rows of ``tables`` under the people ``ids``, grouped by the row they nest in."""
+        groups: dict[str, dict[tuple[Any, ...], list[tuple[Any, Any]]]] = {}
+        for table in tables:
+            nest = self.plan.nests[table]
+            by_parent: dict[tuple[Any, ...], list[tuple[Any, Any]]] = defaultdict(list)
+            for part in self._prepared(table, self.job.tuples(table, where=self.placed(table, ids))):
+                for item in part:
+                    by_parent[self._key(table, item[0], nest.edge.child_cols)].append(item)
+            groups[table] = by_parent
+        return groups
+
+    def _record(self, table: str, row: tuple[Any, ...], value: Any, groups: dict[str, Any]) -> Record:
+        kids = self.plan.children.get(table)
+        if not kids:
+            return Record(table, row, [], value)
         children = []
-        m = row._mapping
-        for nest in self.plan.kids(table):
-            key = tuple(m[c] for c in nest.edge.parent_cols)
-            rows = groups[nest.table].get(key, ())
-            children.append((nest, [self._record(nest.table, r, groups) for r in rows]))
-        return Record(table, row, children)
+        for nest in kids:
+            key = self._key(table, row, nest.edge.parent_cols)
+            items = groups[nest.table].get(key, ())
+            children.append((nest, [self._record(nest.table, r, v, groups) for r, v in items]))
+        return Record(table, row, children, value)
 
-    def other(self, table: str) -> Iterator[list[sa.Row[Any]]]:
-        """The rows of ``table`` not placed under a person, in batches."""
+    def other(self, table: str) -> Iterator[list[tuple[Any, Any]]]:
+        """The rows of ``table`` not placed under a person, in batches of (row, prepared)."""
         plan = self.plan
         where: Any = None
         if table == plan.people:
@@ -276,7 +402,21 @@ class NestedReader:
             where = self.source.table(table).c[plan.person_id].is_(None)
         elif table in plan.nests:
             where = sa.case((self.placed(table, self.all_people()), 0), else_=1) == 1
-        return self.job.rows(table, where=where)
+        return self._prepared(table, self.job.tuples(table, where=where))
+
+
+def _cut(items: list[Any], weights: list[int], budget: int) -> Iterator[list[Any]]:
+    """``items`` in runs whose weights add up to at most ``budget`` (a heavy item alone)."""
+    run: list[Any] = []
+    total = 0
+    for item, weight in zip(items, weights, strict=True):
+        if run and total + weight > budget:
+            yield run
+            run, total = [], 0
+        run.append(item)
+        total += weight
+    if run:
+        yield run
 
 
 # --------------------------------------------------------------------------- writers
@@ -287,8 +427,41 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
 
 
+def json_objects(values: Sanitiser, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """The rows as JSON objects (values as ``Sanitiser.json`` gives them), a column at a
+    time.  Strings with lone surrogates are left as they are: ``dump_objects`` fixes them."""
+    if not rows:
+        return []
+    return json_objects_of_columns(values, spec, list(zip(*rows, strict=True)))
+
+
+def json_objects_of_columns(values: Sanitiser, spec: TableSpec, columns: list[Sequence[Any]]) -> list[dict[str, Any]]:
+    """``json_objects`` of a batch given as its columns."""
+    names = [str(c) for c in spec.column_names]
+    table = spec.name
+    converted = [values.json_column(col, table, name) for col, name in zip(columns, names, strict=True)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*converted, strict=True)]
+
+
+def fix_surrogates(values: Sanitiser, table: str, obj: dict[str, Any]) -> None:
+    """Replace lone surrogates (which orjson refuses) in an object's strings, noted."""
+    for key, value in obj.items():
+        if type(value) is str and has_surrogates(value):
+            obj[key] = values.encodable(value, table, key)
+
+
+def dump_objects(values: Sanitiser, table: str, objects: list[dict[str, Any]]) -> bytes:
+    """Objects as JSON, one a line (lone surrogates replaced and noted first if need be)."""
+    try:
+        return b",\n".join(map(_dumps, objects))
+    except orjson.JSONEncodeError:
+        for obj in objects:
+            fix_surrogates(values, table, obj)
+        return b",\n".join(map(_dumps, objects))
+
+
 class JsonWriter(TableWriter):
-    """``json/<table>.json``: an array of row objects, streamed."""
+    """``json/<table>.json``: an array of row objects, streamed a batch at a time."""
 
     def __init__(self, job: ExportJob) -> None:
         self.job = job
@@ -298,21 +471,21 @@ class JsonWriter(TableWriter):
         self.first = True
 
     def start_table(self, spec: TableSpec) -> None:
-        self.file = self.job.open_file(self.paths[spec.name], "wb")
+        self.file = self.job.open_file(self.paths[spec.name], "wb", buffering=1 << 20)
         self.file.write(b"[")
         self.first = True
 
-    def write_batch(self, spec: TableSpec, rows: list[sa.Row[Any]]) -> None:
+    def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.write_columns(spec, list(zip(*rows, strict=True)), len(rows))
+
+    def write_columns(self, spec: TableSpec, columns: list[Sequence[Any]], rows: int) -> None:
         assert self.file is not None
-        names = spec.column_names
-        convert = self.values.json
-        table = spec.name
-        chunks = []
-        for row in rows:
-            obj = {c: convert(v, table, c) for c, v in zip(names, row, strict=True)}
-            chunks.append(b"\n" + _dumps(obj) if self.first else b",\n" + _dumps(obj))
-            self.first = False
-        self.file.write(b"".join(chunks))
+        if not rows:
+            return
+        text = dump_objects(self.values, spec.name, json_objects_of_columns(self.values, spec, columns))
+        self.file.write((b"\n" if self.first else b",\n") + text)
+        self.first = False
 
     def end_table(self, spec: TableSpec, rows: int) -> None:
         if self.file is not None:
@@ -330,49 +503,171 @@ class JsonWriter(TableWriter):
             self.file = None
 
 
-def record_object(record: Record, values: Sanitiser, specs: dict[str, TableSpec]) -> dict[str, Any]:
+def record_object(
+    record: Record, values: Sanitiser, specs: dict[str, TableSpec], slot: int | None = None
+) -> dict[str, Any]:
+    """A record with its nested records as one JSON object (from ``Record.value`` when
+    the reader prepared it with ``json_objects``; ``slot``: its place in the values
+    ``write_nested`` prepared for several documents at once)."""
     spec = specs[record.table]
     table = record.table
-    obj = {c: values.json(v, table, c) for c, v in zip(spec.column_names, record.row, strict=True)}
+    prepared = record.value if slot is None or record.value is None else record.value[slot]
+    if not isinstance(prepared, dict):
+        obj = {c: values.json(v, table, c) for c, v in zip(spec.column_names, record.row, strict=True)}
+    elif record.children:
+        obj = dict(prepared)  # (the prepared row stays as it is: it must not hold the children)
+    else:
+        obj = prepared
     for nest, children in record.children:
-        obj[nest.key] = [record_object(child, values, specs) for child in children]
+        obj[nest.key] = [record_object(child, values, specs, slot) for child in children]
     return obj
 
 
-def write_nested_json(job: ExportJob, plan: NestingPlan) -> None:
-    values = Sanitiser("json")
-    specs = {t.name: t for t in job.tables}
-    reader = NestedReader(job, plan)
-    head = {
-        "customer": job.customer,
-        "customer_name": job.customer_name,
-        "generated_at": generated_at(job),
-        "format": NESTED_FORMAT,
-        "people_table": plan.people,
-        "nesting": plan.describe(),
-    }
-    with job.open_file(nested_path(job.customer), "wb") as f:
-        f.write(_dumps(head)[:-1] + b',\n"people":[')
-        first = True
-        for record in reader.people():
-            f.write((b"\n" if first else b",\n") + _dumps(record_object(record, values, specs)))
-            first = False
-        f.write(b'\n],\n"other":{')
+def _fix_object(obj: dict[str, Any], record: Record, values: Sanitiser) -> None:
+    fix_surrogates(values, record.table, obj)
+    for nest, children in record.children:
+        for child_obj, child in zip(obj[nest.key], children, strict=True):
+            _fix_object(child_obj, child, values)
+
+
+class NestedSink:
+    """A document ``write_nested`` writes while it reads the nested structure once."""
+
+    def prepare(self, table: str, rows: list[tuple[Any, ...]]) -> list[Any]:
+        """This document's own form of each row (made a batch at a time)."""
+        raise NotImplementedError
+
+    def begin(self) -> None:
+        pass
+
+    def person(self, record: Record, slot: int | None) -> None:
+        pass
+
+    def between(self) -> None:
+        """After the people, before the other rows."""
+
+    def table(self, index: int, table: str) -> None:
+        pass
+
+    def rows(self, table: str, part: list[tuple[Any, Any]], slot: int | None) -> None:
+        pass
+
+    def end_table(self, table: str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def write_nested(job: ExportJob, plan: NestingPlan, sinks: list[NestedSink]) -> None:
+    """Read the people, what nests under them and the other rows once, and write every
+    sink's document from it (the nested JSON and the XML read the same structure)."""
+    single = len(sinks) == 1
+
+    def prepare(table: str, rows: list[tuple[Any, ...]]) -> list[Any]:
+        made = [sink.prepare(table, rows) for sink in sinks]
+        return made[0] if single else list(zip(*made, strict=True))
+
+    slots: list[int | None] = [None] if single else list(range(len(sinks)))
+    reader = NestedReader(job, plan, prepare)
+    try:
+        for sink in sinks:
+            sink.begin()
+        if plan.nested:
+            for record in reader.people():
+                for sink, slot in zip(sinks, slots, strict=True):
+                    sink.person(record, slot)
+        for sink in sinks:
+            sink.between()
         for i, table in enumerate(plan.other_tables):
-            spec = specs[table]
-            f.write((b"\n" if i == 0 else b",\n") + _dumps(table) + b":[")
-            first = True
-            names = spec.column_names
+            for sink in sinks:
+                sink.table(i, table)
             for part in reader.other(table):
-                chunk = []
-                for row in part:
-                    obj = {c: values.json(v, table, c) for c, v in zip(names, row, strict=True)}
-                    chunk.append((b"\n" if first else b",\n") + _dumps(obj))
-                    first = False
-                f.write(b"".join(chunk))
-            f.write(b"\n]" if not first else b"]")
-        f.write(b"\n}}\n")
-    values.report(job)
+                if part:
+                    for sink, slot in zip(sinks, slots, strict=True):
+                        sink.rows(table, part, slot)
+            for sink in sinks:
+                sink.end_table(table)
+        for sink in sinks:
+            sink.end()
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
+class NestedJson(NestedSink):
+    """``json/<customer>.json``: the people with their records, then the other rows."""
+
+    def __init__(self, job: ExportJob, plan: NestingPlan) -> None:
+        self.job = job
+        self.plan = plan
+        self.values = Sanitiser("json")
+        self.specs = {t.name: t for t in job.tables}
+        self.file: IO[bytes] | None = None
+        self.first = True
+
+    def prepare(self, table: str, rows: list[tuple[Any, ...]]) -> list[Any]:
+        return json_objects(self.values, self.specs[table], rows)
+
+    def _write(self, data: bytes) -> None:
+        assert self.file is not None
+        self.file.write(data)
+
+    def begin(self) -> None:
+        job, plan = self.job, self.plan
+        head = {
+            "customer": job.customer,
+            "customer_name": job.customer_name,
+            "generated_at": generated_at(job),
+            "format": NESTED_FORMAT,
+            "people_table": plan.people,
+            "nesting": plan.describe(),
+        }
+        self.file = job.open_file(nested_path(job.customer), "wb", buffering=1 << 20)
+        self._write(_dumps(head)[:-1] + b',\n"people":[')
+        self.first = True
+
+    def person(self, record: Record, slot: int | None) -> None:
+        obj = record_object(record, self.values, self.specs, slot)
+        try:
+            data = _dumps(obj)
+        except orjson.JSONEncodeError:  # a lone surrogate somewhere under this person
+            _fix_object(obj, record, self.values)
+            data = _dumps(obj)
+        self._write((b"\n" if self.first else b",\n") + data)
+        self.first = False
+
+    def between(self) -> None:
+        self._write(b'\n],\n"other":{')
+
+    def table(self, index: int, table: str) -> None:
+        self._write((b"\n" if index == 0 else b",\n") + _dumps(table) + b":[")
+        self.first = True
+
+    def rows(self, table: str, part: list[tuple[Any, Any]], slot: int | None) -> None:
+        objects = [obj if slot is None else obj[slot] for _row, obj in part]
+        self._write((b"\n" if self.first else b",\n") + dump_objects(self.values, table, objects))
+        self.first = False
+
+    def end_table(self, table: str) -> None:
+        self._write(b"\n]" if not self.first else b"]")
+
+    def end(self) -> None:
+        self._write(b"\n}}\n")
+        self.close()
+        self.values.report(self.job)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def write_nested_json(job: ExportJob, plan: NestingPlan) -> None:
+    write_nested(job, plan, [NestedJson(job, plan)])
 
 
 @register
@@ -393,4 +688,10 @@ class JsonExporter(Exporter):
                 f"no nested document {nested_path(job.customer)}: {plan.reason} (the per-table files hold every row)",
             )
             return
-        write_nested_json(job, plan)
+        sinks: list[NestedSink] = [NestedJson(job, plan)]
+        if "xml" in job.options.formats:
+            # The XML document nests the same way: read the structure once for both.
+            from .xml_format import XmlDocument, XmlLayout
+
+            sinks.append(XmlDocument(job, XmlLayout.build(job, plan)))
+        write_nested(job, plan, sinks)

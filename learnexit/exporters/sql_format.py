@@ -46,17 +46,18 @@ Decisions:
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import math
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import AddConstraint, CreateTable
 
@@ -64,6 +65,21 @@ from ..source import Edge
 from .base import Exporter, ExportJob, TableSpec, TableWriter, register
 from .json_format import generated_at
 from .values import Sanitiser, decimal_text, duration_text, file_stem, significant_digits, text
+
+
+class _Dialects:
+    """``sqlalchemy.dialects.<name>``, imported on first use (most exports need one)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(f"sqlalchemy.dialects.{self._name}"), attr)
+
+
+mysql: Any = _Dialects("mysql")
+postgresql: Any = _Dialects("postgresql")
+sqlite: Any = _Dialects("sqlite")
 
 FOLDER = "sql"
 INSERT_ROWS = 500
@@ -269,6 +285,32 @@ class Literals:
             return f"'{value}'" if d == "postgresql" else f"'{value.hex}'"
         return self.string(text(value) or "", table, col.name)
 
+    def literal_column(self, values: Sequence[Any], col: TargetColumn, table: str) -> list[str]:
+        """``literal`` of every value of one column of a batch; the common cases (integers,
+        text without CR or NUL, naive datetimes, dates) a whole column at a time."""
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        r, d = col.render, self.dialect
+        if len(kinds) == 1 and r not in ("json", "bool"):
+            kind = next(iter(kinds))
+            if kind is int:
+                return ["NULL" if v is None else str(v) for v in values]
+            if kind is str:
+                if d == "mysql":
+                    return ["NULL" if v is None else "'" + v.translate(_MYSQL_ESCAPES) + "'" for v in values]
+                joined = "".join(filter(None, values))
+                if "\r" not in joined and "\x00" not in joined:  # (lone surrogates: the caller's)
+                    return ["NULL" if v is None else "'" + v.replace("'", "''") + "'" for v in values]
+            elif kind is dt.datetime:
+                if all(v.tzinfo is None and v.year >= 1000 for v in values if v is not None):
+                    if d == "sqlite":  # SQLAlchemy's storage format, microseconds always written
+                        return ["NULL" if v is None else f"'{v.isoformat(' ', 'microseconds')}'" for v in values]
+                    return ["NULL" if v is None else f"'{v.isoformat(' ')}'" for v in values]
+            elif kind is dt.date:
+                return ["NULL" if v is None else f"'{v.isoformat()}'" for v in values]
+        literal = self.literal
+        return [literal(v, col, table) for v in values]
+
     def float(self, value: float, table: str, column: str) -> str:
         if math.isfinite(value):
             return repr(value)
@@ -341,7 +383,7 @@ class SqlWriter(TableWriter):
         self.lit = Literals(self.dialect, self.values)
         self.path = dump_path(job.customer)
         self.body_path = f"{FOLDER}/.{file_stem(job.customer)}.sql.part"
-        self.body: IO[str] | None = None
+        self.body: IO[bytes] | None = None
         self.order = {t.name: i for i, t in enumerate(job.tables)}
         self.plans = {t.name: self._plan(t) for t in job.tables}
         # keys of the rows written so far, per referenced (table, columns)
@@ -422,22 +464,74 @@ class SqlWriter(TableWriter):
 
     def start_table(self, spec: TableSpec) -> None:
         if self.body is None:
-            self.body = self.job.open_file(self.body_path, "w", newline="\n")
+            self.body = self.job.open_file(self.body_path, "wb", buffering=1 << 20)
         self.rows[spec.name] = 0
 
-    def write_batch(self, spec: TableSpec, rows: list[sa.Row[Any]]) -> None:
+    def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.write_columns(spec, list(zip(*rows, strict=True)), len(rows))
+
+    def write_columns(self, spec: TableSpec, columns: list[Sequence[Any]], rows: int) -> None:
+        """A batch a column at a time: references checked per column (row by row only when
+        one is not written yet), literals made per column, rows joined into INSERTs."""
         assert self.body is not None
+        if not rows:
+            return
         plan = self.plans[spec.name]
-        names = spec.column_names
-        index = {c: i for i, c in enumerate(names)}
+        index = {c: i for i, c in enumerate(spec.column_names)}
+        live = [fk for fk in plan.fks if fk.dropped is None]
+        table = spec.name
+        counted = self.values.changes.copy()
+        if self._references_known(spec, live, columns, index):
+            for (t, cols), keyset in self.keys.items():
+                if t == table:  # later tables may reference these rows
+                    keyset.update(zip(*[columns[index[c]] for c in cols], strict=True))
+        else:  # a reference to a row not written yet (or into this very table): row by row
+            batch = list(zip(*columns, strict=True))
+            columns = list(zip(*self._check_references(spec, plan, live, batch, index), strict=True))
+        literal_column = self.lit.literal_column
+        literals = [literal_column(values, col, table) for values, col in zip(columns, plan.columns, strict=True)]
+        tuples = ["(" + ", ".join(values) + ")" for values in zip(*literals, strict=True)]
+        try:
+            self._write_statements(spec, tuples)
+        except UnicodeEncodeError:  # a lone surrogate: the batch value by value (replaced and noted)
+            self.values.changes = counted
+            literal = self.lit.literal
+            tuples = [
+                "(" + ", ".join(literal(v, c, table) for v, c in zip(values, plan.columns, strict=True)) + ")"
+                for values in zip(*columns, strict=True)
+            ]
+            self._write_statements(spec, tuples)
+        self.rows[spec.name] += rows
+
+    def _references_known(
+        self, spec: TableSpec, live: list[ForeignKey], columns: list[Sequence[Any]], index: dict[str, int]
+    ) -> bool:
+        """True when every reference of the batch is NULL or points at a row written
+        already: then nothing is deferred or dropped, and the rows go in as they are."""
+        for fk in live:
+            if fk.edge.parent == spec.name:
+                return False  # the keys it needs grow row by row
+            known = self.keys[(fk.edge.parent, fk.edge.parent_cols)]
+            refs = set(zip(*[columns[index[c]] for c in fk.edge.child_cols], strict=True))
+            refs = {r for r in refs if None not in r}
+            if not refs <= known:
+                return False
+        return True
+
+    def _check_references(
+        self,
+        spec: TableSpec,
+        plan: TablePlan,
+        live: list[ForeignKey],
+        rows: Sequence[Sequence[Any]],
+        index: dict[str, int],
+    ) -> list[list[Any]]:
+        """Row by row: a reference to a row not written yet is inserted as NULL and set by
+        an UPDATE at the end (deferred), or its foreign key is left out of the dump."""
         pk_idx = [index[c] for c in spec.primary_key]
         own_keys = [(cols, self.keys[(spec.name, cols)]) for (t, cols) in self.keys if t == spec.name]
-        live = [fk for fk in plan.fks if fk.dropped is None]
-        columns = plan.columns
-        literal = self.lit.literal
-        table = spec.name
-        statement: list[str] = []
-        size = 0
+        out = []
         for row in rows:
             values = list(row)
             for fk in live:
@@ -456,20 +550,24 @@ class SqlWriter(TableWriter):
                     fk.dropped = "some rows reference rows that are not part of this export"
             for cols, keyset in own_keys:
                 keyset.add(tuple(row[index[c]] for c in cols))
-            tup = "(" + ", ".join(literal(v, c, table) for v, c in zip(values, columns, strict=True)) + ")"
-            statement.append(tup)
-            size += len(tup)
-            if len(statement) >= INSERT_ROWS or size >= INSERT_BYTES:
-                self._flush(spec, statement)
-                statement, size = [], 0
-        if statement:
-            self._flush(spec, statement)
-        self.rows[spec.name] += len(rows)
+            out.append(values)
+        return out
 
-    def _flush(self, spec: TableSpec, tuples: list[str]) -> None:
+    def _write_statements(self, spec: TableSpec, tuples: list[str]) -> None:
+        """Multi-row INSERTs of at most INSERT_ROWS rows or about INSERT_BYTES each."""
         assert self.body is not None
         cols = ", ".join(self.quote(c) for c in spec.column_names)
-        self.body.write(f"INSERT INTO {self.quote(spec.name)} ({cols}) VALUES\n" + ",\n".join(tuples) + ";\n")
+        head = f"INSERT INTO {self.quote(spec.name)} ({cols}) VALUES\n"
+        parts: list[str] = []
+        start, size = 0, 0
+        for i, tup in enumerate(tuples):
+            size += len(tup)
+            if i + 1 - start >= INSERT_ROWS or size >= INSERT_BYTES:
+                parts.append(head + ",\n".join(tuples[start : i + 1]) + ";\n")
+                start, size = i + 1, 0
+        if start < len(tuples):
+            parts.append(head + ",\n".join(tuples[start:]) + ";\n")
+        self.body.write("".join(parts).encode("utf-8"))
 
     def end_table(self, spec: TableSpec, rows: int) -> None:
         self.values.report(self.job)
@@ -553,7 +651,7 @@ class SqlWriter(TableWriter):
 
     def close(self) -> None:
         if self.body is None:  # no table at all
-            self.body = self.job.open_file(self.body_path, "w", newline="\n")
+            self.body = self.job.open_file(self.body_path, "wb")
         self.body.close()
         self._check_pending()
         md, inline, later = self._metadata()
@@ -568,8 +666,9 @@ class SqlWriter(TableWriter):
                 out.write(str(AddConstraint(con).compile(dialect=self.sa_dialect)).strip() + ";\n\n")
             if self.dialect == "mysql":
                 out.write("START TRANSACTION;\n\n")
-            with open(body, encoding="utf-8", newline="\n") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()  # the INSERTs are UTF-8 bytes already: copy them as they are
+            with open(body, "rb") as src:
+                shutil.copyfileobj(src, out.buffer, 1 << 20)
             self._updates(out)
             if self.dialect == "postgresql":
                 self._sequences(out, md)

@@ -46,6 +46,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,14 @@ _INT64 = 2**63
 # Characters XML 1.0 does not allow (§2.2 Char), as a character class to replace.
 _XML_ILLEGAL = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Types the column-at-a-time fast paths pass through unchanged.
+_NONE = type(None)
+_PLAIN = frozenset((int, str))  # csv.writer writes these exactly as ``csv_text`` would
+_JSON_PLAIN = frozenset((int, str, bool, float))  # JSON-native (ints and floats checked)
+
+
+def _not_none(value: Any) -> bool:
+    return value is not None
 
 
 # --------------------------------------------------------------------------- canonical text
@@ -241,6 +250,50 @@ class Sanitiser:
             return out
         return self.encodable(out, table, column)
 
+    def csv_column(self, values: Sequence[Any], table: str, column: str) -> Sequence[Any]:
+        """One column of a batch for ``csv.writer``: exactly the fields ``csv`` gives, but
+        a whole column at a time.  ``None``, ints and strings are left for the writer (it
+        writes them as ``csv`` would); lone surrogates are the caller's to catch (encoding
+        the batch fails, and it is redone value by value)."""
+        kinds = set(map(type, values))
+        kinds.discard(_NONE)
+        if kinds <= _PLAIN:
+            return values
+        if len(kinds) == 1:
+            kind = kinds.pop()
+            if kind is dt.datetime or kind is dt.date:
+                return [None if v is None else v.isoformat() for v in values]
+            if kind is float and all(map(math.isfinite, filter(_not_none, values))):
+                return values  # csv writes repr(), the canonical text of a finite float
+            if kind is bool:
+                return [None if v is None else ("true" if v else "false") for v in values]
+            if kind is Decimal:
+                return [None if v is None else decimal_text(v) for v in values]
+        return [self.csv(v, table, column) for v in values]
+
+    def json_column(self, values: Sequence[Any], table: str, column: str) -> Sequence[Any]:
+        """One column of a batch as ``json`` gives it, a whole column at a time (strings
+        with lone surrogates are left for the caller: orjson refuses them, and the batch
+        is redone value by value)."""
+        kinds = set(map(type, values))
+        kinds.discard(_NONE)
+        if kinds <= _JSON_PLAIN:
+            fits = True
+            if int in kinds:
+                ints = [v for v in values if type(v) is int] if len(kinds) > 1 else list(filter(_not_none, values))
+                fits = -_INT64 <= min(ints) and max(ints) < _INT64
+            if fits and float in kinds:
+                fits = all(map(math.isfinite, [v for v in values if type(v) is float]))
+            if fits:
+                return values
+        elif len(kinds) == 1:
+            kind = kinds.pop()
+            if kind is dt.datetime or kind is dt.date:
+                return [None if v is None else v.isoformat() for v in values]
+            if kind is Decimal:
+                return [None if v is None else decimal_text(v) for v in values]
+        return [self.json(v, table, column) for v in values]
+
     # -- XML -----------------------------------------------------------------------
 
     def xml(self, value: Any, table: str, column: str) -> str | None:
@@ -258,6 +311,22 @@ class Sanitiser:
         out = text(value)
         assert out is not None
         return self.xml_string(out, table, column)
+
+    def xml_column(self, values: Sequence[Any], table: str, column: str) -> Sequence[str | None]:
+        """One column of a batch as ``xml`` gives it; integers, text XML can hold, dates and
+        datetimes a whole column at a time."""
+        kinds = set(map(type, values))
+        kinds.discard(_NONE)
+        if len(kinds) == 1:
+            kind = next(iter(kinds))
+            if kind is int:
+                return [None if v is None else str(v) for v in values]
+            if kind is str:
+                if not _XML_ILLEGAL.search("".join(filter(None, values))):
+                    return values
+            elif kind is dt.datetime or kind is dt.date:
+                return [None if v is None else v.isoformat() for v in values]
+        return [self.xml(v, table, column) for v in values]
 
     def xml_string(self, value: str, table: str, column: str) -> str:
         fixed, n = xml_legal(value)
@@ -351,6 +420,32 @@ class Sanitiser:
         out = text(value)
         assert out is not None
         return self.excel_string(out, table, column)
+
+    def excel_column(self, values: Sequence[Any], table: str, column: str) -> Sequence[Any]:
+        """One column of a batch as ``excel`` gives it, the common cases (integers, text
+        Excel can hold, naive datetimes and dates since 1900) a whole column at a time."""
+        kinds = set(map(type, values))
+        kinds.discard(_NONE)
+        if len(kinds) == 1:
+            kind = next(iter(kinds))
+            present = [v for v in values if v is not None]
+            if kind is bool:
+                return values
+            if kind is int:
+                if all(-(10**EXCEL_DIGITS) < v < 10**EXCEL_DIGITS for v in present):
+                    return values
+            elif kind is str:
+                if max(map(len, present), default=0) <= EXCEL_MAX_CHARS // 2 and not _XML_ILLEGAL.search(
+                    "".join(present)
+                ):
+                    return values
+            elif kind is dt.datetime:
+                if all(v.tzinfo is None and v.year >= 1900 for v in present):
+                    return values
+            elif kind is dt.date:
+                if all(v.year >= 1900 for v in present):
+                    return values
+        return [self.excel(v, table, column) for v in values]
 
     def excel_string(self, value: str, table: str, column: str) -> str:
         fixed, n = xml_legal(value)

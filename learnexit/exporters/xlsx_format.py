@@ -1,35 +1,36 @@
 """Excel: ``data/excel/<customer>.xlsx``, one sheet per owned table.
 
-Written with openpyxl's write-only workbook, so memory stays flat however long a table
-is.  The first sheet, ``Contents``, lists every sheet with its table and the rows it
-holds (sheet names are shortened and made unique, so they need not equal the table name).
-Each table sheet has a header row (bold, frozen) and one row per database row.
+The workbook is written directly as SpreadsheetML (ECMA-376), a batch of rows at a time,
+so memory stays flat however long a table is and a million rows take seconds, not
+minutes.  The first sheet, ``Contents``, lists every sheet with its table and the rows
+it holds (sheet names are shortened and made unique, so they need not equal the table
+name).  Each table sheet has a header row (bold, frozen) and one row per database row.
 
 * A table longer than ``MAX_DATA_ROWS`` (1,048,575: Excel's row limit minus the header)
   continues on further sheets named ``<table> (2)``, ``<table> (3)`` …
-* Strings are always text cells (``data_type = "s"``): a value starting with ``=`` never
-  becomes a formula, ``#N/A`` never becomes an error.  NULL is an empty cell; so is an
-  empty string (as in CSV; the JSON and SQL files tell them apart).
-* Numbers, booleans, dates and times are typed cells; Excel's limits (15 digits, no time
-  zones, no dates before 1900, 32,767 characters per cell, no control characters) are
-  handled by ``values.Sanitiser.excel`` and noted; the full values are in CSV and JSON.
-* openpyxl streams each sheet through a temporary file: they are kept next to the
-  workbook inside the package being built (never in the system temp folder) and removed
-  when the workbook is saved or the export fails.
+* Strings are always inline text cells (``t="inlineStr"``): a value starting with ``=``
+  never becomes a formula, ``#N/A`` never becomes an error.  NULL is an empty cell; so is
+  an empty string (as in CSV; the JSON and SQL files tell them apart).
+* Numbers, booleans, dates and times are typed cells (dates and times as Excel serial
+  numbers with a date or time format); Excel's limits (15 digits, no time zones, no
+  dates before 1900, 32,767 characters per cell, no control characters) are handled by
+  ``values.Sanitiser.excel`` and noted; the full values are in CSV and JSON.
+* Each sheet is streamed to a temporary file kept next to the workbook inside the
+  package being built (``excel/.<customer>.sheet<N>.xml.part``, never in the system temp
+  folder); the workbook is zipped from them at the end, and they are removed when the
+  workbook is saved or the export fails.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-import sqlalchemy as sa
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
-from openpyxl.worksheet import _writer as sheet_writer
+from typing import IO, Any
+from xml.sax.saxutils import quoteattr
 
 from .base import Exporter, ExportJob, TableSpec, TableWriter, register
 from .values import Sanitiser, file_stem
@@ -40,6 +41,16 @@ MAX_COLUMNS = 16_384
 MAX_SHEET_TITLE = 31
 CONTENTS_TITLE = "Contents"
 _BAD_TITLE_CHARS = re.compile(r"[\[\]:*?/\\\x00-\x1f\x7f]")
+_EPOCH = dt.datetime(1899, 12, 30)  # Excel's (Windows) day 0
+_SECONDS_PER_DAY = 86_400
+# Cell styles (the order of cellXfs in styles.xml)
+_BOLD, _DATETIME, _DATE, _TIME = 1, 2, 3, 4
+_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+_HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_NEEDS_ESCAPE = re.compile("[&<>\r]")
 
 
 def workbook_path(customer: str) -> str:
@@ -66,69 +77,274 @@ def sheet_title(name: str, used: set[str], part: int = 1) -> str:
         n += 1
 
 
+def column_letter(index: int) -> str:
+    """0 → A, 25 → Z, 26 → AA …"""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def serial(value: dt.datetime | dt.date | dt.time) -> float:
+    """An Excel serial number (days since 1899-12-30, the fraction the time of day),
+    computed as openpyxl does, so readers get back the value openpyxl would write."""
+    if isinstance(value, dt.time):
+        return _day_fraction(value)
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time())
+    days = (value - _EPOCH).days
+    if 0 < days <= 60:  # Excel's phantom 1900-02-29
+        days -= 1
+    return days + _day_fraction(value)
+
+
+def _day_fraction(value: dt.datetime | dt.time) -> float:
+    return (value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 10**6) / _SECONDS_PER_DAY
+
+
+def text_cell(ref: str, value: str, style: int = 0) -> str:
+    """An inline string cell (never a formula); leading/trailing spaces kept."""
+    s = f' s="{style}"' if style else ""
+    space = ' xml:space="preserve"' if value != value.strip() else ""
+    return f'<c r="{ref}"{s} t="inlineStr"><is><t{space}>{value.translate(_TEXT_ESCAPES)}</t></is></c>'
+
+
+def cell(ref: str, value: Any) -> str:
+    """Any value ``Sanitiser.excel`` returns, as a cell ('' for an empty one)."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        return text_cell(ref, value)
+    if isinstance(value, bool):
+        return f'<c r="{ref}" t="b"><v>{int(value)}</v></c>'
+    if isinstance(value, dt.datetime):
+        return f'<c r="{ref}" s="{_DATETIME}" t="n"><v>{serial(value):.16g}</v></c>'
+    if isinstance(value, dt.date):
+        return f'<c r="{ref}" s="{_DATE}" t="n"><v>{serial(value):.16g}</v></c>'
+    if isinstance(value, dt.time):
+        return f'<c r="{ref}" s="{_TIME}" t="n"><v>{serial(value):.16g}</v></c>'
+    return f'<c r="{ref}" t="n"><v>{"%.16g" % value}</v></c>'  # int, float, Decimal (as openpyxl writes them)
+
+
+def column_cells(letter: str, rows: Sequence[str], values: Sequence[Any]) -> list[str]:
+    """The cells of one column of a batch (``rows``: the row numbers as text)."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if len(kinds) == 1:
+        kind = kinds.pop()
+        if kind is int:  # Sanitiser.excel left only integers of at most 15 digits as numbers
+            return ["" if v is None else f'<c r="{letter}{n}" t="n"><v>{v}</v></c>' for n, v in zip(rows, values)]
+        if kind is str:
+            escaped = values
+            if _NEEDS_ESCAPE.search("".join(filter(None, values))):
+                escaped = [v and v.translate(_TEXT_ESCAPES) for v in values]
+            return [
+                ""
+                if not v
+                else (
+                    f'<c r="{letter}{n}" t="inlineStr"><is><t>{e}</t></is></c>'
+                    if v == v.strip()
+                    else f'<c r="{letter}{n}" t="inlineStr"><is><t xml:space="preserve">{e}</t></is></c>'
+                )
+                for n, v, e in zip(rows, values, escaped)
+            ]
+        if kind is dt.datetime:
+            return [
+                "" if v is None else f'<c r="{letter}{n}" s="{_DATETIME}" t="n"><v>{serial(v):.16g}</v></c>'
+                for n, v in zip(rows, values)
+            ]
+    return [cell(f"{letter}{n}", v) for n, v in zip(rows, values)]
+
+
+# --------------------------------------------------------------------------- the package parts
+
+
+def _styles() -> str:
+    return (
+        f'{_HEAD}<styleSheet xmlns="{_NS}">'
+        '<numFmts count="3"><numFmt numFmtId="164" formatCode="yyyy-mm-dd h:mm:ss"/>'
+        '<numFmt numFmtId="165" formatCode="yyyy-mm-dd"/><numFmt numFmtId="166" formatCode="h:mm:ss"/></numFmts>'
+        '<fonts count="2"><font><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
+        '<font><b/><sz val="11"/><name val="Calibri"/><family val="2"/></font></fonts>'
+        '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+        '<fill><patternFill patternType="gray125"/></fill></fills>'
+        '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+        '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+        '<cellXfs count="5"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+        '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
+        '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+        '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+        '<xf numFmtId="166" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>'
+        '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+        "</styleSheet>"
+    )
+
+
+def _content_types(sheets: int) -> str:
+    sheet_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+    overrides = "".join(
+        f'<Override PartName="/xl/worksheets/sheet{n}.xml" ContentType="{sheet_type}"/>' for n in range(1, sheets + 1)
+    )
+    return (
+        f'{_HEAD}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        '<Override PartName="/xl/styles.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
+        '<Override PartName="/docProps/core.xml" '
+        'ContentType="application/vnd.openxmlformats-package.core-properties+xml"/>'
+        '<Override PartName="/docProps/app.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.extended-properties+xml"/>'
+        f"{overrides}</Types>"
+    )
+
+
+def _root_rels() -> str:
+    return (
+        f'{_HEAD}<Relationships xmlns="{_PKG_REL}">'
+        f'<Relationship Id="rId1" Type="{_REL}/officeDocument" Target="xl/workbook.xml"/>'
+        '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/package/2006/relationships/metadata/'
+        'core-properties" Target="docProps/core.xml"/>'
+        f'<Relationship Id="rId3" Type="{_REL}/extended-properties" Target="docProps/app.xml"/>'
+        "</Relationships>"
+    )
+
+
+def _core(created: dt.datetime) -> str:
+    at = created.astimezone(dt.UTC) if created.tzinfo else created
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"{_HEAD}<cp:coreProperties "
+        'xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/core-properties" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:dcterms="http://purl.org/dc/terms/" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        "<dc:creator>learnexit</dc:creator>"
+        f'<dcterms:created xsi:type="dcterms:W3CDTF">{stamp}</dcterms:created>'
+        f'<dcterms:modified xsi:type="dcterms:W3CDTF">{stamp}</dcterms:modified>'
+        "</cp:coreProperties>"
+    )
+
+
+def _app() -> str:
+    return (
+        f"{_HEAD}<Properties "
+        'xmlns="http://schemas.openxmlformats.org/officeDocument/2006/extended-properties">'
+        "<Application>learnexit</Application></Properties>"
+    )
+
+
+def _workbook(titles: list[str]) -> str:
+    sheets = "".join(
+        f"<sheet name={quoteattr(title)} sheetId=\"{n}\" r:id=\"rId{n}\"/>" for n, title in enumerate(titles, 1)
+    )
+    return (
+        f'{_HEAD}<workbook xmlns="{_NS}" xmlns:r="{_REL}">'
+        '<bookViews><workbookView activeTab="0"/></bookViews>'
+        f"<sheets>{sheets}</sheets></workbook>"
+    )
+
+
+def _workbook_rels(sheets: int) -> str:
+    rels = "".join(
+        f'<Relationship Id="rId{n}" Type="{_REL}/worksheet" Target="worksheets/sheet{n}.xml"/>'
+        for n in range(1, sheets + 1)
+    )
+    return (
+        f'{_HEAD}<Relationships xmlns="{_PKG_REL}">{rels}'
+        f'<Relationship Id="rId{sheets + 1}" Type="{_REL}/styles" Target="styles.xml"/></Relationships>'
+    )
+
+
+_SHEET_START = (
+    f'{_HEAD}<worksheet xmlns="{_NS}"><sheetViews><sheetView workbookViewId="0">'
+    '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
+    '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
+    '<sheetFormatPr defaultRowHeight="15"/><sheetData>'
+)
+_SHEET_END = "</sheetData></worksheet>"
+
+
+class _Sheet:
+    """One worksheet being streamed to its temporary file."""
+
+    def __init__(self, path: Path, title: str) -> None:
+        self.path = path
+        self.title = title
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        self.file: IO[bytes] | None = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.file.write(_SHEET_START.encode())
+        self.rows = 0  # rows written, the header included
+
+    def write(self, xml: str) -> None:
+        assert self.file is not None
+        self.file.write(xml.encode("utf-8"))
+
+    def header(self, names: Sequence[str]) -> None:
+        self.rows = 1
+        cells = "".join(text_cell(f"{column_letter(i)}1", name, _BOLD) for i, name in enumerate(names) if name)
+        self.write(f'<row r="1">{cells}</row>')
+
+    def finish(self) -> None:
+        if self.file is not None:
+            self.file.write(_SHEET_END.encode())
+            self.file.close()
+            self.file = None
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
 class XlsxWriter(TableWriter):
     def __init__(self, job: ExportJob) -> None:
         self.job = job
         self.values = Sanitiser("xlsx")
         self.path = workbook_path(job.customer)
-        self.wb = Workbook(write_only=True)
         self.used: set[str] = set()
-        self.temp_files: list[Path] = []
-        self.bold = Font(bold=True)
-        self.ws: Any = None
-        self.ws_title = ""
-        self.contents = self._sheet(
-            sheet_title(CONTENTS_TITLE, self.used), ["sheet", "table", "first_row", "last_row", "rows"]
-        )
+        self.sheets: list[_Sheet] = []
+        self.contents = self._sheet(sheet_title(CONTENTS_TITLE, self.used))
+        self.contents.header(["sheet", "table", "first_row", "last_row", "rows"])
+        self.ws: _Sheet | None = None
         self.index: list[list[Any]] = []
         self.part = 0
         self.on_sheet = 0
         self.table_rows = 0
         self.sheet_first = 1
         self.columns = 0
+        self.letters: list[str] = []
 
     # -- sheets ---------------------------------------------------------------
 
-    def _sheet(self, title: str, header: list[str]) -> Any:
-        ws = self.wb.create_sheet(title)
-        ws.freeze_panes = "A2"  # must be set before the first row is written
-        self._stream_into_package(ws)
-        ws.append([self._text_cell(ws, h, bold=True) for h in header])
-        return ws
-
-    def _stream_into_package(self, ws: Any) -> None:
-        """Keep openpyxl's per-sheet temporary file inside the package (mode 0600)."""
-        number = len(self.temp_files) + 1
+    def _sheet(self, title: str) -> _Sheet:
+        number = len(self.sheets) + 1
         target = self.job.path(f"{FOLDER}/.{file_stem(self.job.customer)}.sheet{number}.xml.part")
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.close(fd)
-        self.temp_files.append(target)
-        sheet_writer.ALL_TEMP_FILES.append(str(target))  # openpyxl removes it once written
-        ws._writer = sheet_writer.WorksheetWriter(ws, out=str(target))
-        ws._writer.write_top()
-
-    def _text_cell(self, ws: Any, value: str, bold: bool = False) -> Any:
-        cell = WriteOnlyCell(ws, value=value)
-        cell.data_type = "s"  # text, whatever it looks like: never a formula or an error
-        if bold:
-            cell.font = self.bold
-        return cell
+        sheet = _Sheet(target, title)
+        self.sheets.append(sheet)
+        return sheet
 
     def _new_part(self, spec: TableSpec) -> None:
         self._close_part(spec)
         self.part += 1
         self.sheet_first = self.table_rows + 1
         self.on_sheet = 0
-        title = sheet_title(spec.name, self.used, self.part)
-        header = [self.values.excel_string(c, spec.name, "(header)") for c in spec.column_names[: self.columns]]
-        self.ws = self._sheet(title, header)
-        self.ws_title = title
+        self.ws = self._sheet(sheet_title(spec.name, self.used, self.part))
+        self.ws.header([self.values.excel_string(c, spec.name, "(header)") for c in spec.column_names[: self.columns]])
 
     def _close_part(self, spec: TableSpec) -> None:
         if self.ws is not None:
             first = self.sheet_first if self.on_sheet else None
             last = self.table_rows if self.on_sheet else None
-            self.index.append([self.ws_title, spec.name, first, last, self.on_sheet])
+            self.index.append([self.ws.title, spec.name, first, last, self.on_sheet])
+            self.ws.finish()
             self.ws = None
 
     # -- the TableWriter interface -------------------------------------------
@@ -137,6 +353,7 @@ class XlsxWriter(TableWriter):
         self.part = 0
         self.table_rows = 0
         self.columns = min(len(spec.columns), MAX_COLUMNS)
+        self.letters = [column_letter(i) for i in range(self.columns)]
         if len(spec.columns) > MAX_COLUMNS:
             self.job.note(
                 "xlsx",
@@ -145,21 +362,38 @@ class XlsxWriter(TableWriter):
             )
         self._new_part(spec)
 
-    def write_batch(self, spec: TableSpec, rows: list[sa.Row[Any]]) -> None:
-        names = spec.column_names[: self.columns]
-        table = spec.name
-        convert = self.values.excel
-        for row in rows:
+    def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.write_columns(spec, list(zip(*rows, strict=True)), len(rows))
+
+    def write_columns(self, spec: TableSpec, columns: list[Sequence[Any]], rows: int) -> None:
+        done = 0
+        while done < rows:
             if self.on_sheet >= MAX_DATA_ROWS:
                 self._new_part(spec)
-            ws = self.ws
-            cells = []
-            for value, column in zip(row, names, strict=False):
-                v = convert(value, table, column)
-                cells.append(self._text_cell(ws, v) if isinstance(v, str) else v)
-            ws.append(cells)
-            self.on_sheet += 1
-            self.table_rows += 1
+            take = min(rows - done, MAX_DATA_ROWS - self.on_sheet)
+            part = columns if take == rows else [values[done : done + take] for values in columns]
+            self._write_rows(spec, part, take)
+            done += take
+
+    def _write_rows(self, spec: TableSpec, columns: list[Sequence[Any]], rows: int) -> None:
+        """Rows onto the current sheet, a column at a time."""
+        assert self.ws is not None
+        table = spec.name
+        first = self.on_sheet + 2  # the header is row 1
+        numbers = [str(n) for n in range(first, first + rows)]
+        convert: Callable[..., Sequence[Any]] = self.values.excel_column
+        cells = [
+            column_cells(letter, numbers, convert(values, table, name))
+            for letter, values, name in zip(self.letters, columns, spec.column_names, strict=False)
+        ]
+        self.ws.write(
+            "".join(
+                f'<row r="{n}">{"".join(row)}</row>' for n, row in zip(numbers, zip(*cells, strict=True), strict=True)
+            )
+        )
+        self.on_sheet += rows
+        self.table_rows += rows
 
     def end_table(self, spec: TableSpec, rows: int) -> None:
         self._close_part(spec)
@@ -172,36 +406,39 @@ class XlsxWriter(TableWriter):
         self.values.report(self.job)
 
     def close(self) -> None:
-        for entry in self.index:
-            self.contents.append(
-                [self._text_cell(self.contents, entry[0]), self._text_cell(self.contents, entry[1]), *entry[2:]]
-            )
-        with self.job.open_file(self.path, "wb") as f:
-            self.wb.save(f)
-        self._remove_temp_files()
+        contents = self.contents
+        for n, entry in enumerate(self.index, start=2):
+            contents.write(f'<row r="{n}">{"".join(cell(f"{column_letter(i)}{n}", v) for i, v in enumerate(entry))}</row>')
+        contents.finish()
+        titles = [s.title for s in self.sheets]
+        target = self.job.path(self.path)
+        try:
+            with self.job.open_file(self.path, "wb") as raw, zipfile.ZipFile(
+                raw, "w", zipfile.ZIP_DEFLATED, compresslevel=1
+            ) as zf:
+                zf.writestr("[Content_Types].xml", _content_types(len(titles)))
+                zf.writestr("_rels/.rels", _root_rels())
+                zf.writestr("docProps/app.xml", _app())
+                zf.writestr("docProps/core.xml", _core(self.job.started_at))
+                zf.writestr("xl/workbook.xml", _workbook(titles))
+                zf.writestr("xl/_rels/workbook.xml.rels", _workbook_rels(len(titles)))
+                zf.writestr("xl/styles.xml", _styles())
+                for n, sheet in enumerate(self.sheets, start=1):
+                    zf.write(sheet.path, f"xl/worksheets/sheet{n}.xml")
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        finally:
+            self._remove_temp_files()
 
     def abort(self) -> None:
-        for ws in self.wb.worksheets:
-            # Stop openpyxl's row generator first, then its XML stream, so nothing is left
-            # half-open for the garbage collector to complain about.
-            for part in (getattr(ws, "_rows", None), getattr(ws, "_writer", None)):
-                if part is None:
-                    continue
-                try:
-                    part.close()
-                except Exception:  # noqa: BLE001 - best effort: the export has failed already
-                    pass
         self._remove_temp_files()
 
     def _remove_temp_files(self) -> None:
-        for path in self.temp_files:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            if str(path) in sheet_writer.ALL_TEMP_FILES:
-                sheet_writer.ALL_TEMP_FILES.remove(str(path))
-        self.temp_files = []
+        for sheet in self.sheets:
+            sheet.close()
+            sheet.path.unlink(missing_ok=True)
+        self.sheets = []
 
 
 @register

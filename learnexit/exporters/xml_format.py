@@ -38,16 +38,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
-import sqlalchemy as sa
 from lxml import etree
 
 from .base import Exporter, ExportJob, TableSpec, register
-from .json_format import NESTED_FORMAT, NestedReader, NestingPlan, Record, generated_at, nesting_plan
+from .json_format import NESTED_FORMAT, NestedSink, NestingPlan, Record, generated_at, nesting_plan, write_nested
 from .values import Sanitiser, file_stem, xml_legal
 
 FOLDER = "xml"
@@ -255,76 +252,144 @@ def _type_of(layout: XmlLayout, table: str) -> str:
 # --------------------------------------------------------------------------- the document
 
 
-class XmlDocument:
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_NEEDS_ESCAPE = re.compile("[&<>\r]")
+_ATTR_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+)
+
+
+def _attr(name: str, value: str) -> str:
+    """`` name="value"``, escaped as lxml escapes attribute values."""
+    return f' {name}="{value.translate(_ATTR_ESCAPES)}"'
+
+
+class XmlDocument(NestedSink):
+    """Writes the document as text, a batch of rows at a time (the same bytes lxml's
+    ``xmlfile`` writes: text escaped ``& < >`` and CR as ``&#13;``, NULL as an element with
+    ``xsi:nil="true"`` and no content, one row element a line)."""
+
     def __init__(self, job: ExportJob, layout: XmlLayout) -> None:
         self.job = job
         self.layout = layout
         self.values = Sanitiser("xml")
+        self.file: IO[bytes] | None = None
+        # per table: the (open tag, close tag, NULL element) of each column, and whether
+        # the column's name (kept in a ``name`` attribute) needed characters replaced
+        self.columns: dict[str, list[tuple[str, str, str]]] = {}
+        self.bad_names: dict[str, list[str]] = {}
+        for table, spec in layout.specs.items():
+            tags = []
+            bad = []
+            for column in spec.column_names:
+                tag = layout.columns[table][column]
+                extra = ""
+                if tag != column:
+                    fixed, n = xml_legal(column)
+                    extra = _attr("name", fixed)
+                    if n:
+                        bad.append(column)
+                tags.append((f"<{tag}{extra}>", f"</{tag}>", f'<{tag}{extra} xsi:nil="true"></{tag}>'))
+            self.columns[table] = tags
+            self.bad_names[table] = bad
+        self.table_attr: dict[str, tuple[str, bool]] = {}
+        for table in layout.specs:
+            fixed, n = xml_legal(table)
+            self.table_attr[table] = (_attr("table", fixed), bool(n))
 
-    def write_row(self, xf: Any, element: str, table: str, row: sa.Row[Any], children: list[Any] | None = None) -> None:
-        attrib = {} if element == table else {"table": self.values.xml_string(table, table, "(name)")}
-        names = self.layout.columns[table]
-        convert = self.values.xml
-        with xf.element(element, attrib):
-            for column, value in zip(self.layout.specs[table].column_names, row, strict=True):
-                tag = names[column]
-                col_attrib = {} if tag == column else {"name": self.values.xml_string(column, table, "(name)")}
-                text = convert(value, table, column)
-                if text is None:
-                    col_attrib[NIL] = "true"
-                    with xf.element(tag, col_attrib):
-                        pass
-                else:
-                    with xf.element(tag, col_attrib):
-                        xf.write(text)
-            for nest, records in children or ():
-                tag = self.layout.child_element[nest.table]
-                for record in records:
-                    self.write_record(xf, tag, record)
+    def rows_xml(self, table: str, rows: list[tuple[Any, ...]]) -> list[str]:
+        """The column elements of each row (``NestedReader``'s ``prepare``), a column at a time."""
+        if not rows:
+            return []
+        values = self.values
+        spec = self.layout.specs[table]
+        for column in self.bad_names[table]:  # counted once per row written, as lxml wrote each
+            values.changed(table, "(name)", "contained characters XML cannot hold: replaced by U+FFFD", len(rows))
+        parts = []
+        for (start, end, nil), column, texts in zip(
+            self.columns[table], spec.column_names, zip(*rows, strict=True), strict=True
+        ):
+            converted = values.xml_column(texts, table, column)
+            if _NEEDS_ESCAPE.search("".join(filter(None, converted))):
+                parts.append([nil if t is None else start + t.translate(_TEXT_ESCAPES) + end for t in converted])
+            else:
+                parts.append([nil if t is None else start + t + end for t in converted])
+        return ["".join(p) for p in zip(*parts, strict=True)]
 
-    def write_record(self, xf: Any, element: str, record: Record) -> None:
-        self.write_row(xf, element, record.table, record.row, record.children)
+    def start_tag(self, element: str, table: str) -> str:
+        if element == table:
+            return f"<{element}>"
+        attr, changed = self.table_attr[table]
+        if changed:
+            self.values.changed(table, "(name)", "contained characters XML cannot hold: replaced by U+FFFD")
+        return f"<{element}{attr}>"
+
+    def record_xml(self, element: str, record: Record, slot: int | None = None) -> str:
+        body = record.value if slot is None or record.value is None else record.value[slot]
+        if body is None:
+            body = self.rows_xml(record.table, [record.row])[0]
+        out = [self.start_tag(element, record.table), body]
+        for nest, records in record.children:
+            tag = self.layout.child_element[nest.table]
+            out.extend(self.record_xml(tag, child, slot) for child in records)
+        out.append(f"</{element}>")
+        return "".join(out)
+
+    # -- the document, as a sink of ``json_format.write_nested`` ---------------------
+
+    def prepare(self, table: str, rows: list[tuple[Any, ...]]) -> list[Any]:
+        return self.rows_xml(table, rows)
+
+    def _put(self, text: str) -> None:
+        assert self.file is not None
+        self.file.write(text.encode("utf-8"))
+
+    def begin(self) -> None:
+        job, plan = self.job, self.layout.plan
+        xml_string = self.values.xml_string
+        attrib = [
+            ("xsi:noNamespaceSchemaLocation", xsd_path(job.customer).rsplit("/", 1)[1]),
+            ("customer", xml_string(job.customer, "(export)", "customer")),
+            ("customer_name", xml_string(job.customer_name, "(export)", "customer_name")),
+            ("generated_at", generated_at(job)),
+            ("format", NESTED_FORMAT),
+        ]
+        if plan.people:
+            attrib.append(("people_table", xml_string(plan.people, "(export)", "people_table")))
+        self.file = job.open_file(xml_path(job.customer), "wb", buffering=1 << 20)
+        self._put("<?xml version='1.0' encoding='utf-8'?>\n")
+        self._put(f'<export xmlns:xsi="{XSI}"' + "".join(_attr(k, v) for k, v in attrib) + ">\n")
+        if plan.nested:
+            self._put("<people>\n")
+
+    def person(self, record: Record, slot: int | None) -> None:
+        assert self.layout.plan.people
+        self._put(self.record_xml(self.layout.row_element[self.layout.plan.people], record, slot) + "\n")
+
+    def between(self) -> None:
+        self._put(("</people>\n" if self.layout.plan.nested else "") + "<other>\n")
+
+    def rows(self, table: str, part: list[tuple[Any, Any]], slot: int | None) -> None:
+        element = self.layout.row_element[table]
+        self._put(
+            "".join(
+                f"{self.start_tag(element, table)}{body if slot is None else body[slot]}</{element}>\n"
+                for _row, body in part
+            )
+        )
+
+    def end(self) -> None:
+        self._put("</other>\n</export>")
+        self.close()
+        self.values.report(self.job)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
     def write(self) -> None:
-        job, layout, plan = self.job, self.layout, self.layout.plan
-        reader = NestedReader(job, plan)
-        attrib = {
-            f"{{{XSI}}}noNamespaceSchemaLocation": xsd_path(job.customer).rsplit("/", 1)[1],
-            "customer": self.values.xml_string(job.customer, "(export)", "customer"),
-            "customer_name": self.values.xml_string(job.customer_name, "(export)", "customer_name"),
-            "generated_at": generated_at(job),
-            "format": NESTED_FORMAT,
-        }
-        if plan.people:
-            attrib["people_table"] = self.values.xml_string(plan.people, "(export)", "people_table")
-        with job.open_file(xml_path(job.customer), "wb") as f, etree.xmlfile(f, encoding="utf-8") as xf:
-            xf.write_declaration()
-            with xf.element("export", attrib, nsmap={"xsi": XSI}):
-                xf.write("\n")
-                if plan.nested:
-                    assert plan.people
-                    with _section(xf, "people"):
-                        element = layout.row_element[plan.people]
-                        for record in reader.people():
-                            self.write_record(xf, element, record)
-                            xf.write("\n")
-                with _section(xf, "other"):
-                    for table in plan.other_tables:
-                        element = layout.row_element[table]
-                        for part in reader.other(table):
-                            for row in part:
-                                self.write_row(xf, element, table, row)
-                                xf.write("\n")
-                        xf.flush()
-        self.values.report(job)
-
-
-@contextmanager
-def _section(xf: Any, name: str) -> Iterator[None]:
-    with xf.element(name):
-        xf.write("\n")
-        yield
-    xf.write("\n")
+        write_nested(self.job, self.layout.plan, [self])
 
 
 @register
@@ -342,4 +407,6 @@ class XmlExporter(Exporter):
         schema = build_xsd(layout, job)
         with job.open_file(xsd_path(job.customer), "wb") as f:
             f.write(etree.tostring(schema, xml_declaration=True, encoding="utf-8", pretty_print=True))
+        if plan.nested and "json" in job.options.formats:
+            return  # the JSON step wrote the document with its own: the structure is read once
         XmlDocument(job, layout).write()
