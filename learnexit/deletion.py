@@ -107,6 +107,7 @@ KILL_AT_ENV = "LEARNEXIT_TEST_KILL_AT"  # batch (default) | delete | pending
 
 MAX_PASSES = 3  # the first pass deletes; the next ones sweep rows written meanwhile
 _CHUNK = 500  # keys per DELETE/UPDATE statement (bind-parameter limits)
+_WIDE_CHUNK = 2000  # keys per plain DELETE (SQLite since 3.32, PostgreSQL and MySQL take far more)
 _OVERWRITE_CHUNK = 1 << 20
 _TEMPLATE_FIELD = re.compile(r"\{(\w+)(?:\[(-?\d*):(-?\d*)\])?\}")
 _KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -386,6 +387,20 @@ def _enc(value: Any) -> Any:
     raise OperationalError(f"cannot record a key value of type {type(value).__name__} in the ledger")
 
 
+def _preload_pdf() -> None:
+    try:
+        import weasyprint  # noqa: F401 - imported for later use
+    except Exception:  # noqa: BLE001 - the certificate step reports any real problem
+        pass
+
+
+def _enc_keys(keys: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """``_enc`` of every value of every key (integers and text, the usual keys, as they are)."""
+    if all(type(v) is int or type(v) is str for key in keys for v in key):
+        return [list(key) for key in keys]
+    return [[_enc(v) for v in key] for key in keys]
+
+
 def _dec(value: Any) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         ((tag, text),) = value.items()
@@ -439,6 +454,48 @@ def _in(table: Any, cols: Sequence[str], sub: Any) -> ColumnElement[bool]:
 
 def _key_cols(table: sa.Table) -> list[sa.Column[Any]]:
     return list(table.primary_key.columns)
+
+
+def _delete_keys(conn: Connection, table: sa.Table, pk: list[sa.Column[Any]], keys: list[tuple[Any, ...]]) -> int:
+    """DELETE the rows with these keys; the rows deleted.
+
+    A one-column integer or text key goes as a plain ``DELETE … WHERE key IN (…)`` with
+    the driver's placeholders (the keys are exactly what the driver returned): at a few
+    hundred thousand rows, SQLAlchemy's expansion of large IN lists costs more than the
+    deletes.  Other keys go through SQLAlchemy."""
+    style = conn.dialect.paramstyle
+    mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(style)
+    simple = len(pk) == 1 and mark is not None
+    if simple:
+        try:
+            simple = pk[0].type.python_type in (int, str)
+        except NotImplementedError:
+            simple = False
+    n = 0
+    if not simple or any(type(k[0]) not in (int, str) for k in keys):
+        for chunk in _chunks(keys, _CHUNK):
+            n += conn.execute(table.delete().where(_key_in(pk, chunk))).rowcount or 0
+        return n
+    assert mark is not None  # simple implies a known placeholder style
+    preparer = conn.dialect.identifier_preparer
+    head = f"DELETE FROM {preparer.format_table(table)} WHERE {preparer.quote(pk[0].name)} IN "
+    cursor = conn.connection.cursor()  # this transaction's own connection, without SQLAlchemy's per-statement work
+    dbapi = conn.dialect.loaded_dbapi
+    wide = _WIDE_CHUNK
+    if conn.dialect.name == "sqlite" and getattr(dbapi, "sqlite_version_info", (0,)) < (3, 32):
+        wide = _CHUNK  # older SQLite takes at most 999 parameters
+    try:
+        for chunk in _chunks(keys, wide):
+            sql = head + "(" + ", ".join([mark] * len(chunk)) + ")"
+            params = tuple(k[0] for k in chunk)
+            try:
+                cursor.execute(sql, params)
+            except dbapi.Error as exc:  # as SQLAlchemy would raise it (IntegrityError: blocked)
+                raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error) from None
+            n += cursor.rowcount or 0
+    finally:
+        cursor.close()
+    return n
 
 
 def _key_after(cols: Sequence[Any], key: tuple[Any, ...]) -> ColumnElement[bool]:
@@ -1661,7 +1718,7 @@ class _Run:
                         L.purge_keys.insert().values(
                             purge_id=self.purge_id,
                             table_name=PENDING + step,
-                            key=json.dumps([[_enc(v) for v in k] for k in keys], separators=(",", ":")),
+                            key=json.dumps(_enc_keys(keys), separators=(",", ":")),
                         )
                     ).inserted_primary_key[0]  # type: ignore[index]
                 )
@@ -1789,8 +1846,7 @@ class _Run:
                         # The ledger learns what goes before the source forgets it.
                         pending_id = self._record_pending(t, keys, candidates, files)
                         _kill_point("pending")
-                        for chunk in _chunks(keys, _CHUNK):
-                            n += conn.execute(table.delete().where(_key_in(pk, chunk))).rowcount or 0
+                        n += _delete_keys(conn, table, pk, keys)
             except sa.exc.IntegrityError as exc:
                 raise _Blocked(t, describe_db_error(exc)) from None
             except sa.exc.SQLAlchemyError as exc:
@@ -2165,6 +2221,9 @@ class _Run:
     def _go(self) -> PurgeResult:
         plan = self.plan
         settings = self.settings
+        # The certificate at the end needs WeasyPrint: import it meanwhile, while the
+        # database does the deleting (SQLite and the drivers run without the GIL).
+        threading.Thread(target=_preload_pdf, name="learnexit-preload", daemon=True).start()
         if plan.closure_pending:
             counts = calendar.run_closure(settings, self.ledger, self.customer, now=self.now)
             with self.ledger.transaction() as conn:

@@ -277,9 +277,7 @@ def build_specs(
 # --------------------------------------------------------------------------- the read pass
 
 
-def read_pass(
-    job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, int], label: str | None = None
-) -> None:
+def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, int], label: str | None = None) -> None:
     """Read every table once from the snapshot, feeding every format's TableWriter
     (``label``: the format, when each format reads on its own)."""
     writers: list[TableWriter] = []
@@ -408,7 +406,9 @@ def _run_task(job: ExportJob, exporter: Exporter, totals: dict[str, int]) -> _Ta
             read_pass(job, [exporter], totals, label=exporter.name)
         read_notes = list(job.notes)
         exporter.after(job)
-        event("export_format", customer=job.customer, format=exporter.name, seconds=round(time.monotonic() - started, 2))
+        event(
+            "export_format", customer=job.customer, format=exporter.name, seconds=round(time.monotonic() - started, 2)
+        )
         return _TaskResult(exporter.name, read_notes, job.notes[len(read_notes) :], job.problems, job.media)
     finally:
         job.progress = report

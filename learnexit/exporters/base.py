@@ -225,7 +225,7 @@ class TableWriter(ABC):
     def start_table(self, spec: TableSpec) -> None:  # noqa: B027 - optional hook
         pass
 
-    def write_batch(self, spec: TableSpec, rows: list[sa.Row[Any]]) -> None:  # noqa: B027
+    def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:  # noqa: B027
         pass
 
     def write_columns(self, spec: TableSpec, columns: list[Sequence[Any]], rows: int) -> None:

@@ -68,7 +68,7 @@ def _number(value: Any) -> float | None:
 
 
 def _instant_kind(values: list[Any]) -> str | None:
-    """"naive" or "aware" when ``values`` are datetimes that compare as they are, else None."""
+    """ "naive" or "aware" when ``values`` are datetimes that compare as they are, else None."""
     if any(type(v) is not datetime for v in values):
         return None
     if all(v.tzinfo is None for v in values):

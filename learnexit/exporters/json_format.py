@@ -317,7 +317,9 @@ class NestedReader:
                 order = [t.c[nest.edge.child_cols[0]], *t.primary_key.columns]
                 where = self.placed(nest.table, self.all_people())
                 batches = self.job.tuples(nest.table, where=where, order_by=order, batch_size=STREAM_BATCH)
-                streams[nest.table] = _Stream(self._prepared(nest.table, batches), self.index[nest.table][nest.edge.child_cols[0]])
+                streams[nest.table] = _Stream(
+                    self._prepared(nest.table, batches), self.index[nest.table][nest.edge.child_cols[0]]
+                )
             for batch in self._people_batches(id_col, PEOPLE_BATCH):
                 ids = [row[id_index] for row, _ in batch]
                 groups = self._groups([n for n in plan.nests if n not in streams], ids)

@@ -668,7 +668,7 @@ class SqlWriter(TableWriter):
                 out.write("START TRANSACTION;\n\n")
             out.flush()  # the INSERTs are UTF-8 bytes already: copy them as they are
             with open(body, "rb") as src:
-                shutil.copyfileobj(src, out.buffer, 1 << 20)
+                shutil.copyfileobj(src, out.buffer, 1 << 20)  # type: ignore[attr-defined]
             self._updates(out)
             if self.dialect == "postgresql":
                 self._sequences(out, md)

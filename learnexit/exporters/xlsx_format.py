@@ -128,7 +128,7 @@ def cell(ref: str, value: Any) -> str:
         return f'<c r="{ref}" s="{_DATE}" t="n"><v>{serial(value):.16g}</v></c>'
     if isinstance(value, dt.time):
         return f'<c r="{ref}" s="{_TIME}" t="n"><v>{serial(value):.16g}</v></c>'
-    return f'<c r="{ref}" t="n"><v>{"%.16g" % value}</v></c>'  # int, float, Decimal (as openpyxl writes them)
+    return f'<c r="{ref}" t="n"><v>{"%.16g" % value}</v></c>'  # noqa: UP031 - int, float, Decimal as openpyxl writes them
 
 
 def column_cells(letter: str, rows: Sequence[str], values: Sequence[Any]) -> list[str]:
@@ -242,7 +242,7 @@ def _app() -> str:
 
 def _workbook(titles: list[str]) -> str:
     sheets = "".join(
-        f"<sheet name={quoteattr(title)} sheetId=\"{n}\" r:id=\"rId{n}\"/>" for n, title in enumerate(titles, 1)
+        f'<sheet name={quoteattr(title)} sheetId="{n}" r:id="rId{n}"/>' for n, title in enumerate(titles, 1)
     )
     return (
         f'{_HEAD}<workbook xmlns="{_NS}" xmlns:r="{_REL}">'
@@ -408,14 +408,17 @@ class XlsxWriter(TableWriter):
     def close(self) -> None:
         contents = self.contents
         for n, entry in enumerate(self.index, start=2):
-            contents.write(f'<row r="{n}">{"".join(cell(f"{column_letter(i)}{n}", v) for i, v in enumerate(entry))}</row>')
+            contents.write(
+                f'<row r="{n}">{"".join(cell(f"{column_letter(i)}{n}", v) for i, v in enumerate(entry))}</row>'
+            )
         contents.finish()
         titles = [s.title for s in self.sheets]
         target = self.job.path(self.path)
         try:
-            with self.job.open_file(self.path, "wb") as raw, zipfile.ZipFile(
-                raw, "w", zipfile.ZIP_DEFLATED, compresslevel=1
-            ) as zf:
+            with (
+                self.job.open_file(self.path, "wb") as raw,
+                zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+            ):
                 zf.writestr("[Content_Types].xml", _content_types(len(titles)))
                 zf.writestr("_rels/.rels", _root_rels())
                 zf.writestr("docProps/app.xml", _app())
