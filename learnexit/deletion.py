@@ -460,9 +460,11 @@ def _delete_keys(conn: Connection, table: sa.Table, pk: list[sa.Column[Any]], ke
     """DELETE the rows with these keys; the rows deleted.
 
     A one-column integer or text key goes as a plain ``DELETE … WHERE key IN (…)`` with
-    the driver's placeholders (the keys are exactly what the driver returned): at a few
-    hundred thousand rows, SQLAlchemy's expansion of large IN lists costs more than the
-    deletes.  Other keys go through SQLAlchemy."""
+    the driver's placeholders, 2,000 keys a statement (the keys are exactly what the
+    driver returned): at a few hundred thousand rows, SQLAlchemy's expansion of large IN
+    lists costs more than the deletes.  It still goes through ``exec_driver_sql``, so a
+    lost connection is handled (invalidated) as SQLAlchemy handles it.  Other keys go
+    through SQLAlchemy's statements."""
     style = conn.dialect.paramstyle
     mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(style)
     simple = len(pk) == 1 and mark is not None
@@ -479,22 +481,12 @@ def _delete_keys(conn: Connection, table: sa.Table, pk: list[sa.Column[Any]], ke
     assert mark is not None  # simple implies a known placeholder style
     preparer = conn.dialect.identifier_preparer
     head = f"DELETE FROM {preparer.format_table(table)} WHERE {preparer.quote(pk[0].name)} IN "
-    cursor = conn.connection.cursor()  # this transaction's own connection, without SQLAlchemy's per-statement work
-    dbapi = conn.dialect.loaded_dbapi
     wide = _WIDE_CHUNK
-    if conn.dialect.name == "sqlite" and getattr(dbapi, "sqlite_version_info", (0,)) < (3, 32):
+    if conn.dialect.name == "sqlite" and getattr(conn.dialect.loaded_dbapi, "sqlite_version_info", (0,)) < (3, 32):
         wide = _CHUNK  # older SQLite takes at most 999 parameters
-    try:
-        for chunk in _chunks(keys, wide):
-            sql = head + "(" + ", ".join([mark] * len(chunk)) + ")"
-            params = tuple(k[0] for k in chunk)
-            try:
-                cursor.execute(sql, params)
-            except dbapi.Error as exc:  # as SQLAlchemy would raise it (IntegrityError: blocked)
-                raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error) from None
-            n += cursor.rowcount or 0
-    finally:
-        cursor.close()
+    for chunk in _chunks(keys, wide):
+        sql = head + "(" + ", ".join([mark] * len(chunk)) + ")"
+        n += conn.exec_driver_sql(sql, tuple(k[0] for k in chunk)).rowcount or 0
     return n
 
 

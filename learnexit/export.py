@@ -11,7 +11,13 @@ The run, in order (design §4, issue 4):
 4. Open ONE snapshot.  Build the table specs (owned tables parents first, column kinds,
    references among exported tables whose targets are all exported), count each table,
    then read each table once, feeding every selected format's ``TableWriter``; then run
-   each format's ``after`` step in ``order``, still in the snapshot.
+   each format's ``after`` step in ``order``, still in the snapshot.  With several cores
+   (``run_formats``) the formats run side by side instead, each in one of several
+   processes reading its own snapshot of the same data: PostgreSQL imports this
+   process's exported snapshot (``SET TRANSACTION SNAPSHOT``); SQLite has no such thing,
+   so the workers begin their own read transactions and the parallel run goes ahead only
+   if nothing was committed since this process's snapshot began (``PRAGMA
+   data_version``), else everything runs here; MySQL/MariaDB always run in one process.
 5. Problems reported by the formats (missing media) fail the export unless allowed.
 6. ``package.finish_package`` writes datapackage.json, index.html and the bag, and renames
    the package into place.  Only then is the ledger row marked ``complete``; any failure

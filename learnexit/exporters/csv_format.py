@@ -41,10 +41,16 @@ def csv_fields(values: Sequence[Any]) -> list[str] | Sequence[Any]:
     kinds = set(map(type, values))
     kinds.discard(type(None))
     if kinds == {int}:
+        if None not in values:
+            return list(map(str, values))
         return ["" if v is None else str(v) for v in values]
     if kinds == {str} or not kinds:
         if not _QUOTED.search("".join(filter(None, values))):
             return ["" if v is None else v for v in values] if None in values else values
+        distinct = set(values)
+        if len(distinct) * 4 < len(values):  # few distinct texts (codes, actions…): each quoted once
+            fields = {v: _field(v) for v in distinct}
+            return list(map(fields.__getitem__, values))
     return [_field(v) for v in values]
 
 
