@@ -146,7 +146,7 @@ class ExportSettings:
 
 @dataclass(frozen=True)
 class PurgeSettings:
-    batch_size: int = 2000
+    batch_size: int = 20000
     backup_note: str | None = None
     certificates: Path = Path("certificates")
     lock_stale_minutes: int = 60
@@ -541,7 +541,7 @@ def _build(
 
     p = _Section(label, "purge", data.get("purge", {}))
     purge = PurgeSettings(
-        batch_size=p.integer("batch_size", 2000, minimum=1, maximum=1_000_000),
+        batch_size=p.integer("batch_size", 20000, minimum=1, maximum=1_000_000),
         backup_note=p.text("backup_note"),
         certificates=(base_dir / p.text("certificates", "certificates")).resolve(),
         lock_stale_minutes=p.integer("lock_stale_minutes", 60, minimum=1, maximum=10_000),

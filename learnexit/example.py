@@ -1648,7 +1648,7 @@ formats = ["csv", "xlsx", "json", "xml", "pdf", "docx", "media", "sql"]
 sql_dialect = "sqlite"
 lang = "en"
 [purge]
-batch_size = 2000
+batch_size = 20000
 backup_note = "Database backups are kept for 35 days and expire on their own."
 """
 

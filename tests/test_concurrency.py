@@ -60,7 +60,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def small_batches(config: Path, size: int) -> None:
-    text = config.read_text(encoding="utf-8").replace("batch_size = 2000", f"batch_size = {size}")
+    text = config.read_text(encoding="utf-8").replace("batch_size = 20000", f"batch_size = {size}")
     config.write_text(text, encoding="utf-8")
 
 

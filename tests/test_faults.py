@@ -441,7 +441,7 @@ def purge_outcome(lms, out: str) -> dict:
 
 
 def smaller_batches(lms, size: int = 100) -> None:
-    text = lms.config.read_text(encoding="utf-8").replace("batch_size = 2000", f"batch_size = {size}")
+    text = lms.config.read_text(encoding="utf-8").replace("batch_size = 20000", f"batch_size = {size}")
     lms.config.write_text(text, encoding="utf-8")
 
 

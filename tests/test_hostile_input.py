@@ -305,7 +305,7 @@ CASES: list[Case] = [
     C("config-negative-window", "status", code=2, message="[contract] export_window_days: must be between 0",
       setup=config_with("export_window_days = 90", "export_window_days = -1"), config="ex/bad.toml"),
     C("config-boolean-for-number", "purge", "acme", "--yes", code=2, message="[purge] batch_size: must be a whole",
-      setup=config_with("batch_size = 2000", "batch_size = true"), config="ex/bad.toml"),
+      setup=config_with("batch_size = 20000", "batch_size = true"), config="ex/bad.toml"),
     C("config-missing-table", "inspect", "acme", code=2,
       message="[customer] table: table 'organizations' does not exist in the source",
       setup=config_with('table = "organisations"', 'table = "organizations"'), config="ex/bad.toml"),

@@ -37,7 +37,7 @@ SEEDS = (1, 2, 3, 4)
 
 
 def small_batches(lms: Any, size: int = BATCH) -> None:
-    text = lms.config.read_text(encoding="utf-8").replace("batch_size = 2000", f"batch_size = {size}")
+    text = lms.config.read_text(encoding="utf-8").replace("batch_size = 20000", f"batch_size = {size}")
     lms.config.write_text(text, encoding="utf-8")
 
 
