@@ -1983,6 +1983,9 @@ class _Run:
                 total += n
                 progressed = progressed or n > 0
                 self._report(t, n)
+            # Deleting rows of ``t`` frees other rows of ``t`` only through a reference of
+            # ``t`` to itself; without one, another round would find nothing new.
+            progressed = progressed and bool(scope.self_edges.get(t))
         return total
 
     def _minimise(self, src: Source, scope: _Scope, t: str) -> int:
