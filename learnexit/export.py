@@ -12,8 +12,9 @@ The run, in order (design §4, issue 4):
    references among exported tables whose targets are all exported), count each table,
    then read each table once, feeding every selected format's ``TableWriter``; then run
    each format's ``after`` step in ``order``, still in the snapshot.  With several cores
-   (``run_formats``) the formats run side by side instead, each in one of several
-   processes reading its own snapshot of the same data: PostgreSQL imports this
+   (``run_formats``) the formats run side by side instead, in groups (one read pass feeds
+   every writer of a group; ``_groups``) spread over several processes, each reading its
+   own snapshot of the same data: PostgreSQL imports this
    process's exported snapshot (``SET TRANSACTION SNAPSHOT``); SQLite has no such thing,
    so the workers begin their own read transactions and the parallel run goes ahead only
    if nothing was committed since this process's snapshot began (``PRAGMA
@@ -293,6 +294,8 @@ def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, i
             writer = exporter.writer(job)
             if writer is not None:
                 writers.append(writer)
+        if not writers:  # only formats that read on their own (documents, media): nothing to feed
+            return
         # Batches as columns when every writer takes them so (no transposing back and forth).
         columnar = all(type(w).write_columns is not TableWriter.write_columns for w in writers)
         for spec in job.tables:
@@ -344,7 +347,22 @@ def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, i
 EXPORT_WORKERS_ENV = "LEARNEXIT_EXPORT_WORKERS"
 PARALLEL_FROM_ROWS = 10_000
 # Rough cost of a format per exported row, to start the costly ones first.
-_COST = {"json": 7.0, "pdf": 7.0, "xml": 6.0, "xlsx": 5.0, "docx": 3.0, "sql": 3.0, "csv": 2.5, "media": 0.5}
+# Rough CPU seconds of each format alone for 600k rows (``bench/run.py``), to balance the
+# groups and start the costly tasks first.
+_COST = {"json": 13.0, "xml": 8.0, "xlsx": 6.5, "pdf": 5.0, "docx": 4.0, "sql": 3.5, "csv": 2.5, "media": 1.0}
+# A format whose ``after`` step makes another's files too when both are exported (the
+# nested JSON step writes the XML document; the first document format renders both).
+_MADE_WITH = {"xml": "json", "docx": "pdf"}
+
+
+def _costs(exporters: Sequence[Exporter]) -> dict[str, float]:
+    names = {e.name for e in exporters}
+    cost = {name: _COST.get(name, 1.0) for name in names}
+    for name, maker in _MADE_WITH.items():
+        if name in names and maker in names:
+            cost[maker] += cost[name]
+            cost[name] = 0.1
+    return cost
 
 
 def export_workers(source: Source, exporters: Sequence[Exporter], totals: dict[str, int]) -> int:
@@ -392,30 +410,74 @@ class _TaskResult:
     media: list[dict[str, Any]]
 
 
-def _run_task(job: ExportJob, exporter: Exporter, totals: dict[str, int]) -> _TaskResult:
-    """One format on its own: its read pass (if it has a writer), then its ``after`` step."""
+def _reads(exporter: Exporter) -> bool:
+    """Whether the format takes the rows of the read pass (has a TableWriter)."""
+    return type(exporter).writer is not Exporter.writer
+
+
+def _groups(exporters: Sequence[Exporter], workers: int) -> list[list[Exporter]]:
+    """The tasks of a parallel export, costliest first: the formats that take the read pass
+    shared out over at most ``workers`` groups (one read of each table feeds a whole group,
+    instead of one read per format), then each format that reads on its own by itself."""
+    cost = _costs(exporters)
+    readers = sorted((e for e in exporters if _reads(e)), key=lambda e: -cost[e.name])
+    groups: list[list[Exporter]] = [[] for _ in range(min(workers, len(readers)))]
+    load = [0.0] * len(groups)
+    for exporter in readers:  # greedy: the costliest format to the least loaded group
+        i = load.index(min(load))
+        groups[i].append(exporter)
+        load[i] += cost[exporter.name]
+    tasks = [g for _, g in sorted(zip(load, groups, strict=True), key=lambda pair: -pair[0])]
+    tasks += [[e] for e in sorted((e for e in exporters if not _reads(e)), key=lambda e: -cost[e.name])]
+    return tasks
+
+
+def _run_task(job: ExportJob, group: list[Exporter], totals: dict[str, int]) -> list[_TaskResult]:
+    """A group of formats: one read pass feeding all their writers, then their ``after``
+    steps.  Each format's result holds the read-pass notes it wrote (notes begin with the
+    format's name), so the package does not depend on how the formats were grouped."""
     job.notes, job.problems, job.media = [], [], []
     report = job.progress
+    readers = [e for e in group if _reads(e)]
     done: dict[str, int] = {}
 
     def progress(label: str, n: int) -> None:  # one bar per format: its rows over all tables
         if label in totals:
             done[label] = n
-            report(exporter.name, sum(done.values()))
+            for exporter in readers:
+                report(exporter.name, sum(done.values()))
         else:
             report(label, n)
 
     job.progress = progress
     started = time.monotonic()
     try:
-        if type(exporter).writer is not Exporter.writer:
-            read_pass(job, [exporter], totals, label=exporter.name)
-        read_notes = list(job.notes)
-        exporter.after(job)
-        event(
-            "export_format", customer=job.customer, format=exporter.name, seconds=round(time.monotonic() - started, 2)
-        )
-        return _TaskResult(exporter.name, read_notes, job.notes[len(read_notes) :], job.problems, job.media)
+        if readers:
+            read_pass(job, readers, totals, label=",".join(e.name for e in readers))
+        read_notes: dict[str, list[str]] = {e.name: [] for e in group}
+        for note in job.notes:
+            owner = next((e.name for e in readers if note.startswith(f"{e.name}: ")), group[0].name)
+            read_notes[owner].append(note)
+        results = []
+        for exporter in group:
+            notes, problems, media = len(job.notes), len(job.problems), len(job.media)
+            exporter.after(job)
+            results.append(
+                _TaskResult(
+                    exporter.name,
+                    read_notes[exporter.name],
+                    job.notes[notes:],
+                    job.problems[problems:],
+                    job.media[media:],
+                )
+            )
+            event(
+                "export_format",
+                customer=job.customer,
+                format=exporter.name,
+                seconds=round(time.monotonic() - started, 2),
+            )
+        return results
     finally:
         job.progress = report
 
@@ -429,7 +491,7 @@ def _run_parallel(
     when the snapshots could not be shared (then nothing was written: run sequentially)."""
     source = job.source
     ctx = multiprocessing.get_context("fork")
-    tasks = sorted(exporters, key=lambda e: -_COST.get(e.name, 1.0))
+    tasks = _groups(exporters, workers)
     next_task = ctx.Value("i", 0)
     updates = ctx.Queue()
     shared = source.share_snapshot(job.conn)
@@ -472,7 +534,7 @@ def _run_parallel(
         job.progress = progress
         try:
             while (task := _take(next_task, tasks)) is not None:
-                results[task.name] = _run_task(job, task, totals)
+                results.update((r.name, r) for r in _run_task(job, task, totals))
         finally:
             job.progress = report
         for process, pipe in children:
@@ -509,7 +571,7 @@ def _run_parallel(
     return True
 
 
-def _take(counter: Any, tasks: list[Exporter]) -> Exporter | None:
+def _take(counter: Any, tasks: list[list[Exporter]]) -> list[Exporter] | None:
     with counter.get_lock():
         i = counter.value
         counter.value = i + 1
@@ -556,7 +618,7 @@ def _raise_from(message: Any) -> None:
 
 def _worker(
     job: ExportJob,
-    tasks: list[Exporter],
+    tasks: list[list[Exporter]],
     totals: dict[str, int],
     next_task: Any,
     shared: str | None,
@@ -585,7 +647,7 @@ def _worker(
             own.progress = progress
             results = []
             while (task := _take(next_task, tasks)) is not None:
-                results.append(_run_task(own, task, totals))
+                results += _run_task(own, task, totals)
             pipe.send(("done", results))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         code = 1
