@@ -408,6 +408,90 @@ def test_customer_data_is_text_never_markup(tmp_path) -> None:
     assert contains(docx_text(tmp_path / "c.docx"), hostile)
 
 
+def _certificate(lang: str = "en", **values: str | None) -> Certificate:
+    fields: dict[str, str | None] = {
+        "organisation": "Acme Lärande AB",
+        "vendor": "Lärplattformen AB",
+        "person": "Åsa Öberg",
+        "course": "Första hjälpen",
+        "issued": "3 November 2026",
+        "number": "CERT-000042",
+        "reproduced": "Reproduced by Lärplattformen AB from its records on 29 November 2026.",
+    }
+    fields.update(values)
+    return Certificate(lang=lang, **fields)  # type: ignore[arg-type]
+
+
+# Every kind of line the reused certificate layout must set exactly as a full layout
+# would: (expected to take the reused layout, the certificate).
+FAST_PATH_CASES = [
+    (True, _certificate()),
+    (True, _certificate("sv", score="92 %")),
+    (True, _certificate(score="7/10", issued="—", number="—")),
+    (True, _certificate("sv", person="Zoë 🚀 Lindqvist")),  # another font, another line height
+    (True, _certificate(person="Anna 😀 Berg", course="Excel 🎉")),
+    (True, _certificate(person="李小龙 (Bruce Lee)")),  # no CJK font: boxes, as in full
+    (True, _certificate(person="שלום עליכם", course="دورة السلامة")),  # right to left
+    (True, _certificate(person='Karl "Kalle" Anka <b>Jr.</b> & Co')),
+    (True, _certificate(number="W" * 18)),  # nearly fills its cell
+    (False, _certificate(course="A course name long enough that it has to wrap onto a second line, surely")),
+    (False, _certificate(person="Two  spaces")),  # HTML collapses them
+    (False, _certificate(person="Line\nbreak")),
+    (False, _certificate(course="soft\u00adhyphen")),
+    (False, _certificate(number="W" * 19)),  # wider than its cell
+]
+
+
+def test_reused_certificate_layout_gives_the_same_pdf_as_a_full_layout() -> None:
+    from learnexit.documents.render import PdfRenderer
+
+    fast, full = PdfRenderer(), PdfRenderer(fast_certificates=False)
+    for reused, cert in FAST_PATH_CASES:
+        assert (fast.fast_certificate(cert) is not None) is reused, cert
+        assert fast.write(cert) == full.write(cert), cert
+    # Lines of the same heights share a layout: another person with an emoji needs none.
+    layouts = len(fast._layouts)
+    for person in ("Bo 🎉 Ek", "Eva ✈ Ek 😀"):
+        cert = _certificate("sv", person=person)
+        assert fast.fast_certificate(cert) is not None
+        assert fast.write(cert) == full.write(cert)
+    assert len(fast._layouts) == layouts
+
+
+def test_reused_certificate_layout_texts_and_page(tmp_path) -> None:
+    first = _certificate(person="Siobhán O'Brien-Müller", course="Data protection for teachers")
+    second = _certificate(person="Bo Ek", course="Arbetsmiljö i praktiken", number="CERT-9")
+    for name, cert in (("a.pdf", first), ("b.pdf", second), ("c.pdf", first)):
+        render_file(cert, "pdf", tmp_path / name)
+    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "c.pdf").read_bytes()
+    for name, cert in (("a.pdf", first), ("b.pdf", second)):
+        reader = pypdf.PdfReader(tmp_path / name)
+        assert len(reader.pages) == 1
+        box = reader.pages[0].mediabox
+        assert round(float(box.width)) == 842 and round(float(box.height)) == 595  # A4 landscape
+        text = pdf_text(tmp_path / name)
+        for value in (cert.organisation, cert.person, cert.course, cert.issued, cert.number):
+            assert contains(text, value), (name, value)
+        assert (
+            reader.metadata is not None
+            and reader.metadata.title == f"{i18n.text('en', 'certificate.title')} – {cert.person}"
+        )
+    assert not contains(pdf_text(tmp_path / "b.pdf"), first.person)
+
+
+def test_font_subsets_are_reused_unchanged() -> None:
+    from learnexit.documents import render
+
+    renderer = render.PdfRenderer()
+    cert = _certificate(person="Subset Cache-Test", course="Course ÆØÅ")
+    once = renderer.write(cert)
+    assert render._subsets  # cached
+    again = renderer.write(cert)
+    render._subsets.clear()
+    fresh = renderer.write(cert)
+    assert once == again == fresh
+
+
 def test_notice_letter_in_both_languages(settings, tmp_path) -> None:
     now = datetime(2027, 1, 6, 9, 0, tzinfo=UTC)
     late = compute_timeline(date(2027, 1, 5), start=date(2024, 1, 31), term_months=12)

@@ -131,26 +131,48 @@ def report_html(doc: Report) -> str:
     )
 
 
+def certificate_lines(doc: Certificate) -> dict[str, str]:
+    """The lines of a certificate that vary from one to the next, as shown (not escaped).
+
+    ``score`` is the whole score line, and absent when the certificate has no score.
+    """
+    lines = {
+        "organisation": doc.organisation,
+        "person": doc.person,
+        "course": doc.course,
+        "issued": doc.issued,
+        "number": doc.number,
+        "reproduced": doc.reproduced,
+    }
+    if doc.score:
+        lines["score"] = f"{i18n.text(doc.lang, 'certificate.score')}: {doc.score}"
+    return lines
+
+
+def certificate_title(doc: Certificate) -> str:
+    """The PDF's title (the HTML ``<title>``)."""
+    return f"{i18n.text(doc.lang, 'certificate.title')} – {doc.person}"
+
+
 def certificate_html(doc: Certificate) -> str:
     t = lambda key, **kw: i18n.text(doc.lang, key, **kw)  # noqa: E731
-    score = ""
-    if doc.score:
-        score = f'<p class="score">{esc(t("certificate.score"))}: {esc(doc.score)}</p>'
+    lines = certificate_lines(doc)
+    score = f'<p class="score">{esc(lines["score"])}</p>' if "score" in lines else ""
     return template("certificate.html").substitute(
         lang=esc(doc.lang),
         title=esc(t("certificate.title")),
-        organisation=esc(doc.organisation),
-        person=esc(doc.person),
-        course=esc(doc.course),
+        organisation=esc(lines["organisation"]),
+        person=esc(lines["person"]),
+        course=esc(lines["course"]),
         certifies=esc(t("certificate.certifies")),
         completed=esc(t("certificate.completed")),
         score=score,
-        issued=esc(doc.issued),
+        issued=esc(lines["issued"]),
         issued_label=esc(t("certificate.issued")),
-        number=esc(doc.number),
+        number=esc(lines["number"]),
         number_label=esc(t("certificate.number")),
         seal="&#10003;",
-        reproduced=esc(doc.reproduced),
+        reproduced=esc(lines["reproduced"]),
     )
 
 

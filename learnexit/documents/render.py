@@ -2,10 +2,14 @@
 
 WeasyPrint spends much of a small document's time parsing CSS and setting up fonts, so
 each process parses the style sheets once (per language) and keeps one
-``FontConfiguration``; a certificate then takes some 20 ms.  Thousands of certificates
-go to a pool of worker processes (one per core, ``LEARNEXIT_RENDER_WORKERS`` to change),
-started from a fork server that has WeasyPrint imported already.  Few documents are
-rendered in the calling process: starting workers costs more than it saves.
+``FontConfiguration``.  Certificates, of which there are thousands, are laid out once
+per language and then only their varying lines are shaped and placed
+(``CertificateLayout``), and font subsets that recur are reused (``cache_font_subsets``):
+some 7-10 ms of CPU a certificate instead of 32, for the same bytes as a full layout.
+Thousands of certificates go to a pool of worker processes (one per core,
+``LEARNEXIT_RENDER_WORKERS`` to change), started from a fork server that has WeasyPrint
+imported already.  Few documents are rendered in the calling process: starting workers
+costs more than it saves.
 
 Installing Debian's ``libharfbuzz-subset0`` lets WeasyPrint subset fonts natively,
 which makes every PDF faster and smaller; ``fonts-symbola`` draws the emoji that people
@@ -18,10 +22,12 @@ from __future__ import annotations
 
 import atexit
 import gc
+import hashlib
 import logging
 import multiprocessing
 import os
-from collections import deque
+import threading
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -29,17 +35,22 @@ from typing import IO, Any
 
 from ..errors import OperationalError
 from ..logs import event
-from .layout import document_html, page_css, stylesheet_text
+from .layout import certificate_html, certificate_lines, certificate_title, document_html, page_css, stylesheet_text
 from .model import Certificate, Document
 
 FORMATS = ("pdf", "docx")
+MAX_CERTIFICATE_LAYOUTS = 32  # per process (each keeps a laid-out page)
 WORKERS_ENV = "LEARNEXIT_RENDER_WORKERS"
 
 
 class PdfRenderer:
-    """WeasyPrint with parsed style sheets and one font configuration, kept for reuse."""
+    """WeasyPrint with parsed style sheets and one font configuration, kept for reuse.
 
-    def __init__(self) -> None:
+    Certificates are laid out once per language (``CertificateLayout``) and then only
+    their varying lines are set anew, unless ``fast_certificates`` is false.
+    """
+
+    def __init__(self, *, fast_certificates: bool = True) -> None:
         from weasyprint.text.fonts import FontConfiguration
         from weasyprint.urls import URLFetcher
 
@@ -47,6 +58,10 @@ class PdfRenderer:
         # Documents never need anything from outside: refuse file:, http: and the rest.
         self.url_fetcher = URLFetcher(allowed_protocols=("data",))
         self._sheets: dict[tuple[str, str], list[Any]] = {}
+        self.fast_certificates = fast_certificates
+        self._layouts: dict[tuple[str, bool, tuple[tuple[str, float, float], ...]], CertificateLayout | None] = {}
+        self._lock = threading.Lock()
+        cache_font_subsets()
 
     def stylesheets(self, kind: str, lang: str) -> list[Any]:
         key = (kind, lang)
@@ -61,12 +76,253 @@ class PdfRenderer:
             ]
         return self._sheets[key]
 
+    def certificate_layout(
+        self, lang: str, with_score: bool, lines: tuple[tuple[str, float, float, str], ...] = ()
+    ) -> CertificateLayout | None:
+        """The laid-out certificate for ``lang`` (None when it cannot be reused).
+
+        ``lines`` are (field, height, baseline, value) of lines that are not as high as
+        the placeholders' (another font): the layout is made with those values and
+        reused for every certificate whose lines have the same heights.
+        """
+        key = (lang, with_score, tuple(line[:3] for line in lines))
+        if key not in self._layouts:
+            if len(self._layouts) >= MAX_CERTIFICATE_LAYOUTS:
+                return None
+            try:
+                self._layouts[key] = CertificateLayout(self, lang, with_score, {f: v for f, _, _, v in lines})
+            except Exception as exc:  # e.g. another WeasyPrint: render such certificates in full
+                if not lines:  # (with lines: two of them the same text, say)
+                    event("certificate_layout_unavailable", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+                self._layouts[key] = None
+        return self._layouts[key]
+
+    def fast_certificate(self, doc: Certificate) -> Any:
+        """``doc`` as a WeasyPrint document from a reused layout (None: render it in full)."""
+        layout = self.certificate_layout(doc.lang, bool(doc.score))
+        if layout is None:
+            return None
+        placed = layout.place(doc)
+        if isinstance(placed, tuple):
+            # Lines in other fonts (an emoji) have other heights, which move the lines
+            # below them: another layout, for lines of those heights.
+            layout = self.certificate_layout(doc.lang, bool(doc.score), placed)
+            placed = layout.place(doc) if layout is not None else None
+        return placed if not isinstance(placed, tuple) else None
+
     def write(self, doc: Document, target: IO[bytes] | None = None) -> bytes | None:
         from weasyprint import HTML
 
+        if isinstance(doc, Certificate) and self.fast_certificates:
+            with self._lock:  # a layout is set for one certificate at a time
+                try:
+                    document = self.fast_certificate(doc)
+                except Exception as exc:  # a bug here must not cost the certificate
+                    event("certificate_layout_failed", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+                    document = None
+                if document is not None:
+                    return document.write_pdf(target)
         kind = "certificate" if isinstance(doc, Certificate) else "report"
         page = HTML(string=document_html(doc), url_fetcher=self.url_fetcher)
         return page.write_pdf(target, stylesheets=self.stylesheets(kind, doc.lang), font_config=self.font_config)
+
+
+def _plain_line(text: str) -> bool:
+    """Text that HTML and CSS show as it is, on one line: no white space to collapse,
+    no control or format characters (soft hyphens, joiners, line separators)."""
+    return bool(text) and text.isprintable() and text.strip(" ") == text and "  " not in text
+
+
+class CertificateLayout:
+    """A certificate laid out once, for one language, with placeholders in its varying lines.
+
+    Style cascade, box building and layout are most of a certificate's cost and are the
+    same for every certificate but for a few centred lines of text.  ``place(doc)``
+    shapes just those lines (with WeasyPrint's own line-splitting, so fonts, fallback
+    fonts and widths are what a full layout gives), centres them where the full layout
+    would, and returns a WeasyPrint document to write: the same PDF, byte for byte, as
+    the full layout.  A line whose height or baseline differs (a font with other
+    metrics, such as an emoji's) moves the lines below it, so such lines are reported
+    back and ``PdfRenderer`` lays out another layout for them.  It returns None — render
+    in full — when a line would wrap or is text that HTML would change (collapsed white
+    space, control or format characters).  The laid-out boxes are updated in place: the
+    renderer places and writes one certificate at a time.
+    """
+
+    PLACEHOLDERS = {
+        "organisation": "Placeholder organisation",
+        "person": "Placeholder person",
+        "course": "Placeholder course",
+        "issued": "Placeholder issued",
+        "number": "Placeholder number",
+        "reproduced": "Placeholder reproduced",
+        "score": "Placeholder score",
+    }
+
+    def __init__(self, renderer: PdfRenderer, lang: str, with_score: bool, lines: dict[str, str] | None = None) -> None:
+        from weasyprint import DEFAULT_OPTIONS, HTML
+        from weasyprint.css.counters import CounterStyle
+        from weasyprint.document import Document as WeasyDocument
+        from weasyprint.document import Page
+        from weasyprint.formatting_structure import boxes
+        from weasyprint.formatting_structure.build import build_formatting_structure
+        from weasyprint.layout import layout_document
+        from weasyprint.layout.inline import split_text_box
+        from weasyprint.pdf.metadata import DocumentMetadata
+
+        self._split_text_box = split_text_box
+        self._document_class = WeasyDocument
+        self._metadata_class = DocumentMetadata
+        self.renderer = renderer
+        self.lang = lang
+        p = {**self.PLACEHOLDERS, **(lines or {})}
+        sample = Certificate(
+            lang=lang,
+            organisation=p["organisation"],
+            vendor="",
+            person=p["person"],
+            course=p["course"],
+            issued=p["issued"],
+            number=p["number"],
+            score=p["score"] if with_score else None,
+            reproduced=p["reproduced"],
+        )
+        shown = certificate_lines(sample)
+        html = HTML(string=certificate_html(sample), url_fetcher=renderer.url_fetcher)
+        options = {**DEFAULT_OPTIONS, "stylesheets": renderer.stylesheets("certificate", lang)}
+        counter_style = CounterStyle()
+        context = WeasyDocument._build_layout_context(  # noqa: SLF001 - as Document._render does
+            html, renderer.font_config, counter_style, {}, options
+        )
+        root = build_formatting_structure(
+            html.etree_element,
+            context.style_for,
+            context.get_image_from_uri,
+            html.base_url,
+            context.target_collector,
+            counter_style,
+            context.footnotes,
+        )
+        page_boxes = list(layout_document(html, root, context))
+        if len(page_boxes) != 1:
+            raise ValueError(f"the certificate took {len(page_boxes)} pages")
+        self.context = context
+        self.page = Page(page_boxes[0])
+
+        # The lines to set: a line box holding one text box with a placeholder, centred
+        # in its block.  (field -> line box, its text box, the block's width, line's x)
+        field_of = {text: field for field, text in shown.items()}
+        self.slots: dict[str, tuple[Any, Any, float, float]] = {}
+
+        def walk(box: Any, parent: Any) -> None:
+            if isinstance(box, boxes.LineBox) and len(box.children) == 1:
+                text_box = box.children[0]
+                if isinstance(text_box, boxes.TextBox) and text_box.text in field_of:
+                    field = field_of[text_box.text]
+                    if field in self.slots:
+                        raise ValueError(f"{field} is shown twice")
+                    width = parent.width
+                    centred = parent.content_box_x() + (width - text_box.width) / 2
+                    if abs(text_box.position_x - centred) > 1e-6 or abs(box.width - text_box.width) > 1e-6:
+                        raise ValueError(f"{field} is not a centred line")
+                    self.slots[field] = (box, text_box, width, box.position_x)
+                    return
+            for child in getattr(box, "children", ()):
+                walk(child, box)
+
+        walk(page_boxes[0], None)
+        if set(self.slots) != set(shown):
+            raise ValueError(f"lines not found: {sorted(set(shown) - set(self.slots))}")
+
+    def place(self, doc: Certificate) -> Any:
+        """A WeasyPrint document of ``doc``; or, when only the heights of some lines differ
+        from this layout's, those lines as ((field, height, baseline, value), ...); or None."""
+        lines = certificate_lines(doc)
+        if doc.lang != self.lang or set(lines) != set(self.slots):
+            return None
+        placed = []
+        other_heights = []
+        for field, (line, text_box, width, line_x) in self.slots.items():
+            text = lines[field]
+            if not _plain_line(text):
+                return None
+            box, resume_at, _ = self._split_text_box(self.context, text_box.copy_with_text(text), width, 0)
+            if box is None or resume_at is not None or box.width >= width:
+                return None
+            if box.height != text_box.height or box.baseline != text_box.baseline:
+                other_heights.append((field, box.height, box.baseline, getattr(doc, field)))
+                continue
+            shift = (text_box.width - box.width) / 2
+            box.position_x = text_box.position_x + shift
+            box.position_y = text_box.position_y
+            placed.append((line, box, line_x + shift))
+        if other_heights:
+            return tuple(other_heights)
+        for line, box, x in placed:
+            line.children = [box]
+            line.width = box.width
+            line.position_x = x
+        metadata = self._metadata_class(
+            title=certificate_title(doc),
+            authors=[doc.organisation],
+            description=doc.course,
+            generator="learnexit",
+            lang=doc.lang,
+        )
+        renderer = self.renderer
+        return self._document_class([self.page], metadata, renderer.url_fetcher, renderer.font_config, {}, None)
+
+
+SUBSET_CACHE_SIZE = 512  # font subsets kept per process (a few kB each)
+_subsets: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+
+
+def cache_font_subsets() -> None:
+    """Make WeasyPrint reuse a font subset already made for the same glyphs of the same font.
+
+    Subsetting (HarfBuzz) is a third of what a certificate costs once it is laid out,
+    and most subsets recur: the fixed lines of every certificate, a course's name on
+    every certificate of that course, a person's on all of theirs.  The subset depends
+    only on the font and the glyphs (and two flags), so the bytes are the same.
+    Installed once per process; a WeasyPrint without ``Font.subset(to_unicode,
+    hinting)`` is left alone.
+    """
+    try:
+        from weasyprint.pdf.fonts import Font
+    except ImportError:  # pragma: no cover - another WeasyPrint
+        return
+    original = getattr(Font, "subset", None)
+    if original is None or getattr(original, "learnexit_cached", False):
+        return
+
+    def subset(self: Any, to_unicode: dict[int, str], hinting: bool, *more: Any, **options: Any) -> None:
+        content = self.file_content
+        if more or options or not to_unicode or not isinstance(content, bytes):  # (a newer signature: as it is)
+            return original(self, to_unicode, hinting, *more, **options)
+        key = (
+            self.hash,
+            getattr(self, "index", None),
+            getattr(self, "glyph_count", None),
+            len(content),
+            hashlib.md5(content[:2048] + content[-2048:], usedforsecurity=False).digest(),
+            bool(hinting),
+            bool(getattr(self, "missing", None)),
+            tuple(sorted(to_unicode)),
+        )
+        cached = _subsets.get(key)
+        if cached is not None:
+            _subsets.move_to_end(key)
+            self.file_content = cached
+            return None
+        original(self, to_unicode, hinting)
+        if isinstance(self.file_content, bytes) and self.file_content is not content:
+            _subsets[key] = self.file_content
+            if len(_subsets) > SUBSET_CACHE_SIZE:
+                _subsets.popitem(last=False)
+        return None
+
+    subset.learnexit_cached = True  # type: ignore[attr-defined]
+    Font.subset = subset
 
 
 _renderer: PdfRenderer | None = None
