@@ -443,8 +443,17 @@ def render_certificates(n: int, target: Path) -> None:
     from learnexit.documents.model import Certificate
     from learnexit.documents.render import RenderQueue
 
-    names = ["Åsa Öberg", "Zoë 🚀 Lindqvist", 'Karl "Kalle" Anka, Jr.', "李小龙 (Bruce Lee)", "Siobhán O'Brien-Müller"]
-    courses = ["Arbetsmiljö i praktiken", "Data protection for teachers", "Första hjälpen", "Excel, advanced"]
+    # About 700 different people (some with awkward names) over 12 courses, so that the
+    # renderer's reuse of font subsets is not flattered by a handful of repeated names.
+    first = ["Åsa", "Zoë 🚀", 'Karl "Kalle"', "李小龙", "Siobhán", "Jürgen", "Maëlle", "Olu", "Þóra", "Nguyễn",
+             "Anna-Karin", "Mohammed", "Łukasz", "Chloé", "Søren", "Ines", "Björn", "Aoife", "Kwame", "Yusuf"]  # fmt: skip
+    last = ["Öberg", "Lindqvist", "Anka, Jr.", "(Bruce Lee)", "O'Brien-Müller", "Dvořák", "Ångström", "Okafor",
+            "Sigurðardóttir", "Văn An", "Nyström", "Al-Sayed", "Wójcik", "Lefèvre", "Kierkegaard", "García",
+            "Borg", "Ní Bhriain", "Mensah", "Yılmaz", "Ek", "Hå", "Berg", "Strand", "Lund"]  # fmt: skip
+    names = [f"{f} {la}" for la in last for f in first][:700]
+    courses = ["Arbetsmiljö i praktiken", "Data protection for teachers", "Första hjälpen", "Excel, advanced",
+               "Brandskydd", "Ledarskap 1", "Onboarding 2026", "GDPR – grunder", "Säker IT", "Kommunikation",
+               "Projektledning", "Hållbarhet i vardagen"]  # fmt: skip
     start = time.perf_counter()
     with RenderQueue() as queue:
         for i in range(n):
@@ -452,8 +461,8 @@ def render_certificates(n: int, target: Path) -> None:
                 lang="sv" if i % 2 else "en",
                 organisation="Acme Lärande AB",
                 vendor="Lärplattformen AB",
-                person=names[i % len(names)],
-                course=courses[i % len(courses)],
+                person=names[(i * 13) % len(names)],
+                course=courses[(i // 3) % len(courses)],
                 issued=f"{1 + i % 28} November 2026",
                 number=f"CERT-{i:06d}",
                 reproduced="Reproduced by Lärplattformen AB from its records on 29 November 2026.",
