@@ -43,6 +43,7 @@ when that table is not exported) no nested document is written, and a note says 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,8 +55,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import OperationalError
 from ..source import Edge
-from .base import Exporter, ExportJob, TableSpec, TableWriter, register, stream_tuples
-from .values import Sanitiser, file_stem, has_surrogates, unique_stems
+from .base import Exporter, ExportJob, TableSpec, TableWriter, register, stream_columns, stream_tuples
+from .values import NUL, SEP, Sanitiser, file_stem, has_surrogates, iso_by_orjson, marked, unique_stems
 
 FOLDER = "json"
 PEOPLE_BATCH = 500
@@ -197,12 +198,30 @@ def nesting_plan(job: ExportJob) -> NestingPlan:
 class Record:
     table: str
     row: tuple[Any, ...]  # the row's values, in the table's column order
-    children: list[tuple[Nest, list[Record]]]
-    value: Any = None  # the row as the reader's ``prepare`` made it (format-specific), if any
+    children: list[tuple[Nest, list[Record] | Leaves]]
+    value: tuple[Any, ...] = ()  # the row as each sink's ``prepare`` made it (by the sink's slot)
 
 
-# prepare(table, rows) -> one prepared value per row (a format's converted form of it)
-Prepare = Callable[[str, list[tuple[Any, ...]]], list[Any]]
+@dataclass
+class Leaves:
+    """The rows of a table without nested tables of its own under one record: only what
+    each sink's ``prepare`` made of them (``made[slot]``, in row order)."""
+
+    made: list[list[Any]]
+
+
+@dataclass
+class _Group:
+    """Rows of a nested table under one parent record: the rows themselves (only when the
+    table has nested tables of its own) and each sink's prepared values of them."""
+
+    rows: list[tuple[Any, ...]] | None
+    made: list[list[Any]]
+
+
+# prepare(table, columns of a batch) -> per sink, its prepared value of each row
+Prepare = Callable[[str, list[Sequence[Any]]], list[list[Any]]]
+Batch = tuple[list[Sequence[Any]], list[list[Any]]]  # (the columns, per sink the prepared rows)
 
 
 def _in(table: sa.Table, cols: tuple[str, ...], what: Any) -> ColumnElement[bool]:
@@ -211,37 +230,62 @@ def _in(table: sa.Table, cols: tuple[str, ...], what: Any) -> ColumnElement[bool
     return sa.tuple_(*[table.c[c] for c in cols]).in_(what)
 
 
+def _run_end(keys: Sequence[Any], pos: int, person: Any) -> int:
+    """The end of the run of ``keys`` equal to ``person`` that starts at ``pos``."""
+    n = len(keys)
+    if pos >= n or keys[pos] != person:
+        return pos
+    try:  # the keys come sorted: find the end in C, then make sure of it
+        end = bisect_right(keys, person, pos)  # type: ignore[call-overload]
+    except TypeError:
+        end = pos
+    if end > pos and (end == n or keys[end] != person) and keys[pos:end].count(person) == end - pos:
+        return end
+    end = pos
+    while end < n and keys[end] == person:
+        end += 1
+    return end
+
+
 class _Stream:
     """One nested table's rows in the order of the people they belong to (a merge join)."""
 
-    def __init__(self, batches: Iterator[list[tuple[Any, Any]]], key: int) -> None:
+    def __init__(self, batches: Iterator[Batch], key: int, rows: bool, sinks: int) -> None:
         self.batches = batches
         self.key = key
-        self.batch: list[tuple[Any, Any]] = []
+        self.want_rows = rows
+        self.sinks = sinks
+        self.keys: Sequence[Any] = ()
+        self.rows: list[tuple[Any, ...]] = []
+        self.made: list[list[Any]] = []
         self.pos = 0
 
     def _fill(self) -> bool:
-        while self.pos >= len(self.batch):
+        while self.pos >= len(self.keys):
             batch = next(self.batches, None)
             if batch is None:
                 return False
-            self.batch, self.pos = batch, 0
+            columns, self.made = batch
+            self.keys = columns[self.key]
+            self.rows = list(zip(*columns, strict=True)) if self.want_rows else []
+            self.pos = 0
         return True
 
-    def take(self, person: Any) -> list[tuple[Any, Any]]:
+    def take(self, person: Any) -> _Group:
         """The rows that belong to ``person`` (they come next, if there are any)."""
-        out: list[tuple[Any, Any]] = []
-        key = self.key
+        group = _Group([] if self.want_rows else None, [[] for _ in range(self.sinks)])
         while self._fill():
-            batch, pos = self.batch, self.pos
-            end = pos
-            while end < len(batch) and batch[end][0][key] == person:
-                end += 1
-            out.extend(batch[pos:end])
+            pos = self.pos
+            end = _run_end(self.keys, pos, person)
+            if end > pos:
+                if group.rows is not None:
+                    group.rows.extend(self.rows[pos:end])
+                for out, made in zip(group.made, self.made, strict=True):
+                    out.extend(made[pos:end])
             self.pos = end
-            if end < len(batch):
+            if end < len(self.keys):
                 break
-        return out
+        return group
 
     def left(self) -> bool:
         return self._fill()
@@ -256,15 +300,16 @@ class NestedReader:
     Elsewhere (MySQL allows one open result at a time) people are read in batches and
     each nested table is queried per batch, the batches cut so that about
     ``NESTED_ROWS`` nested rows are in memory at once.  Tables nested deeper are read
-    per batch of people in both cases.  ``prepare(table, rows)`` turns each batch of
-    rows into the format's own values once (a column at a time); they are ``Record.value``.
+    per batch of people in both cases.  ``prepare(table, columns)`` turns each batch into
+    every sink's own values once (a column at a time): ``Record.value`` and ``Leaves``.
     """
 
-    def __init__(self, job: ExportJob, plan: NestingPlan, prepare: Prepare | None = None) -> None:
+    def __init__(self, job: ExportJob, plan: NestingPlan, prepare: Prepare, sinks: int = 1) -> None:
         self.job = job
         self.plan = plan
         self.source = job.source
         self.prepare = prepare
+        self.sinks = sinks
         self.index = {t.name: {c: i for i, c in enumerate(t.column_names)} for t in job.tables}
 
     def placed(self, table: str, ids: Any) -> ColumnElement[bool]:
@@ -284,11 +329,13 @@ class NestedReader:
         people = self.source.table(self.plan.people)
         return sa.select(people.c[self.plan.person_id]).where(self.source.predicate(self.plan.people))
 
-    def _prepared(self, table: str, batches: Iterator[list[tuple[Any, ...]]]) -> Iterator[list[tuple[Any, Any]]]:
-        """(row, prepared value) pairs, a batch at a time."""
-        for batch in batches:
-            values = self.prepare(table, batch) if self.prepare is not None else [None] * len(batch)
-            yield list(zip(batch, values, strict=True))
+    def _batches(
+        self, table: str, where: Any = None, order_by: Any = None, batch_size: int | None = None
+    ) -> Iterator[Batch]:
+        """The rows of ``table`` a batch at a time, as columns, with every sink's values."""
+        stmt = self.job.select(table, where, order_by)
+        for columns in stream_columns(self.job.conn, stmt, batch_size or self.job.options.batch_size):
+            yield columns, self.prepare(table, columns)
 
     def _key(self, table: str, row: tuple[Any, ...], cols: tuple[str, ...]) -> tuple[Any, ...]:
         index = self.index[table]
@@ -316,10 +363,9 @@ class NestedReader:
                 t = self.source.table(nest.table)
                 order = [t.c[nest.edge.child_cols[0]], *t.primary_key.columns]
                 where = self.placed(nest.table, self.all_people())
-                batches = self.job.tuples(nest.table, where=where, order_by=order, batch_size=STREAM_BATCH)
-                streams[nest.table] = _Stream(
-                    self._prepared(nest.table, batches), self.index[nest.table][nest.edge.child_cols[0]]
-                )
+                batches = self._batches(nest.table, where=where, order_by=order, batch_size=STREAM_BATCH)
+                key = self.index[nest.table][nest.edge.child_cols[0]]
+                streams[nest.table] = _Stream(batches, key, bool(plan.kids(nest.table)), self.sinks)
             for batch in self._people_batches(id_col, PEOPLE_BATCH):
                 ids = [row[id_index] for row, _ in batch]
                 groups = self._groups([n for n in plan.nests if n not in streams], ids)
@@ -341,7 +387,8 @@ class NestedReader:
                     yield self._record(plan.people, row, value, groups)
 
     def _people_batches(self, id_col: Any, size: int) -> Iterator[list[tuple[Any, Any]]]:
-        """The people (id not NULL) in id order, ``size`` at a time (keyset pagination)."""
+        """The people (id not NULL) in id order, ``size`` at a time (keyset pagination),
+        as (row, every sink's value of it)."""
         plan = self.plan
         assert plan.people and plan.person_id
         id_index = self.index[plan.people][plan.person_id]
@@ -353,7 +400,8 @@ class NestedReader:
             if not rows:
                 return
             last = rows[-1][id_index]
-            yield next(self._prepared(plan.people, iter([rows])))
+            made = self.prepare(plan.people, list(zip(*rows, strict=True)))
+            yield list(zip(rows, zip(*made, strict=True), strict=True))
             if len(rows) < size:
                 return
 
@@ -372,31 +420,51 @@ class NestedReader:
                 weights[key] += int(n)
         return weights
 
-    def _groups(self, tables: list[str], ids: list[Any]) -> dict[str, dict[tuple[Any, ...], list[tuple[Any, Any]]]]:
+    def _groups(self, tables: list[str], ids: list[Any]) -> dict[str, dict[tuple[Any, ...], _Group]]:
         """The rows of ``tables`` under the people ``ids``, grouped by the row they nest in."""
-        groups: dict[str, dict[tuple[Any, ...], list[tuple[Any, Any]]]] = {}
+        groups: dict[str, dict[tuple[Any, ...], _Group]] = {}
         for table in tables:
             nest = self.plan.nests[table]
-            by_parent: dict[tuple[Any, ...], list[tuple[Any, Any]]] = defaultdict(list)
-            for part in self._prepared(table, self.job.tuples(table, where=self.placed(table, ids))):
-                for item in part:
-                    by_parent[self._key(table, item[0], nest.edge.child_cols)].append(item)
+            index = self.index[table]
+            want_rows = bool(self.plan.kids(table))
+            by_parent: dict[tuple[Any, ...], _Group] = {}
+            for columns, made in self._batches(table, where=self.placed(table, ids)):
+                rows = list(zip(*columns, strict=True))
+                keys = zip(*[columns[index[c]] for c in nest.edge.child_cols], strict=True)
+                for i, key in enumerate(keys):
+                    group = by_parent.get(key)
+                    if group is None:
+                        group = by_parent[key] = _Group([] if want_rows else None, [[] for _ in made])
+                    if group.rows is not None:
+                        group.rows.append(rows[i])
+                    for out, values in zip(group.made, made, strict=True):
+                        out.append(values[i])
             groups[table] = by_parent
         return groups
 
-    def _record(self, table: str, row: tuple[Any, ...], value: Any, groups: dict[str, Any]) -> Record:
+    def _record(self, table: str, row: tuple[Any, ...], value: tuple[Any, ...], groups: dict[str, Any]) -> Record:
         kids = self.plan.children.get(table)
         if not kids:
             return Record(table, row, [], value)
-        children = []
+        children: list[tuple[Nest, list[Record] | Leaves]] = []
         for nest in kids:
             key = self._key(table, row, nest.edge.parent_cols)
-            items = groups[nest.table].get(key, ())
-            children.append((nest, [self._record(nest.table, r, v, groups) for r, v in items]))
+            group: _Group | None = groups[nest.table].get(key)
+            if self.plan.children.get(nest.table):
+                records = []
+                if group is not None:
+                    assert group.rows is not None
+                    records = [
+                        self._record(nest.table, r, v, groups)
+                        for r, v in zip(group.rows, zip(*group.made, strict=True), strict=True)
+                    ]
+                children.append((nest, records))
+            else:
+                children.append((nest, Leaves(group.made if group is not None else [[] for _ in range(self.sinks)])))
         return Record(table, row, children, value)
 
-    def other(self, table: str) -> Iterator[list[tuple[Any, Any]]]:
-        """The rows of ``table`` not placed under a person, in batches of (row, prepared)."""
+    def other(self, table: str) -> Iterator[list[list[Any]]]:
+        """The rows of ``table`` not placed under a person, in batches: per sink, its values."""
         plan = self.plan
         where: Any = None
         if table == plan.people:
@@ -404,7 +472,8 @@ class NestedReader:
             where = self.source.table(table).c[plan.person_id].is_(None)
         elif table in plan.nests:
             where = sa.case((self.placed(table, self.all_people()), 0), else_=1) == 1
-        return self._prepared(table, self.job.tuples(table, where=where))
+        for _columns, made in self._batches(table, where=where):
+            yield made
 
 
 def _cut(items: list[Any], weights: list[int], budget: int) -> Iterator[list[Any]]:
@@ -429,20 +498,145 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
 
 
-def json_objects(values: Sanitiser, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """The rows as JSON objects (values as ``Sanitiser.json`` gives them), a column at a
-    time.  Strings with lone surrogates are left as they are: ``dump_objects`` fixes them."""
-    if not rows:
-        return []
-    return json_objects_of_columns(values, spec, list(zip(*rows, strict=True)))
-
-
 def json_objects_of_columns(values: Sanitiser, spec: TableSpec, columns: list[Sequence[Any]]) -> list[dict[str, Any]]:
-    """``json_objects`` of a batch given as its columns."""
+    """The rows of a batch given as its columns as JSON objects (values as
+    ``Sanitiser.json`` gives them), a column at a time.  Strings with lone surrogates are
+    left as they are: ``dump_objects`` fixes them."""
     names = [str(c) for c in spec.column_names]
     table = spec.name
     converted = [values.json_column(col, table, name) for col, name in zip(columns, names, strict=True)]
     return [dict(zip(names, row, strict=True)) for row in zip(*converted, strict=True)]
+
+
+_NONE = type(None)
+_INT64 = 2**63
+_SEP, _NUL = SEP.encode(), NUL.encode()
+_NUMERIC = frozenset((int, float, bool))
+
+
+def _json_column(values: Sanitiser, table: str, name: str, col: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """One column of a batch for ``json_rows``: (its slot in the row template: ``b"%s"``,
+    ``b'"%s"'`` or ``b"null"``; the UTF-8 texts that fill it, ``None`` for the constant
+    slot; the column as ``Sanitiser.json_column`` gives it, ``None`` where it was not
+    needed).  The slot is ``None`` when orjson refused a value (a lone surrogate)."""
+    kinds = set(map(type, col))
+    nulls = _NONE in kinds
+    kinds.discard(_NONE)
+    if iso_by_orjson(col, kinds):  # orjson writes them as isoformat() does
+        text = orjson.dumps(col)
+        if not nulls:
+            return b'"%s"', text[2:-2].split(b'","'), None
+        return b"%s", text[1:-1].split(b","), None
+    conv: Any = None
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        if kind is str or kind is bool:
+            conv = col  # (what json_column gives them: they are JSON as they are)
+        elif kind is int:
+            ints = list(filter(None, col)) if nulls else col  # (0 and NULL need no check)
+            if -_INT64 <= min(ints, default=0) and max(ints, default=0) < _INT64:
+                conv = col
+    if conv is None:
+        conv = values.json_column(col, table, name)
+        if conv is not col:
+            kinds = set(map(type, conv))
+            nulls = _NONE in kinds
+            kinds.discard(_NONE)
+    try:
+        if not kinds:
+            return b"null", None, conv
+        if kinds <= _NUMERIC:  # (json_column left only 64-bit integers and finite floats)
+            return b"%s", orjson.dumps(conv)[1:-1].split(b","), conv
+        if kinds == {str}:
+            joined = marked(conv, nulls)
+            if joined is not None:
+                # (UTF-8 is self-synchronising: the bytes of SEP are only ever SEP)
+                text = orjson.dumps(joined)[1:-1]
+                if not nulls:
+                    return b'"%s"', text.split(_SEP), conv
+                text = (b'"' + text.replace(_SEP, b'"' + _SEP + b'"') + b'"').replace(b'"' + _NUL + b'"', b"null")
+                return b"%s", text.split(_SEP), conv
+        return b"%s", list(map(orjson.dumps, conv)), conv
+    except orjson.JSONEncodeError:
+        return None, None, conv
+
+
+def _json_fills(values: Sanitiser, spec: TableSpec, columns: list[Sequence[Any]]) -> tuple[Any, Any]:
+    """A batch's rows as a template: (the constant texts between the values, the values'
+    texts per column; UTF-8), such that a row is ``consts[0] + fills[0][i] + consts[1] +
+    … + consts[-1]``; or (``None``, the rows' objects) when orjson refused a string of the
+    batch (a lone surrogate), for ``_object_text`` or ``dump_objects`` to fix."""
+    names = [str(c) for c in spec.column_names]
+    table = spec.name
+    consts = [b"{"]
+    fills: list[Sequence[bytes]] = []
+    converted: list[Any] = []
+    failed = False
+    for name, col in zip(names, columns, strict=True):
+        if failed:
+            converted.append(values.json_column(col, table, name))
+            continue
+        slot, fill, conv = _json_column(values, table, name, col)
+        converted.append(conv)
+        if slot is None:
+            failed = True
+            continue
+        head, _, tail = slot.partition(b"%s")
+        consts[-1] += (b"," if len(consts[-1]) > 1 or fills else b"") + _dumps(name) + b":" + head
+        if fill is not None:
+            fills.append(fill)
+            consts.append(tail)
+    if failed:
+        converted = [
+            [None if v is None else v.isoformat() for v in col] if conv is None else conv
+            for col, conv in zip(columns, converted, strict=True)
+        ]
+        return None, [dict(zip(names, row, strict=True)) for row in zip(*converted, strict=True)]
+    consts[-1] += b"}"
+    return consts, fills
+
+
+def _interleave(consts: list[bytes], fills: list[Sequence[bytes]], rows: int, end: bytes) -> bytes:
+    """Every row of a template (``_json_fills``), each followed by ``end``, as one text:
+    the pieces laid out in one list by slice assignment and joined, all in C."""
+    width = 2 * len(fills) + 1
+    flat: list[bytes] = [b""] * (rows * width)
+    for j, fill in enumerate(fills):
+        flat[2 * j :: width] = [consts[j]] * rows
+        flat[2 * j + 1 :: width] = fill
+    flat[width - 1 :: width] = [consts[-1] + end] * rows
+    return b"".join(flat)
+
+
+def json_rows(values: Sanitiser, spec: TableSpec, columns: list[Sequence[Any]]) -> list[Any]:
+    """Each row of a batch (given as its columns) as its JSON object in UTF-8: exactly
+    ``_dumps`` of the object ``json_objects_of_columns`` makes, but made a column at a
+    time.  When orjson refuses a string of the batch (a lone surrogate), the objects
+    themselves, for ``_object_text`` or ``join_rows`` to fix."""
+    consts, fills = _json_fills(values, spec, columns)
+    if consts is None:
+        return list(fills)
+    rows = len(columns[0]) if columns else 0
+    if not rows:
+        return []
+    text = _interleave(consts, fills, rows, _SEP)
+    if text.count(_SEP) == rows:  # (no value or name holds the mark)
+        return text[: -len(_SEP)].split(_SEP)
+    template = b"%s".join(c.replace(b"%", b"%%") for c in consts)
+    if not fills:
+        return [template % ()] * rows
+    return list(map(template.__mod__, zip(*fills, strict=True)))
+
+
+def json_text(values: Sanitiser, spec: TableSpec, columns: list[Sequence[Any]], sep: bytes) -> bytes:
+    """``json_rows`` joined by ``sep``."""
+    consts, fills = _json_fills(values, spec, columns)
+    if consts is None:
+        return join_rows(values, spec.name, fills, sep)
+    rows = len(columns[0]) if columns else 0
+    if not rows:
+        return b""
+    return _interleave(consts, fills, rows, sep)[: -len(sep)]
 
 
 def fix_surrogates(values: Sanitiser, table: str, obj: dict[str, Any]) -> None:
@@ -452,14 +646,29 @@ def fix_surrogates(values: Sanitiser, table: str, obj: dict[str, Any]) -> None:
             obj[key] = values.encodable(value, table, key)
 
 
-def dump_objects(values: Sanitiser, table: str, objects: list[dict[str, Any]]) -> bytes:
-    """Objects as JSON, one a line (lone surrogates replaced and noted first if need be)."""
+def _object_text(values: Sanitiser, table: str, obj: Any) -> bytes:
+    """A row's JSON text: as ``json_rows`` made it, or its object dumped (lone surrogates
+    replaced and noted first if need be)."""
+    if type(obj) is bytes:
+        return obj
     try:
-        return b",\n".join(map(_dumps, objects))
+        return _dumps(obj)
     except orjson.JSONEncodeError:
-        for obj in objects:
-            fix_surrogates(values, table, obj)
-        return b",\n".join(map(_dumps, objects))
+        fix_surrogates(values, table, obj)
+        return _dumps(obj)
+
+
+def join_rows(values: Sanitiser, table: str, rows: list[Any], sep: bytes) -> bytes:
+    """``json_rows`` texts (or objects) joined by ``sep``."""
+    try:
+        return sep.join(rows)
+    except TypeError:
+        return sep.join([_object_text(values, table, row) for row in rows])
+
+
+def dump_objects(values: Sanitiser, table: str, objects: list[Any]) -> bytes:
+    """Objects as JSON, one a line (lone surrogates replaced and noted first if need be)."""
+    return join_rows(values, table, objects, b",\n")
 
 
 class JsonWriter(TableWriter):
@@ -485,8 +694,8 @@ class JsonWriter(TableWriter):
         assert self.file is not None
         if not rows:
             return
-        text = dump_objects(self.values, spec.name, json_objects_of_columns(self.values, spec, columns))
-        self.file.write((b"\n" if self.first else b",\n") + text)
+        self.file.write(b"\n" if self.first else b",\n")
+        self.file.write(json_text(self.values, spec, columns, b",\n"))
         self.first = False
 
     def end_table(self, spec: TableSpec, rows: int) -> None:
@@ -505,45 +714,18 @@ class JsonWriter(TableWriter):
             self.file = None
 
 
-def record_object(
-    record: Record, values: Sanitiser, specs: dict[str, TableSpec], slot: int | None = None
-) -> dict[str, Any]:
-    """A record with its nested records as one JSON object (from ``Record.value`` when
-    the reader prepared it with ``json_objects``; ``slot``: its place in the values
-    ``write_nested`` prepared for several documents at once)."""
-    spec = specs[record.table]
-    table = record.table
-    prepared = record.value if slot is None or record.value is None else record.value[slot]
-    if not isinstance(prepared, dict):
-        obj = {c: values.json(v, table, c) for c, v in zip(spec.column_names, record.row, strict=True)}
-    elif record.children:
-        obj = dict(prepared)  # (the prepared row stays as it is: it must not hold the children)
-    else:
-        obj = prepared
-    for nest, children in record.children:
-        obj[nest.key] = [record_object(child, values, specs, slot) for child in children]
-    return obj
-
-
-def _fix_object(obj: dict[str, Any], record: Record, values: Sanitiser) -> None:
-    fix_surrogates(values, record.table, obj)
-    for nest, children in record.children:
-        for child_obj, child in zip(obj[nest.key], children, strict=True):
-            _fix_object(child_obj, child, values)
-
-
 class NestedSink:
     """A document ``write_nested`` writes while it reads the nested structure once."""
 
-    def prepare(self, table: str, rows: list[tuple[Any, ...]]) -> list[Any]:
-        """This document's own form of each row (made a batch at a time)."""
+    def prepare(self, table: str, columns: list[Sequence[Any]]) -> list[Any]:
+        """This document's own form of each row of a batch (given as its columns)."""
         raise NotImplementedError
 
     def begin(self) -> None:
         pass
 
-    def person(self, record: Record, slot: int | None) -> None:
-        pass
+    def person(self, record: Record, slot: int) -> None:
+        """A person with everything nested (``record.value[slot]``: this sink's values)."""
 
     def between(self) -> None:
         """After the people, before the other rows."""
@@ -551,8 +733,8 @@ class NestedSink:
     def table(self, index: int, table: str) -> None:
         pass
 
-    def rows(self, table: str, part: list[tuple[Any, Any]], slot: int | None) -> None:
-        pass
+    def rows(self, table: str, values: list[Any]) -> None:
+        """A batch of rows not placed under a person (this sink's values of them)."""
 
     def end_table(self, table: str) -> None:
         pass
@@ -567,30 +749,27 @@ class NestedSink:
 def write_nested(job: ExportJob, plan: NestingPlan, sinks: list[NestedSink]) -> None:
     """Read the people, what nests under them and the other rows once, and write every
     sink's document from it (the nested JSON and the XML read the same structure)."""
-    single = len(sinks) == 1
 
-    def prepare(table: str, rows: list[tuple[Any, ...]]) -> list[Any]:
-        made = [sink.prepare(table, rows) for sink in sinks]
-        return made[0] if single else list(zip(*made, strict=True))
+    def prepare(table: str, columns: list[Sequence[Any]]) -> list[list[Any]]:
+        return [sink.prepare(table, columns) for sink in sinks]
 
-    slots: list[int | None] = [None] if single else list(range(len(sinks)))
-    reader = NestedReader(job, plan, prepare)
+    reader = NestedReader(job, plan, prepare, len(sinks))
     try:
         for sink in sinks:
             sink.begin()
         if plan.nested:
             for record in reader.people():
-                for sink, slot in zip(sinks, slots, strict=True):
+                for slot, sink in enumerate(sinks):
                     sink.person(record, slot)
         for sink in sinks:
             sink.between()
         for i, table in enumerate(plan.other_tables):
             for sink in sinks:
                 sink.table(i, table)
-            for part in reader.other(table):
-                if part:
-                    for sink, slot in zip(sinks, slots, strict=True):
-                        sink.rows(table, part, slot)
+            for made in reader.other(table):
+                if made[0]:
+                    for sink, values in zip(sinks, made, strict=True):
+                        sink.rows(table, values)
             for sink in sinks:
                 sink.end_table(table)
         for sink in sinks:
@@ -608,11 +787,12 @@ class NestedJson(NestedSink):
         self.plan = plan
         self.values = Sanitiser("json")
         self.specs = {t.name: t for t in job.tables}
+        self.keys = {n.key: _dumps(n.key) for n in plan.nests.values()}
         self.file: IO[bytes] | None = None
         self.first = True
 
-    def prepare(self, table: str, rows: list[tuple[Any, ...]]) -> list[Any]:
-        return json_objects(self.values, self.specs[table], rows)
+    def prepare(self, table: str, columns: list[Sequence[Any]]) -> list[Any]:
+        return json_rows(self.values, self.specs[table], columns)
 
     def _write(self, data: bytes) -> None:
         assert self.file is not None
@@ -632,14 +812,34 @@ class NestedJson(NestedSink):
         self._write(_dumps(head)[:-1] + b',\n"people":[')
         self.first = True
 
-    def person(self, record: Record, slot: int | None) -> None:
-        obj = record_object(record, self.values, self.specs, slot)
-        try:
-            data = _dumps(obj)
-        except orjson.JSONEncodeError:  # a lone surrogate somewhere under this person
-            _fix_object(obj, record, self.values)
-            data = _dumps(obj)
-        self._write((b"\n" if self.first else b",\n") + data)
+    def record_text(self, record: Record, slot: int, out: list[bytes]) -> None:
+        """A record with its nested records as one JSON object, onto ``out`` in pieces:
+        the same text as orjson gives of the object (its columns, then a list per nested
+        table), put together from the rows' texts."""
+        own = _object_text(self.values, record.table, record.value[slot])
+        if not record.children:
+            out.append(own)
+            return
+        out.append(own[:-1])
+        sep = b"" if own == b"{}" else b","
+        for nest, children in record.children:
+            out.append(sep + self.keys[nest.key] + b":[")
+            sep = b","
+            if isinstance(children, Leaves):
+                out.append(join_rows(self.values, nest.table, children.made[slot], b","))
+            else:
+                for i, child in enumerate(children):
+                    if i:
+                        out.append(b",")
+                    self.record_text(child, slot, out)
+            out.append(b"]")
+        out.append(b"}")
+
+    def person(self, record: Record, slot: int) -> None:
+        out = [b"\n" if self.first else b",\n"]
+        self.record_text(record, slot, out)
+        for data in out:
+            self._write(data)
         self.first = False
 
     def between(self) -> None:
@@ -649,9 +849,8 @@ class NestedJson(NestedSink):
         self._write((b"\n" if index == 0 else b",\n") + _dumps(table) + b":[")
         self.first = True
 
-    def rows(self, table: str, part: list[tuple[Any, Any]], slot: int | None) -> None:
-        objects = [obj if slot is None else obj[slot] for _row, obj in part]
-        self._write((b"\n" if self.first else b",\n") + dump_objects(self.values, table, objects))
+    def rows(self, table: str, values: list[Any]) -> None:
+        self._write((b"\n" if self.first else b",\n") + dump_objects(self.values, table, values))
         self.first = False
 
     def end_table(self, table: str) -> None:

@@ -43,11 +43,13 @@ import base64
 import datetime as dt
 import json
 import math
+import operator
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -459,3 +461,44 @@ class Sanitiser:
                 f"longer than {EXCEL_MAX_CHARS:,} characters truncated (the full value is in CSV and JSON)",
             )
         return fixed
+
+
+# --------------------------------------------------------------------------- whole columns in C
+#
+# The writers' fast paths turn a whole column into text with a few calls into C (orjson,
+# str.join / replace / split / translate) instead of a Python call per value.  They never
+# change what a value becomes: where they cannot be sure, the callers take the path above.
+
+SEP = "\ue000"  # private-use characters that mark value boundaries in a column's joined text
+NUL = "\ue001"  # (a column holding either is done value by value)
+_TZINFO = operator.attrgetter("tzinfo")
+
+
+def iso_by_orjson(values: Sequence[Any], kinds: set[type]) -> bool:
+    """True when orjson writes every value of the column (of the types ``kinds``, NULLs
+    aside) as its ``isoformat()``: naive datetimes, or dates."""
+    if len(kinds) != 1:
+        return False
+    kind = next(iter(kinds))
+    if kind is dt.date:
+        return True
+    if kind is not dt.datetime:
+        return False
+    # (datetimes are always true: filter(None, …) drops exactly the NULLs)
+    return not any(map(operator.is_not, map(_TZINFO, filter(None, values)), repeat(None)))
+
+
+def marked(values: Sequence[str | None], nulls: bool) -> str | None:
+    """The column's strings joined by ``SEP`` (NULL as ``NUL``), or ``None`` when a value
+    holds ``SEP`` or ``NUL`` itself."""
+    joined = SEP.join([NUL if v is None else v for v in values] if nulls else values)  # type: ignore[arg-type]
+    if joined.count(SEP) != len(values) - 1:
+        return None
+    if joined.count(NUL) != (values.count(None) if nulls else 0):
+        return None
+    return joined
+
+
+def xml_clean(value: str) -> bool:
+    """True when ``value`` holds only characters XML 1.0 (and so Excel) can hold."""
+    return _XML_ILLEGAL.search(value) is None

@@ -24,16 +24,20 @@ name).  Each table sheet has a header row (bold, frozen) and one row per databas
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import os
 import re
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from itertools import compress, repeat
 from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import quoteattr
 
+import orjson
+
 from .base import Exporter, ExportJob, TableSpec, TableWriter, register
-from .values import Sanitiser, file_stem
+from .values import EXCEL_DIGITS, EXCEL_MAX_CHARS, SEP, Sanitiser, file_stem, marked, xml_clean
 
 FOLDER = "excel"
 MAX_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header row
@@ -161,6 +165,119 @@ def column_cells(letter: str, rows: Sequence[str], values: Sequence[Any]) -> lis
     return [cell(f"{letter}{n}", v) for n, v in zip(rows, values)]
 
 
+_TZINFO = operator.attrgetter("tzinfo")
+_MICROSECOND = operator.attrgetter("microsecond")
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+_NO_PHANTOM = dt.datetime(1900, 3, 1)  # from here on, a serial is days since _EPOCH, no correction
+_DAYS = operator.attrgetter("days")
+_SECONDS = operator.attrgetter("seconds")
+_MICROSECONDS = operator.attrgetter("microseconds")
+_NONE = type(None)
+_SEP = SEP.encode()  # (UTF-8 is self-synchronising: these bytes are only ever SEP)
+_EXCEL_LIMIT = 10**EXCEL_DIGITS
+
+
+def excel_values(values: Sanitiser, column: Sequence[Any], table: str, name: str) -> Sequence[Any]:
+    """``values.excel_column(column, table, name)``, its common cases (which it leaves
+    as they are) recognised in C first."""
+    kinds = set(map(type, column))
+    nulls = _NONE in kinds
+    kinds.discard(_NONE)
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        if kind is bool:
+            return column
+        present = list(filter(None, column)) if nulls else column  # (0, "" need no checks)
+        if kind is int:
+            if -_EXCEL_LIMIT < min(present, default=0) and max(present, default=0) < _EXCEL_LIMIT:
+                return column
+        elif kind is str:
+            if max(map(len, present), default=0) <= EXCEL_MAX_CHARS // 2 and xml_clean("".join(present)):
+                return column
+        elif kind is dt.datetime:
+            if not any(map(operator.is_not, map(_TZINFO, present), repeat(None))) and min(present).year >= 1900:
+                return column
+        elif kind is dt.date:
+            if min(present).year >= 1900:
+                return column
+    return values.excel_column(column, table, name)
+
+
+def join_rows(parts: Sequence[Any], rows: int, end: bytes) -> bytes:
+    """Rows put together from ``parts`` (UTF-8 texts the same in every row, and lists of
+    one per row), each row followed by ``end``: every piece laid out in one list by slice
+    assignment and joined, all in C.  (Bytes, not str: one value outside Latin-1 would
+    make every piece of a str join four bytes a character.)"""
+    merged: list[Any] = []
+    for part in [*parts, end]:
+        if isinstance(part, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    width = len(merged)
+    flat: list[bytes] = [b""] * (rows * width)
+    for j, part in enumerate(merged):
+        flat[j::width] = [part] * rows if isinstance(part, bytes) else part
+    return b"".join(flat)
+
+
+def _utf8(texts: Sequence[str]) -> list[bytes]:
+    """Each text as UTF-8 (joined, encoded and split in C; texts hold no newline)."""
+    return "\n".join(texts).encode().split(b"\n")
+
+
+def _some_cells(parts: list[Any], rows: int, empty: Sequence[bool]) -> list[bytes]:
+    """One column's cells (``parts`` as for ``join_rows``), no cell where ``empty``."""
+    cells = join_rows(parts, rows, _SEP)[: -len(_SEP)].split(_SEP)
+    for i in compress(range(rows), empty):
+        cells[i] = b""
+    return cells
+
+
+def column_parts(letter: str, rows: Sequence[bytes], values: Sequence[Any]) -> list[Any]:
+    """``column_cells`` (as UTF-8) as parts for ``join_rows``; its common cases (integers,
+    strings without leading or trailing white space, datetimes since 1900-03-01 without
+    NULLs) without a Python call per value where it can.  (``rows``: the row numbers.)"""
+    kinds = set(map(type, values))
+    nulls = _NONE in kinds
+    kinds.discard(_NONE)
+    n = len(rows)
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        ref = f'<c r="{letter}'.encode()
+        if kind is int:  # (at most 15 digits: orjson writes them as str() does)
+            parts = [ref, rows, b'" t="n"><v>', orjson.dumps(values)[1:-1].split(b","), b"</v></c>"]
+            if not nulls:
+                return parts
+            return [_some_cells(parts, n, list(map(operator.is_, values, repeat(None))))]
+        if kind is str and not nulls:  # (with NULLs, column_cells is as fast)
+            distinct = list(filter(None, set(values)))
+            if list(map(str.strip, distinct)) == distinct:  # (else: xml:space="preserve" cells)
+                joined = marked(values, False)
+                if joined is not None:
+                    if _NEEDS_ESCAPE.search(joined):
+                        joined = joined.translate(_TEXT_ESCAPES)
+                    texts = joined.encode().split(_SEP)
+                    parts = [ref, rows, b'" t="inlineStr"><is><t>', texts, b"</t></is></c>"]
+                    if "" not in values:
+                        return parts
+                    return [_some_cells(parts, n, list(map(operator.not_, values)))]
+        if kind is dt.datetime and not nulls and min(values) >= _NO_PHANTOM:
+            # serial(), the same operations in the same order, a whole column in C: the
+            # days since _EPOCH (no correction from 1900-03-01 on) + the time of day's
+            # seconds (+ microseconds / 10**6, when there are any) / 86,400
+            spans = list(map(operator.sub, values, repeat(_EPOCH)))
+            seconds: Any = map(_SECONDS, spans)
+            if any(map(_MICROSECOND, values)):
+                seconds = map(operator.add, seconds, map(operator.truediv, map(_MICROSECONDS, spans), repeat(10**6)))
+            fractions = map(operator.truediv, seconds, repeat(_SECONDS_PER_DAY))
+            serials = map(operator.add, map(_DAYS, spans), fractions)
+            texts = _utf8(list(map(format, serials, repeat(".16g"))))
+            return [ref, rows, f'" s="{_DATETIME}" t="n"><v>'.encode(), texts, b"</v></c>"]
+    numbers = [r.decode() for r in rows]
+    return [list(map(str.encode, column_cells(letter, numbers, values)))]
+
+
 # --------------------------------------------------------------------------- the package parts
 
 
@@ -284,8 +401,11 @@ class _Sheet:
         self.rows = 0  # rows written, the header included
 
     def write(self, xml: str) -> None:
+        self.write_bytes(xml.encode("utf-8"))
+
+    def write_bytes(self, xml: bytes) -> None:
         assert self.file is not None
-        self.file.write(xml.encode("utf-8"))
+        self.file.write(xml)
 
     def header(self, names: Sequence[str]) -> None:
         self.rows = 1
@@ -381,17 +501,12 @@ class XlsxWriter(TableWriter):
         assert self.ws is not None
         table = spec.name
         first = self.on_sheet + 2  # the header is row 1
-        numbers = [str(n) for n in range(first, first + rows)]
-        convert: Callable[..., Sequence[Any]] = self.values.excel_column
-        cells = [
-            column_cells(letter, numbers, convert(values, table, name))
-            for letter, values, name in zip(self.letters, columns, spec.column_names, strict=False)
-        ]
-        self.ws.write(
-            "".join(
-                f'<row r="{n}">{"".join(row)}</row>' for n, row in zip(numbers, zip(*cells, strict=True), strict=True)
-            )
-        )
+        numbers = _utf8(list(map(str, range(first, first + rows))))
+        parts: list[Any] = [b'<row r="', numbers, b'">']
+        for letter, values, name in zip(self.letters, columns, spec.column_names, strict=False):
+            parts += column_parts(letter, numbers, excel_values(self.values, values, table, name))
+        parts.append(b"</row>")
+        self.ws.write_bytes(join_rows(parts, rows, b""))
         self.on_sheet += rows
         self.table_rows += rows
 

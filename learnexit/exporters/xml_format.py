@@ -38,14 +38,25 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+import orjson
 from lxml import etree
 
 from .base import Exporter, ExportJob, TableSpec, register
-from .json_format import NESTED_FORMAT, NestedSink, NestingPlan, Record, generated_at, nesting_plan, write_nested
-from .values import Sanitiser, file_stem, xml_legal
+from .json_format import (
+    NESTED_FORMAT,
+    Leaves,
+    NestedSink,
+    NestingPlan,
+    Record,
+    generated_at,
+    nesting_plan,
+    write_nested,
+)
+from .values import NUL, SEP, Sanitiser, file_stem, iso_by_orjson, marked, xml_legal
 
 FOLDER = "xml"
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -252,6 +263,8 @@ def _type_of(layout: XmlLayout, table: str) -> str:
 # --------------------------------------------------------------------------- the document
 
 
+_NONE = type(None)
+_SEP, _NUL = SEP.encode(), NUL.encode()
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 _NEEDS_ESCAPE = re.compile("[&<>\r]")
 _ATTR_ESCAPES = str.maketrans(
@@ -278,6 +291,7 @@ class XmlDocument(NestedSink):
         # the column's name (kept in a ``name`` attribute) needed characters replaced
         self.columns: dict[str, list[tuple[str, str, str]]] = {}
         self.bad_names: dict[str, list[str]] = {}
+        self.unmarkable: set[str] = set()
         for table, spec in layout.specs.items():
             tags = []
             bad = []
@@ -292,53 +306,101 @@ class XmlDocument(NestedSink):
                 tags.append((f"<{tag}{extra}>", f"</{tag}>", f'<{tag}{extra} xsi:nil="true"></{tag}>'))
             self.columns[table] = tags
             self.bad_names[table] = bad
+            # (columns whose tags hold the marks ``values.marked`` uses: value by value)
+            self.unmarkable.update(t[0] for t in tags if any(m in "".join(t) for m in (SEP, NUL)))
         self.table_attr: dict[str, tuple[str, bool]] = {}
         for table in layout.specs:
             fixed, n = xml_legal(table)
             self.table_attr[table] = (_attr("table", fixed), bool(n))
 
-    def rows_xml(self, table: str, rows: list[tuple[Any, ...]]) -> list[str]:
-        """The column elements of each row (``NestedReader``'s ``prepare``), a column at a time."""
+    def rows_xml(self, table: str, columns: list[Sequence[Any]]) -> list[bytes]:
+        """The column elements of each row of a batch given as its columns, in UTF-8 (the
+        sink's ``prepare``), a column at a time."""
+        rows = len(columns[0]) if columns else 0
         if not rows:
             return []
         values = self.values
         spec = self.layout.specs[table]
         for column in self.bad_names[table]:  # counted once per row written, as lxml wrote each
-            values.changed(table, "(name)", "contained characters XML cannot hold: replaced by U+FFFD", len(rows))
-        parts = []
-        for (start, end, nil), column, texts in zip(
-            self.columns[table], spec.column_names, zip(*rows, strict=True), strict=True
-        ):
-            converted = values.xml_column(texts, table, column)
-            if _NEEDS_ESCAPE.search("".join(filter(None, converted))):
-                parts.append([nil if t is None else start + t.translate(_TEXT_ESCAPES) + end for t in converted])
-            else:
-                parts.append([nil if t is None else start + t + end for t in converted])
-        return ["".join(p) for p in zip(*parts, strict=True)]
+            values.changed(table, "(name)", "contained characters XML cannot hold: replaced by U+FFFD", rows)
+        elements = [
+            self._elements(tags, table, column, col)
+            for tags, column, col in zip(self.columns[table], spec.column_names, columns, strict=True)
+        ]
+        return list(map(b"".join, zip(*elements, strict=True)))
 
-    def start_tag(self, element: str, table: str) -> str:
+    def _elements(self, tags: tuple[str, str, str], table: str, column: str, col: Sequence[Any]) -> list[bytes]:
+        """One column's elements in UTF-8: the column's texts joined (``values.marked``),
+        escaped, encoded and wrapped in their tags in C, then split.  (UTF-8 is
+        self-synchronising: the bytes of ``SEP`` and ``NUL`` are only ever those.)"""
+        start, end, nil = (t.encode() for t in tags)
+        kinds = set(map(type, col))
+        nulls = _NONE in kinds
+        kinds.discard(_NONE)
+        joined = None
+        if tags[0] in self.unmarkable:
+            pass
+        elif kinds == {int}:
+            try:  # (orjson writes a 64-bit integer as str() does)
+                joined = orjson.dumps(col)[1:-1].replace(b",", _SEP).replace(b"null", _NUL)
+            except orjson.JSONEncodeError:
+                pass
+        elif iso_by_orjson(col, kinds):  # (as isoformat() does)
+            joined = orjson.dumps(col)[1:-1].replace(b",", _SEP).replace(b'"', b"").replace(b"null", _NUL)
+        if joined is None:
+            texts = self.values.xml_column(col, table, column)
+            if texts is not col:
+                nulls = None in texts
+            text = marked(texts, nulls) if tags[0] not in self.unmarkable else None
+            if text is None:
+                s, e, z = tags
+                if _NEEDS_ESCAPE.search("".join(filter(None, texts))):
+                    out = [z if t is None else s + t.translate(_TEXT_ESCAPES) + e for t in texts]
+                else:
+                    out = [z if t is None else s + t + e for t in texts]
+                return list(map(str.encode, out))
+            if _NEEDS_ESCAPE.search(text):
+                text = text.translate(_TEXT_ESCAPES)
+            joined = text.encode()
+        data = start + joined.replace(_SEP, end + _SEP + start) + end
+        if nulls:
+            data = data.replace(start + _NUL + end, nil)
+        return data.split(_SEP)
+
+    def start_tag(self, element: str, table: str, rows: int = 1) -> str:
+        """The start tag of ``rows`` rows of ``table`` as ``element``."""
         if element == table:
             return f"<{element}>"
         attr, changed = self.table_attr[table]
         if changed:
-            self.values.changed(table, "(name)", "contained characters XML cannot hold: replaced by U+FFFD")
+            self.values.changed(table, "(name)", "contained characters XML cannot hold: replaced by U+FFFD", rows)
         return f"<{element}{attr}>"
 
-    def record_xml(self, element: str, record: Record, slot: int | None = None) -> str:
-        body = record.value if slot is None or record.value is None else record.value[slot]
-        if body is None:
-            body = self.rows_xml(record.table, [record.row])[0]
-        out = [self.start_tag(element, record.table), body]
-        for nest, records in record.children:
+    def elements(self, element: str, table: str, bodies: list[bytes], end: str, out: list[bytes]) -> None:
+        """Rows (their column elements ``bodies``) as ``element`` elements, each ended by
+        ``end``, onto ``out``."""
+        if bodies:
+            start = self.start_tag(element, table, len(bodies)).encode()
+            close = end.encode()
+            out += (start, (close + start).join(bodies), close)
+
+    def record_xml(self, element: str, record: Record, slot: int, out: list[bytes]) -> None:
+        """A record with its nested records onto ``out``, in pieces (joined, they are the
+        record's element)."""
+        out += (self.start_tag(element, record.table).encode(), record.value[slot])
+        for nest, children in record.children:
             tag = self.layout.child_element[nest.table]
-            out.extend(self.record_xml(tag, child, slot) for child in records)
-        out.append(f"</{element}>")
-        return "".join(out)
+            if isinstance(children, Leaves):
+                self.elements(tag, nest.table, children.made[slot], f"</{tag}>", out)
+            else:
+                for child in children:
+                    self.record_xml(tag, child, slot, out)
+        out.append(f"</{element}>".encode())
 
     # -- the document, as a sink of ``json_format.write_nested`` ---------------------
 
-    def prepare(self, table: str, rows: list[tuple[Any, ...]]) -> list[Any]:
-        return self.rows_xml(table, rows)
+    def prepare(self, table: str, columns: list[Sequence[Any]]) -> list[Any]:
+        return self.rows_xml(table, columns)
 
     def _put(self, text: str) -> None:
         assert self.file is not None
@@ -362,21 +424,24 @@ class XmlDocument(NestedSink):
         if plan.nested:
             self._put("<people>\n")
 
-    def person(self, record: Record, slot: int | None) -> None:
-        assert self.layout.plan.people
-        self._put(self.record_xml(self.layout.row_element[self.layout.plan.people], record, slot) + "\n")
+    def person(self, record: Record, slot: int) -> None:
+        assert self.layout.plan.people and self.file is not None
+        out: list[bytes] = []
+        self.record_xml(self.layout.row_element[self.layout.plan.people], record, slot, out)
+        out.append(b"\n")
+        for data in out:
+            self.file.write(data)
 
     def between(self) -> None:
         self._put(("</people>\n" if self.layout.plan.nested else "") + "<other>\n")
 
-    def rows(self, table: str, part: list[tuple[Any, Any]], slot: int | None) -> None:
+    def rows(self, table: str, values: list[Any]) -> None:
+        assert self.file is not None
         element = self.layout.row_element[table]
-        self._put(
-            "".join(
-                f"{self.start_tag(element, table)}{body if slot is None else body[slot]}</{element}>\n"
-                for _row, body in part
-            )
-        )
+        out: list[bytes] = []
+        self.elements(element, table, values, f"</{element}>\n", out)
+        for data in out:
+            self.file.write(data)
 
     def end(self) -> None:
         self._put("</other>\n</export>")
