@@ -349,7 +349,7 @@ PARALLEL_FROM_ROWS = 10_000
 # Rough cost of a format per exported row, to start the costly ones first.
 # Rough CPU seconds of each format alone for 600k rows (``bench/run.py``), to balance the
 # groups and start the costly tasks first.
-_COST = {"json": 13.0, "xml": 8.0, "xlsx": 6.5, "pdf": 5.0, "docx": 4.0, "sql": 3.5, "csv": 2.5, "media": 1.0}
+_COST = {"json": 5.0, "xml": 2.5, "xlsx": 4.0, "pdf": 4.5, "docx": 3.5, "sql": 3.5, "csv": 2.5, "media": 1.2}
 # A format whose ``after`` step makes another's files too when both are exported (the
 # nested JSON step writes the XML document; the first document format renders both).
 _MADE_WITH = {"xml": "json", "docx": "pdf"}
@@ -392,6 +392,8 @@ def run_formats(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str,
     job.counts.update(totals)  # verified table by table by every read pass
     workers = export_workers(job.source, exporters, totals)
     if workers <= 1 or not _run_parallel(job, exporters, totals, order, workers):
+        for exporter in exporters:
+            exporter.prepare(job)
         read_pass(job, exporters, totals)
         for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
             exporter.after(job)
@@ -416,20 +418,18 @@ def _reads(exporter: Exporter) -> bool:
 
 
 def _groups(exporters: Sequence[Exporter], workers: int) -> list[list[Exporter]]:
-    """The tasks of a parallel export, costliest first: the formats that take the read pass
-    shared out over at most ``workers`` groups (one read of each table feeds a whole group,
-    instead of one read per format), then each format that reads on its own by itself."""
+    """The tasks of a parallel export, one per process at most: the formats shared out
+    over ``workers`` groups, costliest first, each to the group with the least work so
+    far.  In a group, one read of each table feeds every format that takes the rows
+    (instead of one read per format), then the formats' ``after`` steps run."""
     cost = _costs(exporters)
-    readers = sorted((e for e in exporters if _reads(e)), key=lambda e: -cost[e.name])
-    groups: list[list[Exporter]] = [[] for _ in range(min(workers, len(readers)))]
+    groups: list[list[Exporter]] = [[] for _ in range(max(1, workers))]
     load = [0.0] * len(groups)
-    for exporter in readers:  # greedy: the costliest format to the least loaded group
+    for exporter in sorted(exporters, key=lambda e: -cost[e.name]):
         i = load.index(min(load))
         groups[i].append(exporter)
         load[i] += cost[exporter.name]
-    tasks = [g for _, g in sorted(zip(load, groups, strict=True), key=lambda pair: -pair[0])]
-    tasks += [[e] for e in sorted((e for e in exporters if not _reads(e)), key=lambda e: -cost[e.name])]
-    return tasks
+    return [g for _, g in sorted(zip(load, groups, strict=True), key=lambda pair: -pair[0]) if g]
 
 
 def _run_task(job: ExportJob, group: list[Exporter], totals: dict[str, int]) -> list[_TaskResult]:
@@ -452,6 +452,8 @@ def _run_task(job: ExportJob, group: list[Exporter], totals: dict[str, int]) -> 
     job.progress = progress
     started = time.monotonic()
     try:
+        for exporter in group:
+            exporter.prepare(job)
         if readers:
             read_pass(job, readers, totals, label=",".join(e.name for e in readers))
         read_notes: dict[str, list[str]] = {e.name: [] for e in group}
@@ -459,7 +461,7 @@ def _run_task(job: ExportJob, group: list[Exporter], totals: dict[str, int]) -> 
             owner = next((e.name for e in readers if note.startswith(f"{e.name}: ")), group[0].name)
             read_notes[owner].append(note)
         results = []
-        for exporter in group:
+        for exporter in sorted(group, key=lambda e: e.order):
             notes, problems, media = len(job.notes), len(job.problems), len(job.media)
             exporter.after(job)
             results.append(

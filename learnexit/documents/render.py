@@ -422,6 +422,24 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_parents_fork_server)
 
 
+def warm_pool() -> None:
+    """Start the fork server that render workers come from, without waiting for it: it
+    imports WeasyPrint (a second or two), which then overlaps with whatever the caller
+    does next, and a ``RenderQueue`` made later finds it ready.  Nothing happens with one
+    worker or without the fork server."""
+    if default_workers() <= 1:
+        return
+    ctx = _context()
+    if ctx.get_start_method() != "forkserver":
+        return
+    try:
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+    except (OSError, ValueError) as exc:  # the pool will say so (or render here) when it is needed
+        event("render_pool_unavailable", level=logging.WARNING, error=type(exc).__name__)
+
+
 def _context() -> Any:
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" in methods:

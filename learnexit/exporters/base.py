@@ -256,6 +256,11 @@ class Exporter(ABC):
     def writer(self, job: ExportJob) -> TableWriter | None:
         return None
 
+    def prepare(self, job: ExportJob) -> None:  # noqa: B027 - optional
+        """Runs before the read pass, in the process that will run this format's ``after``
+        step: a place to start slow work that does not need the rows (warming up a pool)."""
+        pass
+
     def after(self, job: ExportJob) -> None:  # noqa: B027 - optional
         pass
 

@@ -41,11 +41,12 @@ from ..documents.model import (
     Report,
     Table,
 )
-from ..documents.render import RenderQueue
+from ..documents.render import RenderQueue, warm_pool
 from .base import REGISTRY, Exporter, ExportJob, register
 from .media import NameAllocator, safe_filename
 
 FOLDER = "documents"
+WARM_FROM_ROWS = 10_000  # exports this big start the render pool before reading the rows
 DOCUMENT_FORMATS = ("pdf", "docx")
 CERTIFICATES = "certificates"
 REPORTS = "reports"
@@ -811,13 +812,22 @@ class _DocumentsExporter(Exporter):
     folder: ClassVar[str] = FOLDER
     order: ClassVar[int] = 70  # after media (60): the export summary counts the media files
 
+    def _formats(self, job: ExportJob) -> list[str] | None:
+        """The document formats this one makes (None: made with the first of them)."""
+        fmts = [f for f in DOCUMENT_FORMATS if f in job.options.formats] or [self.name]
+        if self.name not in fmts:
+            return [self.name]
+        return fmts if self.name == fmts[0] else None
+
+    def prepare(self, job: ExportJob) -> None:
+        if self._formats(job) is not None and sum(job.counts.values()) >= WARM_FROM_ROWS:
+            warm_pool()  # WeasyPrint loads while the rows are read
+
     def after(self, job: ExportJob) -> None:
         # PDF and Word of the same export are made together, by the first of them: the
         # data is read and aggregated once, and one pool of workers renders both.
-        fmts = [f for f in DOCUMENT_FORMATS if f in job.options.formats] or [self.name]
-        if self.name not in fmts:
-            fmts = [self.name]
-        elif self.name != fmts[0]:
+        fmts = self._formats(job)
+        if fmts is None:
             return  # made with the first
         label = f"{'/'.join(fmts)} documents"
         with RenderQueue(progress=lambda done: job.progress(label, done)) as queue:
