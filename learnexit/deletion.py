@@ -16,9 +16,10 @@ This is the most dangerous code in learnexit.  The rules it keeps:
 * **The ledger always knows more than the source.**  Before a batch is deleted its keys
   are written to the ledger as *pending* (``purge_keys``), with the ``owned_via`` keys its
   rows reference and the media files they name; after the source commits, progress is
-  recorded and the pending entry dropped.  A purge killed anywhere resumes (the purge
-  row stays ``running``), reconciles pending batches against the source, and ends in the
-  same state with exact counts.
+  recorded and the pending entry dropped — lazily, in the ledger transaction of the next
+  batch's pending entry (or the table's end), so a batch costs one ledger commit.  A purge
+  killed anywhere resumes (the purge row stays ``running``), reconciles pending batches
+  against the source, and ends in the same state with exact counts.
 * **People go only when nobody else needs them.**  An ``owned_via`` row (a user) is
   deleted only when no row anywhere still references it; a person who also belongs to
   another customer is kept untouched and reported as ``kept_shared``.  Likewise a row of
@@ -394,10 +395,18 @@ def _preload_pdf() -> None:
         pass
 
 
-def _enc_keys(keys: list[tuple[Any, ...]]) -> list[list[Any]]:
-    """``_enc`` of every value of every key (integers and text, the usual keys, as they are)."""
-    if all(type(v) is int or type(v) is str for key in keys for v in key):
-        return [list(key) for key in keys]
+_PLAIN_TYPES = frozenset((int, str))
+
+
+def _enc_keys(keys: list[tuple[Any, ...]]) -> Sequence[Sequence[Any]]:
+    """``_enc`` of every value of every key (integers and text, the usual keys, as they are:
+    ``json.dumps`` writes a tuple as the array a list would be)."""
+    if keys and len(keys[0]) == 1:
+        types = {type(key[0]) for key in keys}
+    else:
+        types = {type(v) for key in keys for v in key}
+    if types <= _PLAIN_TYPES:
+        return keys
     return [[_enc(v) for v in key] for key in keys]
 
 
@@ -421,6 +430,17 @@ def _dec(value: Any) -> Any:
 
 def _key_json(key: tuple[Any, ...]) -> str:
     return json.dumps([_enc(v) for v in key], separators=(",", ":"), ensure_ascii=False)
+
+
+def _named_keys(values: list[Any]) -> set[str]:
+    """``_key_json`` of the distinct non-NULL values: a batch names the same person in many
+    rows, so the values are made distinct first (by type too: 1 and 1.0 are equal in a set,
+    not in JSON)."""
+    try:
+        distinct = {(type(v), v) for v in values if v is not None}
+    except TypeError:  # an unhashable value (a driver's memoryview): each one on its own
+        return {_key_json((v,)) for v in values if v is not None}
+    return {_key_json((v,)) for _t, v in distinct}
 
 
 def _key_from_json(text: str) -> tuple[Any, ...]:
@@ -1245,11 +1265,18 @@ def plan_purge(
     customer: str,
     now: datetime | None = None,
     force_reason: str | None = None,
+    *,
+    count: bool = True,
 ) -> PurgePlan:
     """What purging ``customer`` now would do; reads only.  Refusals are in ``plan.refusals``.
 
     ``force_reason`` (``--force --reason``) lifts the "not yet due" refusal, nothing else:
     a hold, unclassified tables and a missing notice always refuse.
+
+    ``count=False`` checks without counting: the same refusals and errors (an unknown
+    customer, a hold, not due, unclassified tables, a cycle of references that cannot be
+    ordered), but no row counts, media or notes — what ``purge --yes`` needs to refuse
+    before it takes the lock, while the counted plan is made once, under the lock.
     """
     check_customer_key(customer)
     if force_reason is not None:
@@ -1365,7 +1392,10 @@ def plan_purge(
         if unfinished is not None:
             for name, keys in _candidate_keys(ledger, int(unfinished["id"])).items():
                 extra.setdefault(name, set()).update(keys)
-        _fill_plan(plan, settings, src, scope, extra, ledger)
+        if count:
+            _fill_plan(plan, settings, src, scope, extra, ledger)
+        else:
+            plan.refusals += _back_edges(settings, src, scope)[1]
     return plan
 
 
@@ -1423,6 +1453,22 @@ def _count(conn: Connection, table: sa.Table, *where: Any) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar() or 0)
 
 
+def _flag_counts(
+    conn: Connection, table: sa.Table, where: Sequence[Any], *flags: ColumnElement[bool] | None
+) -> dict[tuple[bool, ...], int]:
+    """The rows matching ``where``, counted by which ``flags`` hold (None: never; NULL: not).
+
+    One statement instead of a count per combination: each flag's condition (say a
+    reference from outside the customer's data, which reads a whole child table) is
+    evaluated once."""
+    cols = [sa.case((f, 1), else_=0) if f is not None else sa.literal(0) for f in flags]
+    out: dict[tuple[bool, ...], int] = {}
+    for row in conn.execute(sa.select(*cols).select_from(table).where(*where)):
+        key = tuple(bool(v) for v in row)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def _decode_keys(keys: Iterable[str]) -> list[tuple[Any, ...]]:
     return sorted((_key_from_json(k) for k in keys), key=lambda k: json.dumps([_enc(v) for v in k]))
 
@@ -1443,19 +1489,18 @@ def _fill_plan(
                 if t in scope.via:
                     pk = _key_cols(table)
                     other = scope.other_ref(t)
-                    kept_cond = other
-                    ret_cond = sa.and_(_not_true(other), keep) if keep is not None else sa.false()
                     pred = src.predicate(t)
-                    tp.kept_shared = _count(conn, table, pred, kept_cond)
-                    tp.retained = _count(conn, table, pred, ret_cond) if keep is not None else 0
-                    total = _count(conn, table, pred)
+                    # kept_shared: pred and other; retained: pred, not other, keep
+                    flags = _flag_counts(conn, table, [pred], other, keep)
+                    tp.kept_shared = sum(n for (o, _k), n in flags.items() if o)
+                    tp.retained = sum(n for (o, k), n in flags.items() if not o and k)
+                    total = sum(flags.values())
                     keys = _decode_keys(extra.get(t, set()))
                     for chunk in _chunks(keys, _CHUNK):
-                        base = [_key_in(pk, chunk), _not_true(pred)]
-                        total += _count(conn, table, *base)
-                        tp.kept_shared += _count(conn, table, *base, kept_cond)
-                        if keep is not None:
-                            tp.retained += _count(conn, table, *base, ret_cond)
+                        flags = _flag_counts(conn, table, [_key_in(pk, chunk), _not_true(pred)], other, keep)
+                        total += sum(flags.values())
+                        tp.kept_shared += sum(n for (o, _k), n in flags.items() if o)
+                        tp.retained += sum(n for (o, k), n in flags.items() if not o and k)
                     tp.delete = total - tp.kept_shared - tp.retained
                     tp.strategy = "only those nothing outside the customer's data still references"
                 else:
@@ -1598,6 +1643,12 @@ class _Run:
         self.notes: list[str] = []
         self._t0 = time.monotonic()
         self._order: list[str] = []
+        # A batch the source has committed whose progress the ledger does not hold yet:
+        # (pending entry, step, rows).  It is written with the next batch's pending entry
+        # (one ledger commit a batch instead of two) or by _flush_done at the end of the
+        # table.  Until then its pending entry stays, so a run killed meanwhile counts the
+        # batch when it resumes (_reconcile), exactly as one killed just after the delete.
+        self._done: tuple[int, str, int] | None = None
 
     def _clock(self) -> datetime:
         """Naive UTC "now" for the ledger: the run's ``now`` plus the time spent since."""
@@ -1691,8 +1742,11 @@ class _Run:
         conn.execute(p.update().where(p.c.purge_id == self.purge_id, p.c.step == step).values(**values))
 
     def _mark(self, step: str, done: bool = True) -> None:
+        """Mark ``step`` done, with the lazily kept batch (``_done``) in the same commit."""
         with self.ledger.transaction() as conn:
+            self._write_done(conn)
             self._bump(conn, step, 0, 0, done)
+        self._done = None
 
     def _record_pending(
         self,
@@ -1701,8 +1755,11 @@ class _Run:
         candidates: dict[str, set[str]],
         media: list[tuple[str, dict[str, Any]]],
     ) -> int | None:
-        """Before the source deletes: the batch's keys, the people and files it names."""
+        """Before the source deletes: the batch's keys, the people and files it names.
+
+        The same transaction records the batch before it as done (see ``_done``)."""
         with self.ledger.transaction() as conn:
+            self._write_done(conn)
             pending_id = None
             if keys:
                 pending_id = int(
@@ -1731,17 +1788,49 @@ class _Run:
                     )
             if rows:
                 conn.execute(L.purge_keys.insert(), rows)
+        self._done = None
         for table, new in candidates.items():
             self.candidates.setdefault(table, set()).update(new)
         self.media_seen.update(path for path, _ in media)
         return pending_id
 
     def _record_done(self, pending_id: int | None, step: str, rows: int) -> None:
-        with self.ledger.transaction() as conn:
-            if pending_id is not None:
-                conn.execute(L.purge_keys.delete().where(L.purge_keys.c.id == pending_id))
-            self._bump(conn, step, rows, 1)
+        """After the source committed a batch: its progress, now or with the next batch.
+
+        A batch with a pending entry is recorded lazily (``_done``); one without (a table
+        without a primary key) at once, as nothing could reconcile it."""
+        if pending_id is not None:
+            self._flush_done()
+            self._done = (pending_id, step, rows)
+        else:
+            with self.ledger.transaction() as conn:
+                self._write_done(conn)
+                self._bump(conn, step, rows, 1)
+            self._done = None
         event("purge_batch", level=logging.DEBUG, customer=self.customer, table=step, rows=rows)
+
+    def _write_done(self, conn: Connection) -> None:
+        """Record the lazily kept batch (``_done``) in the ledger transaction ``conn``."""
+        if self._done is not None:
+            pending_id, step, rows = self._done
+            conn.execute(L.purge_keys.delete().where(L.purge_keys.c.id == pending_id))
+            self._bump(conn, step, rows, 1)
+
+    def _drop_pending(self, pending_id: int | None) -> None:
+        """A batch the source refused (a reference blocked it; its transaction rolled back,
+        so nothing of it was deleted): its pending entry goes, or a resumed run would
+        count its rows as deleted, and a later pass that deletes them would count them
+        again."""
+        if pending_id is not None:
+            with self.ledger.transaction() as conn:
+                conn.execute(L.purge_keys.delete().where(L.purge_keys.c.id == pending_id))
+
+    def _flush_done(self) -> None:
+        """The lazily kept batch, recorded now (at the end of a table)."""
+        if self._done is not None:
+            with self.ledger.transaction() as conn:
+                self._write_done(conn)
+            self._done = None
 
     def _load_state(self) -> None:
         """Candidates and media files this purge recorded before (a resumed run)."""
@@ -1824,12 +1913,13 @@ class _Run:
                     else:
                         keys = [tuple(r[: len(pk)]) for r in rows]
                         candidates: dict[str, set[str]] = {}
+                        for i, (v, _col, _target) in enumerate(via, start=len(pk)):
+                            found = _named_keys([r[i] for r in rows])
+                            if found:
+                                candidates.setdefault(v, set()).update(found)
                         files: list[tuple[str, dict[str, Any]]] = []
                         for r in rows:
                             tail = r[len(pk) :]
-                            for (v, _col, _target), value in zip(via, tail[: len(via)], strict=True):
-                                if value is not None:
-                                    candidates.setdefault(v, set()).add(_key_json((value,)))
                             if mcols and media is not None:
                                 values = dict(zip(mcols, tail[len(via) :], strict=True))
                                 path = _media_path(media, values)
@@ -1840,6 +1930,7 @@ class _Run:
                         _kill_point("pending")
                         n += _delete_keys(conn, table, pk, keys)
             except sa.exc.IntegrityError as exc:
+                self._drop_pending(pending_id)
                 raise _Blocked(t, describe_db_error(exc)) from None
             except sa.exc.SQLAlchemyError as exc:
                 raise _db_error(f"deleting from {t} failed", exc) from None
@@ -1955,6 +2046,7 @@ class _Run:
         while progressed:
             progressed = False
             for chunk in _chunks(keys, self.batch):
+                pending_id: int | None = None
                 try:
                     with src.engine.begin() as conn:
                         found = []
@@ -1974,6 +2066,7 @@ class _Run:
                         for sub in _chunks(found, _CHUNK):
                             n += conn.execute(table.delete().where(_key_in(pk, sub))).rowcount or 0
                 except sa.exc.IntegrityError as exc:
+                    self._drop_pending(pending_id)
                     raise _Blocked(t, describe_db_error(exc)) from None
                 except sa.exc.SQLAlchemyError as exc:
                     raise _db_error(f"deleting from {t} failed", exc) from None
@@ -2002,7 +2095,9 @@ class _Run:
             raise OperationalError(f"cannot minimise retained rows of {t}: it has no primary key")
         total = 0
         if t in scope.via:
-            conds = [keep, _not_true(scope.other_ref(t)), dirty]
+            # "not yet blank" before the reference test: once all are blank (the next pass),
+            # the database never has to collect the references from outside
+            conds = [keep, dirty, _not_true(scope.other_ref(t))]
             groups: list[list[ColumnElement[bool]]] = [
                 [_key_in(pk, chunk)] for chunk in _chunks(_decode_keys(self.candidates.get(t, set())), _CHUNK)
             ]
@@ -2027,8 +2122,8 @@ class _Run:
                 with self.ledger.transaction() as lconn:
                     self._bump(lconn, "minimise:" + t, n)
                 total += n
-                if n == 0:
-                    break
+                if n == 0 or len(keys) < self.batch:
+                    break  # all there were (rows blanked meanwhile: the next pass, then verification)
         return total
 
     def _unlink(self, src: Source, scope: _Scope, edges: list[Edge]) -> None:
@@ -2242,19 +2337,23 @@ class _Run:
                 deleted = 0
                 blocked = {}
                 for t in scope.children_first:
+                    # (a run that fails leaves its last batch's progress to _reconcile)
                     try:
                         if t in scope.via:
                             deleted += self._delete_candidates(src, scope, t)
                         else:
                             deleted += self._delete_table(src, scope, t)
                     except _Blocked as exc:
+                        self._flush_done()
                         blocked[t] = exc.detail
                         event("purge_blocked", level=logging.WARNING, customer=self.customer, table=t, passno=passno)
                         continue
                     self._minimise(src, scope, t)
                     if passno == 1:
-                        self._mark(t)
+                        self._mark(t)  # with the table's last batch: one commit
                         event("purge_table", customer=self.customer, table=t, rows=self._progress_rows(t))
+                    else:
+                        self._flush_done()
                 if passno > 1 and not blocked and deleted == 0:
                     break
             if blocked:
@@ -2438,26 +2537,28 @@ class _Run:
                         if t in scope.via:
                             pk = _key_cols(table)
                             other = scope.other_ref(t)
-                            leftover = [src.predicate(t), _not_true(other)]
-                            if keep is not None:
-                                leftover.append(_not_true(keep))
-                            entry["after"] = _count(conn, table, *leftover)
+                            # after: pred, not other, not keep; kept_shared: pred and other;
+                            # retained: pred, not other, keep
+                            flags = _flag_counts(conn, table, [src.predicate(t)], other, keep)
+                            entry["after"] = sum(n for (o, k), n in flags.items() if not o and not k)
                             retained_keys: list[str] = []
+                            flag_cols = [sa.case((c, 1), else_=0) for c in (other, keep) if c is not None]
                             for chunk in _chunks(_decode_keys(self.candidates.get(t, set())), _CHUNK):
+                                # candidates outside the customer's data now: kept for others
+                                # (other), retained (keep), or left over — one statement
                                 inside = [_key_in(pk, chunk), _not_true(src.predicate(t))]
-                                entry["kept_shared"] += _count(conn, table, *inside, other)
-                                rest = [*inside, _not_true(other)]
-                                if keep is not None:
-                                    found = [
-                                        _key_json(tuple(r)) for r in conn.execute(sa.select(*pk).where(*rest, keep))
-                                    ]
-                                    retained_keys += found
-                                    rest.append(_not_true(keep))
-                                entry["after"] += _count(conn, table, *rest)
-                            entry["kept_shared"] += _count(conn, table, src.predicate(t), other)
+                                stmt = sa.select(*pk, *flag_cols).where(*inside).order_by(*pk)
+                                for r in conn.execute(stmt):
+                                    o, k = r[len(pk)], (r[len(pk) + 1] if keep is not None else 0)
+                                    if o:
+                                        entry["kept_shared"] += 1
+                                    elif k:
+                                        retained_keys.append(_key_json(tuple(r[: len(pk)])))
+                                    else:
+                                        entry["after"] += 1
+                            entry["kept_shared"] += sum(n for (o, _k), n in flags.items() if o)
                             entry["retained"] = len(retained_keys)
-                            if keep is not None:
-                                entry["retained"] += _count(conn, table, src.predicate(t), _not_true(other), keep)
+                            entry["retained"] += sum(n for (o, k), n in flags.items() if not o and k)
                             self._retained_keys[t] = retained_keys
                             if entry["retained"]:
                                 values, dirty = scope.personal(t)

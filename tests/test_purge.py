@@ -470,6 +470,47 @@ def test_not_due_held_forced_and_audited(lite: Lms) -> None:
         assert "purge.forced" in events
 
 
+def test_yes_refuses_before_the_lock_and_records_every_batch(lite: Lms) -> None:
+    """``--yes`` skips the counted pre-plan, yet a refusal still writes nothing; batches
+    recorded lazily (with the next one's pending entry) all end up in the ledger."""
+    ledger_file = lite.root / "learnexit-state.db"
+    give_notice(lite)
+    before = ledger_file.read_bytes()
+    for args, code, message in (
+        (("nosuchorg", "--yes"), 2, "unknown customer"),
+        (("acme", "--yes"), 3, "not due"),
+    ):
+        refused = purge(lite, *args, now=EARLY_NOW)
+        assert refused.exit_code == code and message in refused.stderr
+        assert ledger_file.read_bytes() == before
+    with lite.ledger() as ledger:
+        now = calendar.parse_now(DUE_NOW)
+        cheap = deletion.plan_purge(lite.settings, ledger, "acme", now, count=False)
+        full = deletion.plan_purge(lite.settings, ledger, "acme", now)
+        assert cheap.refusals == full.refusals == [] and cheap.kind == full.kind == "full"
+        assert cheap.tables == [] and sum(t.delete for t in full.tables) > 0
+    text = lite.config.read_text(encoding="utf-8").replace("batch_size = 20000", "batch_size = 7")
+    lite.config.write_text(text, encoding="utf-8")
+    done = purge(lite, "acme", "--yes", "--json")
+    assert done.exit_code == 0, done.stderr
+    result = as_json(done)["customers"][0]
+    assert result["deleted"] == {t.table: t.delete for t in full.tables}
+    with lite.ledger() as ledger, ledger.engine.connect() as conn:
+        pending = conn.execute(
+            sa.select(sa.func.count()).where(L.purge_keys.c.table_name.like(deletion.PENDING + "%"))
+        ).scalar()
+        assert pending == 0
+        progress = {
+            r.step: (r.rows, r.batches)
+            for r in conn.execute(
+                sa.select(L.purge_progress.c.step, L.purge_progress.c.rows, L.purge_progress.c.batches)
+            )
+        }
+    for t in full.tables:
+        if t.delete:
+            assert progress[t.table][0] == t.delete and progress[t.table][1] >= -(-t.delete // 7)
+
+
 def test_confirmation_is_typed_or_refused(lite: Lms, monkeypatch: pytest.MonkeyPatch) -> None:
     give_notice(lite)
     before = snapshot(lite.url)
@@ -563,6 +604,41 @@ def test_rows_written_during_the_purge_are_caught(lite: Lms) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM activity_log WHERE organisation_id = {org}").scalar() == 0
     engine.dispose()
+
+
+def test_a_blocked_batch_leaves_no_pending_entry(lite: Lms, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch the source refuses (its transaction rolls back) is retried in a later pass;
+    its pending entry goes at once, so nothing is counted twice or left behind."""
+    give_notice(lite)
+    text = lite.config.read_text(encoding="utf-8").replace("batch_size = 20000", "batch_size = 500")
+    lite.config.write_text(text, encoding="utf-8")
+    settings = load_settings(lite.config)
+    with Ledger(settings.state_url) as ledger:
+        plan = deletion.plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
+    real = deletion._delete_keys
+    refused: list[str] = []
+
+    def refuse_once(conn: Any, table: sa.Table, pk: Any, keys: Any) -> int:
+        if table.name == "activity_log" and len(refused) < 1 and keys:
+            refused.append(table.name)
+            real(conn, table, pk, keys)  # deleted, then the transaction rolls back
+            raise sa.exc.IntegrityError("DELETE", {}, Exception("FOREIGN KEY constraint failed"))
+        return real(conn, table, pk, keys)
+
+    monkeypatch.setattr(deletion, "_delete_keys", refuse_once)
+    with Ledger(settings.state_url) as ledger:
+        result = deletion.execute_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
+    assert refused and result.status == "done" and result.verified
+    assert {t: n for t, n in result.deleted.items() if n} == {t.table: t.delete for t in plan.tables if t.delete}
+    with Ledger(settings.state_url) as ledger, ledger.engine.connect() as conn:
+        pending = conn.execute(
+            sa.select(sa.func.count()).where(L.purge_keys.c.table_name.like(deletion.PENDING + "%"))
+        ).scalar()
+        rows = conn.execute(
+            sa.select(L.purge_progress.c.rows).where(L.purge_progress.c.step == "activity_log")
+        ).scalar()
+    assert pending == 0
+    assert rows == result.deleted["activity_log"]
 
 
 # --------------------------------------------------------------------------- every awkward shape, by hand

@@ -3,7 +3,9 @@
 Each scenario runs the real CLI in a subprocess with a small batch size.  The test-only
 hook ``LEARNEXIT_TEST_KILL_AFTER_BATCHES=N`` (with ``LEARNEXIT_TEST_KILL_AT`` = pending:
 the ledger knows the batch, the source not yet deleted it; delete: the source committed,
-the ledger does not know yet; batch: both recorded) makes the process SIGKILL itself.
+the ledger does not know yet; batch: after the batch — its progress is recorded lazily,
+with the next batch's pending entry, so the ledger may still hold it as pending) makes
+the process SIGKILL itself.
 The killed purge's lock is aged as an hour would, the purge is run again, and the final
 state — every table of the source, the media folder, the reported counts — must equal
 that of an uninterrupted purge of a fresh copy.

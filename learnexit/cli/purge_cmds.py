@@ -268,7 +268,10 @@ def purge_command(
             if due:
                 return _due(ctx, deletion, settings, ledger, now)
             assert customer is not None
-            plan = deletion.plan_purge(settings, ledger, customer, now, reason if force else None)
+            # With --yes nothing is shown or confirmed: check the refusals without counting
+            # (bad input still changes nothing); the purge plans and counts under its lock.
+            counted = dry_run or not yes
+            plan = deletion.plan_purge(settings, ledger, customer, now, reason if force else None, count=counted)
             if dry_run:
                 ctx.emit({"customers": [plan.as_dict()]}, lambda out: _render_plan(out, plan))
                 return 3 if plan.refusals else 0
