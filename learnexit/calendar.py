@@ -425,7 +425,13 @@ def resolve_terms(
     if c.term_column:
         cols.append(table.c[c.term_column])
     with src.snapshot() as conn:
-        rows = conn.execute(sa.select(*cols).where(cond)).all()
+        try:
+            rows = conn.execute(sa.select(*cols).where(cond)).all()
+        except (ValueError, TypeError, ArithmeticError):  # SQLite keeps any text in a DATE column
+            raise BadInput(
+                f"{c.table}.{c.start_column}: the stored contract start of {src.customer!r} is not a valid "
+                "date: correct it, or give --contract-start DATE --term-months N or --period-end DATE"
+            ) from None
     if not rows:
         raise BadInput(
             f"no row for {src.customer!r} in the contract table {c.table}: give --contract-start DATE "

@@ -244,6 +244,10 @@ def C(id: str, *args: str, code: int, message: str, **kw) -> Case:  # noqa: N802
 
 
 K = "customer key"
+BAD_DATETIME = (  # SQLite keeps any text in a DATETIME column
+    "UPDATE activity_log SET created_at = 'yesterday-ish' WHERE id = (SELECT MIN(id) FROM activity_log "
+    "WHERE organisation_id = (SELECT id FROM organisations WHERE slug = 'acme'))"
+)
 # fmt: off
 CASES: list[Case] = [
     # ---- customer keys, every command
@@ -285,6 +289,9 @@ CASES: list[Case] = [
       message="term_months must be at least 1", setup=sql("UPDATE contracts SET term_months = 0 WHERE id = 2")),
     C("notice-source-negative-term", "notice", "globex", "--received", "2026-11-20", code=2,
       message="term_months must be at least 1", setup=sql("UPDATE contracts SET term_months = -6 WHERE id = 2")),
+    C("notice-source-bad-date", "notice", "globex", "--received", "2026-11-20", code=2,
+      message="contracts.starts_on: the stored contract start of 'globex' is not a valid date",
+      setup=sql("UPDATE contracts SET starts_on = 'soon' WHERE id = 2")),
     C("notice-bad-channel", "notice", "globex", "--received", "2026-11-20", "--channel", "pigeon",
       code=2, message="unknown channel 'pigeon'"),
     C("notice-multiline-reference", "notice", "globex", "--received", "2026-11-20", "--reference", "T-1\nT-2",
@@ -353,6 +360,11 @@ CASES: list[Case] = [
       setup=write(f"ex/exports/{PACKAGE_NOW}/keep.txt", "an earlier export")),
     C("export-partial-exists", "export", "acme", "-f", "csv", code=2, message="another export is running",
       setup=write(f"ex/exports/{PACKAGE_NOW}.partial/data/x.csv", "id\r\n")),
+    C("export-source-bad-datetime", "export", "acme", "-f", "csv", code=1,
+      message="activity_log.created_at: the stored value in the row with id = ", setup=sql(BAD_DATETIME),
+      ledger="failed-export"),
+    C("export-source-bad-datetime-all", "export", "acme", code=1,
+      message="activity_log.created_at: the stored value ", setup=sql(BAD_DATETIME), ledger="failed-export"),
     C("export-unknown-format", "export", "acme", "--format", "csv,exe", code=2, message="unknown or unavailable"),
     C("export-bad-recipient", "export", "acme", "--encrypt-to", "age1notakey", code=2, message="not an age recipient"),
     C("export-recipient-file-nul", "export", "acme", "--encrypt-to", "{root}/ex/keys.txt", code=2,

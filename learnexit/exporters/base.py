@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..config import Settings
+from ..errors import OperationalError
 from ..source import Edge, Source
 
 KINDS = ("integer", "number", "boolean", "date", "datetime", "string", "binary")
@@ -78,10 +79,37 @@ def stream_columns(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> I
                 return
             columns: list[Sequence[Any]] = list(zip(*batch, strict=True))
             for i, process in processors:
-                columns[i] = list(map(process, columns[i]))
+                try:
+                    columns[i] = list(map(process, columns[i]))
+                except (ValueError, TypeError, ArithmeticError):
+                    raise unreadable_value(stmt, columns, i, process) from None
             yield columns
     finally:
         result.close()
+
+
+def unreadable_value(stmt: sa.Select[Any], columns: list[Sequence[Any]], index: int, process: Any) -> OperationalError:
+    """The error for a stored value SQLAlchemy cannot read as its column's type (SQLite
+    keeps whatever was written: ``'yesterday'`` in a DATETIME column).  It names the
+    table, the column and the row's key, never the value (it may be personal data)."""
+    selected = list(stmt.selected_columns)
+    col = selected[index]
+    row = 0
+    for row, value in enumerate(columns[index]):
+        try:
+            process(value)
+        except (ValueError, TypeError, ArithmeticError):
+            break
+    keys = [(i, c) for i, c in enumerate(selected) if getattr(c, "primary_key", False)]
+    where = "in one of the customer's rows"
+    if keys:
+        where = "in the row with " + ", ".join(f"{c.name} = {columns[i][row]!r}" for i, c in keys)
+    table = getattr(getattr(col, "table", None), "name", "?")
+    return OperationalError(
+        f"{table}.{col.name}: the stored value {where} is not a valid "
+        f"{str(col.type).lower()} value, so it cannot be exported as one; correct it in the source database "
+        "and export again"
+    )
 
 
 def stream_tuples(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
