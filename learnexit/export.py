@@ -58,6 +58,7 @@ from .exporters.base import (
 )
 from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
+from .machine import usable_cores
 from .package import PackageBuild, discard_package, finish_package, plan_package
 from .source import Edge, Source, describe_db_error
 
@@ -378,10 +379,7 @@ def export_workers(source: Source, exporters: Sequence[Exporter], totals: dict[s
     else:
         if sum(totals.values()) < PARALLEL_FROM_ROWS:
             return 1
-        try:
-            wanted = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            wanted = os.cpu_count() or 1
+        wanted = usable_cores()
     if len(exporters) < 2 or not source.shareable() or "fork" not in multiprocessing.get_all_start_methods():
         return 1
     return max(1, min(wanted, len(exporters)))

@@ -46,6 +46,7 @@ from .errors import BadInput, OperationalError
 from .exporters.base import ExportJob, TableSpec
 from .exporters.csv_format import csv_paths
 from .exporters.values import unique_stems
+from .machine import usable_cores
 
 BAGIT_VERSION = "1.0"
 BAGIT_TXT = "bagit.txt"
@@ -261,10 +262,7 @@ def _hash_files(root: Path, files: Sequence[str]) -> dict[str, tuple[str, int]]:
     """``_hash_file(sync=True)`` of many files at once, one thread per core (hashing and
     fsync release the interpreter lock), the largest first."""
     by_size = sorted(files, key=lambda rel: -(root / rel).stat().st_size)
-    try:
-        threads = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        threads = os.cpu_count() or 1
+    threads = usable_cores()
     if threads < 2 or len(by_size) < 2:
         return {rel: _hash_file(root / rel, sync=True) for rel in by_size}
     with ThreadPoolExecutor(max_workers=min(threads, 4)) as pool:

@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from ..errors import OperationalError
 from ..logs import event
+from ..machine import usable_cores
 from .layout import certificate_html, certificate_lines, certificate_title, document_html, page_css, stylesheet_text
 from .model import Certificate, Document
 
@@ -388,11 +389,7 @@ def default_workers() -> int:
             return max(1, int(configured))
         except ValueError:
             raise OperationalError(f"{WORKERS_ENV} must be a whole number, not {configured!r}") from None
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores)
+    return usable_cores()
 
 
 def _forget_parents_fork_server() -> None:
