@@ -1458,14 +1458,18 @@ def _flag_counts(
 ) -> dict[tuple[bool, ...], int]:
     """The rows matching ``where``, counted by which ``flags`` hold (None: never; NULL: not).
 
-    One statement instead of a count per combination: each flag's condition (say a
-    reference from outside the customer's data, which reads a whole child table) is
-    evaluated once."""
-    cols = [sa.case((f, 1), else_=0) if f is not None else sa.literal(0) for f in flags]
+    One statement, grouped by the database, instead of a count per combination: each
+    flag's condition (say a reference from outside the customer's data, which reads a
+    whole child table) is evaluated once."""
+    present = [i for i, f in enumerate(flags) if f is not None]
+    cases = [sa.case((f, 1), else_=0).label(f"f{i}") for i, f in enumerate(flags) if f is not None]
+    inner = sa.select(sa.literal(1).label("one"), *cases).select_from(table).where(*where).subquery("le_flags")
+    cols = [inner.c[f"f{i}"] for i in present]
     out: dict[tuple[bool, ...], int] = {}
-    for row in conn.execute(sa.select(*cols).select_from(table).where(*where)):
-        key = tuple(bool(v) for v in row)
-        out[key] = out.get(key, 0) + 1
+    for row in conn.execute(sa.select(*cols, sa.func.count()).select_from(inner).group_by(*cols)):
+        held = dict(zip(present, row[:-1], strict=True))
+        key = tuple(bool(held.get(i, 0)) for i in range(len(flags)))
+        out[key] = out.get(key, 0) + int(row[-1])
     return out
 
 
@@ -2105,57 +2109,51 @@ class _Run:
             conds = [keep, dirty]
             groups = [[]]
         for group in groups:
-            while True:
-                try:
-                    with src.engine.begin() as conn:
-                        keys = [
-                            tuple(r)
-                            for r in conn.execute(sa.select(*pk).where(*group, *conds).order_by(*pk).limit(self.batch))
-                        ]
-                        if not keys:
-                            break
-                        n = 0
-                        for chunk in _chunks(keys, _CHUNK):
-                            n += conn.execute(table.update().where(_key_in(pk, chunk)).values(values)).rowcount or 0
-                except sa.exc.SQLAlchemyError as exc:
-                    raise _db_error(f"minimising retained rows of {t} failed", exc) from None
-                with self.ledger.transaction() as lconn:
-                    self._bump(lconn, "minimise:" + t, n)
-                total += n
-                if n == 0 or len(keys) < self.batch:
-                    break  # all there were (rows blanked meanwhile: the next pass, then verification)
+            total += self._update_in_batches(
+                src, table, [*group, *conds], values, "minimise:" + t, f"minimising retained rows of {t} failed"
+            )
+        return total
+
+    def _update_in_batches(
+        self, src: Source, table: sa.Table, where: list[Any], values: dict[str, Any], step: str, failure: str
+    ) -> int:
+        """Set ``values`` on the rows matching ``where`` (which they no longer match once
+        set), a batch of keys per source transaction, each batch's count recorded under
+        ``step``; the rows changed."""
+        pk = _key_cols(table)
+        total = 0
+        while True:
+            try:
+                with src.engine.begin() as conn:
+                    stmt = sa.select(*pk).where(*where).order_by(*pk).limit(self.batch)
+                    keys = [tuple(r) for r in conn.execute(stmt)]
+                    if not keys:
+                        break
+                    n = 0
+                    for chunk in _chunks(keys, _CHUNK):
+                        n += conn.execute(table.update().where(_key_in(pk, chunk)).values(values)).rowcount or 0
+            except sa.exc.SQLAlchemyError as exc:
+                raise _db_error(failure, exc) from None
+            with self.ledger.transaction() as lconn:
+                self._bump(lconn, step, n)
+            total += n
+            if n == 0 or len(keys) < self.batch:
+                break  # all there were (rows written meanwhile: the next pass, then verification)
         return total
 
     def _unlink(self, src: Source, scope: _Scope, edges: list[Edge]) -> None:
         """Null the customer's declared back-references that close a cycle between tables."""
         for e in edges:
             table = src.table(e.child)
-            pk = _key_cols(table)
-            cols = {c: None for c in e.child_cols}
-            step = f"unlink:{e.child}.{','.join(e.child_cols)}"
-            while True:
-                try:
-                    with src.engine.begin() as conn:
-                        keys = [
-                            tuple(r)
-                            for r in conn.execute(
-                                sa.select(*pk)
-                                .where(scope.doomed(e.child), sa.or_(*[table.c[c].isnot(None) for c in e.child_cols]))
-                                .order_by(*pk)
-                                .limit(self.batch)
-                            )
-                        ]
-                        if not keys:
-                            break
-                        changed = 0
-                        for chunk in _chunks(keys, _CHUNK):
-                            changed += conn.execute(table.update().where(_key_in(pk, chunk)).values(cols)).rowcount or 0
-                except sa.exc.SQLAlchemyError as exc:
-                    raise _db_error(f"unlinking {e.label} failed", exc) from None
-                with self.ledger.transaction() as lconn:
-                    self._bump(lconn, step, changed)
-                if not changed:
-                    break
+            linked = sa.or_(*[table.c[c].isnot(None) for c in e.child_cols])
+            self._update_in_batches(
+                src,
+                table,
+                [scope.doomed(e.child), linked],
+                {c: None for c in e.child_cols},
+                f"unlink:{e.child}.{','.join(e.child_cols)}",
+                f"unlinking {e.label} failed",
+            )
 
     def _capture(self, src: Source, scope: _Scope) -> None:
         """owned_via candidates, before any row that names them is deleted."""
