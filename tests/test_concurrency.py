@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from test_purge import DUE_NOW, give_notice, make_lms
+from test_purge import DUE_NOW, give_notice, make_lms, set_batch_size
 
 from learnexit import ledger as L
 from learnexit.example import build_example
@@ -59,11 +59,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
-def small_batches(config: Path, size: int) -> None:
-    text = config.read_text(encoding="utf-8").replace("batch_size = 20000", f"batch_size = {size}")
-    config.write_text(text, encoding="utf-8")
-
-
 def use_ledger(config: Path, url: str) -> None:
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace('url = "sqlite:///learnexit-state.db"', f'url = "{url}"'), encoding="utf-8")
@@ -82,7 +77,7 @@ def test_purge_due_at_once_one_works_the_others_are_busy(
         factory = db_factory("postgresql")
         lms = make_lms("postgresql", tmp_path / "ex", template, factory.new("conc_src"))
         use_ledger(lms.config, factory.new("conc_state"))
-    small_batches(lms.config, 30)  # a long purge: every contender arrives while it works
+    set_batch_size(lms.config, 30)  # a long purge: every contender arrives while it works
     give_notice(lms)
     contenders = [
         start(lms.config, "purge", "--due", "--yes", "--json", LEARNEXIT_NOW=DUE_NOW, LEARNEXIT_ACTOR=f"cron@host-{n}")
@@ -174,7 +169,7 @@ def test_a_killed_export_does_not_block_the_purge(tmp_path: Path, template: Path
 
 def test_export_refused_once_a_purge_started(tmp_path: Path, template: Path) -> None:
     lms = make_lms("sqlite", tmp_path / "ex", template)
-    small_batches(lms.config, 100)
+    set_batch_size(lms.config, 100)
     give_notice(lms)
     # a purge killed half-way: it is running, the data half deleted
     code, _, err = finish(

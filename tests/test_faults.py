@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import PG_ADMIN
-from test_purge import DUE_NOW, files, give_notice, make_lms, snapshot
+from test_purge import DUE_NOW, files, give_notice, make_lms, purge_outcome, set_batch_size, snapshot
 
 from learnexit import ledger as L
 from learnexit.example import build_example, build_shared_schema, populate_shared
@@ -427,22 +427,8 @@ def purge_cli(lms, *args: str, **env: str) -> subprocess.Popen[str]:
     return start(["purge", *args], lms.config, LEARNEXIT_NOW=DUE_NOW, LEARNEXIT_LOG_LEVEL="warning", **env)
 
 
-def purge_outcome(lms, out: str) -> dict:
-    result = json.loads(out)["customers"][0]
-    return {
-        "db": snapshot(lms.url),
-        "media": files(lms.media),
-        "deleted": result["deleted"],
-        "retained": result["retained"],
-        "kept_shared": result["kept_shared"],
-        "media_deleted": result["media"]["deleted"],
-        "verified": result["verified"],
-    }
-
-
 def smaller_batches(lms, size: int = 100) -> None:
-    text = lms.config.read_text(encoding="utf-8").replace("batch_size = 20000", f"batch_size = {size}")
-    lms.config.write_text(text, encoding="utf-8")
+    set_batch_size(lms.config, size)
 
 
 @pytest.fixture(scope="module")

@@ -113,6 +113,26 @@ def give_notice(lms: Lms, customer: str = "acme", **terms: Any) -> None:
         calendar.record_notice(lms.settings, ledger, customer, RECEIVED, now=RECORDED, **terms)
 
 
+def set_batch_size(config: Path, size: int) -> None:
+    """``[purge] batch_size`` of the example's config set to ``size``."""
+    text = config.read_text(encoding="utf-8").replace("batch_size = 20000", f"batch_size = {size}")
+    config.write_text(text, encoding="utf-8")
+
+
+def purge_outcome(lms: Lms, out: str) -> dict[str, Any]:
+    """What a purge left (database, media files) and said (its ``--json`` result)."""
+    result = json.loads(out)["customers"][0]
+    return {
+        "db": snapshot(lms.url),
+        "media": files(lms.media),
+        "deleted": result["deleted"],
+        "retained": result["retained"],
+        "kept_shared": result["kept_shared"],
+        "media_deleted": result["media"]["deleted"],
+        "verified": result["verified"],
+    }
+
+
 def purge(lms: Lms, *args: str, now: str = DUE_NOW, input: str | None = None) -> Any:
     return runner.invoke(
         app,
@@ -489,8 +509,7 @@ def test_yes_refuses_before_the_lock_and_records_every_batch(lite: Lms) -> None:
         full = deletion.plan_purge(lite.settings, ledger, "acme", now)
         assert cheap.refusals == full.refusals == [] and cheap.kind == full.kind == "full"
         assert cheap.tables == [] and sum(t.delete for t in full.tables) > 0
-    text = lite.config.read_text(encoding="utf-8").replace("batch_size = 20000", "batch_size = 7")
-    lite.config.write_text(text, encoding="utf-8")
+    set_batch_size(lite.config, 7)
     done = purge(lite, "acme", "--yes", "--json")
     assert done.exit_code == 0, done.stderr
     result = as_json(done)["customers"][0]
@@ -610,8 +629,7 @@ def test_a_blocked_batch_leaves_no_pending_entry(lite: Lms, monkeypatch: pytest.
     """A batch the source refuses (its transaction rolls back) is retried in a later pass;
     its pending entry goes at once, so nothing is counted twice or left behind."""
     give_notice(lite)
-    text = lite.config.read_text(encoding="utf-8").replace("batch_size = 20000", "batch_size = 500")
-    lite.config.write_text(text, encoding="utf-8")
+    set_batch_size(lite.config, 500)
     settings = load_settings(lite.config)
     with Ledger(settings.state_url) as ledger:
         plan = deletion.plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))

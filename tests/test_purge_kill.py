@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from test_purge import DUE_NOW, files, give_notice, make_lms, snapshot
+from test_purge import DUE_NOW, give_notice, make_lms, purge_outcome, set_batch_size
 
 from learnexit import calendar, deletion
 from learnexit import ledger as L
@@ -39,8 +39,7 @@ SEEDS = (1, 2, 3, 4)
 
 
 def small_batches(lms: Any, size: int = BATCH) -> None:
-    text = lms.config.read_text(encoding="utf-8").replace("batch_size = 20000", f"batch_size = {size}")
-    lms.config.write_text(text, encoding="utf-8")
+    set_batch_size(lms.config, size)
 
 
 def cli(lms: Any, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -66,19 +65,6 @@ def age_lock(lms: Any) -> None:
         conn.execute(L.locks.update().values(heartbeat_at=datetime(2000, 1, 1)))
 
 
-def outcome(lms: Any, out: str) -> dict[str, Any]:
-    result = json.loads(out)["customers"][0]
-    return {
-        "db": snapshot(lms.url),
-        "media": files(lms.media),
-        "deleted": result["deleted"],
-        "retained": result["retained"],
-        "kept_shared": result["kept_shared"],
-        "media_deleted": result["media"]["deleted"],
-        "verified": result["verified"],
-    }
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("kill-template") / "ex"
@@ -100,7 +86,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, template: Path) -> dict[
                 sa.select(sa.func.sum(L.purge_progress.c.batches)).where(L.purge_progress.c.purge_id == result.purge_id)
             ).scalar()
     out = json.dumps({"customers": [result.as_dict()]}, default=str)
-    return {"outcome": outcome(lms, out), "batches": int(batches)}
+    return {"outcome": purge_outcome(lms, out), "batches": int(batches)}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -136,7 +122,7 @@ def test_killed_purge_resumes_to_the_same_end(
     code, out, err = finish(cli(lms, "acme", "--yes", "--json"))
     assert code == 0, err
     assert json.loads(out)["customers"][0]["resumed"] is True
-    assert outcome(lms, out) == reference["outcome"]
+    assert purge_outcome(lms, out) == reference["outcome"]
     with Ledger(lms.settings.state_url) as ledger:
         assert [p["status"] for p in ledger.rows(L.purges, "acme")] == ["done"]
         assert ledger.verify_audit().valid
@@ -156,7 +142,7 @@ def test_killed_purge_resumes_on_servers(
     age_lock(lms)
     code, out, err = finish(cli(lms, "acme", "--yes", "--json"))
     assert code == 0, err
-    got = outcome(lms, out)
+    got = purge_outcome(lms, out)
     want = reference["outcome"]
     assert {k: got[k] for k in ("deleted", "retained", "kept_shared", "media_deleted", "verified")} == {
         k: want[k] for k in ("deleted", "retained", "kept_shared", "media_deleted", "verified")
