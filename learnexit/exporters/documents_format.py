@@ -41,7 +41,7 @@ from ..documents.model import (
     Report,
     Table,
 )
-from ..documents.render import RenderQueue, warm_pool
+from ..documents.render import RenderQueue, default_workers, warm_pool
 from .base import REGISTRY, Exporter, ExportJob, register
 from .media import NameAllocator, safe_filename
 
@@ -836,12 +836,18 @@ class _DocumentsExporter(Exporter):
             queue.finish()
 
     def finish(self, job: ExportJob) -> None:
-        """The export summary, when the formats ran side by side (once all are done)."""
+        """The export summary, when the formats ran side by side (once all are done): made
+        by the first document format for all of them, as in ``after``, each format by a
+        worker of the render pool (its fork server has WeasyPrint loaded already when this
+        process rendered the documents), not by importing WeasyPrint here."""
         if not job.parallel:
             return
-        prefix = f"{self.name}: "
-        with RenderQueue(workers=1) as queue:
-            build = _Build(job, self.name, queue)
+        fmts = self._formats(job)
+        if fmts is None:
+            return  # made with the first
+        prefix = f"{fmts[0]}: "  # (made together, the formats' notes are the same)
+        with RenderQueue(workers=min(len(fmts), default_workers()), parallel_from=1, chunk=1) as queue:
+            build = _Build(job, fmts, queue)
             build.own_notes = [n[len(prefix) :] for n in job.notes if n.startswith(prefix)]
             build.export_summary()
             queue.finish()
