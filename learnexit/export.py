@@ -19,6 +19,10 @@ The run, in order (design §4, issue 4):
    so the workers begin their own read transactions and the parallel run goes ahead only
    if nothing was committed since this process's snapshot began (``PRAGMA
    data_version``), else everything runs here; MySQL/MariaDB always run in one process.
+   When the formats make one group (``--format csv``), the biggest table is read in key
+   ranges instead, one per process, by formats that can join ranges written by other
+   processes (CSV, SQL: ``TableWriter.start_part``/``join_part``); the files come out
+   as one process writes them.
 5. Problems reported by the formats (missing media) fail the export unless allowed.
 6. ``package.finish_package`` writes datapackage.json, index.html and the bag, and renames
    the package into place.  Only then is the ledger row marked ``complete``; any failure
@@ -33,7 +37,7 @@ import multiprocessing.connection
 import os
 import queue
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -228,12 +232,32 @@ def _outside(source: Source, owned: Any, edge: Edge) -> Any:
     return sa.case((sa.and_(sa.or_(*[c.is_not(None) for c in cols]), sa.not_(matched)), 1), else_=0)
 
 
-def _table_stats(source: Source, conn: sa.Connection, name: str, edges: Sequence[Edge]) -> tuple[int, list[int]]:
-    """(exported rows of ``name``, rows pointing outside the export per edge): one scan."""
+def _integer_key(table: sa.Table) -> str | None:
+    """The primary key's column when it is one integer column."""
+    keys = list(table.primary_key.columns)
+    return keys[0].name if len(keys) == 1 and column_kind(keys[0]) == "integer" else None
+
+
+def _table_stats(
+    source: Source, conn: sa.Connection, name: str, edges: Sequence[Edge]
+) -> tuple[int, list[int], tuple[int, int] | None]:
+    """(exported rows of ``name``, rows pointing outside the export per edge, lowest and
+    highest key when the primary key is one integer column): one scan."""
     owned = source.owned_select(name).order_by(None).subquery("le_owned")
-    columns = [sa.func.count()] + [sa.func.coalesce(sa.func.sum(_outside(source, owned, e)), 0) for e in edges]
-    row = conn.execute(sa.select(*columns).select_from(owned)).one()
-    return int(row[0] or 0), [int(n or 0) for n in row[1:]]
+    key = _integer_key(source.table(name))
+    columns: list[Any] = [sa.func.count()] + [
+        sa.func.coalesce(sa.func.sum(_outside(source, owned, e)), 0) for e in edges
+    ]
+    if key is not None:  # (SQLite lets a key that is not the rowid be NULL: no range then)
+        columns += [sa.func.min(owned.c[key]), sa.func.max(owned.c[key]), sa.func.count(owned.c[key])]
+    row = tuple(conn.execute(sa.select(*columns).select_from(owned)).one())
+    key_range = None
+    if key is not None:
+        low, high, keys = row[-3:]
+        row = row[:-3]
+        if type(low) is int and type(high) is int and keys == row[0]:
+            key_range = (low, high)
+    return int(row[0] or 0), [int(n or 0) for n in row[1:]], key_range
 
 
 def build_specs(
@@ -256,7 +280,7 @@ def build_specs(
             ColumnSpec(c.name, column_kind(c), bool(c.nullable), bool(c.primary_key), c.type) for c in table.columns
         )
         edges = [e for e in source.datamap.edges if e.child == name and e.parent in exported]
-        count, outside_counts = _table_stats(source, conn, name, edges)
+        count, outside_counts, key_range = _table_stats(source, conn, name, edges)
         if totals is not None:
             totals[name] = count
         keys = []
@@ -277,6 +301,7 @@ def build_specs(
                 foreign_keys=tuple(keys),
                 category=settings.rule(name).category,
                 table=table,
+                key_range=key_range,
             )
         )
     return specs
@@ -285,39 +310,84 @@ def build_specs(
 # --------------------------------------------------------------------------- the read pass
 
 
-def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, int], label: str | None = None) -> None:
+@dataclass(frozen=True)
+class _Split:
+    """One big table read in key ranges, one range per process: range 0 by the export's
+    own process (which reads every other table too), range k by worker k.  ``bounds``
+    holds the first key of ranges 1, 2, …; the ranges together hold every key."""
+
+    table: str
+    key: str
+    bounds: tuple[int, ...]
+
+    @property
+    def parts(self) -> int:
+        return len(self.bounds) + 1
+
+    def where(self, spec: TableSpec, part: int) -> Any:
+        key = spec.table.c[self.key]
+        conditions = []
+        if part > 0:
+            conditions.append(key >= self.bounds[part - 1])
+        if part < len(self.bounds):
+            conditions.append(key < self.bounds[part])
+        return sa.and_(*conditions)
+
+
+# What the export's process receives from the workers that read the other ranges, in
+# range order: (range, rows read, each format's ``TableWriter.end_part`` result).
+PartResults = Callable[[], Iterable[tuple[int, int, dict[str, Any]]]]
+
+
+def read_pass(
+    job: ExportJob,
+    exporters: Sequence[Exporter],
+    totals: dict[str, int],
+    label: str | None = None,
+    split: _Split | None = None,
+    parts: PartResults | None = None,
+) -> None:
     """Read every table once from the snapshot, feeding every format's TableWriter
-    (``label``: the format, when each format reads on its own)."""
-    writers: list[TableWriter] = []
+    (``label``: the format, when each format reads on its own).  With ``split``, this
+    process reads only the first key range of that table and takes the other ranges in
+    from ``parts`` (written by worker processes) before the table ends."""
+    writers: list[tuple[str, TableWriter]] = []
     delay = float(os.environ.get(SLOW_EXPORT_ENV) or 0)
     try:
         for exporter in exporters:
             writer = exporter.writer(job)
             if writer is not None:
-                writers.append(writer)
+                writers.append((exporter.name, writer))
         if not writers:  # only formats that read on their own (documents, media): nothing to feed
             return
         # Batches as columns when every writer takes them so (no transposing back and forth).
-        columnar = all(type(w).write_columns is not TableWriter.write_columns for w in writers)
+        columnar = all(type(w).write_columns is not TableWriter.write_columns for _, w in writers)
         for spec in job.tables:
-            for w in writers:
+            for _, w in writers:
                 w.start_table(spec)
             rows = 0
             job.progress(spec.name, 0)
+            where = split.where(spec, 0) if split is not None and spec.name == split.table else None
             if columnar:
-                for columns in job.columns(spec.name):
+                for columns in job.columns(spec.name, where):
                     n = len(columns[0])
-                    for w in writers:
+                    for _, w in writers:
                         w.write_columns(spec, columns, n)
                     rows += n
                     job.progress(spec.name, rows)
             else:
-                for batch in job.tuples(spec.name):
-                    for w in writers:
+                for batch in job.tuples(spec.name, where):
+                    for _, w in writers:
                         w.write_batch(spec, batch)
                     rows += len(batch)
                     job.progress(spec.name, rows)
-            for w in writers:
+            if where is not None and parts is not None:
+                for part, part_rows, outputs in parts():
+                    for name, w in writers:
+                        w.join_part(spec, part, outputs[name])
+                    rows += part_rows
+                    job.progress(spec.name, rows)
+            for _, w in writers:
                 w.end_table(spec, rows)
             if rows != totals[spec.name]:
                 raise OperationalError(
@@ -330,12 +400,40 @@ def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, i
                 event("export_table", customer=job.customer, table=spec.name, rows=rows, format=label)
             if delay:
                 time.sleep(delay)
-        for w in writers:
+        for _, w in writers:
             w.close()
     except BaseException:
-        for w in writers:
+        for _, w in writers:
             try:
                 w.abort()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+        raise
+
+
+def read_part(job: ExportJob, exporters: Sequence[Exporter], split: _Split, part: int) -> tuple[int, dict[str, Any]]:
+    """In a worker: range ``part`` of the split table into every format's files of its own
+    (``TableWriter.start_part``); returns the rows read and each format's result."""
+    spec = job.spec(split.table)
+    writers: list[tuple[str, TableWriter]] = []
+    try:
+        for exporter in exporters:
+            writer = exporter.writer(job)
+            if writer is not None:
+                writers.append((exporter.name, writer))
+                writer.start_part(spec, part)
+        rows = 0
+        for columns in job.columns(spec.name, split.where(spec, part)):
+            n = len(columns[0])
+            for _, w in writers:
+                w.write_columns(spec, columns, n)
+            rows += n
+            job.progress(spec.name, rows)
+        return rows, {name: w.end_part(spec, part, rows) for name, w in writers}
+    except BaseException:
+        for _, w in writers:
+            try:
+                w.abort_part(spec, part)
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
         raise
@@ -347,6 +445,8 @@ def read_pass(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, i
 # to do); 1 runs every format in this process.
 EXPORT_WORKERS_ENV = "LEARNEXIT_EXPORT_WORKERS"
 PARALLEL_FROM_ROWS = 10_000
+# A table this big may be read in key ranges by several processes (``plan_split``).
+SPLIT_FROM_ROWS = 100_000
 # Rough cost of a format per exported row, to start the costly ones first.
 # Rough CPU seconds of each format alone for 600k rows (``bench/run.py``), to balance the
 # groups and start the costly tasks first.
@@ -367,9 +467,10 @@ def _costs(exporters: Sequence[Exporter]) -> dict[str, float]:
 
 
 def export_workers(source: Source, exporters: Sequence[Exporter], totals: dict[str, int]) -> int:
-    """How many processes export the formats: one per core (``LEARNEXIT_EXPORT_WORKERS``
-    overrides), at most one per format, and 1 when the source cannot share its snapshot
-    with other processes (MySQL/MariaDB), fork is not available, or there is little to do."""
+    """How many processes may export: one per core (``LEARNEXIT_EXPORT_WORKERS``
+    overrides), and 1 when the source cannot share its snapshot with other processes
+    (MySQL/MariaDB), fork is not available, or there is little to do.  ``run_formats``
+    uses at most one per group of formats, or one per key range of a big table."""
     configured = os.environ.get(EXPORT_WORKERS_ENV, "").strip()
     if configured:
         try:
@@ -380,23 +481,64 @@ def export_workers(source: Source, exporters: Sequence[Exporter], totals: dict[s
         if sum(totals.values()) < PARALLEL_FROM_ROWS:
             return 1
         wanted = usable_cores()
-    if len(exporters) < 2 or not source.shareable() or "fork" not in multiprocessing.get_all_start_methods():
+    if not exporters or not source.shareable() or "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    return max(1, min(wanted, len(exporters)))
+    return wanted
+
+
+def plan_split(job: ExportJob, group: Sequence[Exporter], workers: int, totals: dict[str, int]) -> _Split | None:
+    """When one group of formats would leave cores idle: the biggest table (at least
+    ``SPLIT_FROM_ROWS`` rows, a one-column integer key) cut into ``workers`` ranges of
+    keys, if every format of the group can write a table in ranges (``Exporter.splits``).
+    The ranges split the lowest to highest exported key evenly: even rows per range when
+    the customer's keys are spread evenly (an uneven spread costs time, not rows)."""
+    readers = [e for e in group if _reads(e)]
+    if workers < 2 or not readers:
+        return None
+    ranged = [t for t in job.tables if t.key_range is not None and totals.get(t.name, 0) >= SPLIT_FROM_ROWS]
+    if not ranged:
+        return None
+    spec = max(ranged, key=lambda t: totals[t.name])
+    key = _integer_key(spec.table)
+    if key is None or spec.key_range is None or not all(e.splits(job, spec) for e in readers):
+        return None
+    low, high = spec.key_range
+    span = high - low + 1
+    parts = min(workers, span)
+    if parts < 2:
+        return None
+    return _Split(spec.name, key, tuple(low + span * k // parts for k in range(1, parts)))
 
 
 def run_formats(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, int], order: list[str]) -> None:
-    """Every format's rows and documents, in this process or side by side in several."""
+    """Every format's rows and documents, in this process or side by side in several:
+    groups of formats, one process each, or (one group) a big table's key ranges."""
     job.counts.update(totals)  # verified table by table by every read pass
     workers = export_workers(job.source, exporters, totals)
-    if workers <= 1 or not _run_parallel(job, exporters, totals, order, workers):
-        for exporter in exporters:
-            exporter.prepare(job)
-        read_pass(job, exporters, totals)
-        for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
-            exporter.after(job)
+    tasks = _groups(exporters, workers) if workers > 1 else []
+    split = plan_split(job, tasks[0], workers, totals) if len(tasks) == 1 else None
+    if not (len(tasks) > 1 or split is not None) or not _run_parallel(job, exporters, totals, order, tasks, split):
+        try:
+            for exporter in exporters:
+                exporter.prepare(job)
+            read_pass(job, exporters, totals)
+            for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
+                exporter.after(job)
+        except BaseException:
+            _settle_background(job)
+            raise
+        job.wait_background()
     for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
         exporter.finish(job)
+
+
+def _settle_background(job: ExportJob) -> None:
+    """After a failure: wait for the formats' background work, whose own errors give way
+    to the one being raised (no thread may still write while the export cleans up)."""
+    try:
+        job.wait_background()
+    except Exception:  # noqa: BLE001 - the error being raised is the one to report
+        pass
 
 
 @dataclass
@@ -430,7 +572,13 @@ def _groups(exporters: Sequence[Exporter], workers: int) -> list[list[Exporter]]
     return [g for _, g in sorted(zip(load, groups, strict=True), key=lambda pair: -pair[0]) if g]
 
 
-def _run_task(job: ExportJob, group: list[Exporter], totals: dict[str, int]) -> list[_TaskResult]:
+def _run_task(
+    job: ExportJob,
+    group: list[Exporter],
+    totals: dict[str, int],
+    split: _Split | None = None,
+    parts: PartResults | None = None,
+) -> list[_TaskResult]:
     """A group of formats: one read pass feeding all their writers, then their ``after``
     steps.  Each format's result holds the read-pass notes it wrote (notes begin with the
     format's name), so the package does not depend on how the formats were grouped."""
@@ -453,7 +601,7 @@ def _run_task(job: ExportJob, group: list[Exporter], totals: dict[str, int]) -> 
         for exporter in group:
             exporter.prepare(job)
         if readers:
-            read_pass(job, readers, totals, label=",".join(e.name for e in readers))
+            read_pass(job, readers, totals, label=",".join(e.name for e in readers), split=split, parts=parts)
         read_notes: dict[str, list[str]] = {e.name: [] for e in group}
         for note in job.notes:
             owner = next((e.name for e in readers if note.startswith(f"{e.name}: ")), group[0].name)
@@ -477,21 +625,31 @@ def _run_task(job: ExportJob, group: list[Exporter], totals: dict[str, int]) -> 
                 format=exporter.name,
                 seconds=round(time.monotonic() - started, 2),
             )
+        job.wait_background()
         return results
+    except BaseException:
+        _settle_background(job)
+        raise
     finally:
         job.progress = report
 
 
 def _run_parallel(
-    job: ExportJob, exporters: Sequence[Exporter], totals: dict[str, int], order: list[str], workers: int
+    job: ExportJob,
+    exporters: Sequence[Exporter],
+    totals: dict[str, int],
+    order: list[str],
+    tasks: list[list[Exporter]],
+    split: _Split | None = None,
 ) -> bool:
-    """Run the formats in this process and ``workers - 1`` forked ones, each reading its
+    """Run the tasks (groups of formats) in this process and forked ones, each reading its
     own snapshot of the same data (PostgreSQL: the exported snapshot; SQLite: a new read
-    transaction, used only when no one has written since this process's began).  False
-    when the snapshots could not be shared (then nothing was written: run sequentially)."""
+    transaction, used only when no one has written since this process's began).  With
+    ``split`` (one task), worker k reads range k of the split table and this process
+    everything else.  False when the snapshots could not be shared (then nothing was
+    written: run sequentially)."""
     source = job.source
     ctx = multiprocessing.get_context("fork")
-    tasks = _groups(exporters, workers)
     next_task = ctx.Value("i", 0)
     updates = ctx.Queue()
     shared = source.share_snapshot(job.conn)
@@ -500,12 +658,13 @@ def _run_parallel(
     children: list[tuple[Any, Any]] = []
     results: dict[str, _TaskResult] = {}
     parent = os.getpid()
+    ranges = list(range(1, split.parts)) if split is not None else [None] * (len(tasks) - 1)
     try:
-        for _ in range(workers - 1):
+        for part in ranges:
             ours, theirs = ctx.Pipe()
             process = ctx.Process(
                 target=_worker,
-                args=(job, tasks, totals, next_task, shared, theirs, updates, parent),
+                args=(job, tasks, totals, next_task, shared, theirs, updates, parent, split, part),
                 name="learnexit-export",
             )
             process.start()
@@ -525,16 +684,25 @@ def _run_parallel(
             return False
         for _process, pipe in children:
             pipe.send("go")
+        if split is not None:
+            event("export_split", customer=job.customer, table=split.table, parts=split.parts)
         report = job.progress
 
         def progress(label: str, n: int, *, forward: Any = report) -> None:
             forward(label, n)
             _relay(updates, forward)
 
+        def parts() -> Iterator[tuple[int, int, dict[str, Any]]]:
+            for part, (process, pipe) in enumerate(children, start=1):
+                message = _receive(process, pipe, updates, report)
+                if message[0] != "part":
+                    _raise_from(message)
+                yield part, message[1], message[2]
+
         job.progress = progress
         try:
             while (task := _take(next_task, tasks)) is not None:
-                results.update((r.name, r) for r in _run_task(job, task, totals))
+                results.update((r.name, r) for r in _run_task(job, task, totals, split, parts))
         finally:
             job.progress = report
         for process, pipe in children:
@@ -625,8 +793,11 @@ def _worker(
     pipe: Any,
     updates: Any,
     parent: int,
+    split: _Split | None = None,
+    part: int | None = None,
 ) -> None:
-    """A forked worker: its own snapshot, then formats until none is left."""
+    """A forked worker: its own snapshot, then formats until none is left (or, with
+    ``part``, that range of the split table for the one task's formats)."""
     code = 0
     try:
         source = job.source
@@ -646,8 +817,18 @@ def _worker(
 
             own.progress = progress
             results = []
-            while (task := _take(next_task, tasks)) is not None:
-                results += _run_task(own, task, totals)
+            if split is not None and part is not None:
+
+                def alive(label: str, n: int) -> None:  # (the export's process shows the table's progress)
+                    if os.getppid() != parent:
+                        os._exit(1)
+
+                own.progress = alive
+                rows, outputs = read_part(own, [e for e in tasks[0] if _reads(e)], split, part)
+                pipe.send(("part", rows, outputs))
+            else:
+                while (task := _take(next_task, tasks)) is not None:
+                    results += _run_task(own, task, totals)
             pipe.send(("done", results))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         code = 1

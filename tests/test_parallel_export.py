@@ -11,18 +11,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pytest
 import sqlalchemy as sa
+from test_documents import docx_text, pdf_text
 
+from learnexit import export as export_module
 from learnexit.config import Settings, load_settings
 from learnexit.errors import OperationalError
 from learnexit.example import build_example, build_shared_schema, populate_shared
 from learnexit.export import ExportResult, run_export
 from learnexit.exporters import xml_format
+from learnexit.exporters.csv_format import CsvWriter
+from learnexit.exporters.sql_format import SqlWriter
+from learnexit.exporters.xlsx_format import XlsxWriter
 from learnexit.ledger import Ledger, exports
 from learnexit.package import verify_package
 from learnexit.source import Source
@@ -84,8 +93,11 @@ def test_two_processes_write_the_package_one_process_writes(example: Path, tmp_p
     one = export(settings, tmp_path / "one", 1, monkeypatch)
     two = export(settings, tmp_path / "two", 2, monkeypatch)
     same_package(one, two)
-    summary = two.path / "data" / "documents" / "export-summary.pdf"
-    assert summary.is_file() and summary.stat().st_size > 1000
+    # The summary, made once every format is done (by the render pool's workers), says
+    # what the one-process summary says.
+    summary = Path("data") / "documents" / "export-summary"
+    assert pdf_text(two.path / summary.with_suffix(".pdf")) == pdf_text(one.path / summary.with_suffix(".pdf"))
+    assert docx_text(two.path / summary.with_suffix(".docx")) == docx_text(one.path / summary.with_suffix(".docx"))
 
 
 def test_postgresql_workers_read_the_exported_snapshot(example: Path, tmp_path: Path, db_factory, monkeypatch) -> None:
@@ -150,3 +162,213 @@ def test_formats_are_grouped_so_one_read_feeds_several_writers() -> None:
     assert cost["xml"] < 1 and cost["docx"] < 1
     assert sum(_reads(registry[n]) for n in two[0]) >= 1 and sum(_reads(registry[n]) for n in two[1]) >= 1
     assert [[e.name for e in task] for task in _groups([registry["csv"], registry["sql"]], 4)] == [["sql"], ["csv"]]
+
+
+# --------------------------------------------------------------------------- a big table in key ranges
+
+
+def split_at(monkeypatch: pytest.MonkeyPatch, rows: int) -> list[tuple[str, str, int]]:
+    """Tables from ``rows`` rows are read in key ranges; returns the ranges the export's own
+    process took in ((format, table, range), recorded as each was joined)."""
+    monkeypatch.setattr(export_module, "SPLIT_FROM_ROWS", rows)
+    joined: list[tuple[str, str, int]] = []
+    for fmt, writer in (("csv", CsvWriter), ("sql", SqlWriter)):
+        original = writer.join_part
+
+        def record(self: Any, spec: Any, part: int, output: Any, *, fmt: str = fmt, original: Any = original) -> None:
+            joined.append((fmt, spec.name, part))
+            original(self, spec, part, output)
+
+        monkeypatch.setattr(writer, "join_part", record)
+    return joined
+
+
+def run(settings: Settings, out: Path, workers: int, monkeypatch: pytest.MonkeyPatch, **options: Any) -> ExportResult:
+    monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", str(workers))
+    monkeypatch.setenv("LEARNEXIT_NOW", NOW)
+    return run_export(settings, "acme", out=out, **options)
+
+
+def dump_rows(path: Path) -> list[str]:
+    """A dump's row tuples, whatever INSERT statement each landed in."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("("):
+            rows.append(line.rstrip(",;"))
+    return rows
+
+
+def loaded(dump: Path, tmp: Path) -> dict[str, list[tuple[Any, ...]]]:
+    db = tmp / f"{dump.parents[3].name}.db"  # (<out>/<package>/data/sql/acme.sql)
+    con = sqlite3.connect(db)
+    con.executescript(dump.read_text(encoding="utf-8"))
+    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    out = {t: con.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall() for t in tables}
+    con.close()
+    return out
+
+
+def hostile_copy(example: Path, tmp: Path) -> Path:
+    """The example with awkward text in acme's lowest and highest activity rows (so in
+    the first and the last key range): quotes, commas, CR/LF, a NUL character."""
+    copy = tmp / "hostile"
+    copy.mkdir()
+    shutil.copy2(example / "lms.db", copy / "lms.db")
+    shutil.copy2(example / "learnexit.toml", copy / "learnexit.toml")
+    shutil.copytree(example / "media", copy / "media")
+    con = sqlite3.connect(copy / "lms.db")
+    acme = con.execute("SELECT id FROM organisations WHERE slug = 'acme'").fetchone()[0]
+    low, high = con.execute("SELECT min(id), max(id) FROM activity_log WHERE organisation_id = ?", (acme,)).fetchone()
+    con.execute("UPDATE activity_log SET detail = ? WHERE id = ?", ('first, "range"\r\nnul:\x00 end', low))
+    con.execute("UPDATE activity_log SET detail = ? WHERE id = ?", ("last\x00range\r", high))
+    con.commit()
+    con.close()
+    return copy
+
+
+def test_one_format_reads_the_biggest_table_in_two_key_ranges(example: Path, tmp_path: Path, monkeypatch) -> None:
+    settings = settings_for(example, tmp_path)
+    one = run(settings, tmp_path / "one", 1, monkeypatch, formats=["csv"])
+    joined = split_at(monkeypatch, 500)
+    two = run(settings, tmp_path / "two", 2, monkeypatch, formats=["csv"])
+    assert joined == [("csv", "activity_log", 1)]  # the rest was read by this process
+    a, b = one.path / "data" / "csv", two.path / "data" / "csv"
+    assert sorted(os.listdir(a)) == sorted(os.listdir(b))  # no range file left behind
+    for name in os.listdir(a):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert one.tables == two.tables and one.notes == two.notes
+    assert verify_package(two.path).valid
+
+
+def test_sql_in_key_ranges_loads_the_same_rows(example: Path, tmp_path: Path, monkeypatch) -> None:
+    settings = settings_for(hostile_copy(example, tmp_path), tmp_path)
+    one = run(settings, tmp_path / "one", 1, monkeypatch, formats=["sql", "csv"])
+    joined = split_at(monkeypatch, 500)
+    two = run(settings, tmp_path / "two", 2, monkeypatch, formats=["sql"])
+    three = run(settings, tmp_path / "three", 3, monkeypatch, formats=["csv"])
+    assert joined == [("sql", "activity_log", 1), ("csv", "activity_log", 1), ("csv", "activity_log", 2)]
+    dump_one, dump_two = (r.path / "data" / "sql" / "acme.sql" for r in (one, two))
+    assert loaded(dump_one, tmp_path) == loaded(dump_two, tmp_path)
+    assert dump_rows(dump_one) == dump_rows(dump_two)  # the same rows in the same order
+    assert sorted(os.listdir(dump_two.parent)) == ["acme.sql"]
+    csv_one = one.path / "data" / "csv" / "activity_log.csv"
+    assert csv_one.read_bytes() == (three.path / "data" / "csv" / "activity_log.csv").read_bytes()
+    assert b'"first, ""range""\r\nnul:\x00 end"' in csv_one.read_bytes()
+
+
+def test_value_changes_in_several_ranges_are_noted_once_with_the_total(
+    example: Path, tmp_path: Path, monkeypatch
+) -> None:
+    settings = settings_for(hostile_copy(example, tmp_path), tmp_path)
+    options = {"formats": ["sql"], "sql_dialect": "postgresql"}
+    one = run(settings, tmp_path / "one", 1, monkeypatch, **options)
+    joined = split_at(monkeypatch, 500)
+    two = run(settings, tmp_path / "two", 2, monkeypatch, **options)
+    assert joined == [("sql", "activity_log", 1)]
+    note = "sql: activity_log.detail: 2 values contained NUL characters PostgreSQL cannot store: removed"
+    assert note in one.notes
+    assert one.notes == two.notes
+    dumps = [r.path / "data" / "sql" / "acme.sql" for r in (one, two)]
+    assert dump_rows(dumps[0]) == dump_rows(dumps[1])
+
+
+def test_postgresql_workers_read_key_ranges_of_the_exported_snapshot(
+    example: Path, tmp_path: Path, db_factory, monkeypatch
+) -> None:
+    url = db_factory("postgresql").new("ranges")
+    engine = sa.create_engine(url)
+    build_shared_schema(engine)
+    populate_shared(engine, media_root=None, activity_rows=3000)
+    engine.dispose()
+    settings = settings_for(example, tmp_path, source_url=url)
+    one = run(settings, tmp_path / "one", 1, monkeypatch, formats=["csv"])
+    joined = split_at(monkeypatch, 500)
+    two = run(settings, tmp_path / "two", 2, monkeypatch, formats=["csv"])
+    assert joined == [("csv", "activity_log", 1)]
+    a, b = one.path / "data" / "csv", two.path / "data" / "csv"
+    for name in os.listdir(a):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_a_failing_range_worker_fails_the_export_cleanly(example: Path, tmp_path: Path, monkeypatch) -> None:
+    settings = settings_for(example, tmp_path)
+    split_at(monkeypatch, 500)
+
+    def broken(self: Any, spec: Any, part: int) -> None:
+        raise OperationalError(f"range {part} of {spec.name} broke")
+
+    monkeypatch.setattr(CsvWriter, "start_part", broken)  # (the forked worker has it too)
+    out = tmp_path / "out"
+    with pytest.raises(OperationalError, match="range 1 of activity_log broke"):
+        run(settings, out, 2, monkeypatch, formats=["csv"])
+    assert not out.exists() or os.listdir(out) == []
+    with Ledger(settings.state_url) as ledger:
+        assert [r["status"] for r in ledger.rows(exports, "acme")] == ["failed"]
+
+
+def test_small_tables_and_formats_that_cannot_split_are_not_split(example: Path, tmp_path: Path, monkeypatch) -> None:
+    settings = settings_for(example, tmp_path)
+    joined = split_at(monkeypatch, 10**9)  # no table that big
+    run(settings, tmp_path / "csv", 2, monkeypatch, formats=["csv"])
+    split_at(monkeypatch, 500)
+    result = run(settings, tmp_path / "json", 2, monkeypatch, formats=["json", "csv"])  # two groups: no ranges
+    assert joined == []
+    assert verify_package(result.path).valid
+
+
+# --------------------------------------------------------------------------- the workbook zipped on a thread
+
+
+def slow_zip(monkeypatch: pytest.MonkeyPatch, seconds: float, error: BaseException | None = None) -> None:
+    original = XlsxWriter._zip
+
+    def zip_slowly(self: XlsxWriter) -> None:
+        time.sleep(seconds)
+        if error is not None:
+            raise error
+        original(self)
+
+    monkeypatch.setattr(XlsxWriter, "_zip", zip_slowly)
+
+
+def zipping_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("learnexit-")]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_export_waits_for_the_workbook_zipped_on_a_thread(
+    example: Path, tmp_path: Path, monkeypatch, workers: int
+) -> None:
+    slow_zip(monkeypatch, 0.5)
+    result = run(settings_for(example, tmp_path), tmp_path / "out", workers, monkeypatch, formats=["xlsx", "csv"])
+    sheets = xlsx_values(result.path / "data" / "excel" / "acme.xlsx")
+    assert len(sheets["activity_log"]) == result.tables["activity_log"] + 1  # the header row
+    assert verify_package(result.path).valid
+    assert sorted(os.listdir(result.path / "data" / "excel")) == ["acme.xlsx"]  # no sheet files left
+    assert zipping_threads() == []
+
+
+def test_a_failure_while_zipping_fails_the_export(example: Path, tmp_path: Path, monkeypatch) -> None:
+    settings = settings_for(example, tmp_path)
+    slow_zip(monkeypatch, 0.1, OSError(28, "No space left on device"))
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="No space left"):
+        run(settings, out, 1, monkeypatch, formats=["xlsx", "json"])
+    assert not out.exists() or os.listdir(out) == []
+    with Ledger(settings.state_url) as ledger:
+        assert [r["status"] for r in ledger.rows(exports, "acme")] == ["failed"]
+
+
+def test_a_later_failure_waits_for_the_zipping_before_cleaning_up(example: Path, tmp_path: Path, monkeypatch) -> None:
+    settings = settings_for(example, tmp_path)
+    slow_zip(monkeypatch, 0.5)
+
+    def broken(self: Any, job: Any) -> None:
+        raise OperationalError("the XML step broke")
+
+    monkeypatch.setattr(xml_format.XmlExporter, "after", broken)
+    out = tmp_path / "out"
+    with pytest.raises(OperationalError, match="the XML step broke"):
+        run(settings, out, 1, monkeypatch, formats=["xlsx", "xml"])
+    assert zipping_threads() == []  # waited for, not left writing into a removed folder
+    assert not out.exists() or os.listdir(out) == []

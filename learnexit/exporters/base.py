@@ -12,6 +12,8 @@ files 0600); the package collects whatever files are there.
 from __future__ import annotations
 
 import os
+import shutil
+import threading
 from abc import ABC
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +120,29 @@ def stream_tuples(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> It
         yield list(zip(*columns, strict=True))
 
 
+class Background:
+    """Work running on its own thread while the export goes on: for work that spends its
+    time outside the GIL (zlib compressing a workbook), so it overlaps with the next step
+    on another core.  ``wait()`` returns when it is done and raises what it raised."""
+
+    def __init__(self, work: Callable[[], None], name: str) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(work,), name=f"learnexit-{name}", daemon=True)
+        self.thread.start()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     name: str
@@ -135,6 +160,9 @@ class TableSpec:
     foreign_keys: tuple[Edge, ...]  # references to other EXPORTED tables (declared or [[relations]])
     category: str | None
     table: sa.Table
+    # (lowest, highest) exported key, for a table with a one-column integer primary key:
+    # what a big table's key ranges are cut from when several processes read it.
+    key_range: tuple[int, int] | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -172,6 +200,27 @@ class ExportJob:
     # True while the formats run side by side, each in its own process: what must see every
     # format's notes and files (the export summary) then waits for ``Exporter.finish``.
     parallel: bool = False
+    # Work started by ``in_background``: waited for before the formats count as done.
+    background: list[Background] = field(default_factory=list)
+
+    def in_background(self, work: Callable[[], None], name: str) -> Background:
+        """Run ``work`` on a thread while the export goes on; every format's files are
+        complete only once ``wait_background`` has returned (the export waits for it after
+        the formats' ``after`` steps, and before it cleans up after a failure)."""
+        task = Background(work, name)
+        self.background.append(task)
+        return task
+
+    def wait_background(self) -> None:
+        """Wait for all work started by ``in_background``; raise the first error."""
+        first: BaseException | None = None
+        while self.background:
+            try:
+                self.background.pop(0).wait()
+            except BaseException as exc:  # noqa: BLE001 - every thread is waited for first
+                first = first or exc
+        if first is not None:
+            raise first
 
     def spec(self, name: str) -> TableSpec:
         for t in self.tables:
@@ -212,10 +261,10 @@ class ExportJob:
         stmt = self.select(name, where, order_by, columns)
         yield from stream_tuples(self.conn, stmt, batch_size or self.options.batch_size)
 
-    def columns(self, name: str) -> Iterator[list[Sequence[Any]]]:
-        """This customer's rows of ``name`` in batches, a batch as its columns (see
-        ``stream_columns``): what ``TableWriter.write_columns`` takes."""
-        yield from stream_columns(self.conn, self.select(name), self.options.batch_size)
+    def columns(self, name: str, where: Any = None) -> Iterator[list[Sequence[Any]]]:
+        """This customer's rows of ``name`` (optionally narrowed) in batches, a batch as its
+        columns (see ``stream_columns``): what ``TableWriter.write_columns`` takes."""
+        yield from stream_columns(self.conn, self.select(name, where), self.options.batch_size)
 
     def note(self, fmt: str, text: str) -> None:
         self.notes.append(f"{fmt}: {text}")
@@ -247,6 +296,28 @@ class ExportJob:
         return os.fdopen(fd, mode, **kwargs)
 
 
+def append_file(source: Path, target: IO[bytes]) -> None:
+    """Append the file ``source`` to the open ``target`` and remove it (a range of rows
+    written by another process, see ``TableWriter.join_part``)."""
+    target.flush()
+    with open(source, "rb") as src:
+        size = os.fstat(src.fileno()).st_size
+        done = 0
+        try:
+            while done < size:  # in the kernel where it can
+                n = os.copy_file_range(src.fileno(), target.fileno(), size - done)
+                if n == 0:
+                    break
+                done += n
+        except (AttributeError, OSError):
+            pass
+        target.seek(0, os.SEEK_END)  # (the buffered file learns where the kernel's offset is)
+        if done < size:  # (no copy_file_range here, or it stopped early)
+            src.seek(done)
+            shutil.copyfileobj(src, target, 1 << 20)
+    source.unlink()
+
+
 class TableWriter(ABC):
     """Receives every exported table's rows once, batch by batch, parents first."""
 
@@ -271,6 +342,33 @@ class TableWriter(ABC):
     def abort(self) -> None:  # noqa: B027 - release resources after a failure
         pass
 
+    # -- one big table read in key ranges by several processes (``Exporter.splits``) --
+    #
+    # The export's own process reads every table, of the split one only its first range,
+    # and after that range takes the others in (``join_part``, in key order) before
+    # ``end_table``; each other range is written by a fresh writer in a worker process
+    # between ``start_part`` and ``end_part``.  The files must come out as one process
+    # would write them (rows in key order, one note per change with the total count).
+
+    def start_part(self, spec: TableSpec, part: int) -> None:
+        """In a worker: range ``part`` (1, 2, …) of ``spec``'s rows follows, through
+        ``write_columns``, into files of its own."""
+        raise NotImplementedError
+
+    def end_part(self, spec: TableSpec, part: int, rows: int) -> Any:
+        """In a worker: the range is written; returns what ``join_part`` needs (picklable:
+        files by their path below data/, the value changes counted, …)."""
+        raise NotImplementedError
+
+    def join_part(self, spec: TableSpec, part: int, output: Any) -> None:
+        """In the export's process, after its own range of ``spec`` and before
+        ``end_table``: take range ``part`` in (and remove its files)."""
+        raise NotImplementedError
+
+    def abort_part(self, spec: TableSpec, part: int) -> None:  # noqa: B027 - after a failure
+        """In a worker, after a failure: remove the range's files."""
+        pass
+
 
 class Exporter(ABC):
     """One export format.  Subclasses set name/description/folder and override
@@ -283,6 +381,11 @@ class Exporter(ABC):
 
     def writer(self, job: ExportJob) -> TableWriter | None:
         return None
+
+    def splits(self, job: ExportJob, spec: TableSpec) -> bool:
+        """Whether this format's ``TableWriter`` can write ``spec``'s rows in key ranges,
+        one per process (see ``TableWriter.start_part``)."""
+        return False
 
     def prepare(self, job: ExportJob) -> None:  # noqa: B027 - optional
         """Runs before the read pass, in the process that will run this format's ``after``

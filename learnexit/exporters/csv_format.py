@@ -11,10 +11,11 @@ same; ``datapackage.json`` declares which columns may be NULL.)
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import IO, Any
 
-from .base import Exporter, ExportJob, TableSpec, TableWriter, register
+from .base import Exporter, ExportJob, TableSpec, TableWriter, append_file, register
 from .values import Sanitiser, unique_stems
 
 FOLDER = "csv"
@@ -110,6 +111,29 @@ class CsvWriter(TableWriter):
             self.file.close()
             self.file = None
 
+    # -- a table in key ranges: each range's records in a file of its own, appended in order
+
+    def _part_path(self, spec: TableSpec, part: int) -> str:
+        folder, name = self.paths[spec.name].rsplit("/", 1)
+        return f"{folder}/.{name}.part{part}"
+
+    def start_part(self, spec: TableSpec, part: int) -> None:
+        self.file = self.job.open_file(self._part_path(spec, part), "wb", buffering=1 << 20)
+
+    def end_part(self, spec: TableSpec, part: int, rows: int) -> dict[str, Any]:
+        self.abort()
+        changes, self.values.changes = self.values.changes, Counter()
+        return {"path": self._part_path(spec, part), "changes": changes}
+
+    def join_part(self, spec: TableSpec, part: int, output: dict[str, Any]) -> None:
+        assert self.file is not None
+        append_file(self.job.path(output["path"]), self.file)
+        self.values.changes.update(output["changes"])
+
+    def abort_part(self, spec: TableSpec, part: int) -> None:
+        self.abort()
+        self.job.path(self._part_path(spec, part)).unlink(missing_ok=True)
+
 
 @register
 class CsvExporter(Exporter):
@@ -119,3 +143,6 @@ class CsvExporter(Exporter):
 
     def writer(self, job: ExportJob) -> TableWriter:
         return CsvWriter(job)
+
+    def splits(self, job: ExportJob, spec: TableSpec) -> bool:
+        return True

@@ -51,6 +51,7 @@ import json
 import math
 import re
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -62,7 +63,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import AddConstraint, CreateTable
 
 from ..source import Edge
-from .base import Exporter, ExportJob, TableSpec, TableWriter, register
+from .base import Exporter, ExportJob, TableSpec, TableWriter, append_file, register
 from .json_format import generated_at
 from .values import Sanitiser, decimal_text, duration_text, file_stem, significant_digits, text
 
@@ -392,6 +393,9 @@ class SqlWriter(TableWriter):
             for fk in plan.fks:
                 self.keys.setdefault((fk.edge.parent, fk.edge.parent_cols), set())
         self.rows: dict[str, int] = {}
+        # In a worker writing one range of a table: the references its rows make, per
+        # foreign key, for the export's process to check (it has written the keys).
+        self.part_refs: list[set[tuple[Any, ...]]] | None = None
 
     def _plan(self, spec: TableSpec) -> TablePlan:
         columns = [target_column(spec.table.c[c.name], self.dialect) for c in spec.columns]
@@ -482,7 +486,11 @@ class SqlWriter(TableWriter):
         live = [fk for fk in plan.fks if fk.dropped is None]
         table = spec.name
         counted = self.values.changes.copy()
-        if self._references_known(spec, live, columns, index):
+        if self.part_refs is not None:  # (a range in a worker: checked when it is joined)
+            for fk, seen in zip(plan.fks, self.part_refs, strict=True):
+                refs = set(zip(*[columns[index[c]] for c in fk.edge.child_cols], strict=True))
+                seen.update(r for r in refs if None not in r)
+        elif self._references_known(spec, live, columns, index):
             for (t, cols), keyset in self.keys.items():
                 if t == table:  # later tables may reference these rows
                     keyset.update(zip(*[columns[index[c]] for c in cols], strict=True))
@@ -571,6 +579,48 @@ class SqlWriter(TableWriter):
 
     def end_table(self, spec: TableSpec, rows: int) -> None:
         self.values.report(self.job)
+
+    # -- a table in key ranges -------------------------------------------------------
+
+    def can_split(self, spec: TableSpec) -> bool:
+        """A table can be written in ranges when no reference of its rows waits for a later
+        row (deferred) and no table references it (its keys would have to be collected)."""
+        if any(fk.deferred for fk in self.plans[spec.name].fks):
+            return False
+        return not any(table == spec.name for table, _cols in self.keys)
+
+    def _part_path(self, part: int) -> str:
+        return f"{self.body_path}{part}"
+
+    def start_part(self, spec: TableSpec, part: int) -> None:
+        self.body = self.job.open_file(self._part_path(part), "wb", buffering=1 << 20)
+        self.rows[spec.name] = 0
+        self.part_refs = [set() for _ in self.plans[spec.name].fks]
+
+    def end_part(self, spec: TableSpec, part: int, rows: int) -> dict[str, Any]:
+        assert self.body is not None and self.part_refs is not None
+        self.body.close()
+        self.body = None
+        changes, self.values.changes = self.values.changes, Counter()
+        return {"path": self._part_path(part), "changes": changes, "rows": self.rows[spec.name], "refs": self.part_refs}
+
+    def join_part(self, spec: TableSpec, part: int, output: dict[str, Any]) -> None:
+        """The range's INSERTs after this process's own; its references checked against the
+        keys written (as ``write_columns`` does: a foreign key with a reference to a row not
+        in the dump is left out)."""
+        assert self.body is not None
+        append_file(self.job.path(output["path"]), self.body)
+        self.rows[spec.name] += output["rows"]
+        self.values.changes.update(output["changes"])
+        for fk, refs in zip(self.plans[spec.name].fks, output["refs"], strict=True):
+            if fk.dropped is None and not refs <= self.keys[(fk.edge.parent, fk.edge.parent_cols)]:
+                fk.dropped = "some rows reference rows that are not part of this export"
+
+    def abort_part(self, spec: TableSpec, part: int) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+        self.job.path(self._part_path(part)).unlink(missing_ok=True)
 
     # -- assembling the file ----------------------------------------------------
 
@@ -723,3 +773,6 @@ class SqlExporter(Exporter):
         if job.options.sql_dialect not in DIALECTS:
             raise ValueError(f"unknown SQL dialect {job.options.sql_dialect!r}")
         return SqlWriter(job)
+
+    def splits(self, job: ExportJob, spec: TableSpec) -> bool:
+        return job.options.sql_dialect in DIALECTS and SqlWriter(job).can_split(spec)

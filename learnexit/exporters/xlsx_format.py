@@ -27,6 +27,7 @@ import datetime as dt
 import operator
 import os
 import re
+import shutil
 import zipfile
 from collections.abc import Sequence
 from itertools import compress, repeat
@@ -36,7 +37,7 @@ from xml.sax.saxutils import quoteattr
 
 import orjson
 
-from .base import Exporter, ExportJob, TableSpec, TableWriter, register
+from .base import Background, Exporter, ExportJob, TableSpec, TableWriter, register
 from .values import EXCEL_DIGITS, EXCEL_MAX_CHARS, SEP, Sanitiser, file_stem, marked, xml_clean
 
 FOLDER = "excel"
@@ -386,6 +387,7 @@ _SHEET_START = (
     '<sheetFormatPr defaultRowHeight="15"/><sheetData>'
 )
 _SHEET_END = "</sheetData></worksheet>"
+_ZIP_PIECE = 4 << 20  # bytes compressed per call when zipping the workbook
 
 
 class _Sheet:
@@ -441,6 +443,7 @@ class XlsxWriter(TableWriter):
         self.sheet_first = 1
         self.columns = 0
         self.letters: list[str] = []
+        self.zipping: Background | None = None
 
     # -- sheets ---------------------------------------------------------------
 
@@ -521,12 +524,18 @@ class XlsxWriter(TableWriter):
         self.values.report(self.job)
 
     def close(self) -> None:
+        """Finish the contents sheet and start zipping the workbook on a thread: zlib works
+        outside the GIL, so the compression overlaps with the formats' next steps (the
+        export waits for it, ``ExportJob.wait_background``)."""
         contents = self.contents
         for n, entry in enumerate(self.index, start=2):
             contents.write(
                 f'<row r="{n}">{"".join(cell(f"{column_letter(i)}{n}", v) for i, v in enumerate(entry))}</row>'
             )
         contents.finish()
+        self.zipping = self.job.in_background(self._zip, "xlsx")
+
+    def _zip(self) -> None:
         titles = [s.title for s in self.sheets]
         target = self.job.path(self.path)
         try:
@@ -542,7 +551,15 @@ class XlsxWriter(TableWriter):
                 zf.writestr("xl/_rels/workbook.xml.rels", _workbook_rels(len(titles)))
                 zf.writestr("xl/styles.xml", _styles())
                 for n, sheet in enumerate(self.sheets, start=1):
-                    zf.write(sheet.path, f"xl/worksheets/sheet{n}.xml")
+                    # As ``zf.write`` would, but in big pieces: zlib and crc32 release the GIL
+                    # for each call, and a thread that takes it back often waits its turn.
+                    info = zipfile.ZipInfo.from_file(sheet.path, f"xl/worksheets/sheet{n}.xml")
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    # (the level's attribute: ``compress_level`` from Python 3.13, ``_compresslevel`` before)
+                    setattr(info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", 1)
+                    big = info.file_size > 1 << 30
+                    with open(sheet.path, "rb") as src, zf.open(info, "w", force_zip64=big) as dst:
+                        shutil.copyfileobj(src, dst, _ZIP_PIECE)
         except BaseException:
             target.unlink(missing_ok=True)
             raise
@@ -550,7 +567,13 @@ class XlsxWriter(TableWriter):
             self._remove_temp_files()
 
     def abort(self) -> None:
+        if self.zipping is not None:  # a later format failed: let the thread end first
+            try:
+                self.zipping.wait()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
         self._remove_temp_files()
+        self.job.path(self.path).unlink(missing_ok=True)
 
     def _remove_temp_files(self) -> None:
         for sheet in self.sheets:
