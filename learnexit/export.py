@@ -38,6 +38,7 @@ import os
 import queue
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ from .calendar import now as current_time
 from .config import LANGS, SQL_DIALECTS, Settings, scrub
 from .errors import BadInput, LearnexitError, OperationalError, Refused
 from .exporters.base import (
+    Background,
     ColumnSpec,
     Exporter,
     ExportJob,
@@ -238,53 +240,158 @@ def _integer_key(table: sa.Table) -> str | None:
     return keys[0].name if len(keys) == 1 and column_kind(keys[0]) == "integer" else None
 
 
-def _table_stats(
-    source: Source, conn: sa.Connection, name: str, edges: Sequence[Edge]
-) -> tuple[int, list[int], tuple[int, int] | None]:
-    """(exported rows of ``name``, rows pointing outside the export per edge, lowest and
-    highest key when the primary key is one integer column): one scan."""
-    owned = source.owned_select(name).order_by(None).subquery("le_owned")
+# A table whose keys span at least this many values is counted in two halves at once
+# (``build_specs`` with a second connection on the same snapshot).
+STATS_SPLIT_SPAN = 200_000
+
+
+@dataclass
+class _Stats:
+    """What the counting scan found in (part of) a table; halves add up."""
+
+    rows: int
+    outside: list[int]  # rows pointing outside the export, per edge
+    low: Any = None  # lowest and highest key, and rows with a key (one integer key column)
+    high: Any = None
+    keyed: int = 0
+
+    def __add__(self, other: _Stats) -> _Stats:
+        lows = [v for v in (self.low, other.low) if v is not None]
+        highs = [v for v in (self.high, other.high) if v is not None]
+        if not all(type(v) is int for v in lows + highs):  # (SQLite: text keys) no range
+            return _Stats(self.rows + other.rows, [a + b for a, b in zip(self.outside, other.outside, strict=True)])
+        return _Stats(
+            self.rows + other.rows,
+            [a + b for a, b in zip(self.outside, other.outside, strict=True)],
+            min(lows) if lows else None,
+            max(highs) if highs else None,
+            self.keyed + other.keyed,
+        )
+
+    def key_range(self) -> tuple[int, int] | None:
+        # (SQLite lets a key that is not the rowid be NULL, or text: no range then)
+        if type(self.low) is int and type(self.high) is int and self.keyed == self.rows:
+            return (self.low, self.high)
+        return None
+
+
+def _stats_select(source: Source, name: str, edges: Sequence[Edge], where: Any = None) -> sa.Select[Any]:
+    """One scan of ``name``'s exported rows (``where``: a part of them): the count, the
+    rows pointing outside the export per edge, and with one integer key column its lowest
+    and highest value and the rows that have one."""
+    stmt = source.owned_select(name).order_by(None)
+    if where is not None:
+        stmt = stmt.where(where)
+    owned = stmt.subquery("le_owned")
     key = _integer_key(source.table(name))
     columns: list[Any] = [sa.func.count()] + [
         sa.func.coalesce(sa.func.sum(_outside(source, owned, e)), 0) for e in edges
     ]
-    if key is not None:  # (SQLite lets a key that is not the rowid be NULL: no range then)
-        columns += [sa.func.min(owned.c[key]), sa.func.max(owned.c[key]), sa.func.count(owned.c[key])]
-    row = tuple(conn.execute(sa.select(*columns).select_from(owned)).one())
-    key_range = None
     if key is not None:
-        low, high, keys = row[-3:]
-        row = row[:-3]
-        if type(low) is int and type(high) is int and keys == row[0]:
-            key_range = (low, high)
-    return int(row[0] or 0), [int(n or 0) for n in row[1:]], key_range
+        columns += [sa.func.min(owned.c[key]), sa.func.max(owned.c[key]), sa.func.count(owned.c[key])]
+    return sa.select(*columns).select_from(owned)
+
+
+def _read_stats(conn: sa.Connection, stmt: sa.Select[Any], edges: int) -> _Stats:
+    row = tuple(conn.execute(stmt).one())
+    stats = _Stats(int(row[0] or 0), [int(n or 0) for n in row[1 : 1 + edges]])
+    if len(row) > 1 + edges:
+        stats.low, stats.high, stats.keyed = row[1 + edges], row[2 + edges], int(row[3 + edges] or 0)
+    return stats
+
+
+def _halves(source: Source, conn: sa.Connection, name: str) -> tuple[Any, Any] | None:
+    """Two conditions that cut ``name`` in halves of its whole key span (read from the
+    key's index), when the table is big enough to count in two scans at once."""
+    table = source.table(name)
+    key = _integer_key(table)
+    if key is None:
+        return None
+    # (two subqueries: SQLite reads min() or max() alone from the index, not both at once)
+    low, high = conn.execute(
+        sa.select(
+            sa.select(sa.func.min(table.c[key])).scalar_subquery(),
+            sa.select(sa.func.max(table.c[key])).scalar_subquery(),
+        )
+    ).one()
+    if type(low) is not int or type(high) is not int or high - low < STATS_SPLIT_SPAN:
+        return None
+    middle = low + (high - low) // 2
+    column = table.c[key]
+    if source.engine.dialect.name == "sqlite" and not _sqlite_rowid(conn, table, key):
+        # (SQLite lets a primary key that is not the rowid be NULL: the first half takes those)
+        return sa.or_(column < middle, column.is_(None)), column >= middle
+    return column < middle, column >= middle  # (plain ranges: the database reads them by key)
+
+
+def _sqlite_rowid(conn: sa.Connection, table: sa.Table, key: str) -> bool:
+    """Whether ``key`` is declared ``INTEGER PRIMARY KEY`` (the rowid, never NULL; in a
+    WITHOUT ROWID table a primary key is NOT NULL too).  Reflection keeps ``INT`` and
+    ``INTEGER`` apart only in the declared type."""
+    quoted = conn.dialect.identifier_preparer.quote(table.name)
+    for row in conn.exec_driver_sql(f"PRAGMA table_info({quoted})"):
+        if row[1] == key:
+            return str(row[2]).strip().upper() == "INTEGER"
+    return False
 
 
 def build_specs(
-    source: Source, conn: sa.Connection, notes: list[str], totals: dict[str, int] | None = None
+    source: Source,
+    conn: sa.Connection,
+    notes: list[str],
+    totals: dict[str, int] | None = None,
+    helper: sa.Connection | None = None,
 ) -> list[TableSpec]:
     """Owned tables, parents first, with their columns and the references among them.
 
     A reference is kept only when every exported row's target is exported too, so the
     SQL dump loads and ``frictionless validate`` passes; a dropped one is noted.  Each
     table is scanned once, counting its rows (into ``totals``) and the references that
-    point outside the export together.
+    point outside the export together.  ``helper``: a second connection on the same
+    snapshot; a big table's second half is then counted on it, on a thread, while this
+    one counts the rest (the drivers leave the GIL while the database works).
     """
     settings = source.settings
     owned = source.owned_tables()
     exported = set(owned)
+    edges = {name: [e for e in source.datamap.edges if e.child == name and e.parent in exported] for name in owned}
+    # With a helper and a big table: the helper counts the second half of each big table
+    # while this thread counts the first halves and then every small table.
+    ours: list[tuple[str, Any]] = [(name, None) for name in owned]
+    theirs: list[tuple[str, Any]] = []
+    if helper is not None:
+        halves = {name: h for name in owned if (h := _halves(source, conn, name)) is not None}
+        if halves:
+            theirs = [(name, second) for name, (_, second) in halves.items()]
+            ours = [(name, first) for name, (first, _) in halves.items()]
+            ours += [(name, None) for name in owned if name not in halves]
+    counted: dict[str, list[_Stats]] = {name: [] for name in owned}
+
+    def count(on: sa.Connection, parts: list[tuple[str, Any]]) -> None:
+        for name, where in parts:
+            stmt = _stats_select(source, name, edges[name], where)
+            counted[name].append(_read_stats(on, stmt, len(edges[name])))
+
+    thread = Background(lambda: count(helper, theirs), "stats") if theirs and helper is not None else None
+    try:
+        count(conn, ours)
+    except BaseException:
+        if thread is not None:
+            thread.thread.join()  # (it reads through ``helper``, which closes after this)
+        raise
+    if thread is not None:
+        thread.wait()
     specs = []
     for name in owned:
         table = source.table(name)
         columns = tuple(
             ColumnSpec(c.name, column_kind(c), bool(c.nullable), bool(c.primary_key), c.type) for c in table.columns
         )
-        edges = [e for e in source.datamap.edges if e.child == name and e.parent in exported]
-        count, outside_counts, key_range = _table_stats(source, conn, name, edges)
+        found = counted[name][0] if len(counted[name]) == 1 else counted[name][0] + counted[name][1]
         if totals is not None:
-            totals[name] = count
+            totals[name] = found.rows
         keys = []
-        for edge, outside in zip(edges, outside_counts, strict=True):
+        for edge, outside in zip(edges[name], found.outside, strict=True):
             if outside:
                 rows = "1 exported row references a row" if outside == 1 else f"{outside} exported rows reference rows"
                 notes.append(
@@ -301,10 +408,30 @@ def build_specs(
                 foreign_keys=tuple(keys),
                 category=settings.rule(name).category,
                 table=table,
-                key_range=key_range,
+                key_range=found.key_range(),
             )
         )
     return specs
+
+
+@contextmanager
+def counting_helper(source: Source, conn: sa.Connection) -> Iterator[sa.Connection | None]:
+    """A second connection that reads what ``conn``'s snapshot reads (PostgreSQL: its
+    exported snapshot; SQLite: a read begun while nothing was committed since ``conn``'s
+    began), for ``build_specs``; None when there is none (MySQL/MariaDB, an in-memory
+    database, a commit meanwhile, or it cannot be opened)."""
+    if not source.shareable():
+        yield None
+        return
+    source.start_snapshot(conn)  # (SQLite: ``conn``'s snapshot begins before the helper's)
+    with ExitStack() as stack:
+        helper: sa.Connection | None
+        try:
+            helper = stack.enter_context(source.snapshot(imported=source.share_snapshot(conn)))
+            source.start_snapshot(helper)
+        except (OperationalError, sa.exc.SQLAlchemyError):
+            helper = None
+        yield helper if helper is not None and source.snapshot_unchanged(conn) else None
 
 
 # --------------------------------------------------------------------------- the read pass
@@ -1010,7 +1137,8 @@ def run_export(
         try:
             with source.snapshot() as conn:
                 totals: dict[str, int] = {}
-                specs = build_specs(source, conn, notes, totals)
+                with counting_helper(source, conn) as helper:
+                    specs = build_specs(source, conn, notes, totals, helper)
                 job = ExportJob(
                     settings=settings,
                     source=source,

@@ -122,7 +122,7 @@ def test_a_source_written_meanwhile_is_exported_by_one_process(example: Path, tm
 
     monkeypatch.setattr(Source, "snapshot_unchanged", changed)
     result = export(settings, tmp_path / "out", 2, monkeypatch)
-    assert calls == [os.getpid()]
+    assert calls == [os.getpid()] * 2  # asked by the counting helper, then before the workers start
     assert verify_package(result.path).valid
     assert (result.path / "data" / "documents" / "export-summary.pdf").is_file()
 
@@ -372,3 +372,87 @@ def test_a_later_failure_waits_for_the_zipping_before_cleaning_up(example: Path,
         run(settings, out, 1, monkeypatch, formats=["xlsx", "xml"])
     assert zipping_threads() == []  # waited for, not left writing into a removed folder
     assert not out.exists() or os.listdir(out) == []
+
+
+# --------------------------------------------------------------------------- counting in halves
+
+
+def specs_summary(specs: list[Any], totals: dict[str, int], notes: list[str]) -> Any:
+    return (
+        dict(totals),
+        sorted(notes),
+        [(t.name, sorted(e.label for e in t.foreign_keys), t.key_range) for t in specs],
+    )
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite", "postgresql"])
+def test_counting_big_tables_in_halves_on_a_helper_finds_what_one_scan_finds(
+    example: Path, tmp_path: Path, db_factory, monkeypatch, engine_kind: str
+) -> None:
+    url = None
+    if engine_kind == "postgresql":
+        url = db_factory("postgresql").new("halves")
+        engine = sa.create_engine(url)
+        build_shared_schema(engine)
+        populate_shared(engine, media_root=None, activity_rows=3000)
+        engine.dispose()
+    settings = settings_for(example, tmp_path, source_url=url)
+    monkeypatch.setattr(export_module, "STATS_SPLIT_SPAN", 100)  # activity_log, and no small table
+    halved: list[str] = []
+    original = export_module._halves
+
+    def record(source: Source, conn: Any, name: str) -> Any:
+        halves = original(source, conn, name)
+        if halves is not None:
+            halved.append(name)
+        return halves
+
+    monkeypatch.setattr(export_module, "_halves", record)
+    with Source(settings, "acme") as source, source.snapshot() as conn:
+        plain: tuple[dict[str, int], list[str]] = ({}, [])
+        one = specs_summary(export_module.build_specs(source, conn, plain[1], plain[0]), *plain)
+        with export_module.counting_helper(source, conn) as helper:
+            assert helper is not None
+            helped: tuple[dict[str, int], list[str]] = ({}, [])
+            two = specs_summary(export_module.build_specs(source, conn, helped[1], helped[0], helper), *helped)
+    assert "activity_log" in halved
+    assert one == two
+    assert two[0]["activity_log"] == 1800 and dict(t[::2] for t in two[2])["activity_log"] is not None
+
+
+def test_no_helper_when_the_source_changed_since_the_snapshot_began(example: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(Source, "snapshot_unchanged", lambda self, conn: False)
+    with Source(settings_for(example, tmp_path), "acme") as source, source.snapshot() as conn:
+        with export_module.counting_helper(source, conn) as helper:
+            assert helper is None
+
+
+def test_halves_hold_every_row_once_even_null_keys(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'keys.db'}")
+    with engine.begin() as conn:  # INT (not INTEGER): not the rowid, so SQLite lets it be NULL or text
+        conn.exec_driver_sql("CREATE TABLE t (k INT PRIMARY KEY, v TEXT)")
+        rows = [(k, "x") for k in range(0, 400_000, 997)] + [(None, "null"), (None, "null2")]
+        conn.exec_driver_sql("INSERT INTO t VALUES (?, ?)", rows)
+    table = sa.Table("t", sa.MetaData(), autoload_with=engine)
+
+    class Tables:  # what _halves asks of a Source
+        def __init__(self) -> None:
+            self.engine = engine
+
+        def table(self, name: str) -> sa.Table:
+            return table
+
+    count = sa.select(sa.func.count()).select_from(table)
+    with engine.connect() as conn:
+        halves = export_module._halves(Tables(), conn, "t")  # type: ignore[arg-type]
+        assert halves is not None
+        first, second = halves
+        a = conn.execute(count.where(first)).scalar()
+        b = conn.execute(count.where(second)).scalar()
+        both = conn.execute(count.where(first, second)).scalar()
+    assert (a + b, both) == (len(rows), 0)
+    with engine.begin() as conn:  # a text key (SQLite sorts it after every number): no halves
+        conn.exec_driver_sql("INSERT INTO t VALUES ('text', 't')")
+    with engine.connect() as conn:
+        assert export_module._halves(Tables(), conn, "t") is None  # type: ignore[arg-type]
+    engine.dispose()

@@ -15,14 +15,16 @@ def main() -> None:
     multiprocessing's children, thread pools), all that is left of a normal exit is the
     interpreter freeing its modules and objects: ~0.15 s after a big export, for nothing.
     ``os._exit`` skips that.  Where that is not sure to be safe (output that cannot be
-    flushed, no ``atexit._run_exitfuncs``), the normal exit happens."""
+    flushed, no ``atexit._run_exitfuncs``, a profiler or tracer that reports once the
+    program ends), the normal exit happens."""
     try:
         app()
         code: object = 0
     except SystemExit as exc:
         code = exc.code
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if not isinstance(code, int | None) or run_exit_handlers is None:
+    watched = sys.getprofile() is not None or sys.gettrace() is not None  # a profiler reports after us
+    if not isinstance(code, int | None) or run_exit_handlers is None or watched:
         raise SystemExit(code)
     try:
         sys.stdout.flush()

@@ -50,7 +50,6 @@ import importlib
 import json
 import math
 import re
-import shutil
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -716,14 +715,12 @@ class SqlWriter(TableWriter):
                 out.write(str(AddConstraint(con).compile(dialect=self.sa_dialect)).strip() + ";\n\n")
             if self.dialect == "mysql":
                 out.write("START TRANSACTION;\n\n")
-            out.flush()  # the INSERTs are UTF-8 bytes already: copy them as they are
-            with open(body, "rb") as src:
-                shutil.copyfileobj(src, out.buffer, 1 << 20)  # type: ignore[attr-defined]
+            out.flush()  # the INSERTs are UTF-8 bytes already: copied as they are (in the kernel)
+            append_file(body, out.buffer)  # type: ignore[attr-defined]
             self._updates(out)
             if self.dialect == "postgresql":
                 self._sequences(out, md)
             out.write("\nCOMMIT;\n")
-        body.unlink()
         self.body = None
         self.values.report(self.job)
 
