@@ -577,7 +577,9 @@ SPLIT_FROM_ROWS = 100_000
 # Rough cost of a format per exported row, to start the costly ones first.
 # Rough CPU seconds of each format alone for 600k rows (``bench/run.py``), to balance the
 # groups and start the costly tasks first.
-_COST = {"json": 5.0, "xml": 2.5, "xlsx": 4.0, "pdf": 4.5, "docx": 3.5, "sql": 3.5, "csv": 2.5, "media": 1.2}
+_COST = {"json": 5.0, "xml": 2.5, "xlsx": 4.0, "pdf": 4.5, "docx": 3.5, "sql": 3.5, "csv": 2.5, "media": 0.3}
+# A format cheaper than this that reads no rows is a task of its own (see ``_groups``).
+_FILLER_COST = 0.5
 # A format whose ``after`` step makes another's files too when both are exported (the
 # nested JSON step writes the XML document; the first document format renders both).
 _MADE_WITH = {"xml": "json", "docx": "pdf"}
@@ -644,7 +646,8 @@ def run_formats(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str,
     workers = export_workers(job.source, exporters, totals)
     tasks = _groups(exporters, workers) if workers > 1 else []
     split = plan_split(job, tasks[0], workers, totals) if len(tasks) == 1 else None
-    if not (len(tasks) > 1 or split is not None) or not _run_parallel(job, exporters, totals, order, tasks, split):
+    parallel = len(tasks) > 1 or split is not None
+    if not parallel or not _run_parallel(job, exporters, totals, order, tasks, split, workers):
         try:
             for exporter in exporters:
                 exporter.prepare(job)
@@ -685,18 +688,22 @@ def _reads(exporter: Exporter) -> bool:
 
 
 def _groups(exporters: Sequence[Exporter], workers: int) -> list[list[Exporter]]:
-    """The tasks of a parallel export, one per process at most: the formats shared out
-    over ``workers`` groups, costliest first, each to the group with the least work so
-    far.  In a group, one read of each table feeds every format that takes the rows
-    (instead of one read per format), then the formats' ``after`` steps run."""
+    """The tasks of a parallel export: the formats shared out over ``workers`` groups,
+    costliest first, each to the group with the least work so far.  In a group, one read
+    of each table feeds every format that takes the rows (instead of one read per format),
+    then the formats' ``after`` steps run.  A format that reads nothing and costs little
+    (media; a format another one makes) is a task of its own at the end, taken by the
+    first process that is free: the cost figures are rough, and this evens out the end."""
     cost = _costs(exporters)
+    fillers = [e for e in exporters if not _reads(e) and cost[e.name] < _FILLER_COST]
     groups: list[list[Exporter]] = [[] for _ in range(max(1, workers))]
     load = [0.0] * len(groups)
-    for exporter in sorted(exporters, key=lambda e: -cost[e.name]):
+    for exporter in sorted((e for e in exporters if e not in fillers), key=lambda e: -cost[e.name]):
         i = load.index(min(load))
         groups[i].append(exporter)
         load[i] += cost[exporter.name]
-    return [g for _, g in sorted(zip(load, groups, strict=True), key=lambda pair: -pair[0]) if g]
+    tasks = [g for _, g in sorted(zip(load, groups, strict=True), key=lambda pair: -pair[0]) if g]
+    return tasks + [[e] for e in sorted(fillers, key=lambda e: -cost[e.name])]
 
 
 def _run_task(
@@ -768,8 +775,10 @@ def _run_parallel(
     order: list[str],
     tasks: list[list[Exporter]],
     split: _Split | None = None,
+    workers: int = 2,
 ) -> bool:
-    """Run the tasks (groups of formats) in this process and forked ones, each reading its
+    """Run the tasks (groups of formats) in this process and ``workers - 1`` forked ones
+    (each takes the next task when it is free), each reading its
     own snapshot of the same data (PostgreSQL: the exported snapshot; SQLite: a new read
     transaction, used only when no one has written since this process's began).  With
     ``split`` (one task), worker k reads range k of the split table and this process
@@ -785,7 +794,8 @@ def _run_parallel(
     children: list[tuple[Any, Any]] = []
     results: dict[str, _TaskResult] = {}
     parent = os.getpid()
-    ranges = list(range(1, split.parts)) if split is not None else [None] * (len(tasks) - 1)
+    # (one process per task, at most ``workers``; the rest take tasks as they become free)
+    ranges = list(range(1, split.parts)) if split is not None else [None] * (min(workers, len(tasks)) - 1)
     try:
         for part in ranges:
             ours, theirs = ctx.Pipe()
