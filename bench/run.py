@@ -501,8 +501,6 @@ def render_certificates(n: int, target: Path) -> None:
 def pg_database(scale: int, work: Path) -> tuple[str, Callable[[], None], float]:
     import sqlalchemy as sa
 
-    from learnexit.example import build_shared_schema, populate_shared
-
     name = f"learnexit_bench_{os.getpid()}"
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -517,16 +515,31 @@ def pg_database(scale: int, work: Path) -> tuple[str, Callable[[], None], float]
 
     start = time.perf_counter()
     try:
-        engine = sa.create_engine(url)
-        build_shared_schema(engine)
-        populate_shared(engine, media_root=None, activity_rows=scale)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-        engine.dispose()
+        in_child("--load-postgres", str(scale), url)
     except BaseException:
         drop()
         raise
     return url, drop, time.perf_counter() - start
+
+
+def load_postgres(scale: int, url: str) -> None:
+    import sqlalchemy as sa
+
+    from learnexit.example import build_shared_schema, populate_shared
+
+    engine = sa.create_engine(url)
+    build_shared_schema(engine)
+    populate_shared(engine, media_root=None, activity_rows=scale)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+
+
+def in_child(*args: str) -> None:
+    """Run a step of this script in a child process.  The data is built there, not here,
+    so that this process stays small: a command's peak memory, as the kernel reports it
+    (``ru_maxrss``), includes the image of the process that forked it."""
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], check=True)
 
 
 def measure_psql_csv(url: str, selects: dict[str, str], work: Path) -> dict[str, Any]:
@@ -557,8 +570,6 @@ def measure_psql_csv(url: str, selects: dict[str, str], work: Path) -> dict[str,
 
 
 def measure_scale(scale: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    from learnexit.example import build_example
-
     def want(part: str) -> bool:
         return not args.only or part in args.only
 
@@ -567,7 +578,7 @@ def measure_scale(scale: int, args: argparse.Namespace, root: Path) -> dict[str,
     work.mkdir(parents=True)
     say(f"[{scale:,}] building the example LMS")
     t0 = time.perf_counter()
-    build_example(example, activity_rows=scale)
+    in_child("--build-example", str(scale), str(example))
     res: dict[str, Any] = {"activity_rows": scale, "build_seconds": time.perf_counter() - t0, "runs": {}}
     config = example / "learnexit.toml"
     selects, counts, _dm = owned_selects(config)
@@ -792,9 +803,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--render-certificates", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--build-example", nargs=2, metavar=("ROWS", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--load-postgres", nargs=2, metavar=("ROWS", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.render_certificates:
         render_certificates(int(args.render_certificates[0]), Path(args.render_certificates[1]))
+        return 0
+    if args.build_example:
+        from learnexit.example import build_example
+
+        build_example(Path(args.build_example[1]), activity_rows=int(args.build_example[0]))
+        return 0
+    if args.load_postgres:
+        load_postgres(int(args.load_postgres[0]), args.load_postgres[1])
         return 0
     if args.scales:
         scales = sorted({int(s.replace("_", "")) for s in args.scales.split(",") if s.strip()})
