@@ -65,7 +65,7 @@ from .exporters.base import (
 from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
-from .package import PackageBuild, discard_package, finish_package, plan_package
+from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
 from .source import Edge, Source, describe_db_error
 
 # Seconds to sleep after each table of the read pass: lets tests interrupt an export
@@ -658,8 +658,17 @@ def run_formats(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str,
             _settle_background(job)
             raise
         job.wait_background()
-    for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
-        exporter.finish(job)
+    if job.parallel and any(type(e).finish is not Exporter.finish for e in exporters):
+        # The export summary is made now, the rest is final: hash it meanwhile (the package
+        # hashes again only what changed or is new).
+        job.in_background(lambda: job.prehashed.update(prehash(job.data_dir)), "prehash")
+    try:
+        for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
+            exporter.finish(job)
+    except BaseException:
+        _settle_background(job)
+        raise
+    job.wait_background()
 
 
 def _settle_background(job: ExportJob) -> None:

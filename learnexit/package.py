@@ -258,9 +258,43 @@ def _hash_file(path: Path, *, sync: bool = False) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _hash_files(root: Path, files: Sequence[str]) -> dict[str, tuple[str, int]]:
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def prehash(root: Path) -> dict[str, tuple[str, int, tuple[int, int, int, int]]]:
+    """``_hash_files`` of every file below ``root`` now, each with what identifies its
+    content (device, inode, size, modification time, the same before and after hashing):
+    ``finish_package`` takes a digest from here for a file that is still the same.  An
+    export hashes what the formats wrote while it makes the export summary."""
+    files = _relative_files(root)
+    before = {rel: _identity(root / rel) for rel in files}
+    hashed = _hash_files(root, files)
+    out = {}
+    for rel, (digest, size) in hashed.items():
+        if _identity(root / rel) == before[rel]:
+            out[rel] = (digest, size, before[rel])
+    return out
+
+
+def _hash_files(
+    root: Path, files: Sequence[str], known: dict[str, tuple[str, int, tuple[int, int, int, int]]] | None = None
+) -> dict[str, tuple[str, int]]:
     """``_hash_file(sync=True)`` of many files at once, one thread per core (hashing and
-    fsync release the interpreter lock), the largest first."""
+    fsync release the interpreter lock), the largest first; a file ``known`` (``prehash``)
+    and unchanged since is not read again."""
+    reused: dict[str, tuple[str, int]] = {}
+    if known:
+        for rel in files:
+            entry = known.get(rel)
+            if entry is not None and _identity(root / rel) == entry[2]:
+                reused[rel] = (entry[0], entry[1])
+        files = [rel for rel in files if rel not in reused]
+    return reused | _hash_new(root, files)
+
+
+def _hash_new(root: Path, files: Sequence[str]) -> dict[str, tuple[str, int]]:
     by_size = sorted(files, key=lambda rel: -(root / rel).stat().st_size)
     threads = usable_cores()
     if threads < 2 or len(by_size) < 2:
@@ -299,7 +333,7 @@ def finish_package(
     data = build.data_dir
     try:
         _secure_tree(bag)
-        hashes = _hash_files(data, _relative_files(data))  # everything the formats wrote
+        hashes = _hash_files(data, _relative_files(data), job.prehashed)  # everything the formats wrote
         _write_new(data / DATAPACKAGE, _json_bytes(build_datapackage(job, data, hashes)))
         files = [f for f in _relative_files(data) if f != INDEX]
         sizes = {f: (data / f).stat().st_size for f in files}

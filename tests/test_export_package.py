@@ -691,3 +691,23 @@ def base64_of(data: bytes) -> bytes:
     import base64
 
     return base64.b64encode(data)
+
+
+def test_digests_taken_ahead_are_used_only_for_files_unchanged_since(tmp_path: Path) -> None:
+    from learnexit.package import _hash_files, prehash
+
+    data = tmp_path / "data"
+    (data / "csv").mkdir(parents=True)
+    (data / "csv" / "a.csv").write_bytes(b"id\r\n1\r\n")
+    (data / "csv" / "b.csv").write_bytes(b"id\r\n2\r\n")
+    ahead = prehash(data)
+    assert set(ahead) == {"csv/a.csv", "csv/b.csv"}
+    with open(data / "csv" / "b.csv", "ab") as fh:  # changed after it was hashed
+        fh.write(b"3\r\n")
+    (data / "index.html").write_bytes(b"<html></html>")  # new
+    poisoned = dict(ahead)
+    poisoned["csv/a.csv"] = ("0" * 64, ahead["csv/a.csv"][1], ahead["csv/a.csv"][2])  # proves reuse
+    hashes = _hash_files(data, ["csv/a.csv", "csv/b.csv", "index.html"], poisoned)
+    assert hashes["csv/a.csv"] == ("0" * 64, 7)  # unchanged: not read again
+    assert hashes["csv/b.csv"] == (hashlib.sha256(b"id\r\n2\r\n3\r\n").hexdigest(), 10)
+    assert hashes["index.html"] == (hashlib.sha256(b"<html></html>").hexdigest(), 13)

@@ -202,6 +202,8 @@ class ExportJob:
     parallel: bool = False
     # Work started by ``in_background``: waited for before the formats count as done.
     background: list[Background] = field(default_factory=list)
+    # Files hashed before the package is made (``package.prehash``), by path below data/.
+    prehashed: dict[str, Any] = field(default_factory=dict)
 
     def in_background(self, work: Callable[[], None], name: str) -> Background:
         """Run ``work`` on a thread while the export goes on; every format's files are
