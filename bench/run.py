@@ -194,9 +194,17 @@ def sha256_files(paths: Sequence[Path]) -> dict[str, str]:
     return out
 
 
+def settled(once: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One run, after the previous runs' writes are on disk: a package of 400 MB written and
+    removed just before would otherwise be flushed (and trimmed) during this one."""
+    os.sync()
+    time.sleep(0.5)
+    return once()
+
+
 def best(repeat: int, once: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The fastest of ``repeat`` runs (memory: the largest seen)."""
-    runs = [once() for _ in range(max(1, repeat))]
+    """The fastest of ``repeat`` runs (memory: the largest seen), each on a settled disk."""
+    runs = [settled(once) for _ in range(max(1, repeat))]
     fastest = min(runs, key=lambda r: r["seconds"])
     fastest["maxrss_kb"] = max(r.get("maxrss_kb", 0) for r in runs)
     fastest["tree_kb"] = max(r.get("tree_kb", 0) for r in runs)
