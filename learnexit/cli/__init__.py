@@ -16,7 +16,8 @@ def main() -> None:
     interpreter freeing its modules and objects: ~0.15 s after a big export, for nothing.
     ``os._exit`` skips that.  Where that is not sure to be safe (output that cannot be
     flushed, no ``atexit._run_exitfuncs``, a profiler or tracer that reports once the
-    program ends), the normal exit happens."""
+    program ends), the normal exit happens.  Threads are not waited for here: every thread
+    a command starts must be joined by the command itself (background work, hash pools)."""
     try:
         app()
         code: object = 0
