@@ -487,6 +487,10 @@ def read_pass(
                 writers.append((exporter.name, writer))
         if not writers:  # only formats that read on their own (documents, media): nothing to feed
             return
+        if split is None:  # (a watcher must see every row: not when a table is read in ranges)
+            for exporter in exporters:
+                if type(exporter).writer is Exporter.writer and (watcher := exporter.watcher(job)) is not None:
+                    writers.append((exporter.name, watcher))
         # Batches as columns when every writer takes them so (no transposing back and forth).
         columnar = all(type(w).write_columns is not TableWriter.write_columns for _, w in writers)
         for spec in job.tables:
@@ -744,7 +748,7 @@ def _run_task(
         for exporter in group:
             exporter.prepare(job)
         if readers:
-            read_pass(job, readers, totals, label=",".join(e.name for e in readers), split=split, parts=parts)
+            read_pass(job, group, totals, label=",".join(e.name for e in readers), split=split, parts=parts)
         read_notes: dict[str, list[str]] = {e.name: [] for e in group}
         for note in job.notes:
             owner = next((e.name for e in readers if note.startswith(f"{e.name}: ")), group[0].name)

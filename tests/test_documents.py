@@ -540,3 +540,32 @@ def test_i18n_formats() -> None:
     names = ["Örjan", "Åsa", "Zoë", "Anna", "Ärla"]
     assert sorted(names, key=lambda n: i18n.sort_key(n, "sv")) == ["Anna", "Zoë", "Åsa", "Ärla", "Örjan"]
     assert sorted(names, key=lambda n: i18n.sort_key(n, "en")) == ["Anna", "Ärla", "Åsa", "Örjan", "Zoë"]
+
+
+def test_activity_counted_from_a_read_pass_is_what_reading_it_again_gives(
+    example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a tabular format in the same read pass, the documents take the activity counts
+    from that read (``ActivityWatcher``) instead of reading the table again: same documents."""
+    settings = dataclasses.replace(
+        load_settings(example / "learnexit.toml"), state_url=f"sqlite:///{tmp_path / 'state.db'}"
+    )
+    monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "1")
+    monkeypatch.setenv("LEARNEXIT_NOW", "2026-11-29T10:15:00Z")
+    read_by_documents: list[str] = []
+    tuples = ExportJob.tuples
+
+    def record(self: ExportJob, name: str, *args: object, **kwargs: object) -> Iterator[list[tuple[object, ...]]]:
+        read_by_documents.append(name)
+        return tuples(self, name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ExportJob, "tuples", record)
+    alone = run_export(settings, "acme", formats=["pdf"], out=tmp_path / "alone")
+    assert "activity_log" in read_by_documents
+    read_by_documents.clear()
+    shared = run_export(settings, "acme", formats=["csv", "pdf"], out=tmp_path / "shared")
+    assert "activity_log" not in read_by_documents  # counted from the CSV read
+    for name in ("user-statistics.pdf", "analytics-summary.pdf"):
+        a = pdf_text(alone.path / "data" / "documents" / "reports" / name)
+        b = pdf_text(shared.path / "data" / "documents" / "reports" / name)
+        assert a == b, name

@@ -204,6 +204,8 @@ class ExportJob:
     background: list[Background] = field(default_factory=list)
     # Files hashed before the package is made (``package.prehash``), by path below data/.
     prehashed: dict[str, Any] = field(default_factory=dict)
+    # What a format's read-pass watcher (``Exporter.watcher``) hands its ``after`` step.
+    shared: dict[str, Any] = field(default_factory=dict)
 
     def in_background(self, work: Callable[[], None], name: str) -> Background:
         """Run ``work`` on a thread while the export goes on; every format's files are
@@ -382,6 +384,12 @@ class Exporter(ABC):
     order: ClassVar[int] = 50  # ``after`` steps run in this order
 
     def writer(self, job: ExportJob) -> TableWriter | None:
+        return None
+
+    def watcher(self, job: ExportJob) -> TableWriter | None:
+        """A TableWriter that looks at the rows of a read pass other formats make anyway
+        (it never makes one happen, and is left out when a table is read in key ranges):
+        for a format whose ``after`` step would otherwise read a table again."""
         return None
 
     def splits(self, job: ExportJob, spec: TableSpec) -> bool:

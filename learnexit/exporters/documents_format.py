@@ -18,7 +18,7 @@ Files (below ``data/documents/``; the .pdf and the .docx of a document sit side 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -42,7 +42,7 @@ from ..documents.model import (
     Table,
 )
 from ..documents.render import RenderQueue, default_workers, warm_pool
-from .base import REGISTRY, Exporter, ExportJob, register
+from .base import REGISTRY, Exporter, ExportJob, TableSpec, TableWriter, register
 from .media import NameAllocator, safe_filename
 
 FOLDER = "documents"
@@ -131,6 +131,13 @@ class _Build:
         self.quiz_pct_sum = 0.0
         self.activity_total = 0
         self.activity_span: tuple[date, date] | None = None
+        # ``activity``'s state: person as read → [rows, earliest, latest]; the instants' kind
+        # ("naive" | "aware") so far; first and last days of rows taken value by value;
+        # whether the read pass fed every row already (``ActivityWatcher``).
+        self.activity_spans: dict[Any, list[Any]] = {}
+        self.activity_kind: str | None = None
+        self.activity_days: list[date] = []
+        self.activity_watched = False
         self.feedback_answers: int | None = None
         self.certificates_read: int | None = None
         self.unknown_people: set[str] = set()
@@ -439,43 +446,27 @@ class _Build:
     def activity(self) -> None:
         """Activity rows per person, their first and last day, and the whole span.
 
-        A batch at a time: a day is a monotonic function of the instant, so only the
-        earliest and latest instant of each person need converting to a local day, as long
-        as the instants are datetimes of one kind (all naive, or all with an offset) that
-        compare as they are.  Anything else goes value by value."""
+        A batch at a time (``activity_batch``), from the read pass when another format read
+        the table anyway (``ActivityWatcher``), else read here: a day is a monotonic
+        function of the instant, so only the earliest and latest instant of each person
+        need converting to a local day, as long as the instants are datetimes of one kind
+        (all naive, or all with an offset) that compare as they are.  Anything else goes
+        value by value."""
         role = self.quiet_role("activity")
         if role is None:
             return
-        table = self.job.source.table(role.table)
-        wanted = [c for c in (role.columns.get("person"), role.columns.get("at")) if c is not None]
-        names = list(dict.fromkeys(wanted)) or [next(iter(table.columns)).name]
-        person_at = names.index(role.columns["person"]) if "person" in role.columns else None
-        instant_at = names.index(role.columns["at"]) if "at" in role.columns else None
-        spans: dict[Any, list[Any]] = {}  # person as read → [rows, earliest, latest]
-        kind: str | None = None  # "naive" | "aware": the instants compared so far
-        days: list[date] = []  # first and last days of rows taken value by value
-        for batch in self.job.tuples(role.table, columns=[table.c[n] for n in names]):
-            self.activity_total += len(batch)
-            persons = [r[person_at] for r in batch] if person_at is not None else [None] * len(batch)
-            instants = [r[instant_at] for r in batch] if instant_at is not None else [None] * len(batch)
-            present = [v for v in instants if v is not None]
-            batch_kind = _instant_kind(present) if present else kind
-            if present and (batch_kind is None or (kind is not None and batch_kind != kind)):
-                days.extend(self._activity_one_by_one(persons, instants))
-                continue
-            kind = batch_kind
-            for person, at in zip(persons, instants, strict=True):
-                span = spans.get(person)
-                if span is None:
-                    spans[person] = [1, at, at]
-                    continue
-                span[0] += 1
-                if at is not None:
-                    if span[1] is None or at < span[1]:
-                        span[1] = at
-                    if span[2] is None or at > span[2]:
-                        span[2] = at
-        for person, (rows, earliest, latest) in spans.items():
+        if not self.activity_watched:
+            table = self.job.source.table(role.table)
+            wanted = [c for c in (role.columns.get("person"), role.columns.get("at")) if c is not None]
+            names = list(dict.fromkeys(wanted)) or [next(iter(table.columns)).name]
+            person_at = names.index(role.columns["person"]) if "person" in role.columns else None
+            instant_at = names.index(role.columns["at"]) if "at" in role.columns else None
+            for batch in self.job.tuples(role.table, columns=[table.c[n] for n in names]):
+                persons = [r[person_at] for r in batch] if person_at is not None else [None] * len(batch)
+                instants = [r[instant_at] for r in batch] if instant_at is not None else [None] * len(batch)
+                self.activity_batch(persons, instants)
+        days = self.activity_days
+        for person, (rows, earliest, latest) in self.activity_spans.items():
             edge_days = [d for d in (i18n.local_date(earliest, self.tz), i18n.local_date(latest, self.tz)) if d]
             days.extend(edge_days)
             key = _key(person)
@@ -491,7 +482,29 @@ class _Build:
         if days:
             self.activity_span = (min(days), max(days))
 
-    def _activity_one_by_one(self, persons: list[Any], instants: list[Any]) -> list[date]:
+    def activity_batch(self, persons: Sequence[Any], instants: Sequence[Any]) -> None:
+        """One batch of activity rows (their people and instants, in the table's order)."""
+        self.activity_total += len(persons)
+        present = [v for v in instants if v is not None]
+        batch_kind = _instant_kind(present) if present else self.activity_kind
+        if present and (batch_kind is None or (self.activity_kind is not None and batch_kind != self.activity_kind)):
+            self.activity_days.extend(self._activity_one_by_one(persons, instants))
+            return
+        self.activity_kind = batch_kind
+        spans = self.activity_spans
+        for person, at in zip(persons, instants, strict=True):
+            span = spans.get(person)
+            if span is None:
+                spans[person] = [1, at, at]
+                continue
+            span[0] += 1
+            if at is not None:
+                if span[1] is None or at < span[1]:
+                    span[1] = at
+                if span[2] is None or at > span[2]:
+                    span[2] = at
+
+    def _activity_one_by_one(self, persons: Sequence[Any], instants: Sequence[Any]) -> list[date]:
         """Rows whose instants do not compare as they are: each converted to its day."""
         first: date | None = None
         last: date | None = None
@@ -803,6 +816,36 @@ class _Build:
         self.emit("export-summary", self.report(self.t("summary.title"), self.t("summary.subtitle"), blocks))
 
 
+_WATCHED = "documents"  # job.shared: the _Build the read pass fed (``ActivityWatcher``)
+
+
+class ActivityWatcher(TableWriter):
+    """Feeds ``_Build.activity_batch`` with the activity table's rows as a read pass reads
+    them (every row, in the table's order, in the batches ``activity`` would read), and
+    marks the table as counted once it ends."""
+
+    def __init__(self, build: _Build, role: Role, spec: TableSpec) -> None:
+        self.build = build
+        self.table = role.table
+        names = spec.column_names
+        self.person = names.index(role.columns["person"]) if "person" in role.columns else None
+        self.at = names.index(role.columns["at"]) if "at" in role.columns else None
+
+    def write_columns(self, spec: TableSpec, columns: list[Sequence[Any]], rows: int) -> None:
+        if spec.name == self.table and rows:
+            persons = columns[self.person] if self.person is not None else [None] * rows
+            instants = columns[self.at] if self.at is not None else [None] * rows
+            self.build.activity_batch(persons, instants)
+
+    def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
+        if spec.name == self.table and rows:
+            self.write_columns(spec, list(zip(*rows, strict=True)), len(rows))
+
+    def end_table(self, spec: TableSpec, rows: int) -> None:
+        if spec.name == self.table:
+            self.build.activity_watched = True
+
+
 def _folder_of(fmt: str) -> str:
     exporter = REGISTRY.get(fmt)
     return f"{exporter.folder}/" if exporter is not None else ""
@@ -831,9 +874,23 @@ class _DocumentsExporter(Exporter):
             return  # made with the first
         label = f"{'/'.join(fmts)} documents"
         with RenderQueue(progress=lambda done: job.progress(label, done)) as queue:
-            build = _Build(job, fmts, queue)
+            build = job.shared.pop(_WATCHED, None)  # (fed by the read pass: ``watcher``)
+            if build is None or build.job is not job or build.fmts != fmts:
+                build = _Build(job, fmts, queue)
+            build.queue = queue
             build.run()
             queue.finish()
+
+    def watcher(self, job: ExportJob) -> TableWriter | None:
+        """When other formats read the activity table anyway, the documents' activity counts
+        are taken from that read instead of reading the table again."""
+        fmts = self._formats(job)
+        role = job.settings.roles.get("activity")
+        if fmts is None or role is None or role.table not in {t.name for t in job.tables}:
+            return None
+        build = _Build(job, fmts, RenderQueue(workers=1))  # (``after`` gives it the real queue)
+        job.shared[_WATCHED] = build
+        return ActivityWatcher(build, role, job.spec(role.table))
 
     def finish(self, job: ExportJob) -> None:
         """The export summary, when the formats ran side by side (once all are done): made
