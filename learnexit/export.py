@@ -256,17 +256,13 @@ class _Stats:
     keyed: int = 0
 
     def __add__(self, other: _Stats) -> _Stats:
+        both = _Stats(self.rows + other.rows, [a + b for a, b in zip(self.outside, other.outside, strict=True)])
         lows = [v for v in (self.low, other.low) if v is not None]
         highs = [v for v in (self.high, other.high) if v is not None]
-        if not all(type(v) is int for v in lows + highs):  # (SQLite: text keys) no range
-            return _Stats(self.rows + other.rows, [a + b for a, b in zip(self.outside, other.outside, strict=True)])
-        return _Stats(
-            self.rows + other.rows,
-            [a + b for a, b in zip(self.outside, other.outside, strict=True)],
-            min(lows) if lows else None,
-            max(highs) if highs else None,
-            self.keyed + other.keyed,
-        )
+        if all(type(v) is int for v in lows + highs):  # (SQLite: text keys give no range)
+            both.low, both.high = min(lows, default=None), max(highs, default=None)
+            both.keyed = self.keyed + other.keyed
+        return both
 
     def key_range(self) -> tuple[int, int] | None:
         # (SQLite lets a key that is not the rowid be NULL, or text: no range then)
@@ -652,36 +648,35 @@ def run_formats(job: ExportJob, exporters: Sequence[Exporter], totals: dict[str,
     split = plan_split(job, tasks[0], workers, totals) if len(tasks) == 1 else None
     parallel = len(tasks) > 1 or split is not None
     if not parallel or not _run_parallel(job, exporters, totals, order, tasks, split, workers):
-        try:
+        with _background_done(job):
             for exporter in exporters:
                 exporter.prepare(job)
             read_pass(job, exporters, totals)
             for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
                 exporter.after(job)
-        except BaseException:
-            _settle_background(job)
-            raise
-        job.wait_background()
-    if job.parallel and any(type(e).finish is not Exporter.finish for e in exporters):
-        # The export summary is made now, the rest is final: hash it meanwhile (the package
-        # hashes again only what changed or is new).
-        job.in_background(lambda: job.prehashed.update(prehash(job.data_dir)), "prehash")
-    try:
+    with _background_done(job):
+        if job.parallel and any(type(e).finish is not Exporter.finish for e in exporters):
+            # The export summary is made now, the rest is final: hash it meanwhile (the
+            # package hashes again only what changed or is new).
+            job.in_background(lambda: job.prehashed.update(prehash(job.data_dir)), "prehash")
         for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
             exporter.finish(job)
+
+
+@contextmanager
+def _background_done(job: ExportJob) -> Iterator[None]:
+    """The formats' background work started inside is done when this ends: waited for
+    (its error raised) — and after a failure too, its own errors then giving way to the
+    one being raised (no thread may still write while the export cleans up)."""
+    try:
+        yield
     except BaseException:
-        _settle_background(job)
+        try:
+            job.wait_background()
+        except Exception:  # noqa: BLE001 - the error being raised is the one to report
+            pass
         raise
     job.wait_background()
-
-
-def _settle_background(job: ExportJob) -> None:
-    """After a failure: wait for the formats' background work, whose own errors give way
-    to the one being raised (no thread may still write while the export cleans up)."""
-    try:
-        job.wait_background()
-    except Exception:  # noqa: BLE001 - the error being raised is the one to report
-        pass
 
 
 @dataclass
@@ -745,38 +740,35 @@ def _run_task(
     job.progress = progress
     started = time.monotonic()
     try:
-        for exporter in group:
-            exporter.prepare(job)
-        if readers:
-            read_pass(job, group, totals, label=",".join(e.name for e in readers), split=split, parts=parts)
-        read_notes: dict[str, list[str]] = {e.name: [] for e in group}
-        for note in job.notes:
-            owner = next((e.name for e in readers if note.startswith(f"{e.name}: ")), group[0].name)
-            read_notes[owner].append(note)
-        results = []
-        for exporter in sorted(group, key=lambda e: e.order):
-            notes, problems, media = len(job.notes), len(job.problems), len(job.media)
-            exporter.after(job)
-            results.append(
-                _TaskResult(
-                    exporter.name,
-                    read_notes[exporter.name],
-                    job.notes[notes:],
-                    job.problems[problems:],
-                    job.media[media:],
+        with _background_done(job):
+            for exporter in group:
+                exporter.prepare(job)
+            if readers:
+                read_pass(job, group, totals, label=",".join(e.name for e in readers), split=split, parts=parts)
+            read_notes: dict[str, list[str]] = {e.name: [] for e in group}
+            for note in job.notes:
+                owner = next((e.name for e in readers if note.startswith(f"{e.name}: ")), group[0].name)
+                read_notes[owner].append(note)
+            results = []
+            for exporter in sorted(group, key=lambda e: e.order):
+                notes, problems, media = len(job.notes), len(job.problems), len(job.media)
+                exporter.after(job)
+                results.append(
+                    _TaskResult(
+                        exporter.name,
+                        read_notes[exporter.name],
+                        job.notes[notes:],
+                        job.problems[problems:],
+                        job.media[media:],
+                    )
                 )
-            )
-            event(
-                "export_format",
-                customer=job.customer,
-                format=exporter.name,
-                seconds=round(time.monotonic() - started, 2),
-            )
-        job.wait_background()
-        return results
-    except BaseException:
-        _settle_background(job)
-        raise
+                event(
+                    "export_format",
+                    customer=job.customer,
+                    format=exporter.name,
+                    seconds=round(time.monotonic() - started, 2),
+                )
+            return results
     finally:
         job.progress = report
 

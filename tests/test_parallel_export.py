@@ -52,10 +52,24 @@ def settings_for(example: Path, tmp: Path, source_url: str | None = None) -> Set
     return dataclasses.replace(settings, state_url=f"sqlite:///{tmp / 'state.db'}")
 
 
-def export(settings: Settings, out: Path, workers: int, monkeypatch: pytest.MonkeyPatch) -> ExportResult:
+def run(settings: Settings, out: Path, workers: int, monkeypatch: pytest.MonkeyPatch, **options: Any) -> ExportResult:
     monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", str(workers))
     monkeypatch.setenv("LEARNEXIT_NOW", NOW)
-    return run_export(settings, "acme", formats=FORMATS, out=out)
+    return run_export(settings, "acme", out=out, **options)
+
+
+def export(settings: Settings, out: Path, workers: int, monkeypatch: pytest.MonkeyPatch) -> ExportResult:
+    return run(settings, out, workers, monkeypatch, formats=FORMATS)
+
+
+def postgresql_example(db_factory: Any, name: str) -> str:
+    """The example LMS (3,000 activity rows) in a new PostgreSQL database: its URL."""
+    url = db_factory("postgresql").new(name)
+    engine = sa.create_engine(url)
+    build_shared_schema(engine)
+    populate_shared(engine, media_root=None, activity_rows=3000)
+    engine.dispose()
+    return str(url)
 
 
 def sorted_lines(path: Path) -> list[str]:
@@ -101,11 +115,7 @@ def test_two_processes_write_the_package_one_process_writes(example: Path, tmp_p
 
 
 def test_postgresql_workers_read_the_exported_snapshot(example: Path, tmp_path: Path, db_factory, monkeypatch) -> None:
-    url = db_factory("postgresql").new("parallel")
-    engine = sa.create_engine(url)
-    build_shared_schema(engine)
-    populate_shared(engine, media_root=None, activity_rows=3000)
-    engine.dispose()
+    url = postgresql_example(db_factory, "parallel")
     settings = settings_for(example, tmp_path, source_url=url)
     one = export(settings, tmp_path / "one", 1, monkeypatch)
     two = export(settings, tmp_path / "two", 3, monkeypatch)
@@ -186,12 +196,6 @@ def split_at(monkeypatch: pytest.MonkeyPatch, rows: int) -> list[tuple[str, str,
 
         monkeypatch.setattr(writer, "join_part", record)
     return joined
-
-
-def run(settings: Settings, out: Path, workers: int, monkeypatch: pytest.MonkeyPatch, **options: Any) -> ExportResult:
-    monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", str(workers))
-    monkeypatch.setenv("LEARNEXIT_NOW", NOW)
-    return run_export(settings, "acme", out=out, **options)
 
 
 def dump_rows(path: Path) -> list[str]:
@@ -280,11 +284,7 @@ def test_value_changes_in_several_ranges_are_noted_once_with_the_total(
 def test_postgresql_workers_read_key_ranges_of_the_exported_snapshot(
     example: Path, tmp_path: Path, db_factory, monkeypatch
 ) -> None:
-    url = db_factory("postgresql").new("ranges")
-    engine = sa.create_engine(url)
-    build_shared_schema(engine)
-    populate_shared(engine, media_root=None, activity_rows=3000)
-    engine.dispose()
+    url = postgresql_example(db_factory, "ranges")
     settings = settings_for(example, tmp_path, source_url=url)
     one = run(settings, tmp_path / "one", 1, monkeypatch, formats=["csv"])
     joined = split_at(monkeypatch, 500)
@@ -396,11 +396,7 @@ def test_counting_big_tables_in_halves_on_a_helper_finds_what_one_scan_finds(
 ) -> None:
     url = None
     if engine_kind == "postgresql":
-        url = db_factory("postgresql").new("halves")
-        engine = sa.create_engine(url)
-        build_shared_schema(engine)
-        populate_shared(engine, media_root=None, activity_rows=3000)
-        engine.dispose()
+        url = postgresql_example(db_factory, "halves")
     settings = settings_for(example, tmp_path, source_url=url)
     monkeypatch.setattr(export_module, "STATS_SPLIT_SPAN", 100)  # activity_log, and no small table
     halved: list[str] = []
