@@ -133,6 +133,14 @@ def describe_db_error(exc: BaseException) -> str:
     return scrub(text[0] if text else type(orig).__name__)
 
 
+def _constraint_order(fk: sa.ForeignKeyConstraint) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    return (
+        tuple(c.name for c in fk.columns),
+        fk.referred_table.name,
+        tuple(el.column.name for el in fk.elements),
+    )
+
+
 class Source:
     """One customer's view of the source database."""
 
@@ -465,7 +473,8 @@ class DataMap:
         seen: set[tuple[str, tuple[str, ...], str]] = set()
         for table in self.by_name.values():
             ignored = set(self.settings.rule(table.name).ignore_references)
-            for fk in table.foreign_key_constraints:
+            # (a set: sorted, so every run lists a table's references in the same order)
+            for fk in sorted(table.foreign_key_constraints, key=_constraint_order):
                 parent = fk.referred_table.name
                 child_cols = tuple(c.name for c in fk.columns)
                 parent_cols = tuple(el.column.name for el in fk.elements)
