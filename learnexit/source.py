@@ -329,13 +329,23 @@ class Source:
             if watch is not None:
                 watch.close()
             raise OperationalError(f"cannot read source {mask_url(self.url)}: {describe_db_error(exc)}") from None
+        failed = False
         try:
             yield conn
         except sa.exc.SQLAlchemyError as exc:
+            failed = True
             raise OperationalError(f"source read failed: {describe_db_error(exc)}") from None
+        except BaseException:
+            failed = True
+            raise
         finally:
             try:
                 trans.rollback()
+            except sa.exc.SQLAlchemyError as exc:
+                # (a connection the server ended may say so only now, at the rollback: the
+                # error that ended the read is the one to report)
+                if not failed:
+                    raise OperationalError(f"source read failed: {describe_db_error(exc)}") from None
             finally:
                 conn.close()
                 if watch is not None:

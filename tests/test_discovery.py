@@ -252,3 +252,27 @@ def test_references_listed_in_the_same_order_every_run(mini, tmp_path: Path) -> 
     with Source(mini, "a") as src:
         doc_tags = [e.child_cols for e in src.datamap.edges if e.child == "doc_tags" and e.declared]
     assert len(doc_tags) >= 2 and doc_tags == sorted(doc_tags)
+
+
+def test_a_failed_rollback_does_not_hide_why_the_read_failed(mini, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection the server ended may report it again at the snapshot's closing ROLLBACK
+    (seen: PostgreSQL terminating the export's backend).  The read's own error is the one
+    reported, as one line; a rollback failing after a good read is reported as one too."""
+    from learnexit.errors import OperationalError
+
+    def refuse(self: object) -> None:
+        raise sa.exc.OperationalError("ROLLBACK", {}, Exception("server closed the connection"))
+
+    with Source(mini, "a") as src:
+        with pytest.raises(OperationalError, match="^source read failed: .*no_such_table"):
+            with monkeypatch.context() as patch, src.snapshot() as conn:
+                patch.setattr(sa.engine.RootTransaction, "rollback", refuse)  # (only the closing one)
+                conn.exec_driver_sql("SELECT * FROM no_such_table")
+        with pytest.raises(OperationalError, match="^source read failed: .*server closed the connection"):
+            with monkeypatch.context() as patch, src.snapshot() as conn:
+                patch.setattr(sa.engine.RootTransaction, "rollback", refuse)
+                conn.exec_driver_sql("SELECT 1")
+        with pytest.raises(KeyError):  # (not a database error: passed on as it is)
+            with monkeypatch.context() as patch, src.snapshot():
+                patch.setattr(sa.engine.RootTransaction, "rollback", refuse)
+                raise KeyError("x")

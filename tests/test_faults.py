@@ -374,6 +374,25 @@ def terminate(database: str, *, wait_for: str | None = None, timeout: float = 60
     raise AssertionError(f"no connection to {database} appeared")
 
 
+def export_running(state_db: str, timeout: float = 60) -> None:
+    """Wait until the ledger records an export as running (its reads under way), instead
+    of sleeping for a guess: on a slow machine the export may still be starting up."""
+    engine = sa.create_engine(PG_ADMIN.rsplit("/", 1)[0] + "/" + state_db)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                with engine.connect() as conn:
+                    if conn.execute(sa.text("SELECT 1 FROM exports WHERE status = 'running'")).first():
+                        return
+            except sa.exc.ProgrammingError:  # (the ledger's tables are not made yet)
+                pass
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"no export running in {state_db}")
+
+
 def pg_exports(config: Path, state_db: str) -> list[dict]:
     engine = sa.create_engine(PG_ADMIN.rsplit("/", 1)[0] + "/" + state_db)
     with engine.connect() as conn:
@@ -387,7 +406,7 @@ def test_source_connection_terminated_mid_export(pg_site: tuple[Path, str, str],
     config, src_db, state_db = pg_site
     out = tmp_path / "out"
     proc = start(["export", "acme", "-f", "csv,json", "--out", str(out)], config, LEARNEXIT_TEST_SLOW_EXPORT="0.25")
-    time.sleep(1.5)
+    export_running(state_db)
     assert terminate(src_db, wait_for="idle in transaction") >= 1  # the snapshot, between two tables
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
@@ -409,7 +428,7 @@ def test_ledger_connection_terminated_mid_export(pg_site: tuple[Path, str, str],
     config, _src_db, state_db = pg_site
     out = tmp_path / "out"
     proc = start(["export", "acme", "-f", "csv", "--out", str(out), "--json"], config, LEARNEXIT_TEST_SLOW_EXPORT="0.2")
-    time.sleep(1.5)
+    export_running(state_db)
     assert terminate(state_db, wait_for="idle") >= 1  # the ledger's pooled connection, idle while the export reads
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr  # the ledger reconnects and records the export
