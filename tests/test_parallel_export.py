@@ -457,3 +457,51 @@ def test_halves_hold_every_row_once_even_null_keys(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert export_module._halves(Tables(), conn, "t") is None  # type: ignore[arg-type]
     engine.dispose()
+
+
+def test_streams_collect_garbage_seldom_and_restore_the_collector(tmp_path: Path, monkeypatch) -> None:
+    """``stream_columns`` turns automatic collection off while its batches are read (a
+    collection every 700 new tuples walked each live batch), collects the young
+    generation every ``GC_EVERY_BATCHES`` batches, and turns it back on when the stream
+    ends, is closed early or fails; nested streams leave it to the outermost."""
+    import gc
+
+    from learnexit.exporters import base
+
+    db = tmp_path / "rows.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"row {i}") for i in range(1, 1001)])
+    engine = sa.create_engine(f"sqlite:///{db}")
+    table = sa.Table("t", sa.MetaData(), autoload_with=engine)
+    collections: list[int] = []
+    real_collect = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda generation=2: collections.append(generation) or real_collect(generation))
+    monkeypatch.setattr(base, "GC_EVERY_BATCHES", 4)
+    assert gc.isenabled()
+    with engine.connect() as conn:
+        seen = []
+        for columns in base.stream_columns(conn, sa.select(table), 100):
+            seen.append(gc.isenabled())
+            assert len(columns[0]) == 100
+        assert seen == [False] * 10 and gc.isenabled()
+        assert collections == [0, 0]  # after batches 4 and 8
+
+        outer = base.stream_columns(conn, sa.select(table).where(table.c.id <= 300), 100)
+        next(outer)
+        inner = base.stream_columns(conn, sa.select(table).where(table.c.id > 900), 10)
+        assert sum(len(c[0]) for c in inner) == 100
+        assert not gc.isenabled()  # (the outer stream is still being read)
+        outer.close()  # closed early
+        assert gc.isenabled()
+
+        with pytest.raises(sa.exc.OperationalError):
+            for _ in base.stream_columns(conn, sa.select(sa.text("* FROM no_such_table")), 10):
+                pass
+        assert gc.isenabled()
+        failing = base.stream_columns(conn, sa.select(table), 100)
+        next(failing)
+        with pytest.raises(KeyError):
+            failing.throw(KeyError("a writer failed"))
+        assert gc.isenabled()
+    engine.dispose()

@@ -11,11 +11,13 @@ files 0600); the package collects whatever files are there.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import threading
 from abc import ABC
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -63,29 +65,65 @@ def result_processors(dialect: Any, stmt: sa.Select[Any], description: Any) -> l
     return out
 
 
+# While rows stream, the cycle collector runs only every this many batches (see ``streaming``).
+GC_EVERY_BATCHES = 50
+
+
+@contextmanager
+def streaming() -> Iterator[Callable[[], None]]:
+    """Automatic garbage collection off while a stream of batches is read; yields a
+    function to call once per batch, which collects the young generation every
+    ``GC_EVERY_BATCHES`` batches.
+
+    Every fetched row is a new tuple, so the collector would start every 700 of them,
+    each time walking the live batch and promoting it to older generations, where it is
+    walked again: a quarter of the time of fetching a row.  Rows hold no cycles (they are
+    freed by reference counting as each batch is done), so collecting seldom changes
+    nothing but the time.  Streams may nest; the outermost one turns collection back on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    batches = 0
+
+    def batch_done() -> None:
+        nonlocal batches
+        batches += 1
+        if batches % GC_EVERY_BATCHES == 0:
+            gc.collect(0)
+
+    try:
+        yield batch_done
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def stream_columns(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> Iterator[list[Sequence[Any]]]:
     """Execute ``stmt`` with a server-side cursor and yield its rows in batches, a batch as
     its columns (one sequence of values per selected column, all of the same length).
 
     Raw rows are taken from the result's fetch strategy (the DBAPI cursor and whatever
     SQLAlchemy has buffered from it), so no Row objects are made; the columns SQLAlchemy
-    would convert are converted here, a whole column at a time.
+    would convert are converted here, a whole column at a time.  Automatic garbage
+    collection is off meanwhile (``streaming``).
     """
     result = conn.execution_options(yield_per=batch_size).execute(stmt)
     try:
         processors = result_processors(conn.dialect, stmt, result.cursor.description)
-        while True:
-            # (the strategy changes once the cursor is exhausted: look it up every time)
-            batch = result.cursor_strategy.fetchmany(result, result.cursor, batch_size)
-            if not batch:
-                return
-            columns: list[Sequence[Any]] = list(zip(*batch, strict=True))
-            for i, process in processors:
-                try:
-                    columns[i] = list(map(process, columns[i]))
-                except (ValueError, TypeError, ArithmeticError):
-                    raise unreadable_value(stmt, columns, i, process) from None
-            yield columns
+        with streaming() as batch_done:
+            while True:
+                # (the strategy changes once the cursor is exhausted: look it up every time)
+                batch = result.cursor_strategy.fetchmany(result, result.cursor, batch_size)
+                if not batch:
+                    return
+                columns: list[Sequence[Any]] = list(zip(*batch, strict=True))
+                for i, process in processors:
+                    try:
+                        columns[i] = list(map(process, columns[i]))
+                    except (ValueError, TypeError, ArithmeticError):
+                        raise unreadable_value(stmt, columns, i, process) from None
+                yield columns
+                batch_done()
     finally:
         result.close()
 
