@@ -41,6 +41,7 @@ IGNORE = shutil.ignore_patterns(
     "certificates",
     "results",
     "*.db",
+    "*.so",
 )
 TEMPLATES = {"certificate.html", "certificate.css", "report.html", "report.css"}
 
@@ -74,10 +75,21 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_build_makes_a_wheel_and_an_sdist(dist: Path) -> None:
+    """A wheel for this Python and platform, with the C speedups compiled in (this machine
+    has a compiler; without one the build goes on and makes a pure-Python wheel)."""
     wheels = sorted(dist.glob("learnexit-*.whl"))
     sdists = sorted(dist.glob("learnexit-*.tar.gz"))
-    assert [w.name for w in wheels] == [f"learnexit-{__version__}-py3-none-any.whl"]
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert len(wheels) == 1 and re.fullmatch(
+        rf"learnexit-{re.escape(__version__)}-{tag}-{tag}-\w+\.whl", wheels[0].name
+    )
     assert [s.name for s in sdists] == [f"learnexit-{__version__}.tar.gz"]
+    with zipfile.ZipFile(wheels[0]) as zf:
+        assert (
+            [n for n in zf.namelist() if n.startswith("learnexit/_speedups.")]
+            == [n for n in zf.namelist() if re.fullmatch(r"learnexit/_speedups\.cpython-\d+-.+\.so", n)]
+            != []
+        )
 
 
 def test_wheel_contents_and_metadata(dist: Path) -> None:
@@ -99,7 +111,11 @@ def test_sdist_contains_the_package_data(dist: Path) -> None:
     (sdist,) = dist.glob("learnexit-*.tar.gz")
     with tarfile.open(sdist) as tf:
         names = {Path(n).name for n in tf.getnames() if "/learnexit/documents/templates/" in n}
+        top = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     assert TEMPLATES <= names
+    # the C speedups are built from source when installing from the sdist
+    assert {"setup.py", "learnexit/_speedups.c"} <= top
+    assert not any(n.endswith(".so") for n in top)
 
 
 def test_wheel_installs_into_a_fresh_venv_and_runs_the_example(dist: Path, tmp_path: Path) -> None:
@@ -113,6 +129,10 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_example(dist: Path, tmp_p
     # the installed copy is used, not this checkout
     where = _run([str(bindir / "python"), "-c", "import learnexit; print(learnexit.__file__)"], cwd=tmp_path)
     assert str(venv) in where.stdout and str(ROOT) not in where.stdout
+    native = _run(
+        [str(bindir / "python"), "-c", "from learnexit.exporters import speedups; print(speedups.native)"], cwd=tmp_path
+    )
+    assert "learnexit._speedups" in native.stdout and str(venv) in native.stdout
 
     assert _run([exe, "--version"], cwd=tmp_path).stdout.strip() == f"learnexit {__version__}"
     _run([exe, "init", "--example", "demo"], cwd=tmp_path)

@@ -15,7 +15,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import IO, Any
 
+from . import speedups
 from .base import Exporter, ExportJob, TableSpec, TableWriter, append_file, register
+from .speedups import native_batch
 from .values import Sanitiser, unique_stems
 
 FOLDER = "csv"
@@ -60,13 +62,18 @@ class CsvWriter(TableWriter):
     ``Sanitiser.csv_column``, made fields by ``csv_fields`` (quoting only the columns that
     need it), joined into records, and the batch is encoded once.  A batch holding a lone
     surrogate (UTF-8 cannot encode it) is redone value by value through ``Sanitiser.csv``,
-    which replaces it and notes it."""
+    which replaces it and notes it.
+
+    With the C speedups (``speedups.native``) the records are written by
+    ``csv_records``; a column it hands back (a Decimal, a datetime with a zone…) is made
+    fields here as above and passed in finished, and stays so for the rest of the table."""
 
     def __init__(self, job: ExportJob) -> None:
         self.job = job
         self.values = Sanitiser("csv")
         self.paths = csv_paths([t.name for t in job.tables])
         self.file: IO[bytes] | None = None
+        self.python_columns: set[int] = set()  # the table's columns converted here, not in C
 
     def _emit(self, columns: list[Sequence[Any]]) -> None:
         assert self.file is not None
@@ -77,6 +84,7 @@ class CsvWriter(TableWriter):
 
     def start_table(self, spec: TableSpec) -> None:
         self.file = self.job.open_file(self.paths[spec.name], "wb", buffering=1 << 20)
+        self.python_columns = set()
         self._emit([[self.values.csv(c, spec.name, "(header)")] for c in spec.column_names])
 
     def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
@@ -90,12 +98,28 @@ class CsvWriter(TableWriter):
         table = spec.name
         column = self.values.csv_column
         counted = self.values.changes.copy()
+        if speedups.native is not None:
+            records = self._records(speedups.native, spec, columns)
+            if records is not None:
+                assert self.file is not None
+                self.file.write(records)
+                return
         try:
             self._emit([column(values, table, name) for values, name in zip(columns, names, strict=True)])
         except UnicodeEncodeError:  # a lone surrogate somewhere in the batch: value by value
             self.values.changes = counted
             convert = self.values.csv
             self._emit([[convert(v, table, name) for v in values] for values, name in zip(columns, names, strict=True)])
+
+    def _records(self, native: Any, spec: TableSpec, columns: list[Sequence[Any]]) -> bytes | None:
+        """The batch's records by ``native.csv_records``; ``None`` when text in it cannot
+        be encoded (the caller redoes the batch, replacing and noting lone surrogates)."""
+        column = self.values.csv_column
+
+        def convert(values: Sequence[Any], i: int) -> Sequence[Any]:
+            return csv_fields(column(values, spec.name, spec.columns[i].name))
+
+        return native_batch(self.values, columns, set(), self.python_columns, convert, native.csv_records)
 
     def end_table(self, spec: TableSpec, rows: int) -> None:
         if self.file is not None:
@@ -119,6 +143,7 @@ class CsvWriter(TableWriter):
 
     def start_part(self, spec: TableSpec, part: int) -> None:
         self.file = self.job.open_file(self._part_path(spec, part), "wb", buffering=1 << 20)
+        self.python_columns = set()
 
     def end_part(self, spec: TableSpec, part: int, rows: int) -> dict[str, Any]:
         self.abort()

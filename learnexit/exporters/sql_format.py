@@ -62,8 +62,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import AddConstraint, CreateTable
 
 from ..source import Edge
+from . import speedups
 from .base import Exporter, ExportJob, TableSpec, TableWriter, append_file, register
 from .json_format import generated_at
+from .speedups import native_batch
 from .values import Sanitiser, decimal_text, duration_text, file_stem, significant_digits, text
 
 
@@ -91,6 +93,7 @@ DIALECTS = ("sqlite", "postgresql", "mysql")
 _EPOCH = dt.datetime(1970, 1, 1)
 _MYSQL_ESCAPES = str.maketrans({"\\": "\\\\", "'": "''", "\x00": "\\0", "\r": "\\r", "\x1a": "\\Z"})
 _SQLITE_SPLICE = re.compile("([\x00\r])")
+_NATIVE_DIALECTS = {"sqlite": 0, "postgresql": 1, "mysql": 2}  # the dialect codes of _speedups.sql_inserts
 
 LOAD_HINTS = {
     "sqlite": "sqlite3 NEW.db < {file}",
@@ -302,7 +305,7 @@ class Literals:
                 if "\r" not in joined and "\x00" not in joined:  # (lone surrogates: the caller's)
                     return ["NULL" if v is None else "'" + v.replace("'", "''") + "'" for v in values]
             elif kind is dt.datetime:
-                if all(v.tzinfo is None and v.year >= 1000 for v in values if v is not None):
+                if all(v.tzinfo is None for v in values if v is not None):
                     if d == "sqlite":  # SQLAlchemy's storage format, microseconds always written
                         return ["NULL" if v is None else f"'{v.isoformat(' ', 'microseconds')}'" for v in values]
                     return ["NULL" if v is None else f"'{v.isoformat(' ')}'" for v in values]
@@ -350,8 +353,8 @@ class Literals:
             self.values.changed(table, column, f"with a time zone written as UTC ({d} keeps no zone)")
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
         value = value.replace(tzinfo=None)
-        if d == "sqlite":
-            return f"'{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+        if d == "sqlite":  # SQLAlchemy's storage format: microseconds always, the year in 4 digits
+            return f"'{value.isoformat(' ', 'microseconds')}'"
         return f"'{value.isoformat(sep=' ')}'"
 
 
@@ -371,6 +374,7 @@ class TablePlan:
     columns: list[TargetColumn]
     fks: list[ForeignKey] = field(default_factory=list)
     pending: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)  # (pk, {col: value})
+    python_columns: set[int] = field(default_factory=set)  # columns the C speedups hand back
 
 
 class SqlWriter(TableWriter):
@@ -496,6 +500,12 @@ class SqlWriter(TableWriter):
         else:  # a reference to a row not written yet (or into this very table): row by row
             batch = list(zip(*columns, strict=True))
             columns = list(zip(*self._check_references(spec, plan, live, batch, index), strict=True))
+        if speedups.native is not None:
+            statements = self._inserts(speedups.native, spec, plan, columns)
+            if statements is not None:
+                self.body.write(statements)
+                self.rows[spec.name] += rows
+                return
         literal_column = self.lit.literal_column
         literals = [literal_column(values, col, table) for values, col in zip(columns, plan.columns, strict=True)]
         tuples = ["(" + ", ".join(values) + ")" for values in zip(*literals, strict=True)]
@@ -560,11 +570,32 @@ class SqlWriter(TableWriter):
             out.append(values)
         return out
 
+    def _inserts(self, native: Any, spec: TableSpec, plan: TablePlan, columns: list[Sequence[Any]]) -> bytes | None:
+        """The batch's INSERT statements by ``native.sql_inserts`` (as ``_write_statements``
+        writes them); ``None`` when text in it cannot be encoded (the caller redoes the
+        batch, replacing and noting lone surrogates).  JSON and boolean columns, and any
+        column C hands back, get their literals from ``Literals.literal_column``."""
+        literal_column = self.lit.literal_column
+        python = {i for i, col in enumerate(plan.columns) if col.render in ("json", "bool")} | plan.python_columns
+
+        def convert(values: Sequence[Any], i: int) -> Sequence[Any]:
+            return literal_column(values, plan.columns[i], spec.name)
+
+        def inserts(columns: list[Sequence[Any]], verbatim: list[bool]) -> bytes | int:
+            return native.sql_inserts(
+                columns, verbatim, _NATIVE_DIALECTS[self.dialect], self._head(spec), INSERT_ROWS, INSERT_BYTES
+            )
+
+        return native_batch(self.values, columns, python, plan.python_columns, convert, inserts)
+
+    def _head(self, spec: TableSpec) -> str:
+        cols = ", ".join(self.quote(c) for c in spec.column_names)
+        return f"INSERT INTO {self.quote(spec.name)} ({cols}) VALUES\n"
+
     def _write_statements(self, spec: TableSpec, tuples: list[str]) -> None:
         """Multi-row INSERTs of at most INSERT_ROWS rows or about INSERT_BYTES each."""
         assert self.body is not None
-        cols = ", ".join(self.quote(c) for c in spec.column_names)
-        head = f"INSERT INTO {self.quote(spec.name)} ({cols}) VALUES\n"
+        head = self._head(spec)
         parts: list[str] = []
         start, size = 0, 0
         for i, tup in enumerate(tuples):

@@ -1,0 +1,13 @@
+# The optional C extension (learnexit/_speedups.c); see learnexit/exporters/speedups.py.
+from collections.abc import Sequence
+from typing import Any
+
+def csv_records(columns: Sequence[Sequence[Any]], verbatim: Sequence[bool]) -> bytes | int: ...
+def sql_inserts(
+    columns: Sequence[Sequence[Any]],
+    verbatim: Sequence[bool],
+    dialect: int,
+    head: str,
+    max_rows: int,
+    max_chars: int,
+) -> bytes | int: ...
