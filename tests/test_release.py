@@ -85,11 +85,10 @@ def test_build_makes_a_wheel_and_an_sdist(dist: Path) -> None:
     )
     assert [s.name for s in sdists] == [f"learnexit-{__version__}.tar.gz"]
     with zipfile.ZipFile(wheels[0]) as zf:
-        assert (
-            [n for n in zf.namelist() if n.startswith("learnexit/_speedups.")]
-            == [n for n in zf.namelist() if re.fullmatch(r"learnexit/_speedups\.cpython-\d+-.+\.so", n)]
-            != []
-        )
+        speedups = sorted(n for n in zf.namelist() if n.startswith("learnexit/_speedups."))
+    # the compiled module and its type stub; not the C source (that is in the sdist)
+    assert len(speedups) == 2 and speedups[1] == "learnexit/_speedups.pyi", speedups
+    assert re.fullmatch(r"learnexit/_speedups\.cpython-\d+-.+\.so", speedups[0]), speedups
 
 
 def test_wheel_contents_and_metadata(dist: Path) -> None:
