@@ -1177,12 +1177,9 @@ def test_sqlite_export_with_lone_surrogates_is_the_same_with_and_without_speedup
     conn.execute("UPDATE events SET note = CAST(X'80' || X'00' || X'0D0A' AS TEXT) WHERE id % 17 = 0")
     conn.commit()
     conn.close()
-    cfg = source_config(tmp_path, f"sqlite:///{tmp_path / 'lms.db'}", "\n[export]\nbatch_size = 10\n")
-    options: dict[str, Any] = {"formats": ["csv", "sql"], "sql_dialect": dialect}
-    fast = export_in_process(cfg, tmp_path / "c", monkeypatch, speedups_off=False, **options)
-    slow = export_in_process(cfg, tmp_path / "py", monkeypatch, speedups_off=True, **options)
+    source = f"sqlite:///{tmp_path / 'lms.db'}"
+    _fast, slow = assert_exports_the_same_both_ways(source, dialect, tmp_path, monkeypatch, batch_size=10)
     assert any("lone surrogate" in n for n in slow[1])  # (the values did arrive as such)
-    assert_same_packages(fast, slow)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "sql"])
@@ -1280,22 +1277,43 @@ def server_rows(kind: str, n: int = 90) -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def postgresql_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL database (created here, dropped afterwards) with awkward values."""
-    factory = DatabaseFactory("postgresql", tmp_path_factory.mktemp("speedups-pg"))
+def server_source(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, schema: list[str], url_suffix: str = ""
+) -> Iterator[str]:
+    """A database on the ``engine`` server (created here, dropped afterwards) holding the
+    awkward rows of ``server_rows(engine)`` in the tables ``schema`` creates."""
+    factory = DatabaseFactory(engine, tmp_path_factory.mktemp(f"speedups-{engine}"))
     try:
-        url = factory.new("speedups")
-        engine = sa.create_engine(url)
+        url = factory.new("speedups") + url_suffix
+        db = sa.create_engine(url)
         try:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(PG_SCHEMA)
-                fill(conn, server_rows("postgresql"))
+            with db.begin() as conn:
+                for ddl in schema:
+                    conn.exec_driver_sql(ddl)
+                fill(conn, server_rows(engine))
         finally:
-            engine.dispose()
+            db.dispose()
         yield url
     finally:
         factory.drop_all()
+
+
+def assert_exports_the_same_both_ways(
+    source: str, dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int = 16
+) -> tuple[tuple[dict[str, bytes], list[str]], tuple[dict[str, bytes], list[str]]]:
+    """CSV and SQL (``dialect``) exported from ``source`` with and without the speedups:
+    every data file and note the same.  Returns both packages for further checks."""
+    cfg = source_config(tmp_path, source, f"\n[export]\nbatch_size = {batch_size}\n")
+    options: dict[str, Any] = {"formats": ["csv", "sql"], "sql_dialect": dialect}
+    fast = export_in_process(cfg, tmp_path / "c", monkeypatch, speedups_off=False, **options)
+    slow = export_in_process(cfg, tmp_path / "py", monkeypatch, speedups_off=True, **options)
+    assert_same_packages(fast, slow)
+    return fast, slow
+
+
+@pytest.fixture(scope="module")
+def postgresql_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from server_source(tmp_path_factory, "postgresql", [PG_SCHEMA])
 
 
 @pytest.mark.postgres
@@ -1306,12 +1324,8 @@ def test_postgresql_export_is_the_same_with_and_without_speedups(
     # (For the sqlite and mysql dumps NaN/Infinity doubles, a later column, are met by C
     # before the NaN numerics of an earlier column: the notes' order is the point,
     # test_notes_come_in_the_order_python_reports_them.)
-    cfg = source_config(tmp_path, postgresql_source, "\n[export]\nbatch_size = 16\n")
-    options: dict[str, Any] = {"formats": ["csv", "sql"], "sql_dialect": dialect}
-    fast = export_in_process(cfg, tmp_path / "c", monkeypatch, speedups_off=False, **options)
-    slow = export_in_process(cfg, tmp_path / "py", monkeypatch, speedups_off=True, **options)
+    fast, _slow = assert_exports_the_same_both_ways(postgresql_source, dialect, tmp_path, monkeypatch)
     assert b"\\x00275c1a" in fast[0]["sql/acme.sql"] or dialect != "postgresql"
-    assert_same_packages(fast, slow)
 
 
 MARIADB_SCHEMA = [
@@ -1337,21 +1351,7 @@ MARIADB_SCHEMA = [
 
 @pytest.fixture(scope="module")
 def mariadb_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A MariaDB database (created here, dropped afterwards) with awkward values."""
-    factory = DatabaseFactory("mariadb", tmp_path_factory.mktemp("speedups-my"))
-    try:
-        url = factory.new("speedups") + "?charset=utf8mb4"
-        engine = sa.create_engine(url)
-        try:
-            with engine.begin() as conn:
-                for ddl in MARIADB_SCHEMA:
-                    conn.exec_driver_sql(ddl)
-                fill(conn, server_rows("mariadb"))
-        finally:
-            engine.dispose()
-        yield url
-    finally:
-        factory.drop_all()
+    yield from server_source(tmp_path_factory, "mariadb", MARIADB_SCHEMA, "?charset=utf8mb4")
 
 
 @pytest.mark.mariadb
@@ -1359,11 +1359,7 @@ def mariadb_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_mariadb_export_is_the_same_with_and_without_speedups(
     mariadb_source: str, dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = source_config(tmp_path, mariadb_source, "\n[export]\nbatch_size = 16\n")
-    options: dict[str, Any] = {"formats": ["csv", "sql"], "sql_dialect": dialect}
-    fast = export_in_process(cfg, tmp_path / "c", monkeypatch, speedups_off=False, **options)
-    slow = export_in_process(cfg, tmp_path / "py", monkeypatch, speedups_off=True, **options)
-    assert_same_packages(fast, slow)
+    assert_exports_the_same_both_ways(mariadb_source, dialect, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("use_native", [True, False], ids=["c", "python"])

@@ -97,13 +97,13 @@ class CsvWriter(TableWriter):
         names = spec.column_names
         table = spec.name
         column = self.values.csv_column
-        counted = self.values.changes.copy()
         if speedups.native is not None:
             records = self._records(speedups.native, spec, columns)
             if records is not None:
                 assert self.file is not None
                 self.file.write(records)
                 return
+        counted = self.values.changes.copy()  # (what to go back to if the batch is redone)
         try:
             self._emit([column(values, table, name) for values, name in zip(columns, names, strict=True)])
         except UnicodeEncodeError:  # a lone surrogate somewhere in the batch: value by value

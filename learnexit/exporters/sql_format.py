@@ -488,7 +488,6 @@ class SqlWriter(TableWriter):
         index = {c: i for i, c in enumerate(spec.column_names)}
         live = [fk for fk in plan.fks if fk.dropped is None]
         table = spec.name
-        counted = self.values.changes.copy()
         if self.part_refs is not None:  # (a range in a worker: checked when it is joined)
             for fk, seen in zip(plan.fks, self.part_refs, strict=True):
                 refs = set(zip(*[columns[index[c]] for c in fk.edge.child_cols], strict=True))
@@ -506,6 +505,7 @@ class SqlWriter(TableWriter):
                 self.body.write(statements)
                 self.rows[spec.name] += rows
                 return
+        counted = self.values.changes.copy()  # (what to go back to if the batch is redone)
         literal_column = self.lit.literal_column
         literals = [literal_column(values, col, table) for values, col in zip(columns, plan.columns, strict=True)]
         tuples = ["(" + ", ".join(values) + ")" for values in zip(*literals, strict=True)]
