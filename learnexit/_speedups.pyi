@@ -11,3 +11,9 @@ def sql_inserts(
     max_rows: int,
     max_chars: int,
 ) -> bytes | int: ...
+def xlsx_rows(
+    columns: Sequence[Sequence[Any]],
+    verbatim: Sequence[bool],
+    letters: Sequence[str],
+    first: int,
+) -> bytes | int: ...

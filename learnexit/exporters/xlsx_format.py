@@ -37,7 +37,9 @@ from xml.sax.saxutils import quoteattr
 
 import orjson
 
+from . import speedups
 from .base import Background, Exporter, ExportJob, TableSpec, TableWriter, register
+from .speedups import native_batch
 from .values import EXCEL_DIGITS, EXCEL_MAX_CHARS, SEP, Sanitiser, file_stem, marked, xml_clean
 
 FOLDER = "excel"
@@ -443,6 +445,7 @@ class XlsxWriter(TableWriter):
         self.sheet_first = 1
         self.columns = 0
         self.letters: list[str] = []
+        self.handed_back: set[int] = set()  # the table's columns the C speedups left to Python
         self.zipping: Background | None = None
 
     # -- sheets ---------------------------------------------------------------
@@ -477,6 +480,7 @@ class XlsxWriter(TableWriter):
         self.table_rows = 0
         self.columns = min(len(spec.columns), MAX_COLUMNS)
         self.letters = [column_letter(i) for i in range(self.columns)]
+        self.handed_back = set()
         if len(spec.columns) > MAX_COLUMNS:
             self.job.note(
                 "xlsx",
@@ -504,6 +508,13 @@ class XlsxWriter(TableWriter):
         assert self.ws is not None
         table = spec.name
         first = self.on_sheet + 2  # the header is row 1
+        if speedups.native is not None:
+            xml = self._native_rows(speedups.native, spec, columns, first, rows)
+            if xml is not None:
+                self.ws.write_bytes(xml)
+                self.on_sheet += rows
+                self.table_rows += rows
+                return
         numbers = _utf8(list(map(str, range(first, first + rows))))
         parts: list[Any] = [b'<row r="', numbers, b'">']
         for letter, values, name in zip(self.letters, columns, spec.column_names, strict=False):
@@ -512,6 +523,24 @@ class XlsxWriter(TableWriter):
         self.ws.write_bytes(join_rows(parts, rows, b""))
         self.on_sheet += rows
         self.table_rows += rows
+
+    def _native_rows(
+        self, native: Any, spec: TableSpec, columns: list[Sequence[Any]], first: int, rows: int
+    ) -> bytes | None:
+        """The rows by ``native.xlsx_rows``; a column it hands back is made into cells by
+        ``column_cells`` (after ``Sanitiser.excel``, which notes what it changes).  ``None``
+        when text cannot be encoded (the caller takes the Python path)."""
+        letters = self.letters
+        names = spec.column_names
+
+        def convert(values: Sequence[Any], i: int) -> Sequence[Any]:
+            numbers = list(map(str, range(first, first + rows)))
+            return column_cells(letters[i], numbers, excel_values(self.values, values, spec.name, names[i]))
+
+        def write(columns: list[Sequence[Any]], verbatim: list[bool]) -> bytes | int:
+            return native.xlsx_rows(columns, verbatim, letters, first)
+
+        return native_batch(self.values, columns[: len(letters)], set(), self.handed_back, convert, write)
 
     def end_table(self, spec: TableSpec, rows: int) -> None:
         self._close_part(spec)
