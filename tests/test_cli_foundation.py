@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,9 @@ from typer.testing import CliRunner
 from learnexit import __version__
 from learnexit.cli import app
 from learnexit.example import build_example, build_shared_schema, populate_shared
+from learnexit.exporters import speedups
+
+NATIVE_BUILT = importlib.util.find_spec("learnexit._speedups") is not None
 
 runner = CliRunner()
 
@@ -31,12 +36,24 @@ def example(tmp_path_factory) -> tuple[Path, object]:
 
 def test_version() -> None:
     result = invoke("--version")
-    assert result.exit_code == 0 and result.stdout.strip() == f"learnexit {__version__}"
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [f"learnexit {__version__}", f"C speedups: {speedups.status()}"]
 
 
-def test_python_dash_m_works() -> None:
-    out = subprocess.run([sys.executable, "-m", "learnexit", "--version"], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.strip() == f"learnexit {__version__}"
+@pytest.mark.parametrize(
+    "env,says",
+    [
+        ({"LEARNEXIT_NO_SPEEDUPS": "1"}, "C speedups: off (LEARNEXIT_NO_SPEEDUPS is set)"),
+        ({"LEARNEXIT_NO_SPEEDUPS": "0"}, "C speedups: on" if NATIVE_BUILT else "C speedups: not built"),
+    ],
+)
+def test_python_dash_m_works_and_says_whether_the_speedups_are_on(env: dict[str, str], says: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "learnexit", "--version"], capture_output=True, text=True, env={**os.environ, **env}
+    )
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first == f"learnexit {__version__}" and second.startswith(says)
 
 
 def test_init_example_refuses_to_overwrite(tmp_path: Path) -> None:

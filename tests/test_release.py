@@ -133,7 +133,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_example(dist: Path, tmp_p
     )
     assert "learnexit._speedups" in native.stdout and str(venv) in native.stdout
 
-    assert _run([exe, "--version"], cwd=tmp_path).stdout.strip() == f"learnexit {__version__}"
+    assert _run([exe, "--version"], cwd=tmp_path).stdout.splitlines() == [f"learnexit {__version__}", "C speedups: on"]
     _run([exe, "init", "--example", "demo"], cwd=tmp_path)
     demo = tmp_path / "demo"
     data = json.loads(_run([exe, "inspect", "acme", "--json"], cwd=demo).stdout)

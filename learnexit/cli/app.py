@@ -102,7 +102,9 @@ TracebackOpt = Annotated[
 
 def _version(value: bool) -> None:
     if value:
-        print(f"learnexit {__version__}")
+        from ..exporters import speedups
+
+        print(f"learnexit {__version__}\nC speedups: {speedups.status()}")
         raise typer.Exit()
 
 
@@ -111,7 +113,12 @@ def _main(
     ctx: typer.Context,
     version: Annotated[
         bool,
-        typer.Option("--version", help="Show the version and exit.", callback=_version, is_eager=True),
+        typer.Option(
+            "--version",
+            help="Show the version, and whether the C speedups are on, and exit.",
+            callback=_version,
+            is_eager=True,
+        ),
     ] = False,
     log_format: Annotated[
         str,

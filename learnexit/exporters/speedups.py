@@ -34,6 +34,15 @@ def load() -> ModuleType | None:
 native: ModuleType | None = load()
 
 
+def status() -> str:
+    """Whether the writers use the C speedups, in words (``learnexit --version``)."""
+    if native is not None:
+        return "on"
+    if os.environ.get(SPEEDUPS_ENV, "").strip() not in ("", "0"):
+        return f"off ({SPEEDUPS_ENV} is set)"
+    return "not built (no C compiler at install time?): the writers take their Python path"
+
+
 def native_batch(
     values: Sanitiser,
     columns: Sequence[Sequence[Any]],
