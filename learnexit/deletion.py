@@ -308,6 +308,7 @@ class DueReport:
     closures: list[dict[str, Any]] = field(default_factory=list)
     results: list[PurgeResult] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    interrupted_exports: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -323,6 +324,7 @@ class DueReport:
             "customers": [r.as_dict() for r in self.results],
             "closures": self.closures,
             "skipped": self.skipped,
+            "interrupted_exports": self.interrupted_exports,
         }
 
 
@@ -2762,7 +2764,9 @@ def purge_due(
     confirmed: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> DueReport:
-    """Cron mode: due closures, due purges, due retention purges — one lock, every customer.
+    """Cron mode: exports interrupted on this host reaped (their clear-text builds
+    destroyed, ``export.reap_interrupted_exports``), due closures, due purges, due
+    retention purges — one lock, every customer.
 
     One customer's failure does not stop the others; ``DueReport.exit_code`` is 1 when
     any failed (3 when the only problems were refusals).  Safe to run every few minutes:
@@ -2773,6 +2777,9 @@ def purge_due(
     language = _lang(settings, lang)
     report = DueReport(now=now)
     with _purge_lock(settings, ledger):
+        from .export import reap_interrupted_exports
+
+        report.interrupted_exports = reap_interrupted_exports(ledger)
         for customer in calendar.due_closures(settings, ledger, now):
             try:
                 rows = calendar.run_closure(settings, ledger, customer, now=now)

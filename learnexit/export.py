@@ -1091,6 +1091,113 @@ def _record_failure(ledger: Ledger, customer: str, export_id: int, exc: BaseExce
         event("export_failure_not_recorded", level=40, customer=customer, export_id=export_id)
 
 
+# --------------------------------------------------------------------------- interrupted exports
+
+
+def _interrupted_holder(conn: sa.Connection, export_id: int) -> tuple[bool, str | None]:
+    """(whether the export recorded as running is interrupted, its lock's holder).  It is
+    when its lock is gone (a running export always holds one) or was taken on this host by
+    a process that no longer exists.  Exports keep no heartbeat, so one running on another
+    host is never judged from here."""
+    from .ledger import _holder_is_dead
+
+    lock = conn.execute(sa.select(locks.c.holder).where(locks.c.name == export_lock_name(export_id))).first()
+    if lock is None:
+        return True, None
+    return _holder_is_dead(lock.holder), lock.holder
+
+
+def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> list[dict[str, Any]]:
+    """Exports recorded as running whose process is gone (SIGKILL, a crash, a reboot), of
+    ``customer`` or of every customer: their ``.partial`` builds (clear customer data) are
+    destroyed as the purge destroys packages, then each is recorded as ``failed`` with the
+    reason, its lock removed and an ``export_interrupted`` audit entry written, in one
+    transaction that only the first of several reapers wins.  A package that was already
+    published (the process died between publishing it and recording it as complete) is
+    complete by construction and left in place; the record says so.  Returns one dict per
+    export reaped: export_id, customer, package, holder, removed (the names destroyed),
+    left (what could not be removed, with the reason: the customer's purge tries again),
+    published."""
+    from .deletion import _destroy, _looks_like_package, _package_paths
+
+    query = sa.select(exports.c.id, exports.c.customer, exports.c.path).where(exports.c.status == "running")
+    if customer is not None:
+        query = query.where(exports.c.customer == customer)
+    try:
+        with ledger.engine.connect() as conn:
+            running = conn.execute(query.order_by(exports.c.id)).all()
+            found = []
+            for row in running:
+                interrupted, holder = _interrupted_holder(conn, row.id)
+                if interrupted:
+                    found.append((row, holder))
+    except sa.exc.SQLAlchemyError as exc:
+        raise OperationalError(f"cannot read the ledger: {describe_db_error(exc)}") from None
+    reaped = []
+    for row, holder in found:
+        removed: list[str] = []
+        left: list[str] = []
+        published = False
+        for path in _package_paths(str(row.path)) if row.path else []:
+            if not os.path.lexists(path):
+                continue
+            if not path.name.endswith(".partial"):
+                published = _looks_like_package(path)
+                continue
+            if not _looks_like_package(path):
+                left.append(f"{path.name}: not a package build, left alone")
+                continue
+            for attempt in range(3):  # (a worker of the killed export may still be writing)
+                try:
+                    _destroy(path)
+                except OSError as exc:
+                    if not os.path.lexists(path):  # (another reaper was removing it too)
+                        removed.append(path.name)
+                        break
+                    if attempt == 2:
+                        left.append(f"{path.name}: {exc.strerror or exc}")
+                    else:
+                        time.sleep(0.2)
+                else:
+                    removed.append(path.name)
+                    break
+        by = f"its process ({holder})" if holder else "its process"
+        error = f"interrupted: {by} ended without finishing (killed, or the machine stopped)"
+        if removed:
+            error += f"; removed its partial build {', '.join(removed)}"
+        if left:
+            error += f"; could not remove {'; '.join(left)} (the customer's purge tries again)"
+        if published:
+            error += f"; its package {Path(str(row.path)).name} had been published and is complete"
+        try:
+            with ledger.transaction() as conn:
+                done = conn.execute(
+                    exports.update()
+                    .where(exports.c.id == row.id, exports.c.status == "running")
+                    .values(status="failed", finished_at=utcnow(), error=error[:2000])
+                )
+                if done.rowcount != 1:  # another reaper (or the export itself) was first
+                    continue
+                conn.execute(locks.delete().where(locks.c.name == export_lock_name(row.id)))
+                details = {"export_id": row.id, "holder": holder, "removed": removed, "left": left}
+                ledger.append_audit(
+                    conn, "export", "export_interrupted", row.customer, dict(details, published=published)
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            raise OperationalError(f"cannot record the interrupted export: {describe_db_error(exc)}") from None
+        package = Path(str(row.path)).name if row.path else None
+        reaped.append(dict(details, customer=row.customer, package=package, published=published))
+        event(
+            "export_interrupted",
+            level=30,
+            customer=row.customer,
+            export_id=row.id,
+            removed=",".join(removed) or "-",
+            left=len(left),
+        )
+    return reaped
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -1141,6 +1248,7 @@ def run_export(
                 _refuse_after_purge(lconn, customer)
         except sa.exc.SQLAlchemyError as exc:
             raise OperationalError(f"cannot read the ledger: {describe_db_error(exc)}") from None
+        reap_interrupted_exports(ledger, customer)  # (their clear-text builds go first)
         build = plan_package(out_dir, customer, started, zip_output=zip_output, encrypted=bool(recipients))
         build.create()  # an output folder that cannot be written fails before anything is recorded
         try:

@@ -3,7 +3,8 @@
 * ``export`` is SIGKILLed at random moments (several seeds, three kinds of package): no
   file or folder without ``.partial`` in its name is ever an incomplete package, the
   ledger never calls a package complete that is not, the audit chain stays intact, and a
-  rerun delivers a valid package.
+  rerun delivers a valid package after destroying the killed export's clear-text build
+  and recording it failed.
 * PostgreSQL connections are terminated with ``pg_terminate_backend`` from another
   connection while an export reads (the source connection: a clean one-line error, the
   export recorded ``failed``, nothing left, a rerun succeeds) and while it writes (the
@@ -173,6 +174,13 @@ def test_killed_export_never_looks_complete(site: Path, tmp_path: Path, seed: in
     code, stdout, err = run(["export", "acme", *args, "--out", str(out), "--json"], site, LEARNEXIT_NOW="2026-11-29T11:00:00")  # fmt: skip
     assert code == 0, err
     assert check_package(Path(json.loads(stdout)["path"]), identity)
+    # ... and first reaps the killed one: its clear-text build destroyed, the export failed
+    assert [n for n in os.listdir(out) if n.endswith(".partial")] == []
+    before = {r["id"]: r["status"] for r in rows}  # (none when killed before it was recorded)
+    rows = [r for r in ledger_rows(site, "exports") if "/out/" in (r["path"] or "")]
+    after = {r["id"]: r["status"] for r in rows}
+    assert after == {**{i: "failed" if s == "running" else s for i, s in before.items()}, rows[-1]["id"]: "complete"}
+    assert all(r["error"].startswith("interrupted: its process (") for r in rows if before.get(r["id"]) == "running")
     assert audit_valid(site)
     print(f"seed {seed}: {variant}, killed at {kill_at:.2f}s of {duration:.2f}s, finished={finished}, left {names}")
 

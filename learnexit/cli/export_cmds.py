@@ -103,7 +103,9 @@ def export_command(
 
     Tables are read once, from one consistent snapshot, into every chosen format; the
     package is built under a .partial name and renamed only when complete, and the
-    export is recorded in the ledger and the audit log.
+    export is recorded in the ledger and the audit log. An earlier export of the customer
+    that was killed on this host is recorded as failed and its .partial build removed
+    first.
 
     Examples:
 

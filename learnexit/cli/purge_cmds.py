@@ -199,7 +199,11 @@ def purge_command(
     ] = None,
     due: Annotated[
         bool,
-        typer.Option("--due", help="Cron mode: run due closures, due purges and due retention purges."),
+        typer.Option(
+            "--due",
+            help="Cron mode: run due closures, due purges and due retention purges; clean up exports "
+            "killed on this host.",
+        ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: Annotated[
@@ -321,6 +325,10 @@ def purge_command(
         report = deletion.purge_due(settings, ledger, now, lang=lang, confirmed=confirmed)
 
         def render_report(out: Console) -> None:
+            for x in report.interrupted_exports:
+                gone = ", ".join(x["removed"]) or "nothing left to remove"
+                line = f"{x['customer']}: export #{x['export_id']} was interrupted: recorded as failed ({gone} removed)"
+                out.print(line + "".join(f"; NOT removed: {why}" for why in x["left"]))
             if not report.closures and not report.results:
                 out.print("Nothing is due.")
             for c in report.closures:
