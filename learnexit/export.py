@@ -1169,22 +1169,17 @@ def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> lis
             error += f"; could not remove {'; '.join(left)} (the customer's purge tries again)"
         if published:
             error += f"; its package {Path(str(row.path)).name} had been published and is complete"
-        try:
-            with ledger.transaction() as conn:
-                done = conn.execute(
-                    exports.update()
-                    .where(exports.c.id == row.id, exports.c.status == "running")
-                    .values(status="failed", finished_at=utcnow(), error=error[:2000])
-                )
-                if done.rowcount != 1:  # another reaper (or the export itself) was first
-                    continue
-                conn.execute(locks.delete().where(locks.c.name == export_lock_name(row.id)))
-                details = {"export_id": row.id, "holder": holder, "removed": removed, "left": left}
-                ledger.append_audit(
-                    conn, "export", "export_interrupted", row.customer, dict(details, published=published)
-                )
-        except sa.exc.SQLAlchemyError as exc:
-            raise OperationalError(f"cannot record the interrupted export: {describe_db_error(exc)}") from None
+        with ledger.transaction() as conn:
+            done = conn.execute(
+                exports.update()
+                .where(exports.c.id == row.id, exports.c.status == "running")
+                .values(status="failed", finished_at=utcnow(), error=error[:2000])
+            )
+            if done.rowcount != 1:  # another reaper (or the export itself) was first
+                continue
+            conn.execute(locks.delete().where(locks.c.name == export_lock_name(row.id)))
+            details = {"export_id": row.id, "holder": holder, "removed": removed, "left": left}
+            ledger.append_audit(conn, "export", "export_interrupted", row.customer, dict(details, published=published))
         package = Path(str(row.path)).name if row.path else None
         reaped.append(dict(details, customer=row.customer, package=package, published=published))
         event(
@@ -1396,6 +1391,7 @@ __all__ = [
     "check_window",
     "parse_recipients",
     "read_pass",
+    "reap_interrupted_exports",
     "resolve_formats",
     "run_export",
     "split_formats",
