@@ -1,8 +1,9 @@
 """Only the optional C extension; everything else is in pyproject.toml.
 
-``learnexit._speedups`` is the CSV and SQL writers' inner loop in C.  It is optional: where
-it cannot be compiled (no C compiler, no Python headers) the install goes on without it
-and the writers use their Python code, which writes the same bytes, only slower.
+``learnexit._speedups`` is the CSV, SQL and Excel writers' inner loop in C.  It is
+optional: where it cannot be compiled (no C compiler, no Python headers) the install goes
+on without it and the writers use their Python code, which writes the same bytes, only
+slower.
 """
 
 from setuptools import Extension, setup

@@ -1,15 +1,17 @@
-/* learnexit._speedups: the CSV and SQL writers' inner loop in C.
+/* learnexit._speedups: the CSV, SQL and Excel writers' inner loop in C.
  *
- * Both functions take one batch as its columns (sequences of equal length) and write
- * the batch's records, a row at a time, into one buffer, which they return as UTF-8
- * bytes.  They only handle the values whose text is unambiguous (NULL, exact int, str,
- * bool, float, naive datetime, date) and write them exactly as the Python writers do
- * (learnexit/exporters/csv_format.py and sql_format.py; tests/test_speedups.py compares
- * the two on generated batches).  A column holding anything else -- a Decimal, a
- * datetime with a time zone, a string with a lone surrogate, a string SQLite or
- * PostgreSQL needs spliced -- makes the function return that column's index (an int):
- * the caller converts that column in Python, marks it "verbatim" and calls again.
- * Verbatim columns hold finished text (a CSV field, an SQL literal), copied as is; if
+ * Each function takes one batch as its columns (sequences of equal length) and writes
+ * the batch's records (CSV records, INSERT statements, worksheet rows), a row at a time,
+ * into one buffer, which it returns as UTF-8 bytes.  They only handle the values whose
+ * text is unambiguous (NULL, exact int, str, bool, float, naive datetime, date; for Excel
+ * only what its sanitiser leaves unchanged) and write them exactly as the Python writers
+ * do (learnexit/exporters/csv_format.py, sql_format.py and xlsx_format.py;
+ * tests/test_speedups.py compares the two on generated batches).  A column holding
+ * anything else -- a Decimal, a datetime with a time zone, a string with a lone
+ * surrogate, a string SQLite or PostgreSQL needs spliced -- makes the function return
+ * that column's index (an int): the caller converts that column in Python, marks it
+ * "verbatim" and calls again.  Verbatim columns hold finished text (a CSV field, an SQL
+ * literal, an Excel cell), copied as is; if
  * such text cannot be encoded as UTF-8, UnicodeEncodeError propagates (the caller then
  * redoes the batch value by value, replacing and counting lone surrogates).
  *
@@ -679,7 +681,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "learnexit._speedups",
-    "The CSV and SQL writers' inner loop in C (optional: the writers fall back to Python).", -1, methods,
+    "The CSV, SQL and Excel writers' inner loop in C (optional: the writers fall back to Python).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {

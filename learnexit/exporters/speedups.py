@@ -1,4 +1,4 @@
-"""The CSV and SQL writers' optional inner loop in C (``learnexit/_speedups.c``).
+"""The CSV, SQL and Excel writers' optional inner loop in C (``learnexit/_speedups.c``).
 
 ``native`` is the compiled module, or ``None`` where it was not built (no C compiler at
 install time) or ``LEARNEXIT_NO_SPEEDUPS=1`` turns it off; the writers then take their

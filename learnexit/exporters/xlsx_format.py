@@ -19,6 +19,9 @@ name).  Each table sheet has a header row (bold, frozen) and one row per databas
   package being built (``excel/.<customer>.sheet<N>.xml.part``, never in the system temp
   folder); the workbook is zipped from them at the end, and they are removed when the
   workbook is saved or the export fails.
+* A batch's rows are written by the C speedups (``_speedups.xlsx_rows``) where they are
+  compiled; a column holding what the sanitiser changes or notes is made into cells by
+  the Python path below, which writes the same bytes on its own.
 """
 
 from __future__ import annotations
