@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -25,10 +24,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import test_faults
 from test_faults import audit_valid, digest, ledger_rows, run, start
 
 from learnexit import ledger as L
-from learnexit.example import build_example
 from learnexit.export import export_lock_name, reap_interrupted_exports
 from learnexit.ledger import Ledger
 from learnexit.package import verify_package
@@ -38,18 +37,9 @@ pytestmark = pytest.mark.slow
 SLOW = {"LEARNEXIT_TEST_SLOW_EXPORT": "0.2"}  # (seconds after each table: time to act)
 
 
-@pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("interrupted")
-    build_example(root / "ex")
-    return root / "ex"
-
-
-@pytest.fixture
-def site(example: Path, tmp_path: Path) -> Path:
-    """A private copy of the example; returns its config."""
-    shutil.copytree(example, tmp_path / "ex", symlinks=True)
-    return tmp_path / "ex" / "learnexit.toml"
+# test_faults' fixtures: the example, built once per module, and a private copy per test
+example = test_faults.example
+site = test_faults.site
 
 
 def exports_running(site: Path) -> bool:
