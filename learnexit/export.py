@@ -1248,6 +1248,8 @@ def run_export(
                 "(classify them in [tables] of the config)"
             )
         customer_name = source.customer_name()
+        with source.snapshot() as sconn:
+            notes += [c.note() for c in source.contested_report(sconn)]
         try:
             with ledger.engine.connect() as lconn:  # checked again when the export is recorded
                 _refuse_after_purge(ledger, lconn, customer, source.customer_row_pk)
