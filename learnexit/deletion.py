@@ -479,6 +479,16 @@ def _outside_of(pred: ColumnElement[bool]) -> Callable[[Any], ColumnElement[bool
     return condition
 
 
+def _not_owned_by(src: Source, name: str) -> Callable[[Any], ColumnElement[bool]]:
+    """For ``_ref_exists``: the referencing row (of ``name``, or an alias of it for a
+    self-reference) is not one of the customer's."""
+
+    def condition(row: Any) -> ColumnElement[bool]:
+        return src.not_owned(name, row)
+
+    return condition
+
+
 def _in(table: Any, cols: Sequence[str], sub: Any) -> ColumnElement[bool]:
     if len(cols) == 1:
         return table.c[cols[0]].in_(sub)
@@ -794,7 +804,7 @@ class _Scope:
             if e.child in self.owned:
                 if self.dm.info[e.child].how == "database":
                     continue  # the whole database is the customer's
-                tests.append(self._ref_exists(t, e, _outside_of(self.src.predicate(e.child))))
+                tests.append(self._ref_exists(t, e, _not_owned_by(self.src, e.child)))
             else:
                 tests.append(self._ref_exists(t, e, None))
             sources.add(e.child)

@@ -309,6 +309,7 @@ class Source:
             self._customer_value = self._find_customer()
         self._preds: dict[str, ColumnElement[bool]] = {}
         self._reach_cache: dict[tuple[str, bool], ColumnElement[bool]] = {}
+        self._owned_keys: dict[str, Any] = {}
         self._cte_counter = 0
         self._watches: dict[int, tuple[Connection, Any]] = {}
 
@@ -394,8 +395,33 @@ class Source:
                     self.predicate(src_name), *_present(src, (src_col,), ((src_col, sentinels),))
                 )
                 conditions.append(table.c[target_col].in_(sub))
-            return sa.or_(*conditions) if conditions else sa.false()
-        return sa.and_(self._reach(name, mine=True), sa.not_(self._reach(name, mine=False)))
+            return self._keyed(name, sa.or_(*conditions) if conditions else sa.false(), "via")
+        mine = sa.and_(self._reach(name, mine=True), sa.not_(self._reach(name, mine=False)))
+        return self._keyed(name, mine, "own")
+
+    def _keyed(self, name: str, cond: ColumnElement[bool], label: str) -> ColumnElement[bool]:
+        """``cond`` as "the key is in a named set of keys" (a CTE the statement's WITH
+        clause defines once): nested ownership conditions stay flat, however long the
+        chain of tables (SQLite's parser refuses deeply nested statements)."""
+        table = self.table(name)
+        pk = list(table.primary_key.columns)
+        if not pk:
+            return cond
+        self._cte_counter += 1
+        keys = sa.select(*pk).where(cond).cte(name=f"le_{label}_{self._cte_counter}")
+        if label in ("own", "via") or self.datamap.info[name].how == "customer" and label == "mine":
+            self._owned_keys[name] = keys
+        return _in(table, tuple(c.name for c in pk), sa.select(*keys.c))
+
+    def not_owned(self, name: str, row: Any) -> ColumnElement[bool]:
+        """``row`` (the table ``name`` or an alias of it) is not one of the customer's rows."""
+        self.predicate(name)
+        keys = self._owned_keys.get(name)
+        table = self.table(name)
+        if keys is None:
+            return sa.not_(self.predicate(name)) if row is table else sa.true()
+        pk = tuple(c.name for c in table.primary_key.columns)
+        return sa.not_(_in(row, pk, sa.select(*keys.c)))
 
     def contested(self, name: str) -> ColumnElement[bool] | None:
         """Rows of ``name`` whose references lead to this customer and to another one."""
@@ -432,6 +458,7 @@ class Source:
             cond = sa.or_(*parts) if parts else sa.false()
             if info.self_edges:
                 cond = self._tree(table, info.self_edges, cond)
+        cond = self._keyed(name, cond, "mine" if mine else "other")
         self._reach_cache[key] = cond
         return cond
 
