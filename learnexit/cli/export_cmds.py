@@ -167,7 +167,7 @@ def export_command(
             table.add_column("table")
             table.add_column("rows", justify="right")
             for name, rows in result.tables.items():
-                table.add_row(name, f"{rows:,}")
+                table.add_row(printable(name), f"{rows:,}")  # a name with a line break: one row
             out_console.print(table)
             out_console.print(f"Package: {result.path}")
             out_console.print(
