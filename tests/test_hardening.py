@@ -16,6 +16,7 @@ names the same way); the command runs as a separate process, as an operator runs
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sqlite3
@@ -30,6 +31,8 @@ from typing import Any
 import openpyxl
 import pytest
 import sqlalchemy as sa
+
+from learnexit import package_limits
 
 EVIL = "evil\ntable"  # a line break inside a table name
 SEPARATOR = "line\u2028sep"  # U+2028: a line break for str.splitlines and many log readers
@@ -341,3 +344,28 @@ def test_verify_caps_an_oversized_tag_file_in_a_folder(zipped: Path, tmp_path: P
     assert got["code"] == 1, got
     problems = json.loads(got["stdout"])["problems"]
     assert "bag-info.txt is larger than 16.0 MiB; not read" in problems, problems
+
+
+def test_streamed_readers_match_whole_file_parsing_in_tiny_pieces(evil: Evil, monkeypatch) -> None:
+    """The line and JSON readers verify relies on give what reading whole files gives,
+    however the pieces fall (here 7 bytes: numbers, strings, CRLF cut in the middle)."""
+
+    out = evil.root / "out-stream"
+    done = learnexit("export", "a", "--config", str(evil.config), "--out", str(out), "--format", "csv,json")
+    assert done.returncode == 0, done.stderr
+    (package,) = out.iterdir()
+    monkeypatch.setattr(package_limits, "CHUNK", 7)
+    raw = (package / "data" / "datapackage.json").read_bytes()
+    whole = json.loads(raw)
+    expected = {r["title"]: r["path"] for r in whole["resources"] if r["type"] == "table"}
+    assert package_limits.table_paths(io.BytesIO(raw), lambda t: True, "datapackage.json") == expected
+    assert package_limits.table_paths(io.BytesIO(raw), lambda t: t == EVIL, "x") == {EVIL: expected[EVIL]}
+    text = b"a  x\r\nbb y\rccc z\n\nlast"
+    assert list(package_limits.lines(io.BytesIO(text), 100, "m")) == text.splitlines()
+    manifest = (package / "manifest-sha256.txt").read_bytes()
+    assert list(package_limits.lines(io.BytesIO(manifest), len(manifest), "m")) == manifest.splitlines()
+    with pytest.raises(package_limits.TooLarge):
+        list(package_limits.lines(io.BytesIO(manifest), len(manifest) - 1, "m"))
+    for bad in (b'{"resources": [1, 2', b'{"a": 1} x', b"[]"):
+        with pytest.raises(ValueError):
+            package_limits.table_paths(io.BytesIO(bad), lambda t: True, "x")

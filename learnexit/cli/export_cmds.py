@@ -192,7 +192,8 @@ def verify_command(
     """Check an export package: manifests, completeness, checksums and row counts.
 
     Works on the folder or the .zip, offline, without the config or the source; a zip is
-    read in place (never extracted), and unsafe entry names are reported.
+    read in place (never extracted), unsafe entry names are reported, and a zip bomb
+    (members that would inflate over 200 times) is refused unread.
 
     Examples:
 
