@@ -41,6 +41,10 @@ RATIO_GRACE = 4 * MiB
 TOTAL_GRACE = 64 * MiB
 
 
+# (a real file can compress that well, e.g. a blank uncompressed scan among the media)
+_UNREAD = "; nothing was read (if you made this zip yourself, unzip it and verify the folder)"
+
+
 class Unsafe(Exception):
     """The package cannot be read safely; ``verify`` reports this one line and stops."""
 
@@ -68,12 +72,12 @@ def zip_bomb(infos: Sequence[ZipInfo], archive_size: int) -> str | None:
             ratio = info.file_size // max(info.compress_size, 1)
             return (
                 f"zip bomb: {info.filename!r} would inflate {ratio:,} times ({human(info.file_size)} from "
-                f"{human(info.compress_size)}; at most {MAX_RATIO} is accepted); nothing was read"
+                f"{human(info.compress_size)}; at most {MAX_RATIO} is accepted)" + _UNREAD
             )
     if total > TOTAL_GRACE and total > MAX_RATIO * max(archive_size, 1):
         return (
             f"zip bomb: its {len(infos):,} entries would inflate to {human(total)} from a "
-            f"{human(archive_size)} file (at most {MAX_RATIO} times is accepted); nothing was read"
+            f"{human(archive_size)} file (at most {MAX_RATIO} times is accepted)" + _UNREAD
         )
     if packed > archive_size:
         return (
