@@ -63,7 +63,9 @@ def test_the_reference_documents_every_key_the_loader_accepts_and_no_other() -> 
 
 
 def test_every_top_level_section_has_a_heading() -> None:
-    headings = {schema_name(m.group(1)).split(".")[0] for m in map(_HEADING.match, REFERENCE.read_text().splitlines()) if m}
+    headings = {
+        schema_name(m.group(1)).split(".")[0] for m in map(_HEADING.match, REFERENCE.read_text().splitlines()) if m
+    }
     assert headings == set(SECTIONS) and set(ROLE_COLUMNS) <= {k[6:] for k in documented()[0] if k.startswith("roles.")}
 
 

@@ -13,7 +13,6 @@ from ..errors import BadInput
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
 
 
-
 @app.command("init")
 def init_command(
     example: Annotated[
