@@ -66,6 +66,7 @@ from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
 from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
+from .roles import check_roles
 from .source import Edge, Source, describe_db_error
 
 # Seconds to sleep after each table of the read pass: lets tests interrupt an export
@@ -1229,6 +1230,7 @@ def run_export(
     out_dir = Path(out).absolute() if out is not None else settings.export.out  # the ledger keeps this path
 
     with Source(settings, customer) as source, Ledger(settings.state_url) as ledger:
+        check_roles(settings, source.datamap.by_name)  # (before anything is recorded)
         notes: list[str] = []
         deadline, late = check_window(settings, ledger, customer, started, late_reason, notes)
         unclassified = source.datamap.unclassified()
