@@ -27,6 +27,7 @@ MUTED = RGBColor(0x6B, 0x77, 0x85)
 GOLD = RGBColor(0xB0, 0x8D, 0x57)
 FONT = "Calibri"
 SERIF = "Cambria"
+MONO = "Consolas"
 _LANG_TAG = {"en": "en-GB", "sv": "sv-SE"}
 
 # XML 1.0 forbids most control characters; a stray one in the data must not make the
@@ -172,7 +173,10 @@ def _block(doc: Any, block: object) -> None:
         p = doc.add_paragraph()
         styles = {"lead": (11, False, None), "muted": (10, False, MUTED), "small": (8, False, MUTED)}
         size, italic, color = styles.get(block.style, (None, False, None))
-        _run(p, block.text.replace("`", ""), size=size, italic=italic, color=color)
+        if block.style == "code":
+            _run(p, block.text, size=8, font=MONO)
+        else:
+            _run(p, block.text.replace("`", ""), size=size, italic=italic, color=color)
     elif isinstance(block, Bullets):
         for item in block.items:
             _run(doc.add_paragraph(style="List Bullet"), item.replace("`", ""))
