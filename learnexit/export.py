@@ -1294,7 +1294,7 @@ def run_export(
                     )
                 notes.extend(f"exported despite: {p}" for p in problems)
             packaged = finish_package(
-                build, job, formats=[(e.name, e.description) for e in exporters], recipients=recipients
+                build, job, formats=[(e.name, e.describe(job)) for e in exporters], recipients=recipients
             )
         except BaseException as exc:
             discard_package(build)
