@@ -2583,7 +2583,15 @@ class _Run:
             "backup_note": self.settings.purge.backup_note,
             "timezone": self.settings.contract.timezone,
             "actor": self.ledger.actor,
+            "delivered": self._delivered(),
         }
+
+    def _delivered(self) -> set[int]:
+        """The exports ``confirm`` recorded as delivered (the certificate lists only those)."""
+        from .handover import delivered_export_ids
+
+        with self.ledger.engine.connect() as conn:
+            return delivered_export_ids(conn, self.customer)
 
     def _started_at(self) -> datetime | None:
         with self.ledger.engine.connect() as conn:

@@ -67,6 +67,7 @@ from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
 from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
+from .roles import check_roles
 from .source import Edge, Source, describe_db_error
 
 # Seconds to sleep after each table of the read pass: lets tests interrupt an export
@@ -1242,6 +1243,7 @@ def run_export(
     out_dir = Path(out).absolute() if out is not None else settings.export.out  # the ledger keeps this path
 
     with Ledger(settings.state_url) as ledger, open_source(settings, ledger, customer) as source:
+        check_roles(settings, source.datamap.by_name)  # (before anything is recorded)
         notes: list[str] = []
         deadline, late = check_window(settings, ledger, customer, started, late_reason, notes)
         unclassified = source.datamap.unclassified()
@@ -1313,7 +1315,7 @@ def run_export(
                     )
                 notes.extend(f"exported despite: {p}" for p in problems)
             packaged = finish_package(
-                build, job, formats=[(e.name, e.description) for e in exporters], recipients=recipients
+                build, job, formats=[(e.name, e.describe(job)) for e in exporters], recipients=recipients
             )
         except BaseException as exc:
             discard_package(build)

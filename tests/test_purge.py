@@ -358,10 +358,14 @@ def test_purge_deletes_exactly_the_customer_and_nothing_else(lms: Lms) -> None:
     cert = pdf_text(result["certificate"])
     assert "Certificate of deletion" in cert and "Acme Lärande AB" in cert
     for table, n in deleted.items():
-        assert re.search(rf"\b{table}\s+{n}\b", cert), table
-    assert re.search(rf"Total\s+{sum(deleted.values())}\b", cert)
+        assert re.search(rf"\b{table}\s+{n:,}(?![\d,])", cert), table  # thousands separated
+    assert re.search(rf"Total\s+{sum(deleted.values()):,}(?![\d,])", cert)
     assert re.search(r"invoices\s+34\s+30 January 2034", cert) and "Bokföringslagen" in cert
-    assert "Media files deleted: 6" in cert and "ab" * 32 in cert
+    assert "Media files deleted: 6." in cert and "Page 1 of " in cert
+    # No confirmation named a delivered package: the bag is a vendor copy, destroyed.
+    assert "No delivery of an export package was confirmed." in cert
+    vendor_copies = cert.split("Vendor copies destroyed", 1)[1].split("Deleted", 1)[0].replace("\n", "")
+    assert "ab" * 32 in vendor_copies and "acme-2027-01-10T101500Z" in vendor_copies and "destroyed" in vendor_copies
     assert verified["hash"] in cert.replace("\n", "") and "35 days" in cert
     people = [before["users"][u] for u in o.acme["users"]]
     assert not [p["email"] for p in people if p["email"] in cert]
@@ -489,6 +493,56 @@ def test_not_due_held_forced_and_audited(lite: Lms) -> None:
         assert row["forced_reason"] == "written request, ticket 4711"
         events = [e["event"] for e in ledger.audit_entries("acme")]
         assert "purge.forced" in events
+
+
+def test_the_certificate_lists_the_confirmed_package_as_delivered(lite: Lms) -> None:
+    """``confirm --package`` records the package the customer received; the certificate
+    lists only that one as delivered, the others as vendor copies destroyed; without a
+    ``backup_note`` the plan warns and the certificate says nothing about backups."""
+    give_notice(lite)
+    bag, _ = fake_exports(lite)  # export #1 complete ("ab" * 32), #2 failed
+    with lite.ledger() as ledger, ledger.transaction() as conn:  # #3: a later export, kept by us
+        conn.execute(
+            L.exports.insert().values(
+                customer="acme", started_at=datetime(2027, 1, 12, 9), finished_at=datetime(2027, 1, 12, 9, 5),
+                status="complete", path=str(lite.root / "exports" / "acme-2027-01-12T090000Z"), formats="csv",
+                files=2, bytes=100, manifest_sha256="cd" * 32, recorded_by="tester@example",
+            )
+        )  # fmt: skip
+
+    def confirm(*args: str) -> Any:
+        argv = ["confirm", "acme", "--by", "Jane Doe", *args, "--config", str(lite.config)]
+        return runner.invoke(app, argv, env={"LEARNEXIT_NOW": EARLY_NOW}, catch_exceptions=False)
+
+    assert confirm("--package", "99").exit_code == 2  # no such export
+    assert confirm("--package", "2").exit_code == 3  # failed, not complete
+    done = confirm("--package", str(bag), "--json")  # by path (the latest, #3, is the default)
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["delivered_export_id"] == 1
+    assert confirm("--package", "3").exit_code == 2  # only with the first confirmation
+    with lite.ledger() as ledger:
+        assert [(d["export_id"], d["manifest_sha256"]) for d in ledger.rows(L.deliveries, "acme")] == [(1, "ab" * 32)]
+        entry = next(e for e in ledger.audit_entries("acme") if e["event"] == "handover.confirmed")
+        details = entry["details"] if isinstance(entry["details"], dict) else json.loads(entry["details"])
+        assert details["delivered_export_id"] == 1 and details["delivered_manifest"] == "ab" * 32
+
+    text = lite.config.read_text(encoding="utf-8")
+    lite.config.write_text(re.sub(r"(?m)^backup_note = .*\n", "", text), encoding="utf-8")
+    dry = purge(lite, "acme", "--dry-run")
+    assert dry.exit_code == 0 and "warning: [purge] backup_note is not set" in squashed(dry.stdout)
+    done = purge(lite, "acme", "--yes", "--json")
+    assert done.exit_code == 0, done.stderr
+    cert = pdf_text(as_json(done)["customers"][0]["certificate"])
+    delivered, rest = cert.split("Exports delivered to the customer", 1)[1].split("Vendor copies destroyed", 1)
+    delivered = delivered.replace("\n", "")
+    vendor = rest.split("Deleted", 1)[0].replace("\n", "")
+    assert "acme-2027-01-10T101500Z" in delivered and "ab" * 32 in delivered and "cd" * 32 not in delivered
+    assert "acme-2027-01-12T090000Z" in vendor and "cd" * 32 in vendor and "ab" * 32 not in vendor
+    assert "Copies outside the platform" not in cert and "backup" not in cert.lower()
+
+
+def squashed(text: str) -> str:
+    return " ".join(text.split())
 
 
 def test_yes_refuses_before_the_lock_and_records_every_batch(lite: Lms) -> None:

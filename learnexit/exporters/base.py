@@ -426,6 +426,10 @@ class Exporter(ABC):
     def writer(self, job: ExportJob) -> TableWriter | None:
         return None
 
+    def describe(self, job: ExportJob) -> str:
+        """What this format holds in ``job``'s package (index.html)."""
+        return self.description
+
     def watcher(self, job: ExportJob) -> TableWriter | None:
         """A TableWriter that looks at the rows of a read pass other formats make anyway
         (it never makes one happen, and is left out when a table is read in key ranges):
