@@ -184,8 +184,8 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    # moto's state is per process: start from an empty S3
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset, timeout=10).close()  # moto's state is per process: start empty
     for key, value in (
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -198,6 +198,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     try:
         yield endpoint
     finally:
+        urllib.request.urlopen(reset, timeout=10).close()  # and leave it empty for other tests
         server.stop()
 
 
