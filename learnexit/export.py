@@ -69,6 +69,7 @@ from .machine import usable_cores
 from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
 from .roles import check_roles
 from .source import Edge, Source, describe_db_error
+from .valuefree import first_line
 
 # Seconds to sleep after each table of the read pass: lets tests interrupt an export
 # mid-way deterministically.  Never set it in production.
@@ -1000,8 +1001,7 @@ def _error_text(exc: BaseException) -> str:
         return describe_db_error(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    first = str(exc).strip().splitlines()
-    return scrub(f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": "))
+    return scrub(first_line(exc))
 
 
 def export_lock_name(export_id: int) -> str:
@@ -1306,6 +1306,7 @@ def run_export(
                         label, n, totals.get(label, everything if label in format_names else None)
                     )
                 run_formats(job, exporters, totals, format_names)
+                job.notes[:] = dict.fromkeys(job.notes)  # (a source note from each read pass: once)
             problems = list(job.problems)
             if problems:
                 if not allow_missing_media:

@@ -32,6 +32,7 @@ from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.example import SHARED_USER_NAME, build_example, build_shared_schema, populate_shared
 from learnexit.ledger import Ledger
+from learnexit.media_paths import MediaProblem
 
 RECORDED = datetime(2026, 11, 25, 12, tzinfo=UTC)
 RECEIVED = date(2026, 11, 20)  # timely: acme's period ends 2027-01-30 (E), purge due 2027-05-01
@@ -612,16 +613,17 @@ def test_unclassified_tables_refuse(lite: Lms) -> None:
 
 
 def test_cron_isolates_failures_and_resumes_them(lite: Lms) -> None:
-    """An acme media file that cannot be deleted fails acme; initech is purged anyway."""
+    """An acme media row that names a folder refuses acme's purge in its plan (before any
+    row goes); initech is purged anyway, and acme once the folder is dealt with."""
     give_notice(lite)
     give_notice(lite, "initech")
     with sa.create_engine(lite.url).connect() as conn:
-        stuck = conn.exec_driver_sql(
-            "SELECT a.storage_path FROM attachments a JOIN courses c ON c.id = a.course_id "
+        stuck_id, stuck = conn.exec_driver_sql(
+            "SELECT a.id, a.storage_path FROM attachments a JOIN courses c ON c.id = a.course_id "
             "JOIN organisations o ON o.id = c.organisation_id WHERE o.slug = 'acme' ORDER BY a.id LIMIT 1"
-        ).scalar()
+        ).one()
     (lite.media / stuck).unlink()
-    (lite.media / stuck).mkdir()  # a folder where the file should be: unlink fails
+    (lite.media / stuck).mkdir()  # a folder where the file should be: not a media file
     (lite.media / stuck / "x").write_text("x")
     nothing = purge(lite, "--due", "--yes", "--json", now="2026-12-01")
     assert nothing.exit_code == 0 and as_json(nothing)["customers"] == []
@@ -630,22 +632,26 @@ def test_cron_isolates_failures_and_resumes_them(lite: Lms) -> None:
         with ledger.engine.connect() as conn:  # the lock was taken and given back
             assert conn.execute(sa.select(L.locks)).all() == []
 
+    acme_rows = snapshot(lite.url)["attachments"]
     first = purge(lite, "--due", "--yes", "--json", now="2027-12-01")
-    assert first.exit_code == 1
+    assert first.exit_code == 3
     by = {r["customer"]: r for r in as_json(first)["customers"]}
-    assert by["initech"]["status"] == "done" and by["acme"]["status"] == "failed"
-    assert "cannot delete media file" in by["acme"]["error"]
-    assert "purge_failed customer=acme" in first.stderr  # logs go to stderr
+    assert by["initech"]["status"] == "done" and by["acme"]["status"] == "refused"
+    assert f"attachments rows {stuck_id}: storage_path names a folder" in by["acme"]["error"]
+    assert stuck not in first.stdout + first.stderr  # the row key, never the path
     with lite.ledger() as ledger:
-        attention = calendar.check_attention(lite.settings, ledger, now=calendar.parse_now("2027-12-01"))
-        assert ("acme", "purge_failed") in {(a["customer"], a["kind"]) for a in attention}
+        assert [p["customer"] for p in ledger.rows(L.purges)] == ["initech"]
+    assert (lite.media / stuck / "x").read_text() == "x"
+    assert {k: v for k, v in snapshot(lite.url)["attachments"].items() if k in acme_rows} == {
+        k: v for k, v in acme_rows.items() if k in snapshot(lite.url)["attachments"]
+    }
 
     shutil.rmtree(lite.media / stuck)
     again = purge(lite, "--due", "--yes", "--json", now="2027-12-01")
     assert again.exit_code == 0, again.stderr
     (acme,) = as_json(again)["customers"]
-    assert acme["customer"] == "acme" and acme["status"] == "done" and acme["resumed"] is True
-    assert acme["media"]["deleted"] == 6 and acme["deleted"]["activity_log"] > 0
+    assert acme["customer"] == "acme" and acme["status"] == "done"
+    assert acme["media"]["deleted"] == 5 and acme["media"]["missing"] == 1 and acme["deleted"]["activity_log"] > 0
     with lite.ledger() as ledger:
         assert [p["status"] for p in ledger.rows(L.purges, "acme")] == ["done"]
     assert not any(p.startswith("acme/") for p in files(lite.media))
@@ -931,5 +937,7 @@ def test_media_store_deletes_on_s3_and_never_outside_its_root(tmp_path: Path, mo
     assert local.safe("acme/ab/f")
     local.delete("acme/ab/f")
     assert not (root / "acme").exists() and root.is_dir()  # emptied folders go, the root stays
-    local.delete("link")  # a symlink is removed itself; its target is never touched
-    assert (tmp_path / "outside").read_bytes() == b"keep" and not (root / "link").exists()
+    assert not local.safe("link")  # a symlink out of the root: refused, neither it nor its target touched
+    with pytest.raises(MediaProblem):
+        local.delete("link")
+    assert (tmp_path / "outside").read_bytes() == b"keep" and (root / "link").is_symlink()
