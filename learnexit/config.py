@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +26,7 @@ CONFIG_ENV = "LEARNEXIT_CONFIG"
 SOURCE_URL_ENV = "LEARNEXIT_SOURCE_URL"
 STATE_URL_ENV = "LEARNEXIT_STATE_URL"
 DEFAULT_CONFIG_NAME = "learnexit.toml"
+FILL_IN = "FILL IN"  # what `init --from-database` writes where only a person can answer
 
 CATEGORIES = ("users", "courses", "reports", "other")
 TENANCIES = ("shared", "database")
@@ -82,6 +83,7 @@ class Relation:
     from_columns: tuple[str, ...]
     to_table: str
     to_columns: tuple[str, ...]
+    sentinels: tuple[int | str, ...] = ()  # values of ``from`` that mean "none" (like NULL)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class TableRule:
     owned_via: tuple[tuple[str, str], ...] = ()
     personal_columns: tuple[str, ...] = ()
     ignore_references: tuple[str, ...] = ()
+    omit_columns: tuple[str, ...] = ()  # never exported (any format); the rows are still purged
+    export: bool = True  # false: the table is not exported at all, still purged
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class CustomerSettings:
     key: str = "slug"
     name_column: str | None = None
     tenancy: str = "shared"
+    name: str | None = None  # a literal display name (tenancy "database": one customer per config is rare)
+    name_query: str | None = None  # SQL returning the display name, run on the customer's database
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,20 @@ class Settings:
 
     def rule(self, table: str) -> TableRule:
         return self.tables.get(table) or TableRule(name=table)
+
+    def for_customer(self, customer: str) -> Settings:
+        """These settings with ``{customer}`` filled in where a path may hold it (the
+        media root: one file store per customer, like one database per customer)."""
+        if self.media is None or "{customer}" not in self.media.root:
+            return self
+        if not customer or "/" in customer or "\\" in customer or customer.startswith(".") or _has_control(customer):
+            raise ConfigError(
+                f"{self.label}: [media] root contains {{customer}}: the key {customer[:40]!r} cannot name a folder"
+            )
+        root = self.media.root.replace("{customer}", customer)
+        if not root.startswith("s3://"):
+            root = str(Path(root).resolve())
+        return replace(self, media=replace(self.media, root=root))
 
     def source_url_for(self, customer: str | None) -> str:
         """The source URL with ``{customer}`` filled in (tenancy = "database")."""
@@ -261,6 +281,15 @@ class _Section:
 
 def _has_control(text: str) -> bool:
     return any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in text)
+
+
+def _sentinels(section: _Section) -> tuple[int | str, ...]:
+    """``sentinels = [0, -1]``: values of a reference column that mean "none"."""
+    value = section._get("sentinels", (list,), "a list of numbers or strings", [])
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            section.fail("sentinels", f"must be a list of whole numbers or strings, found {item!r}")
+    return tuple(value)
 
 
 def _column_ref(section: _Section, key: str, text: str) -> tuple[str, str]:
@@ -422,7 +451,13 @@ def _build(
         key=cu.text("key", "slug"),
         name_column=cu.text("name_column"),
         tenancy=tenancy,
+        name=cu.text("name"),
+        name_query=cu.text("name_query"),
     )
+    if sum(x is not None for x in (customer.name, customer.name_query, customer.name_column)) > 1:
+        cu.fail("name", "give at most one of name, name_query and name_column")
+    if customer.name_query is not None and not re.match(r"(?is)\s*(select|with)\b", customer.name_query):
+        cu.fail("name_query", "must be a SELECT query returning one value")
     cu.finish()
     if tenancy == "database" and "{customer}" not in source_url:
         raise ConfigError(f'{label}: [source] url: tenancy = "database" needs {{customer}} in the URL')
@@ -437,8 +472,9 @@ def _build(
         r = _Section(label, f"relations #{i + 1}", item)
         ft, fc = _column_ref(r, "from", r.text("from", required=True))
         tt, tc = _column_ref(r, "to", r.text("to", required=True))
+        sentinels = _sentinels(r)
         r.finish()
-        relations.append(Relation(ft, (fc,), tt, (tc,)))
+        relations.append(Relation(ft, (fc,), tt, (tc,), sentinels))
 
     tables: dict[str, TableRule] = {}
     raw_tables = data.get("tables", {})
@@ -463,7 +499,11 @@ def _build(
             owned_via=owned_via,
             personal_columns=t.texts("personal_columns"),
             ignore_references=t.texts("ignore_references"),
+            omit_columns=t.texts("omit_columns"),
+            export=t.flag("export", True),
         )
+        if rule.legal_basis is not None and rule.legal_basis.strip().upper().startswith(FILL_IN):
+            t.fail("legal_basis", "still says FILL IN: name the law that obliges you to keep these rows")
         if rule.retain and not rule.legal_basis:
             t.fail("legal_basis", "is required with retain: say which law obliges you")
         if rule.legal_basis and not rule.retain:
@@ -477,7 +517,14 @@ def _build(
     if "media" in data:
         m = _Section(label, "media", data["media"])
         root = m.text("root", required=True)
-        media_root = root if root.startswith("s3://") else str((base_dir / root).resolve())
+        if _has_control(root):
+            m.fail("root", "must not contain control characters")
+        if "{" in root.replace("{customer}", ""):
+            m.fail("root", "the only placeholder allowed is {customer}")
+        if root.startswith("s3://"):
+            media_root = root
+        else:  # (resolved with the placeholder in place: the customer's key never climbs out)
+            media_root = str(base_dir / root) if "{customer}" in root else str((base_dir / root).resolve())
         media = MediaSettings(
             root=media_root,
             table=m.text("table", required=True),

@@ -210,6 +210,10 @@ class Source:
     def customer_name(self) -> str:
         """The organisation's display name (the key when none is configured)."""
         cust = self.settings.customer
+        if cust.name or cust.name_query:
+            from .naming import configured_name
+
+            return configured_name(self.settings, self.engine, self.customer)
         if self.tenancy != "shared" or not cust.name_column:
             return self.customer
         table = self.table(cust.table or "")
@@ -453,6 +457,12 @@ class DataMap:
                 self._need(f"[tables.{name}] personal_columns", name, col)
             for col in rule.ignore_references:
                 self._need(f"[tables.{name}] ignore_references", name, col)
+            for col in rule.omit_columns:
+                self._need(f"[tables.{name}] omit_columns", name, col)
+                if self.by_name[name].c[col].primary_key:
+                    raise ConfigError(
+                        f"{s.label}: [tables.{name}] omit_columns: {col} is the primary key; it must stay"
+                    )
         if s.contract.table:
             for key in ("customer_column", "start_column", "term_column"):
                 col = getattr(s.contract, key)
