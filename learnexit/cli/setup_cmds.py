@@ -41,11 +41,35 @@ def init_command(
             "--example", help="Write the example LMS (SQLite + media) and its config into DIR.", metavar="DIR"
         ),
     ] = None,
+    from_database: Annotated[
+        str | None,
+        typer.Option(
+            "--from-database",
+            help="Draft the config from this database's schema and data (a SQLAlchemy URL).",
+            metavar="URL",
+        ),
+    ] = None,
+    customer_table: Annotated[
+        str | None,
+        typer.Option("--customer-table", help="With --from-database: the tenant table (shared tenancy).", metavar="T"),
+    ] = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="With --from-database: count every row instead of sampling big tables.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write the config ('-': print it). Default: --config or ./learnexit.toml."),
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     show_traceback: TracebackOpt = False,
 ) -> None:
     """Write a starting config (or, with --example DIR, the example LMS and its config).
+
+    With --from-database URL the config is drafted from the database: references the
+    schema does not declare are measured in the data and proposed with their evidence,
+    system tables as shared, payments as retained (legal basis to FILL IN), secret
+    columns as not exported, roles from the names.  Read it, edit it, then `inspect`.
 
     Examples:
 
@@ -54,11 +78,20 @@ def init_command(
         learnexit init --example demo        # demo/lms.db, demo/media/, demo/learnexit.toml,
                                              # demo/legacy/ (database tenancy, no foreign keys)
 
-    Exit codes: 0 written · 2 the target exists already.
+        learnexit init --from-database postgresql://lms@db/site_a --out learnexit.toml
+
+    Exit codes: 0 written · 1 database unreachable · 2 the target exists already or bad input.
     """
     ctx = Ctx(config, as_json, show_traceback)
 
     def body() -> None:
+        if from_database is not None:
+            from .draft_cmd import write_draft
+
+            write_draft(ctx, from_database, customer_table, exact, out or config or Path("learnexit.toml"))
+            return
+        if customer_table is not None or exact:
+            raise BadInput("--customer-table and --exact go with --from-database URL")
         if example is not None:
             from ..example import build_example
 

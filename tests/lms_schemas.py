@@ -1,0 +1,315 @@
+"""Moodle-like and Canvas-like source databases for the config drafter's tests and bench.
+
+The table and column names are Moodle's own (``lib/db/install.xml`` and the plugins'
+``db/install.xml``: ``mdl_user``, ``mdl_logstore_standard_log.relateduserid``, …) and
+Canvas's (``db/migrate``: ``users``, ``pseudonyms.crypted_password``, …), a subset of each.
+The references each table declares are the ``<KEY TYPE="foreign">`` entries of those
+files; the builder creates them as foreign keys only when asked (Moodle itself declares
+none), so they are also the truth the drafter's findings are measured against.
+
+Column notation: ``name`` an integer, ``name$`` text, ``name>table`` an integer
+referencing ``table.id``, ``name>table.col$`` text referencing a text key, a trailing
+``?`` some NULLs, ``!0`` / ``!-1`` that value as a "none" sentinel in some rows.
+Every table has an integer ``id`` primary key unless it says ``nokey``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+MOODLE_PREFIX = "mdl_"
+
+# fmt: off
+MOODLE = """
+config: name$ value$
+config_plugins: plugin$ name$ value$
+modules: name$ cron lastcron visible
+block: name$ cron visible
+capabilities: name$ captype$ contextlevel component$ riskbitmask
+cache_flags: flagtype$ name$ timemodified value$ expiry
+task_scheduled: component$ classname$ lastruntime nextruntime
+upgrade_log: type plugin$ version$ info$ userid>user!0 timemodified
+mnet_host: deleted wwwroot$ ip_address$ name$ public_key$
+context: contextlevel instanceid path$ depth locked
+user: auth$ confirmed deleted suspended mnethostid>mnet_host username$ password$ idnumber$ firstname$ lastname$ email$ secret$ lang$ timecreated timemodified lastlogin
+user_preferences: userid>user name$ value$
+user_info_category: name$ sortorder
+user_info_field: shortname$ name$ datatype$ categoryid>user_info_category
+user_info_data: userid>user fieldid>user_info_field data$
+user_lastaccess: userid>user courseid>course timeaccess
+user_private_key: script$ value$ userid>user instance iprestriction$ validuntil timecreated
+user_password_history: userid>user hash$ timecreated
+user_password_resets: userid>user timerequested timererequested token$
+sessions: state sid$ userid>user!0 sessdata$ timecreated timemodified firstip$ lastip$
+course_categories: name$ idnumber$ description$ parent>course_categories!0 sortorder coursecount visible depth path$
+course: category>course_categories!0 sortorder fullname$ shortname$ idnumber$ summary$ format$ startdate enddate visible timecreated timemodified
+course_sections: course>course section name$ summary$ sequence$ visible
+course_modules: course>course module>modules instance section>course_sections idnumber$ added visible groupingid>groupings!0 completion
+course_completions: userid>user course>course timeenrolled timestarted timecompleted? reaggregate
+course_modules_completion: coursemoduleid>course_modules userid>user completionstate viewed overrideby>user? timemodified
+course_format_options: courseid>course format$ sectionid>course_sections!0 name$ value$
+role: name$ shortname$ description$ sortorder archetype$
+role_assignments: roleid>role contextid>context userid>user timemodified modifierid>user!0 component$ itemid sortorder
+role_capabilities: contextid>context roleid>role capability>capabilities.name$ permission timemodified modifierid>user!0
+enrol: enrol$ status courseid>course sortorder name$ roleid>role!0 cost$ currency$ timecreated timemodified
+user_enrolments: status enrolid>enrol userid>user timestart timeend modifierid>user!0 timecreated timemodified
+groupings: courseid>course name$ idnumber$ description$ timecreated timemodified
+groups: courseid>course idnumber$ name$ description$ enrolmentkey$ picture timecreated timemodified
+groups_members: groupid>groups userid>user timeadded component$ itemid
+groupings_groups: groupingid>groupings groupid>groups timeadded
+scale: courseid>course!0 userid>user!0 name$ scale$ description$ timemodified
+grade_outcomes: courseid>course? shortname$ fullname$ scaleid>scale? usermodified>user? timecreated timemodified
+grade_categories: courseid>course parent>grade_categories? depth path$ fullname$ aggregation timecreated timemodified
+grade_items: courseid>course? categoryid>grade_categories? itemname$ itemtype$ itemmodule$ iteminstance itemnumber idnumber$ gradetype grademax grademin scaleid>scale? outcomeid>grade_outcomes? sortorder timecreated timemodified
+grade_grades: itemid>grade_items userid>user rawgrade rawgrademax usermodified>user? finalgrade hidden locked feedback$ timecreated timemodified
+event: name$ description$ format courseid>course!0 groupid>groups!0 userid>user!0 repeatid modulename$ instance eventtype$ timestart timeduration
+quiz: course>course name$ intro$ timeopen timeclose grade sumgrades timecreated timemodified
+quiz_attempts: quiz>quiz userid>user attempt uniqueid>question_usages layout$ currentpage preview state$ timestart timefinish timemodified sumgrades?
+quiz_grades: quiz>quiz userid>user grade timemodified
+question_categories: name$ contextid>context info$ stamp$ parent>question_categories!0 sortorder
+question: category>question_categories parent>question!0 name$ questiontext$ qtype$ defaultmark createdby>user? modifiedby>user? timecreated timemodified
+question_usages: contextid>context component$ preferredbehaviour$
+question_attempts: questionusageid>question_usages slot behaviour$ questionid>question variant maxmark minfraction responsesummary$ timemodified
+question_attempt_steps: questionattemptid>question_attempts sequencenumber state$ fraction? timecreated userid>user?
+forum: course>course type$ name$ intro$ assessed scale timemodified
+forum_discussions: course>course forum>forum name$ firstpost>forum_posts userid>user groupid>groups!-1 timemodified usermodified>user timestart timeend pinned
+forum_posts: discussion>forum_discussions parent>forum_posts!0 userid>user created modified mailed subject$ message$ messageformat
+forum_subscriptions: userid>user forum>forum
+forum_read: userid>user forumid>forum discussionid>forum_discussions postid>forum_posts firstread lastread
+assign: course>course name$ intro$ duedate grade timemodified teamsubmissiongroupingid>groupings!0 maxattempts
+assign_submission: assignment>assign userid>user timecreated timemodified status$ groupid>groups!0 attemptnumber latest
+assign_grades: assignment>assign userid>user timecreated timemodified grader>user grade attemptnumber
+choice: course>course name$ intro$ timeopen timeclose timemodified
+choice_options: choiceid>choice text$ maxanswers timemodified
+choice_answers: choiceid>choice userid>user optionid>choice_options timemodified
+feedback: course>course name$ intro$ anonymous timemodified
+feedback_item: feedback>feedback template name$ label$ presentation$ typ$ position
+feedback_completed: feedback>feedback userid>user timemodified random_response anonymous_response courseid>course!0
+feedback_value: course_id>course!0 item>feedback_item completed>feedback_completed tmp_completed value$
+badge: name$ description$ timecreated timemodified usercreated>user usermodified>user issuername$ type courseid>course? status
+badge_issued: badgeid>badge userid>user uniquehash$ dateissued dateexpire? visible issuernotified?
+message_conversations: type name$ convhash$ component$ itemtype$ itemid contextid>context? enabled timecreated timemodified
+message_conversation_members: conversationid>message_conversations userid>user timecreated
+messages: useridfrom>user conversationid>message_conversations subject$ fullmessage$ fullmessageformat smallmessage$ timecreated
+notifications: useridfrom>user useridto>user subject$ fullmessage$ component$ eventtype$ timeread? timecreated
+files: contenthash$ pathnamehash$ contextid>context component$ filearea$ itemid filepath$ filename$ userid>user? filesize mimetype$ status source$ author$ license$ timecreated timemodified sortorder referencefileid
+tag_coll: name$ isdefault component$ sortorder searchable customurl$
+tag: userid>user tagcollid>tag_coll name$ rawname$ isstandard description$ timemodified
+tag_instance: tagid>tag component$ itemtype$ itemid contextid>context? tiuserid ordering timecreated timemodified
+external_services: name$ enabled requiredcapability$ restrictedusers component$ timecreated timemodified shortname$
+external_tokens: token$ privatetoken$ tokentype userid>user externalserviceid>external_services sid$ contextid>context creatorid>user iprestriction$ validuntil timecreated lastaccess name$
+payment_accounts: name$ idnumber$ contextid>context enabled archived timecreated timemodified
+payment_gateways: accountid>payment_accounts gateway$ enabled config$ timecreated timemodified
+payments: component$ paymentarea$ itemid userid>user amount$ currency$ accountid>payment_accounts gateway$ timecreated timemodified
+logstore_standard_log: eventname$ component$ action$ target$ objecttable$ objectid crud$ edulevel contextid>context contextlevel contextinstanceid userid>user!0 courseid>course!0 relateduserid>user? anonymous other$ timecreated origin$ ip$ realuserid>user?
+"""
+# fmt: on
+
+# Rows per table (the rest get DEFAULT_ROWS); the log table's size is a parameter.
+MOODLE_ROWS = {"user": 40, "course": 6, "course_categories": 4, "modules": 8, "role": 5, "config": 12}
+DEFAULT_ROWS = 24
+LOG_TABLE = "logstore_standard_log"
+
+# What a correct Moodle offboarding needs by hand on top of the draft: the people's
+# display names and the legal basis of the retained payments (tests count these lines).
+
+
+@dataclass
+class Column:
+    name: str
+    text: bool = False
+    target: str | None = None  # referenced table
+    target_col: str = "id"
+    nullable: bool = False
+    sentinel: int | None = None
+
+
+@dataclass
+class TableSpec:
+    name: str
+    columns: list[Column] = field(default_factory=list)
+
+    def refs(self) -> list[Column]:
+        return [c for c in self.columns if c.target]
+
+
+_COLUMN = re.compile(r"^(\w+?)(\$)?(?:>(\w+)(?:\.(\w+))?(\$)?)?(\?)?(?:!(-?\d+))?$")
+
+
+def parse(spec: str) -> list[TableSpec]:
+    tables = []
+    for line in spec.strip().splitlines():
+        name, _, cols = line.partition(":")
+        table = TableSpec(name.strip())
+        for word in cols.split():
+            m = _COLUMN.match(word)
+            assert m, word
+            col, text1, target, tcol, text2, nullable, sentinel = m.groups()
+            table.columns.append(
+                Column(
+                    col,
+                    text=bool(text1 or text2),
+                    target=target,
+                    target_col=tcol or "id",
+                    nullable=bool(nullable),
+                    sentinel=int(sentinel) if sentinel is not None else None,
+                )
+            )
+        tables.append(table)
+    return tables
+
+
+def moodle_tables() -> list[TableSpec]:
+    return parse(MOODLE)
+
+
+def declared_references(tables: list[TableSpec], prefix: str) -> set[tuple[str, str, str, str]]:
+    """The schema's own references: (from table, column, to table, column)."""
+    return {(prefix + t.name, c.name, prefix + (c.target or ""), c.target_col) for t in tables for c in t.refs()}
+
+
+def _order(tables: list[TableSpec]) -> list[TableSpec]:
+    by_name = {t.name: t for t in tables}
+    done: list[TableSpec] = []
+    seen: set[str] = set()
+
+    def visit(t: TableSpec, stack: frozenset[str]) -> None:
+        if t.name in seen or t.name in stack:
+            return
+        for c in t.refs():
+            if c.target != t.name and c.target in by_name:
+                visit(by_name[c.target], stack | {t.name})
+        seen.add(t.name)
+        done.append(t)
+
+    for t in tables:
+        visit(t, frozenset())
+    return done
+
+
+def create_schema(engine: sa.Engine, tables: list[TableSpec], prefix: str, declare_keys: bool) -> sa.MetaData:
+    md = sa.MetaData()
+    for t in tables:
+        cols: list[sa.Column[object]] = [
+            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+        ]
+        for c in t.columns:
+            kind: sa.types.TypeEngine[object] = sa.String(255) if c.text else sa.BigInteger()
+            args: list[object] = []
+            if declare_keys and c.target:
+                args.append(sa.ForeignKey(f"{prefix}{c.target}.{c.target_col}", use_alter=True))
+            unique = t.name == "capabilities" and c.name == "name"
+            cols.append(sa.Column(c.name, kind, *args, nullable=True, unique=unique))  # type: ignore[arg-type]
+        sa.Table(prefix + t.name, md, *cols)
+    md.create_all(engine)
+    return md
+
+
+def fill(
+    engine: sa.Engine,
+    md: sa.MetaData,
+    tables: list[TableSpec],
+    prefix: str,
+    *,
+    site: int,
+    rows: dict[str, int],
+    log_table: str | None = None,
+    log_rows: int = 0,
+    seed: int = 1,
+) -> dict[str, int]:
+    """Plausible rows: every reference points at an existing row (or is NULL / its
+    sentinel); ids of different sites differ so a mix-up shows.  Returns rows per table."""
+    rnd = random.Random(seed * 1000 + site)
+    ids: dict[str, list[int]] = {}
+    texts: dict[tuple[str, str], list[str]] = {}
+    counts: dict[str, int] = {}
+    ordered = _order(tables)
+    deferred: list[tuple[str, str, str]] = []  # cyclic references filled after the targets exist
+    with engine.begin() as conn:
+        for t in ordered:
+            n = log_rows if t.name == log_table else rows.get(t.name, DEFAULT_ROWS)
+            base = (site - 1) * 100_000
+            table = md.tables[prefix + t.name]
+            batch: list[dict[str, object]] = []
+            for i in range(1, n + 1):
+                row: dict[str, object] = {"id": base + i}
+                for c in t.columns:
+                    row[c.name] = _value(rnd, t, c, i, site, ids, texts, deferred)
+                batch.append(row)
+                if len(batch) == 5000:
+                    conn.execute(table.insert(), batch)
+                    batch = []
+            if batch:
+                conn.execute(table.insert(), batch)
+            ids[t.name] = [base + i for i in range(1, n + 1)]
+            counts[prefix + t.name] = n
+            for c in t.columns:
+                if c.text:
+                    texts[(t.name, c.name)] = [f"{t.name}-{c.name}-{site}-{i}" for i in range(1, n + 1)]
+        for tname, cname, target in sorted(set(deferred)):
+            table = md.tables[prefix + tname]
+            for key in ids[tname]:
+                conn.execute(table.update().where(table.c.id == key).values({cname: rnd.choice(ids[target])}))
+    return counts
+
+
+def _value(
+    rnd: random.Random,
+    t: TableSpec,
+    c: Column,
+    i: int,
+    site: int,
+    ids: dict[str, list[int]],
+    texts: dict[tuple[str, str], list[str]],
+    deferred: list[tuple[str, str, str]],
+) -> object:
+    if c.target:
+        if c.nullable and rnd.random() < 0.25:
+            return None
+        if c.sentinel is not None and rnd.random() < 0.3:
+            return c.sentinel
+        if c.target == t.name:  # a tree: point at an earlier row, the first rows are roots
+            return (
+                (site - 1) * 100_000 + rnd.randint(1, i - 1)
+                if i > 1
+                else (c.sentinel if c.sentinel is not None else None)
+            )
+        if c.text:
+            return rnd.choice(texts[(c.target, c.target_col)])
+        if c.target not in ids:  # a cycle (forum_discussions.firstpost): filled in afterwards
+            deferred.append((t.name, c.name, c.target))
+            return None
+        return rnd.choice(ids[c.target])
+    if c.text:
+        return f"{t.name}-{c.name}-{site}-{i}"
+    if c.name.startswith("time") or c.name in ("added", "created", "modified", "dateissued"):
+        return 1_700_000_000 + rnd.randint(0, 10_000_000)
+    # polymorphic ids and counters look like ids too: a drafter must not take them for references
+    return rnd.randint(0, 60) + ((site - 1) * 100_000 if c.name in ("itemid", "instance", "objectid") else 0)
+
+
+def build_moodle(
+    url: str, *, site: int = 1, declare_keys: bool = False, log_rows: int = 2000, seed: int = 1
+) -> dict[str, int]:
+    """A Moodle-like site database at ``url`` (created empty beforehand)."""
+    tables = moodle_tables()
+    engine = sa.create_engine(url)
+    try:
+        md = create_schema(engine, tables, MOODLE_PREFIX, declare_keys)
+        return fill(
+            engine,
+            md,
+            tables,
+            MOODLE_PREFIX,
+            site=site,
+            rows=MOODLE_ROWS,
+            log_table=LOG_TABLE,
+            log_rows=log_rows,
+            seed=seed,
+        )
+    finally:
+        engine.dispose()
