@@ -105,6 +105,58 @@ external_tokens: token$ privatetoken$ tokentype userid>user externalserviceid>ex
 payment_accounts: name$ idnumber$ contextid>context enabled archived timecreated timemodified
 payment_gateways: accountid>payment_accounts gateway$ enabled config$ timecreated timemodified
 payments: component$ paymentarea$ itemid userid>user amount$ currency$ accountid>payment_accounts gateway$ timecreated timemodified
+lesson: course>course name$ intro$ grade timemodified
+lesson_pages: lessonid>lesson prevpageid>lesson_pages!0 nextpageid timecreated title$ contents$
+lesson_answers: lessonid>lesson pageid>lesson_pages jumpto grade score answer$ response$
+lesson_attempts: lessonid>lesson pageid>lesson_pages userid>user answerid>lesson_answers retry correct useranswer$ timeseen
+lesson_grades: lessonid>lesson userid>user grade late completed
+lesson_timer: lessonid>lesson userid>user starttime lessontime completed
+lesson_overrides: lessonid>lesson groupid>groups? userid>user? available deadline
+workshop: course>course name$ intro$ grade gradinggrade timemodified
+workshop_submissions: workshopid>workshop example authorid>user timecreated title$ content$ grade? gradeover? gradeoverby>user? published
+workshop_assessments: submissionid>workshop_submissions reviewerid>user weight timecreated grade? gradinggrade? gradinggradeoverby>user? feedbackauthor$
+wiki: course>course name$ intro$ timemodified
+wiki_subwikis: wikiid>wiki groupid>groups!0 userid>user!0
+wiki_pages: subwikiid>wiki_subwikis title$ cachedcontent$ timecreated timemodified userid>user pageviews
+wiki_versions: pageid>wiki_pages content$ contentformat$ version userid>user timecreated
+wiki_links: subwikiid>wiki_subwikis frompageid>wiki_pages topageid>wiki_pages!0 tomissingpage$
+glossary: course>course name$ intro$ mainglossary timemodified
+glossary_entries: glossaryid>glossary userid>user concept$ definition$ sourceglossaryid>glossary!0 approved timecreated timemodified
+glossary_categories: glossaryid>glossary name$ usedynalink
+glossary_entries_categories: categoryid>glossary_categories entryid>glossary_entries
+glossary_alias: entryid>glossary_entries alias$
+data: course>course name$ intro$ timemodified
+data_fields: dataid>data type$ name$ description$
+data_records: userid>user groupid>groups!0 dataid>data timecreated timemodified approved
+data_content: fieldid>data_fields recordid>data_records content$
+chat: course>course name$ intro$ chattime
+chat_messages: chatid>chat userid>user groupid>groups!0 issystem message$ timestamp
+chat_users: chatid>chat userid>user groupid>groups!0 version$ ip$ firstping lastping course>course
+survey: course>course template name$ intro$ questions$
+survey_questions: text$ shorttext$ multi$ intro$ type options$
+survey_answers: userid>user survey>survey question>survey_questions time answer1$ answer2$
+h5pactivity: course>course name$ intro$ grade timemodified
+h5pactivity_attempts: h5pactivityid>h5pactivity userid>user timecreated timemodified attempt rawscore maxscore completion? success?
+h5pactivity_attempts_results: attemptid>h5pactivity_attempts subcontent$ timecreated interactiontype$ description$ rawscore maxscore
+book: course>course name$ intro$ timemodified
+book_chapters: bookid>book pagenum subchapter title$ content$ timecreated timemodified
+cohort: contextid>context name$ idnumber$ description$ visible timecreated timemodified
+cohort_members: cohortid>cohort userid>user timeadded
+comments: contextid>context component$ commentarea$ itemid content$ format userid>user timecreated
+rating: contextid>context component$ ratingarea$ itemid scaleid>scale rating userid>user timecreated timemodified
+grading_areas: contextid>context component$ areaname$ activemethod$
+grading_definitions: areaid>grading_areas method$ name$ description$ status copiedfromid? timecreated usercreated>user timemodified usermodified>user timecopied
+grading_instances: definitionid>grading_definitions raterid>user itemid rawgrade? status feedback$ timemodified
+gradingform_rubric_criteria: definitionid>grading_definitions sortorder description$
+gradingform_rubric_levels: criterionid>gradingform_rubric_criteria score definition$
+gradingform_rubric_fillings: instanceid>grading_instances criterionid>gradingform_rubric_criteria levelid>gradingform_rubric_levels? remark$
+badge_criteria: badgeid>badge criteriatype method description$
+badge_criteria_met: issuedid>badge_issued? critid>badge_criteria userid>user datemet
+badge_manual_award: badgeid>badge recipientid>user issuerid>user issuerrole>role datemet
+competency_framework: shortname$ contextid>context idnumber$ description$ timecreated timemodified usermodified>user
+competency: shortname$ description$ idnumber$ competencyframeworkid>competency_framework parentid>competency!0 path$ sortorder timecreated timemodified usermodified>user
+competency_usercomp: userid>user competencyid>competency status reviewerid>user? proficiency? grade? timecreated timemodified usermodified>user
+post: module$ userid>user courseid>course!0 groupid>groups!0 moduleid>modules!0 coursemoduleid>course_modules!0 subject$ summary$ content$ created lastmodified usermodified>user?
 logstore_standard_log: eventname$ component$ action$ target$ objecttable$ objectid crud$ edulevel contextid>context contextlevel contextinstanceid userid>user!0 courseid>course!0 relateduserid>user? anonymous other$ timecreated origin$ ip$ realuserid>user?
 """
 # fmt: on

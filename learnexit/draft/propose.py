@@ -94,9 +94,9 @@ def choose_relations(facts: SchemaFacts, measured: list[Evidence], proposal: Pro
         by_column.setdefault((ev.candidate.table, ev.candidate.column), []).append(ev)
     for (table, column), options in sorted(by_column.items()):
         # a name that matches only through a module or a qualifier needs near-perfect data
-        good = [e for e in options if e.checked and e.share >= (ACCEPT_SHARE if e.candidate.rank == 0 else SURE_SHARE)]
+        good = [e for e in options if e.checked and e.share >= (ACCEPT_SHARE if e.candidate.rank <= 1 else SURE_SHARE)]
         if not good:
-            empty = [e for e in options if not e.checked and e.candidate.rank == 0]
+            empty = [e for e in options if not e.checked and e.candidate.rank <= 1]
             targets = {(e.candidate.target.table, e.candidate.target.column) for e in empty}
             if len(targets) == 1:
                 good = empty[:1]

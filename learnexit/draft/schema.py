@@ -34,6 +34,11 @@ _QUALIFIERS = (
     "old",
     "source",
     "target",
+    "prev",
+    "previous",
+    "next",
+    "from",
+    "to",
 )
 _AFTER = ("from", "to", "modified", "created", "deleted", "updated")
 # Column names that mean "a person" whatever the people table is called.
@@ -54,6 +59,9 @@ _PERSON_WORDS = (
     "actor",
     "student",
     "instructor",
+    "rater",
+    "issuer",
+    "assessor",
 )
 # Bare nouns that are a row's own attribute, never a reference (assign.grade is a number,
 # not an mdl_assign_grades row, however well its values happen to match).
@@ -112,7 +120,12 @@ def detect_prefix(names: list[str]) -> str:
     return word if count >= _PREFIX_SHARE * len(names) and len(names) > 3 else ""
 
 
+_IRREGULAR = {"criteria": "criterion", "people": "person", "children": "child", "analyses": "analysis"}
+
+
 def singular(word: str) -> str:
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
     if word.endswith(("sses", "xes", "ches", "shes")):
@@ -125,7 +138,7 @@ def singular(word: str) -> str:
 def forms(word: str) -> set[str]:
     """A noun in the forms a table may use: singular, plural, without underscores."""
     one = singular(word)
-    out = {word, one, one + "s", one + "es"}
+    out = {word, one, one + "s", one + "es"} | {p for p, o in _IRREGULAR.items() if o == one}
     if one.endswith("y"):
         out.add(one[:-1] + "ies")
     return out | {f.replace("_", "") for f in out}
@@ -208,12 +221,12 @@ def collect_facts(metadata: sa.MetaData) -> SchemaFacts:
     return facts
 
 
-def _stems(column: str) -> list[tuple[str, int]]:
-    """What a column's name may point at, with how sure the name is (lower is surer)."""
+def _stems(column: str) -> list[tuple[str, bool]]:
+    """What a column's name may point at; True where a qualifier or a suffix was taken
+    off (``relateduserid`` → user, ``usermodified`` → user), which makes it less sure."""
     c = column.lower()
-    out: list[tuple[str, int]] = []
     if c in ("parent", "parent_id", "parentid"):
-        return [("@self", 0)]
+        return [("@self", False)]
     if c.endswith("_id") and len(c) > 3:
         stem = c[:-3]
     elif c.endswith("id") and len(c) > 3 and not c.endswith("uuid"):
@@ -222,74 +235,111 @@ def _stems(column: str) -> list[tuple[str, int]]:
         if c in _ATTRIBUTES:
             return []
         stem = c
-    out.append((stem, 0))
+    out: list[tuple[str, bool]] = [(stem, False)]
     for q in _QUALIFIERS:
         for sep in ("_", ""):
             if stem.startswith(q + sep) and len(stem) > len(q + sep) + 1:
-                out.append((stem[len(q + sep) :], 2))
+                out.append((stem[len(q + sep) :], True))
     for a in _AFTER:
         for sep in ("_", ""):
             if stem.endswith(sep + a) and len(stem) > len(sep + a) + 1:
                 rest = stem[: -len(sep + a)]  # usermodified → user, useridfrom → user
                 rest = rest[:-3] if rest.endswith("_id") else rest[:-2] if rest.endswith("id") else rest
-                out.append((rest, 2))
-    if any(w == stem or stem.endswith("_" + w) for w in _PERSON_WORDS) or "user" in stem.split("_"):
-        out.append(("@person", 2))
+                out.append((rest, True))
+    words = stem.split("_")
+    if any(w == stem or stem.endswith("_" + w) for w in _PERSON_WORDS) or "user" in words or stem.endswith("overby"):
+        out.append(("@person", True))
     return out
+
+
+def _families(facts: SchemaFacts, base: str, first_words: set[str]) -> list[str]:
+    """The module prefixes of a table: ``forum`` for ``forum_read``, ``user_info`` and
+    ``user`` for ``user_info_data``, ``grading`` for ``gradingform_rubric_fillings``."""
+    words = base.split("_")
+    modules = ["_".join(words[:i]) for i in range(len(words) - 1, 0, -1)]
+    modules += [singular(m) for m in modules if singular(m) != m]
+    if len(words) == 1:
+        modules.append(singular(base))
+    head = words[0]
+    modules += sorted(w for w in first_words if len(w) >= 4 and head.startswith(w) and w != head)
+    return modules
 
 
 def candidates(facts: SchemaFacts, people: str | None) -> list[Candidate]:
     """Every (column, key) pair the names suggest, for columns of a key-like type that
-    are not a table's own key and have no declared reference."""
+    are not a table's own key and have no declared reference.  Rank 0: the table's own
+    module has it (``forum_read.postid`` → ``forum_posts``); 1: the name alone
+    (``userid`` → ``user``); 2: through a qualifier, a suffix or a person word."""
     by_form: dict[str, list[str]] = {}
     for name in facts.tables:
-        base = facts.base(name)
-        for f in forms(base):
+        for f in forms(facts.base(name)):
             by_form.setdefault(f, []).append(name)
+    first_words = {facts.base(n).split("_")[0] for n in facts.tables}
     out: list[Candidate] = []
     for name, table in sorted(facts.tables.items()):
-        base = facts.base(name)
-        words = base.split("_")
-        modules = ["_".join(words[:i]) for i in range(len(words) - 1, 0, -1)]
-        modules += [singular(m) for m in modules if singular(m) != m]
-        if len(words) == 1:
-            modules.append(singular(base))
+        modules = _families(facts, facts.base(name), first_words)
         own = {c.name for c in table.primary_key.columns}
         for col in table.columns:
             ck = kind(col)
             if ck is None or col.name in own or (name, col.name) in facts.declared:
                 continue
             seen: set[tuple[str, str]] = set()
-            for stem, rank in _stems(col.name):
-                targets: list[tuple[str, int, str]] = []
-                if stem == "@self":
-                    targets.append((name, 0, "a parent in the same table"))
-                elif stem == "@person":
-                    if people:
-                        targets.append((people, 2, "a person column"))
-                else:
-                    for t in by_form.get(stem, []) + by_form.get(stem.replace("_", ""), []):
-                        targets.append((t, rank, f"the name {col.name!r}"))
-                    for m in modules:
-                        for f in forms(stem):
-                            for t in by_form.get(f"{m}_{f}", []):
-                                targets.append((t, max(rank, 1), f"the name {col.name!r} in {m}_*"))
-                        if stem in (m + "ment", m + "ments"):  # assign_submission.assignment → assign
-                            for t in by_form.get(m, []):
-                                targets.append((t, max(rank, 1), f"the name {col.name!r} in {m}_*"))
-                for target, r, why in targets:
-                    if target == name and stem != "@self":
-                        continue  # only a parent column points into its own table
-                    for key in facts.keys.get(target, []):
-                        if key.kind != ck or (target == name and key.column == col.name):
-                            continue
-                        if key.column != "id" and key.kind == "int" and key.column != _pk(facts, target):
-                            continue
-                        if (target, key.column) in seen:
-                            continue
-                        seen.add((target, key.column))
-                        out.append(Candidate(name, col.name, key, r, why))
+            for target, rank, why in _targets(facts, by_form, modules, name, col.name, people):
+                for key in facts.keys.get(target, []):
+                    if key.kind != ck or (target == name and key.column == col.name):
+                        continue
+                    if key.column != "id" and key.kind == "int" and key.column != _pk(facts, target):
+                        continue
+                    if (target, key.column) in seen:
+                        continue
+                    seen.add((target, key.column))
+                    out.append(Candidate(name, col.name, key, rank, why))
     return out
+
+
+def _targets(
+    facts: SchemaFacts, by_form: dict[str, list[str]], modules: list[str], name: str, column: str, people: str | None
+) -> list[tuple[str, int, str]]:
+    out: list[tuple[str, int, str]] = []
+    for stem, sure in _stems(column):
+        weak = 2 if sure else None
+        if stem == "@self":
+            out.append((name, 0, "a parent in the same table"))
+            continue
+        if stem == "@person":
+            if people:
+                out.append((people, 2, "a person column"))
+            continue
+        local = False
+        for m in modules:
+            for f in forms(stem):
+                for t in by_form.get(f"{m}_{f}", []):
+                    if t != name:  # (course_modules.module is not a course_modules row)
+                        out.append((t, weak or 0, f"the name {column!r} in {m}_*"))
+                        local = True
+            if stem in (m + "ment", m + "ments"):  # assign_submission.assignment → assign
+                out += [(t, weak or 0, f"the name {column!r} in {m}_*") for t in by_form.get(m, [])]
+        if not local:
+            for t in by_form.get(stem, []) + by_form.get(stem.replace("_", ""), []):
+                out.append((t, weak or 1, f"the name {column!r}"))
+        if len(stem) < 4:
+            continue
+        for m in modules:  # an abbreviation or a qualified noun within the module
+            for t in facts.tables:
+                base = facts.base(t)
+                if not base.startswith(m + "_"):
+                    continue
+                last = base[len(m) + 1 :]
+                if "_" in last or (t == name and not sure):
+                    continue
+                if (last.startswith(stem) and last != stem) or any(
+                    len(f) >= 4 and stem.endswith(f) and stem != f for f in forms(last)
+                ):
+                    out.append((t, 2, f"the name {column!r} in {m}_*"))
+        for f, tables in by_form.items():  # issuerrole → role
+            if len(f) >= 4 and stem.endswith(f) and stem != f and "_" not in f:
+                out += [(t, 2, f"the name {column!r}") for t in tables]
+    return [(t, r, why) for t, r, why in out if t != name or r == 2 or why.startswith("a parent")]
 
 
 def _pk(facts: SchemaFacts, table: str) -> str | None:
