@@ -256,3 +256,29 @@ def test_drafts_on_server_databases(engine_kind: str, dbs: Any) -> None:
     assert TRUTH - got == HOPELESS
     assert draft.proposal.source_url.endswith("/{customer}")
     assert "s3cret-pw" not in draft.text
+
+
+def test_shared_tenancy_draft_of_the_example_matches_the_hand_written_config(tmp_path: Path) -> None:
+    from learnexit.example import build_example
+
+    build_example(tmp_path / "ex")
+    config = tmp_path / "ex" / "drafted.toml"
+    result = runner.invoke(
+        app, ["init", "--from-database", f"sqlite:///{tmp_path / 'ex' / 'lms.db'}", "--out", str(config)]
+    )
+    assert result.exit_code == 0, result.stderr
+    data = tomllib.loads(config.read_text(encoding="utf-8"))
+    assert data["customer"] == {"tenancy": "shared", "table": "organisations", "key": "slug", "name_column": "name"}
+    tables = data["tables"]
+    assert tables["users"]["owned_via"] == ["enrolments.user_id", "logins.user_id", "memberships.user_id"]
+    assert tables["catalogue_items"] == {"shared": True}
+    assert tables["logins"] == {"omit_columns": ["password_hash"]}
+    assert tables["developer_keys"] == {"omit_columns": ["key_hash"]}
+    assert tables["invoices"]["legal_basis"] == "FILL IN"
+    config.write_text(config.read_text(encoding="utf-8").replace('"FILL IN"', json.dumps(BASIS)), encoding="utf-8")
+    drafted = inspect_customer(load_settings(config), "acme")
+    hand = inspect_customer(load_settings(tmp_path / "ex" / "learnexit.toml"), "acme")
+    assert drafted.unclassified == []
+    rows = {t.table: t.rows for t in drafted.tables if t.status == "owned"}
+    expected = {t.table: t.rows for t in hand.tables if t.status == "owned"}
+    assert rows == expected | {"developer_keys": rows["developer_keys"]}  # the hand config shares developer_keys

@@ -32,6 +32,7 @@ from .propose import (
 from .render import render
 from .schema import PEOPLE_NAMES, collect_facts, find_named
 from .schema import candidates as name_candidates
+from .tenancy import classify_shared
 
 __all__ = ["Draft", "draft_config", "customer_url"]
 
@@ -112,6 +113,7 @@ def draft_config(
         drop_from_shared(proposal)
         propose_roles(facts, proposal)
         propose_media(facts, proposal)
+        classify_shared(facts, proposal, metadata, people[0] if people else None)
         proposal.seconds = time.monotonic() - started
         text = render(proposal, len(facts.tables), mask_url(url))
         return Draft(text, proposal, len(facts.tables), len(found))

@@ -102,7 +102,7 @@ _RETAIN = re.compile(r"(^|_)(payments?|invoices?|invoice_\w+|receipts?|transacti
 _SECRET = re.compile(
     r"^(password|passwd|pass_hash|password_hash|passwordhash|crypted_password|password_salt|salt|"
     r"secret|secret_key|secretkey|\w+_secret|otp_secret|token|\w+_token|privatetoken|api_key|apikey|"
-    r"private_key|privatekey|sessdata|session_data|sid|hash)$"
+    r"private_key|privatekey|sessdata|session_data|sid|hash|key_hash|\w+_key_hash|token_hash|secret_hash)$"
 )
 _SECRET_TABLE_VALUE = re.compile(r"(private_key|secrets?|credentials?|gateways?)$")
 
