@@ -272,6 +272,7 @@ def fill(
     log_table: str | None = None,
     log_rows: int = 0,
     seed: int = 1,
+    declared: bool = False,
 ) -> dict[str, int]:
     """Plausible rows: every reference points at an existing row (or is NULL / its
     sentinel); ids of different sites differ so a mix-up shows.  Returns rows per table."""
@@ -291,6 +292,8 @@ def fill(
                 row: dict[str, object] = {"id": base + i}
                 for c in t.columns:
                     row[c.name] = _value(rnd, t, c, i, site, ids, texts, deferred)
+                    if declared and c.target and row[c.name] == c.sentinel:
+                        row[c.name] = None  # a declared key cannot hold "none" values: NULL
                 batch.append(row)
                 if len(batch) == 5000:
                     conn.execute(table.insert(), batch)
@@ -364,6 +367,7 @@ def build_moodle(
             log_table=LOG_TABLE,
             log_rows=log_rows,
             seed=seed,
+            declared=declare_keys,
         )
     finally:
         engine.dispose()

@@ -33,13 +33,8 @@ from learnexit.source import inspect_customer
 runner = CliRunner()
 BASIS = "Bokföringslagen (1999:1078) 7 kap. 2 §"
 TRUTH = declared_references(moodle_tables(), MOODLE_PREFIX)
-# Declared by Moodle, but the name gives no hint (uniqueid is a question_usages id); and
-# upgrade_log is a shared system table, whose reference to people is deliberately not
-# proposed (a shared table keeps the rows it references: it would keep those people).
-HOPELESS = {
-    ("mdl_quiz_attempts", "uniqueid", "mdl_question_usages", "id"),
-    ("mdl_upgrade_log", "userid", "mdl_user", "id"),
-}
+# Declared by Moodle, but the name gives no hint (uniqueid is a question_usages id).
+HOPELESS = {("mdl_quiz_attempts", "uniqueid", "mdl_question_usages", "id")}
 
 
 def found(draft: Any) -> set[tuple[str, str, str, str]]:
@@ -92,6 +87,7 @@ def test_tables_secrets_retention_roles(drafted: Any) -> None:
     assert data["source"]["url"].endswith("/{customer}.db")
     for shared in ("mdl_config", "mdl_config_plugins", "mdl_modules", "mdl_cache_flags", "mdl_task_scheduled"):
         assert tables[shared] == {"shared": True}
+    assert tables["mdl_upgrade_log"] == {"export": False}  # it names people: shared would keep them
     assert tables["mdl_sessions"] == {"export": False}
     assert tables["mdl_user"]["omit_columns"] == ["password", "secret"]
     assert tables["mdl_external_tokens"]["omit_columns"] == ["token", "privatetoken", "sid"]

@@ -137,8 +137,18 @@ def _refs_to(proposal: Proposal, facts: SchemaFacts, table: str, target: str) ->
 
 
 def propose_tables(facts: SchemaFacts, proposal: Proposal) -> None:
+    people = find_named(facts, PEOPLE_NAMES)
     for name in sorted(facts.tables):
         if name == proposal.customer_table:
+            continue
+        if is_system(facts, name) and people and _refs_to(proposal, facts, name, people[0]):
+            # shared would keep every person it names: the system's log of people goes with them
+            t = proposal.table(name)
+            t.settings["export"] = False
+            t.comments.append(
+                f"system table that names people ({people[0]}): deleted with the customer, not exported "
+                "(shared would keep everyone it names)"
+            )
             continue
         if is_system(facts, name):
             t = proposal.table(name)
