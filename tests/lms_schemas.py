@@ -161,6 +161,78 @@ logstore_standard_log: eventname$ component$ action$ target$ objecttable$ object
 """
 # fmt: on
 
+# Canvas (instructure/canvas-lms, db/migrate): shared tenancy, the root account is the
+# customer; most tables carry root_account_id.  Declared foreign keys as Canvas's
+# migrations add them; context_id is polymorphic (context_type) and has none.
+CANVAS = """
+accounts: name$ uuid$ parent_account_id>accounts root_account_id>accounts workflow_state$ default_time_zone$ lti_guid$
+users: name$ sortable_name$ short_name$ workflow_state$ uuid$ time_zone$ created_at
+communication_channels: user_id>users path$ path_type$ workflow_state$ confirmation_code$
+pseudonyms: user_id>users account_id>accounts unique_id$ crypted_password$ password_salt$ persistence_token$ single_access_token$ perishable_token$ workflow_state$ sis_user_id$ communication_channel_id>communication_channels last_login_at
+user_account_associations: user_id>users account_id>accounts depth
+roles: name$ account_id>accounts root_account_id>accounts workflow_state$ base_role_type$
+account_users: account_id>accounts user_id>users role_id>roles workflow_state$ root_account_id>accounts
+enrollment_terms: root_account_id>accounts name$ start_at end_at workflow_state$
+courses: name$ account_id>accounts root_account_id>accounts enrollment_term_id>enrollment_terms course_code$ workflow_state$ uuid$ created_at
+course_sections: course_id>courses root_account_id>accounts name$ workflow_state$
+enrollments: user_id>users course_id>courses course_section_id>course_sections root_account_id>accounts type$ workflow_state$ role_id>roles completed_at
+assignment_groups: context_id context_type$ name$ root_account_id>accounts
+assignments: context_id context_type$ title$ points_possible assignment_group_id>assignment_groups root_account_id>accounts workflow_state$ due_at
+submissions: assignment_id>assignments user_id>users course_id>courses root_account_id>accounts score grade$ workflow_state$ submitted_at
+quizzes: context_id context_type$ title$ assignment_id>assignments? points_possible root_account_id>accounts workflow_state$
+quiz_submissions: quiz_id>quizzes user_id>users submission_id>submissions? score kept_score quiz_points_possible workflow_state$ root_account_id>accounts finished_at
+discussion_topics: context_id context_type$ title$ message$ user_id>users? root_account_id>accounts workflow_state$
+discussion_entries: discussion_topic_id>discussion_topics user_id>users parent_id>discussion_entries? message$ root_account_id>accounts workflow_state$
+attachments: context_id context_type$ filename$ display_name$ size md5$ content_type$ root_account_id>accounts user_id>users? workflow_state$
+page_views: user_id>users account_id>accounts context_id context_type$ url$ controller$ created_at
+access_tokens: user_id>users developer_key_id>developer_keys crypted_token$ token_hint$ purpose$ root_account_id>accounts
+developer_keys: api_key$ name$ redirect_uri$ email$
+rubrics: context_id context_type$ user_id>users? title$ points_possible root_account_id>accounts
+rubric_assessments: rubric_id>rubrics user_id>users? assessor_id>users? artifact_id artifact_type$ score root_account_id>accounts
+calendar_events: context_id context_type$ user_id>users? title$ start_at end_at root_account_id>accounts workflow_state$
+wikis: title$ root_account_id>accounts
+wiki_pages: wiki_id>wikis title$ body$ user_id>users? root_account_id>accounts workflow_state$
+context_modules: context_id context_type$ name$ position root_account_id>accounts workflow_state$
+content_tags: context_id context_type$ content_id content_type$ context_module_id>context_modules? root_account_id>accounts tag_type$
+learning_outcomes: short_description$ root_account_id>accounts
+learning_outcome_results: user_id>users learning_outcome_id>learning_outcomes score root_account_id>accounts
+settings: name$ value$
+delayed_jobs: priority handler$ run_at queue$
+"""
+CANVAS_ROWS = {
+    "accounts": 4,
+    "users": 30,
+    "pseudonyms": 30,
+    "communication_channels": 30,
+    "courses": 5,
+    "roles": 4,
+    "enrollment_terms": 2,
+}
+
+
+def build_canvas(url: str, *, tenants: int = 2, declare_keys: bool = True, seed: int = 1) -> dict[str, int]:
+    """Canvas-like tenants in one database: each tenant's rows (its own people too) point
+    only at its own rows; the global tables (settings, delayed_jobs, developer_keys) are
+    filled once."""
+    tables = parse(CANVAS)
+    engine = sa.create_engine(url)
+    counts: dict[str, int] = {}
+    try:
+        md = create_schema(engine, tables, "", declare_keys)
+        glob = {"settings", "delayed_jobs", "developer_keys"}
+        shared_tables = [t for t in tables if t.name in glob]
+        fill(engine, md, shared_tables, "", site=1, rows=CANVAS_ROWS, seed=seed, declared=declare_keys)
+        for tenant in range(1, tenants + 1):
+            mine = [t for t in tables if t.name not in glob]
+            for name, n in fill(
+                engine, md, mine, "", site=tenant + 1, rows=CANVAS_ROWS, seed=seed, declared=declare_keys, known=glob
+            ).items():
+                counts[name] = counts.get(name, 0) + n
+        return counts
+    finally:
+        engine.dispose()
+
+
 # Rows per table (the rest get DEFAULT_ROWS); the log table's size is a parameter.
 MOODLE_ROWS = {"user": 40, "course": 6, "course_categories": 4, "modules": 8, "role": 5, "config": 12}
 DEFAULT_ROWS = 24
@@ -273,12 +345,18 @@ def fill(
     log_rows: int = 0,
     seed: int = 1,
     declared: bool = False,
+    known: set[str] | None = None,
 ) -> dict[str, int]:
     """Plausible rows: every reference points at an existing row (or is NULL / its
     sentinel); ids of different sites differ so a mix-up shows.  Returns rows per table."""
     rnd = random.Random(seed * 1000 + site)
     ids: dict[str, list[int]] = {}
     texts: dict[tuple[str, str], list[str]] = {}
+    if known:  # tables filled by an earlier call (global rows every tenant may point at)
+        with engine.connect() as conn:
+            for name in known:
+                table = md.tables[prefix + name]
+                ids[name] = [int(r[0]) for r in conn.execute(sa.select(table.c.id))]
     counts: dict[str, int] = {}
     ordered = _order(tables)
     deferred: list[tuple[str, str, str]] = []  # cyclic references filled after the targets exist
@@ -338,6 +416,13 @@ def _value(
         if c.target not in ids:  # a cycle (forum_discussions.firstpost): filled in afterwards
             deferred.append((t.name, c.name, c.target))
             return None
+        if c.target == "accounts" and t.name not in ("accounts", "courses"):
+            # Canvas: root_account_id (and the account of a login, a role, a page view) is
+            # the tenant's root account; sub-accounts hold courses
+            return ids[c.target][0]
+        if (t.name, c.name) in (("pseudonyms", "user_id"), ("pseudonyms", "communication_channel_id")):
+            # every Canvas user has a login, and it names the user's e-mail channel
+            return ids[c.target][(i - 1) % len(ids[c.target])]
         return rnd.choice(ids[c.target])
     if c.text:
         if (t.name, c.name) == ("course", "format") and i == 1:

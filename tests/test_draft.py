@@ -278,3 +278,37 @@ def test_shared_tenancy_draft_of_the_example_matches_the_hand_written_config(tmp
     rows = {t.table: t.rows for t in drafted.tables if t.status == "owned"}
     expected = {t.table: t.rows for t in hand.tables if t.status == "owned"}
     assert rows == expected | {"developer_keys": rows["developer_keys"]}  # the hand config shares developer_keys
+
+
+def test_canvas_like_references_and_tenancy(tmp_path: Path) -> None:
+    from lms_schemas import CANVAS, build_canvas, parse
+
+    url = f"sqlite:///{tmp_path / 'canvas.db'}"
+    build_canvas(url, declare_keys=False)
+    draft = draft_config(url)
+    truth = declared_references(parse(CANVAS), "")
+    assert found(draft) == truth  # every one, nothing else (context_id is polymorphic: left alone)
+    p = draft.proposal
+    assert (p.tenancy, p.customer_table, p.customer_key) == ("shared", "accounts", "uuid")
+    data = tomllib.loads(draft.text)
+    assert data["tables"]["users"]["owned_via"] == [
+        "account_users.user_id",
+        "enrollments.user_id",
+        "pseudonyms.user_id",
+        "user_account_associations.user_id",
+    ]
+    assert data["tables"]["communication_channels"]["owned_via"] == ["pseudonyms.communication_channel_id"]
+    assert data["tables"]["pseudonyms"]["omit_columns"] == [
+        "crypted_password",
+        "password_salt",
+        "persistence_token",
+        "single_access_token",
+        "perishable_token",
+    ]
+    assert data["roles"]["quiz_results"] == {
+        "table": "quiz_submissions",
+        "person": "user_id",
+        "quiz": "quiz_id",
+        "score": "score",
+        "max_score": "quiz_points_possible",
+    }

@@ -139,3 +139,91 @@ def _count(db: Path, table: str) -> int:
         return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     finally:
         con.close()
+
+
+CANVAS = ROOT / "examples" / "recipes" / "canvas.toml"
+GLOBAL = {"settings", "delayed_jobs", "developer_keys"}
+
+
+def _rows_by_tenant(db: Path) -> dict[str, dict[int, str]]:
+    """Every row of every table by id, as text (tenant 1's ids are 100001.., tenant 2's
+    200001.., the global tables' 1..)."""
+    con = sqlite3.connect(db)
+    try:
+        out = {}
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            out[name] = {int(r[0]): repr(r) for r in con.execute(f"SELECT * FROM {name}")}
+        return out
+    finally:
+        con.close()
+
+
+# (with declared keys the purge fails safely, exit 1: the sub-accounts it does not own
+# still reference the root account; see the xfail test below)
+@pytest.mark.parametrize("declare_keys", [False], ids=["no-keys"])
+def test_canvas_recipe_offboards_exactly_one_root_account(declare_keys: bool, tmp_path: Path) -> None:
+    from lms_schemas import build_canvas
+
+    db = tmp_path / "canvas.db"
+    build_canvas(f"sqlite:///{db}", declare_keys=declare_keys)
+    text = CANVAS.read_text(encoding="utf-8")
+    text = text.replace(tomllib.loads(text)["source"]["url"], "sqlite:///canvas.db")
+    config = tmp_path / "learnexit.toml"
+    config.write_text(text, encoding="utf-8")
+    tenant = "accounts-uuid-2-1"  # the first tenant's root account
+
+    report = inspect_customer(load_settings(config), tenant)
+    assert report.unclassified == [] and report.name == "accounts-name-2-1"
+    out = runner.invoke(
+        app,
+        ["export", tenant, "--format", "json,csv", "--out", str(tmp_path / "out"), "--json", "--config", str(config)],
+    )
+    assert out.exit_code == 0, out.stderr
+    package = Path(json.loads(out.stdout)["path"])
+    doc = json.loads((package / "data" / "json" / f"{tenant}.json").read_text(encoding="utf-8"))
+    assert doc["people_table"] == "users" and len(doc["people"]) == 30
+    assert all(p["id"] // 100_000 == 1 for p in doc["people"])  # no one of the other tenant
+    nested = {key for person in doc["people"] for key in person if isinstance(person[key], list)}
+    assert {"enrollments", "submissions", "quiz_submissions", "discussion_entries", "page_views"} <= nested
+    header = (package / "data" / "csv" / "pseudonyms.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert "crypted_password" not in header and "persistence_token" not in header
+
+    before = _rows_by_tenant(db)
+    notice = ["notice", tenant, "--received", "2026-11-20", "--period-end", "2027-01-30", "--config", str(config)]
+    assert runner.invoke(app, notice).exit_code == 0
+    purge = runner.invoke(
+        app, ["purge", tenant, "--yes", "--json", "--config", str(config)], env={"LEARNEXIT_NOW": "2027-06-01"}
+    )
+    assert purge.exit_code == 0, purge.stderr
+    assert json.loads(purge.stdout)["customers"][0]["verified"] is True
+    after = _rows_by_tenant(db)
+    for name, rows in before.items():
+        if name in GLOBAL:
+            assert after[name] == rows, name
+            continue
+        if name == "accounts":  # the root account goes; its sub-accounts: see the xfail test below
+            assert 100_001 not in after[name] and {k for k in after[name] if k // 100_000 == 2} == {
+                k for k in rows if k // 100_000 == 2
+            }
+            continue
+        assert not [k for k in after[name] if k // 100_000 == 1], name  # the tenant's rows: all gone
+        assert after[name] == {k: v for k, v in rows.items() if k // 100_000 == 2}, name  # the other's: untouched
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the customer table's own self-reference is not followed: a root account's sub-accounts "
+    "(accounts.parent_account_id / root_account_id) are neither exported nor purged (ownership "
+    "predicates, source.py: the lead's)",
+)
+@pytest.mark.parametrize("declare_keys", [False, True], ids=["no-keys", "declared-keys"])
+def test_canvas_sub_accounts_belong_to_their_root_account(declare_keys: bool, tmp_path: Path) -> None:
+    from lms_schemas import build_canvas
+
+    db = tmp_path / "canvas.db"
+    build_canvas(f"sqlite:///{db}", declare_keys=declare_keys)
+    text = CANVAS.read_text(encoding="utf-8")
+    text = text.replace(tomllib.loads(text)["source"]["url"], "sqlite:///canvas.db")
+    (tmp_path / "learnexit.toml").write_text(text, encoding="utf-8")
+    report = inspect_customer(load_settings(tmp_path / "learnexit.toml"), "accounts-uuid-2-1")
+    assert next(t.rows for t in report.tables if t.table == "accounts") == 4  # the root and its 3 sub-accounts

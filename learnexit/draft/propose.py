@@ -256,7 +256,7 @@ def _record_roles(facts: SchemaFacts, proposal: Proposal, person: str, course: s
         name, pcol = quiz[0]
         role = {"table": name, "person": pcol}
         t = facts.tables[name]
-        quiz_refs = [r.from_column for r in proposal.relations if r.from_table == name and "quiz" in r.to_table]
+        quiz_refs = [c for q in find_named(facts, ("quiz", "quizzes")) for c in _refs_to(proposal, facts, name, q)]
         if quiz_refs:
             role["quiz"] = quiz_refs[0]
         if score := first_column(t, ("score", "sumgrades", "grade", "kept_score")):

@@ -19,7 +19,7 @@ from ..errors import LearnexitError
 from ..source import DataMap
 from .propose import FILL_IN, Proposal
 from .render import render
-from .schema import SchemaFacts
+from .schema import SchemaFacts, is_system
 
 MEMBERSHIP_WORDS = ("membership", "login", "pseudonym", "account_user", "association", "enrol", "member")
 
@@ -56,19 +56,27 @@ def classify_shared(facts: SchemaFacts, proposal: Proposal, metadata: sa.MetaDat
             )
         dm = _datamap(proposal, metadata, len(facts.tables)) or dm
     for name in dm.unclassified():
-        referenced_by_owned = any(e.parent == name and dm.info[e.child].owned for e in dm.edges)
+        owned_refs = sorted(
+            (e.child, e.child_cols[0])
+            for e in dm.edges
+            if e.parent == name and len(e.child_cols) == 1 and dm.info[e.child].owned and e.child != name
+        )
         references = [e.parent for e in dm.edges if e.child == name and e.parent != name]
         t = proposal.table(name)
-        if referenced_by_owned and not references:
+        if owned_refs and references:  # a person's row the customer's rows point at
+            t.settings["owned_via"] = [f"{a}.{b}" for a, b in owned_refs]
+            t.comments.append(
+                "a global table the customer's rows point at, which points at people: the customer's rows "
+                "decide which of its rows are the customer's"
+            )
+        elif owned_refs:
             t.settings["shared"] = True
             t.comments.append("a lookup table the customer's rows point at, no reference to any customer: shared")
-        elif not references and not referenced_by_owned:
+        elif not references and is_system(facts, name):
             t.settings["shared"] = True
-            t.comments.append(
-                "no reference to or from the customer's tables: shared (if it holds customer data, add a relation)"
-            )
+            t.comments.append("a system table with no reference to or from the customer's tables: shared")
         else:
             proposal.notes.append(
                 f"{name} stays unclassified: it reaches the customer only through "
-                f"{', '.join(sorted(set(references)))}; add a [[relations]] entry or classify it"
+                f"{', '.join(sorted(set(references))) or 'nothing'}; add a [[relations]] entry or classify it"
             )
