@@ -66,6 +66,7 @@ from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
 from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
+from .quiet_loss import quiet_loss_notes
 from .source import Edge, Source, describe_db_error
 
 # Seconds to sleep after each table of the read pass: lets tests interrupt an export
@@ -1273,6 +1274,7 @@ def run_export(
                 totals: dict[str, int] = {}
                 with counting_helper(source, conn) as helper:
                     specs = build_specs(source, conn, notes, totals, helper)
+                notes.extend(quiet_loss_notes(source.datamap))
                 job = ExportJob(
                     settings=settings,
                     source=source,

@@ -735,4 +735,7 @@ def inspect_customer(settings: Settings, customer: str) -> InspectReport:
                         name, info.status, rows, info.via, rule.category, rule.retain, rule.legal_basis, info.note, refs
                     )
                 )
-        return InspectReport(customer, src.customer_name(), src.tenancy, mask_url(src.url), reports, list(dm.notes))
+        from .quiet_loss import quiet_loss_notes
+
+        notes = list(dm.notes) + quiet_loss_notes(dm)
+        return InspectReport(customer, src.customer_name(), src.tenancy, mask_url(src.url), reports, notes)
