@@ -287,8 +287,24 @@ def parse(spec: str) -> list[TableSpec]:
     return tables
 
 
-def moodle_tables() -> list[TableSpec]:
-    return parse(MOODLE)
+def synthetic_plugins(count: int) -> str:
+    """``count`` made-up activity plugins of five tables each, shaped like Moodle's (to
+    reach the size of a real site, ~480 tables, in the bench; the names are not Moodle's)."""
+    lines = []
+    for k in range(1, count + 1):
+        m = f"plug{k}"
+        lines += [
+            f"{m}: course>course name$ intro$ grade timemodified",
+            f"{m}_items: {m}id>{m} name$ sortorder",
+            f"{m}_attempts: {m}id>{m} userid>user itemid>{m}_items? attempt timecreated",
+            f"{m}_grades: {m}id>{m} userid>user grade timemodified",
+            f"{m}_log: userid>user!0 {m}id>{m} action$ timecreated",
+        ]
+    return "\n".join(lines)
+
+
+def moodle_tables(plugins: int = 0) -> list[TableSpec]:
+    return parse(MOODLE + ("\n" + synthetic_plugins(plugins) if plugins else ""))
 
 
 def declared_references(tables: list[TableSpec], prefix: str) -> set[tuple[str, str, str, str]]:
@@ -435,10 +451,10 @@ def _value(
 
 
 def build_moodle(
-    url: str, *, site: int = 1, declare_keys: bool = False, log_rows: int = 2000, seed: int = 1
+    url: str, *, site: int = 1, declare_keys: bool = False, log_rows: int = 2000, seed: int = 1, plugins: int = 0
 ) -> dict[str, int]:
     """A Moodle-like site database at ``url`` (created empty beforehand)."""
-    tables = moodle_tables()
+    tables = moodle_tables(plugins)
     engine = sa.create_engine(url)
     try:
         md = create_schema(engine, tables, MOODLE_PREFIX, declare_keys)

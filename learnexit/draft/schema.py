@@ -267,26 +267,45 @@ def _families(facts: SchemaFacts, base: str, first_words: set[str]) -> list[str]
     return modules
 
 
+@dataclass
+class _Names:
+    """Lookups built once per schema: tables by every form of their name, and per module
+    prefix the tables below it (``forum`` → forum_posts as "posts")."""
+
+    by_form: dict[str, list[str]]
+    families: dict[str, list[tuple[str, str]]]
+    first_words: set[str]
+
+
+def _names(facts: SchemaFacts) -> _Names:
+    by_form: dict[str, list[str]] = {}
+    families: dict[str, list[tuple[str, str]]] = {}
+    for name in sorted(facts.tables):
+        base = facts.base(name)
+        for f in forms(base):
+            by_form.setdefault(f, []).append(name)
+        words = base.split("_")
+        for i in range(1, len(words)):
+            families.setdefault("_".join(words[:i]), []).append((name, "_".join(words[i:])))
+    return _Names(by_form, families, {facts.base(n).split("_")[0] for n in facts.tables})
+
+
 def candidates(facts: SchemaFacts, people: str | None) -> list[Candidate]:
     """Every (column, key) pair the names suggest, for columns of a key-like type that
     are not a table's own key and have no declared reference.  Rank 0: the table's own
     module has it (``forum_read.postid`` → ``forum_posts``); 1: the name alone
     (``userid`` → ``user``); 2: through a qualifier, a suffix or a person word."""
-    by_form: dict[str, list[str]] = {}
-    for name in facts.tables:
-        for f in forms(facts.base(name)):
-            by_form.setdefault(f, []).append(name)
-    first_words = {facts.base(n).split("_")[0] for n in facts.tables}
+    names = _names(facts)
     out: list[Candidate] = []
     for name, table in sorted(facts.tables.items()):
-        modules = _families(facts, facts.base(name), first_words)
+        modules = _families(facts, facts.base(name), names.first_words)
         own = {c.name for c in table.primary_key.columns}
         for col in table.columns:
             ck = kind(col)
             if ck is None or col.name in own or (name, col.name) in facts.declared:
                 continue
             seen: set[tuple[str, str]] = set()
-            for target, rank, why in _targets(facts, by_form, modules, name, col.name, people):
+            for target, rank, why in _targets(names, modules, name, col.name, people):
                 for key in facts.keys.get(target, []):
                     if key.kind != ck or (target == name and key.column == col.name):
                         continue
@@ -300,8 +319,9 @@ def candidates(facts: SchemaFacts, people: str | None) -> list[Candidate]:
 
 
 def _targets(
-    facts: SchemaFacts, by_form: dict[str, list[str]], modules: list[str], name: str, column: str, people: str | None
+    names: _Names, modules: list[str], name: str, column: str, people: str | None
 ) -> list[tuple[str, int, str]]:
+    by_form = names.by_form
     out: list[tuple[str, int, str]] = []
     for stem, sure in _stems(column):
         weak = 2 if sure else None
@@ -327,20 +347,17 @@ def _targets(
         if len(stem) < 4:
             continue
         for m in modules:  # an abbreviation or a qualified noun within the module
-            for t in facts.tables:
-                base = facts.base(t)
-                if not base.startswith(m + "_"):
-                    continue
-                last = base[len(m) + 1 :]
+            for t, last in names.families.get(m, []):
                 if "_" in last or (t == name and not sure):
                     continue
                 if (last.startswith(stem) and last != stem) or any(
                     len(f) >= 4 and stem.endswith(f) and stem != f for f in forms(last)
                 ):
                     out.append((t, 2, f"the name {column!r} in {m}_*"))
-        for f, tables in by_form.items():  # issuerrole → role
-            if len(f) >= 4 and stem.endswith(f) and stem != f and "_" not in f:
-                out += [(t, 2, f"the name {column!r}") for t in tables]
+        for i in range(1, len(stem) - 3):  # issuerrole → role
+            suffix = stem[i:]
+            if "_" not in suffix:
+                out += [(t, 2, f"the name {column!r}") for t in by_form.get(suffix, [])]
     return [(t, r, why) for t, r, why in out if t != name or r == 2 or why.startswith("a parent")]
 
 
