@@ -559,6 +559,12 @@ def _build(
             if value:
                 columns[key] = value
         ro.finish()
+        omitted = set(tables[table].omit_columns) if table in tables else set()
+        if not tables.get(table, TableRule(table)).export:
+            ro.fail("table", f"{table} has export = false: a role's table is exported (letters, nested documents)")
+        for key, column in columns.items():
+            if column in omitted:
+                ro.fail(key, f"{table}.{column} is in omit_columns: the documents would export it after all")
         roles[name] = Role(name, table, columns)
 
     closure: dict[str, Any] = {}

@@ -83,7 +83,10 @@ def test_evidence_sentinels_and_the_polymorphic_ids_left_alone(drafted: Any) -> 
 def test_tables_secrets_retention_roles(drafted: Any) -> None:
     data = tomllib.loads(drafted.text.replace('"FILL IN"', '"x"'))
     tables = data["tables"]
-    assert data["customer"]["tenancy"] == "database"
+    assert data["customer"] == {
+        "tenancy": "database",
+        "name_query": "SELECT fullname FROM mdl_course WHERE format = 'site'",
+    }
     assert data["source"]["url"].endswith("/{customer}.db")
     for shared in ("mdl_config", "mdl_config_plugins", "mdl_modules", "mdl_cache_flags", "mdl_task_scheduled"):
         assert tables[shared] == {"shared": True}

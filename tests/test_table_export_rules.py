@@ -208,3 +208,25 @@ def test_media_root_placeholders_other_than_customer_are_refused(template: Path,
     config = _legacy(template, tmp_path / "ex", "", media_root="files/{site}")
     with pytest.raises(ConfigError, match=r"\[media\] root: the only placeholder allowed is \{customer\}"):
         load_settings(config)
+
+
+def test_a_role_cannot_export_what_omit_columns_or_export_false_leave_out(template: Path, tmp_path: Path) -> None:
+    config = with_rules(template, tmp_path / "a", "\n[tables.quiz_attempts]\nexport = false\n")
+    with pytest.raises(ConfigError, match=r"\[roles.quiz_results\] table: quiz_attempts has export = false"):
+        load_settings(config)
+    text = (template / "learnexit.toml").read_text(encoding="utf-8")
+    config = with_rules(template, tmp_path / "b")
+    config.write_text(
+        text.replace('category = "users"', 'category = "users"\nomit_columns = ["email"]'), encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"\[roles.people\] email: users.email is in omit_columns"):
+        load_settings(config)
+
+
+def test_inspect_shows_what_is_not_exported(template: Path, tmp_path: Path) -> None:
+    config = with_rules(template, tmp_path / "ex")
+    result = runner.invoke(app, ["inspect", "acme", "--config", str(config)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any("page_views" in line and "purged, not exported" in line for line in lines)
+    assert any("logins" in line and "not exported: password_hash" in line for line in lines)

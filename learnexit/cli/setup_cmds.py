@@ -142,7 +142,8 @@ def inspect_command(
     def body() -> None:
         from ..source import inspect_customer
 
-        report = inspect_customer(ctx.settings(), customer)
+        settings = ctx.settings()
+        report = inspect_customer(settings, customer)
 
         def render(out: Console) -> None:
             table = Table(title=f"{report.name} ({report.customer}) — {report.source}")
@@ -150,6 +151,11 @@ def inspect_command(
                 table.add_column(col, justify="right" if col == "rows" else "left")
             for t in report.tables:
                 extra = f" · keep {t.retain}: {t.legal_basis}" if t.retain else ""
+                rule = settings.rule(t.table)
+                if t.status == "owned" and not rule.export:
+                    extra += " · purged, not exported"
+                elif t.status == "owned" and rule.omit_columns:
+                    extra += f" · not exported: {', '.join(rule.omit_columns)}"
                 if report.tenancy == "database" and t.references:
                     extra += " · " + "; ".join(t.references)
                 table.add_row(

@@ -27,6 +27,7 @@ from .propose import (
     propose_customer,
     propose_media,
     propose_roles,
+    propose_site_name,
     propose_tables,
 )
 from .render import render
@@ -105,6 +106,7 @@ def draft_config(
             with engine.connect() as conn:
                 measurer = Measurer(conn, facts.tables, exact=exact, **({"sample": sample} if sample else {}))
                 measured = [measurer.measure(c) for c in found]
+                propose_site_name(facts, proposal, conn)
                 conn.rollback()
         except sa.exc.SQLAlchemyError as exc:
             raise OperationalError(f"cannot read {mask_url(url)}: {describe_db_error(exc)}") from None

@@ -60,6 +60,7 @@ class Proposal:
     customer_table: str | None = None
     customer_key: str | None = None
     customer_name_column: str | None = None
+    customer_name_query: str | None = None  # tenancy "database": the site's own name
     customer_comments: list[str] = field(default_factory=list)
     relations: list[RelationProposal] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # name matches the data did not bear out
@@ -349,3 +350,19 @@ def propose_customer(facts: SchemaFacts, proposal: Proposal, customer_table: str
     key = first_column(t, ("slug", "key", "code", "shortname", "short_name", "subdomain", "uuid", "name"))
     proposal.customer_key = key or _pk_name(t)
     proposal.customer_name_column = first_column(t, ("name", "display_name", "title", "fullname", "full_name"))
+
+
+def propose_site_name(facts: SchemaFacts, proposal: Proposal, conn: Any) -> None:
+    """Tenancy "database": Moodle keeps the site's name in its front-page course (the one
+    with format 'site'); when the data has it, letters can use it."""
+    if proposal.tenancy != "database":
+        return
+    for name in find_named(facts, COURSE_NAMES):
+        t = facts.tables[name]
+        title = first_column(t, ("fullname", "full_name", "name", "title"))
+        if "format" not in t.c or title is None:
+            continue
+        stmt = sa.select(t.c[title]).where(t.c["format"] == "site").limit(1)
+        if conn.execute(stmt).first() is not None:
+            proposal.customer_name_query = f"SELECT {title} FROM {name} WHERE format = 'site'"
+            return

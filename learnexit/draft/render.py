@@ -67,6 +67,9 @@ def render(proposal: Proposal, tables: int, masked_source: str) -> str:
         add(f"key = {q(proposal.customer_key)}")
         if proposal.customer_name_column:
             add(f"name_column = {q(proposal.customer_name_column)}")
+    elif proposal.customer_name_query:
+        add("# the name letters use: the front page course (format 'site') holds the site's name")
+        add(f"name_query = {q(proposal.customer_name_query)}")
     else:
         add("# the name letters use (else the key): a literal, or a query returning one value, e.g.")
         add("# name_query = \"SELECT value FROM config WHERE name = 'sitename'\"")
