@@ -26,12 +26,13 @@ def configured_name(settings: Settings, engine: Engine, customer: str) -> str:
     try:
         with engine.connect() as conn:
             row = conn.execute(stmt, params).first()
-    except sa.exc.ProgrammingError as exc:
-        first = str(getattr(exc, "orig", exc)).strip().splitlines()
-        raise ConfigError(f"{settings.label}: [customer] name_query failed: {first[0] if first else 'error'}") from None
     except sa.exc.SQLAlchemyError as exc:
-        first = str(getattr(exc, "orig", exc)).strip().splitlines()
-        raise OperationalError(f"[customer] name_query failed: {first[0] if first else 'error'}") from None
+        lines = str(getattr(exc, "orig", exc)).strip().splitlines()
+        first = lines[0] if lines else "error"
+        wrong = ("no such", "does not exist", "doesn't exist", "syntax", "unknown column")
+        if isinstance(exc, sa.exc.ProgrammingError) or any(w in first.lower() for w in wrong):
+            raise ConfigError(f"{settings.label}: [customer] name_query failed: {first}") from None
+        raise OperationalError(f"[customer] name_query failed: {first}") from None
     if row is None or row[0] is None or not str(row[0]).strip():
         return customer
     return " ".join(str(row[0]).split())[:200]

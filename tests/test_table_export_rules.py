@@ -184,6 +184,9 @@ def test_database_tenancy_name_literal_and_query(template: Path, tmp_path: Path)
         assert src.customer_name() == "Acme Academy"
     with Source(settings, "globex") as src:  # no sitename row: the key, never an empty name
         assert src.customer_name() == "globex"
+    missing = _legacy(template, tmp_path / "d", 'name_query = "SELECT name FROM no_such_table"')
+    with pytest.raises(ConfigError, match=r"\[customer\] name_query failed: no such table: no_such_table"):
+        inspect_customer(load_settings(missing), "acme")
     bad = _legacy(template, tmp_path / "c", 'name_query = "DELETE FROM mdl_user"')
     with pytest.raises(ConfigError, match="name_query: must be a SELECT"):
         load_settings(bad)
