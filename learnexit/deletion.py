@@ -1342,6 +1342,7 @@ def plan_purge(
     before it takes the lock, while the counted plan is made once, under the lock.
     """
     check_customer_key(customer)
+    settings = settings.for_customer(customer)  # ({customer} in [media] root)
     if force_reason is not None:
         force_reason = " ".join(force_reason.split())
         if not force_reason:
@@ -2692,6 +2693,7 @@ def _execute(
     lang: str,
     progress: Progress | None,
 ) -> PurgeResult:
+    settings = settings.for_customer(customer)  # ({customer} in [media] root)
     plan = plan_purge(settings, ledger, customer, now, force_reason)
     if plan.refusals:
         raise Refused("; ".join(plan.refusals))

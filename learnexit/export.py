@@ -67,6 +67,7 @@ from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
 from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
+from .quiet_loss import quiet_loss_notes
 from .roles import check_roles
 from .source import Edge, Source, describe_db_error
 from .valuefree import first_line
@@ -351,9 +352,22 @@ def build_specs(
     one counts the rest (the drivers leave the GIL while the database works).
     """
     settings = source.settings
-    owned = source.owned_tables()
+    # ``export = false`` tables are owned (the purge deletes them) but never exported;
+    # ``omit_columns`` leave the export, and so do the references made of them.
+    owned = [name for name in source.owned_tables() if settings.rule(name).export]
     exported = set(owned)
-    edges = {name: [e for e in source.datamap.edges if e.child == name and e.parent in exported] for name in owned}
+    omitted = {name: set(settings.rule(name).omit_columns) for name in owned}
+    edges = {
+        name: [
+            e
+            for e in source.datamap.edges
+            if e.child == name
+            and e.parent in exported
+            and not omitted[name] & set(e.child_cols)
+            and not omitted[e.parent] & set(e.parent_cols)
+        ]
+        for name in owned
+    }
     # With a helper and a big table: the helper counts the second half of each big table
     # while this thread counts the first halves and then every small table.
     ours: list[tuple[str, Any]] = [(name, None) for name in owned]
@@ -384,7 +398,9 @@ def build_specs(
     for name in owned:
         table = source.table(name)
         columns = tuple(
-            ColumnSpec(c.name, column_kind(c), bool(c.nullable), bool(c.primary_key), c.type) for c in table.columns
+            ColumnSpec(c.name, column_kind(c), bool(c.nullable), bool(c.primary_key), c.type)
+            for c in table.columns
+            if c.name not in omitted[name]
         )
         found = counted[name][0] if len(counted[name]) == 1 else counted[name][0] + counted[name][1]
         if totals is not None:
@@ -1226,6 +1242,7 @@ def run_export(
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export every row of ``customer`` into a verified package; see the module docstring."""
+    settings = settings.for_customer(customer)
     exporters = resolve_formats(formats, settings)
     format_names = [e.name for e in exporters]
     dialect = sql_dialect or settings.export.sql_dialect
@@ -1280,6 +1297,7 @@ def run_export(
                 totals: dict[str, int] = {}
                 with counting_helper(source, conn) as helper:
                     specs = build_specs(source, conn, notes, totals, helper)
+                notes.extend(quiet_loss_notes(source.datamap))
                 job = ExportJob(
                     settings=settings,
                     source=source,

@@ -356,6 +356,10 @@ class Source:
     def customer_name(self) -> str:
         """The organisation's display name (the key when none is configured)."""
         cust = self.settings.customer
+        if cust.name or cust.name_query:
+            from .naming import configured_name
+
+            return configured_name(self.settings, self.engine, self.customer)
         if self.tenancy != "shared" or not cust.name_column:
             return self.customer
         table = self.table(cust.table or "")
@@ -701,6 +705,12 @@ class DataMap:
                 self._need(f"[tables.{name}] personal_columns", name, col)
             for col in rule.ignore_references:
                 self._need(f"[tables.{name}] ignore_references", name, col)
+            for col in rule.omit_columns:
+                self._need(f"[tables.{name}] omit_columns", name, col)
+                if self.by_name[name].c[col].primary_key:
+                    raise ConfigError(
+                        f"{s.label}: [tables.{name}] omit_columns: {col} is the primary key; it must stay"
+                    )
         if s.contract.table:
             for key in ("customer_column", "start_column", "term_column"):
                 col = getattr(s.contract, key)
@@ -1047,7 +1057,9 @@ def inspect_customer(settings: Settings, customer: str, *, pinned: PinnedRow | N
                         by_table.get(name, 0),
                     )
                 )
-        notes = list(dm.notes)
+        from .quiet_loss import quiet_loss_notes
+
+        notes = list(dm.notes) + quiet_loss_notes(dm)
         if subs:
             notes.append(f"sub-organisations of {customer} (theirs is the customer's): {', '.join(subs)}")
         notes += [c.note() for c in contested]

@@ -276,6 +276,10 @@ class ExportJob:
     def select(self, name: str, where: Any = None, order_by: Any = None, columns: Any = None) -> sa.Select[Any]:
         """This customer's rows of ``name`` (optionally narrowed, reordered, or only some columns)."""
         stmt = self.source.owned_select(name)
+        if columns is None and self.settings.rule(name).omit_columns:
+            table = self.source.table(name)  # (omitted columns are never read, not only not written)
+            omit = set(self.settings.rule(name).omit_columns)
+            columns = [c for c in table.columns if c.name not in omit]
         if columns is not None:
             stmt = stmt.with_only_columns(*columns)
         if where is not None:
