@@ -158,9 +158,7 @@ def _rows_by_tenant(db: Path) -> dict[str, dict[int, str]]:
         con.close()
 
 
-# (with declared keys the purge fails safely, exit 1: the sub-accounts it does not own
-# still reference the root account; see the xfail test below)
-@pytest.mark.parametrize("declare_keys", [False], ids=["no-keys"])
+@pytest.mark.parametrize("declare_keys", [False, True], ids=["no-keys", "declared-keys"])
 def test_canvas_recipe_offboards_exactly_one_root_account(declare_keys: bool, tmp_path: Path) -> None:
     from lms_schemas import build_canvas
 
@@ -201,21 +199,10 @@ def test_canvas_recipe_offboards_exactly_one_root_account(declare_keys: bool, tm
         if name in GLOBAL:
             assert after[name] == rows, name
             continue
-        if name == "accounts":  # the root account goes; its sub-accounts: see the xfail test below
-            assert 100_001 not in after[name] and {k for k in after[name] if k // 100_000 == 2} == {
-                k for k in rows if k // 100_000 == 2
-            }
-            continue
         assert not [k for k in after[name] if k // 100_000 == 1], name  # the tenant's rows: all gone
         assert after[name] == {k: v for k, v in rows.items() if k // 100_000 == 2}, name  # the other's: untouched
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the customer table's own self-reference is not followed: a root account's sub-accounts "
-    "(accounts.parent_account_id / root_account_id) are neither exported nor purged (ownership "
-    "predicates, source.py: the lead's)",
-)
 @pytest.mark.parametrize("declare_keys", [False, True], ids=["no-keys", "declared-keys"])
 def test_canvas_sub_accounts_belong_to_their_root_account(declare_keys: bool, tmp_path: Path) -> None:
     from lms_schemas import build_canvas
