@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import BadInput
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
+from .tables import print_table
 
 CONFIG_TEMPLATE = """# learnexit configuration — see README.md and docs/runbook.md
 [source]
@@ -78,7 +79,7 @@ def init_command(
 
             ctx.emit(data, render)
             return
-        target = config or Path("learnexit.toml")
+        target = ctx.config or Path("learnexit.toml")
         if target.exists():
             raise BadInput(f"{target} exists already; not overwriting it")
         target.write_text(CONFIG_TEMPLATE, encoding="utf-8")
@@ -126,7 +127,7 @@ def inspect_command(
                     t.category or "",
                     (t.via or t.note or "") + extra,
                 )
-            out.print(table)
+            print_table(out, table)
             owned = [t for t in report.tables if t.status == "owned"]
             out.print(
                 f"{len(owned)} owned tables, {sum(t.rows or 0 for t in owned):,} rows; "

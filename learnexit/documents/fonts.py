@@ -143,5 +143,5 @@ def document_characters(doc: Any) -> set[str]:
     chars: set[str] = set()
     for text in _strings(doc):
         if not text.isascii():
-            chars.update(text)
+            chars.update(c for c in text if ord(c) >= 0x80)
     return chars
