@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pypdf
@@ -63,6 +64,18 @@ def test_every_character_is_drawn_without_system_emoji_fonts(tmp_path: Path) -> 
         text = " ".join(pdf_text(target).split())
         for word in ("Åsa", "🎓🚀✅", "नमस्ते", "Ωμέγα", "Жанна", "€", "☃"):
             assert word in text, (name, word, text)
+
+
+def test_the_same_document_gives_the_same_bytes_a_second_later(tmp_path: Path) -> None:
+    """The Noto fonts are variable fonts, made static per document by WeasyPrint with
+    fontTools, which stamps the time into them: the stamp is fixed."""
+    doc = Certificate(
+        lang="en", organisation="A", vendor="V", person="Zoë 🚀 مرحبا", course="K", issued="-", number="1"
+    )
+    render_file(doc, "pdf", tmp_path / "first.pdf")
+    time.sleep(1.1)
+    render_file(doc, "pdf", tmp_path / "second.pdf")
+    assert (tmp_path / "first.pdf").read_bytes() == (tmp_path / "second.pdf").read_bytes()
 
 
 def test_undrawable_names_only_characters_no_font_has() -> None:

@@ -15,6 +15,7 @@ character that no font on the machine can draw would come out as an empty box:
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -22,7 +23,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bundled_font_files", "document_characters", "register_fonts", "undrawable", "undrawable_note"]
+__all__ = [
+    "bundled_font_files",
+    "document_characters",
+    "register_fonts",
+    "steady_font_instances",
+    "undrawable",
+    "undrawable_note",
+]
 
 # Characters that are not drawn as glyphs of their own: controls, format characters
 # (joiners, direction marks), combining marks and variation selectors, separators.
@@ -46,6 +54,7 @@ def register_fonts(font_config: Any) -> int:
     files = bundled_font_files()
     if not files:
         return 0
+    steady_font_instances()
     from weasyprint.text.ffi import ffi, fontconfig, pangoft2
 
     added = 0
@@ -54,6 +63,39 @@ def register_fonts(font_config: Any) -> int:
     if added:
         pangoft2.pango_fc_font_map_config_changed(ffi.cast("PangoFcFontMap *", font_config.font_map))
     return added
+
+
+_FONT_TIME = 3_786_912_000  # 2024-01-01 00:00 UTC, in the seconds since 1904 that fonts count
+_font_time_lock = threading.Lock()
+
+
+def steady_font_instances() -> None:
+    """Make WeasyPrint's static instances of variable fonts (the Noto fonts are variable)
+    the same bytes every time: fontTools stamps the current time into a font it saves,
+    so the same document rendered a second later came out different.  The embedded
+    font's "modified" date is fixed instead.  Installed once per process."""
+    try:
+        from fontTools.ttLib.tables import _h_e_a_d
+        from weasyprint.pdf.fonts import Font
+    except ImportError:  # pragma: no cover - another WeasyPrint or fontTools
+        return
+    original = getattr(Font, "clean", None)
+    if original is None or getattr(original, "learnexit_steady", False) or not hasattr(_h_e_a_d, "timestampNow"):
+        return
+
+    def clean(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if "fvar" not in getattr(self, "tables", ()):
+            return original(self, *args, **kwargs)
+        with _font_time_lock:
+            now = _h_e_a_d.timestampNow
+            _h_e_a_d.timestampNow = lambda: _FONT_TIME
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                _h_e_a_d.timestampNow = now
+
+    clean.learnexit_steady = True  # type: ignore[attr-defined]
+    Font.clean = clean
 
 
 def _system_font_files() -> list[Path]:
