@@ -164,8 +164,8 @@ def undrawable_note(chars: Iterable[str], *, shown: int = 12) -> str | None:
     listed = ", ".join(f"{c} (U+{ord(c):04X})" for c in missing[:shown])
     more = f" and {len(missing) - shown} more" if len(missing) > shown else ""
     return (
-        f"{len(missing)} characters in the data have no font on the machine that made the PDF documents and "
-        f"show there as empty boxes (the CSV, JSON, XML, Excel and Word files have them): {listed}{more}"
+        "characters in the data that no font on the machine that made the PDF documents can draw show there as "
+        f"empty boxes (the CSV, JSON, XML, Excel and Word files have them): {listed}{more}"
     )
 
 
