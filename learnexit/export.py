@@ -32,6 +32,7 @@ The run, in order (design §4, issue 4):
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -542,10 +543,13 @@ def read_pass(
                     f"{spec.name}: read {rows} rows but counted {totals[spec.name]} in the same snapshot"
                 )
             job.counts[spec.name] = rows
+            # one line per table only when asked for (--log-level debug): 481 tables are 481 lines
             if label is None:
-                event("export_table", customer=job.customer, table=spec.name, rows=rows)
+                event("export_table", level=logging.DEBUG, customer=job.customer, table=spec.name, rows=rows)
             else:
-                event("export_table", customer=job.customer, table=spec.name, rows=rows, format=label)
+                event(
+                    "export_table", level=logging.DEBUG, customer=job.customer, table=spec.name, rows=rows, format=label
+                )
             if delay:
                 time.sleep(delay)
         for _, w in writers:
@@ -750,13 +754,13 @@ def _run_task(
     readers = [e for e in group if _reads(e)]
     done: dict[str, int] = {}
 
-    def progress(label: str, n: int) -> None:  # one bar per format: its rows over all tables
+    def progress(label: str, n: int, total: int | None = None) -> None:  # a bar per format: rows of all tables
         if label in totals:
             done[label] = n
             for exporter in readers:
                 report(exporter.name, sum(done.values()))
         else:
-            report(label, n)
+            report(label, n, total)
 
     job.progress = progress
     started = time.monotonic()
@@ -851,8 +855,8 @@ def _run_parallel(
             event("export_split", customer=job.customer, table=split.table, parts=split.parts)
         report = job.progress
 
-        def progress(label: str, n: int, *, forward: Any = report) -> None:
-            forward(label, n)
+        def progress(label: str, n: int, total: int | None = None, *, forward: Any = report) -> None:
+            forward(label, n, total)
             _relay(updates, forward)
 
         def parts() -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -915,10 +919,10 @@ def _relay(updates: Any, report: Any) -> None:
         return
     while True:
         try:
-            label, n = updates.get_nowait()
+            label, n, total = updates.get_nowait()
         except queue.Empty:
             return
-        report(label, n)
+        report(label, n, total)
 
 
 def _receive(process: Any, pipe: Any, updates: Any = None, report: Any = None) -> Any:
@@ -972,17 +976,17 @@ def _worker(
                 return
             own = replace(job, conn=conn, counts=dict(totals), notes=[], problems=[], media=[])
 
-            def progress(label: str, n: int) -> None:
+            def progress(label: str, n: int, total: int | None = None) -> None:
                 if os.getppid() != parent:  # the export was killed: stop
                     os._exit(1)
                 if updates is not None:
-                    updates.put((label, n))
+                    updates.put((label, n, total))
 
             own.progress = progress
             results = []
             if split is not None and part is not None:
 
-                def alive(label: str, n: int) -> None:  # (the export's process shows the table's progress)
+                def alive(label: str, n: int, total: int | None = None) -> None:  # (the export's process shows it)
                     if os.getppid() != parent:
                         os._exit(1)
 
@@ -1226,6 +1230,26 @@ def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> lis
 # --------------------------------------------------------------------------- the command
 
 
+def _progress_totals(report: Progress, totals: dict[str, int], format_names: list[str]) -> Callable[..., None]:
+    """``job.progress`` for a caller's ``report``: every step with its total.  The tables
+    of a read pass in this process add up to one bar (``rows``: a bar per table would be a
+    line per table); formats side by side have a bar each, over all rows; media and
+    documents bring their own totals."""
+    everything = sum(totals.values())
+    read: dict[str, int] = {}
+
+    def forward(label: str, n: int, total: int | None = None) -> None:
+        if total is None and label in totals and label not in format_names:
+            read[label] = n
+            report("rows", sum(read.values()), everything)
+        elif total is None and label in format_names:
+            report(label, n, everything)
+        else:
+            report(label, n, total)
+
+    return forward
+
+
 def run_export(
     settings: Settings,
     customer: str,
@@ -1318,11 +1342,7 @@ def run_export(
                     notes=notes,
                 )
                 if progress is not None:
-                    report = progress
-                    everything = sum(totals.values())  # (a format's bar when formats run side by side)
-                    job.progress = lambda label, n: report(
-                        label, n, totals.get(label, everything if label in format_names else None)
-                    )
+                    job.progress = _progress_totals(progress, totals, format_names)
                 run_formats(job, exporters, totals, format_names)
                 job.notes[:] = dict.fromkeys(job.notes)  # (a source note from each read pass: once)
             problems = list(job.problems)

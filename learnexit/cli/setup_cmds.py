@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import BadInput
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
+from .tables import print_table
 
 
 @app.command("init")
@@ -71,7 +72,7 @@ def init_command(
         if from_database is not None:
             from .draft_cmd import write_draft
 
-            write_draft(ctx, from_database, customer_table, exact, out or config or Path("learnexit.toml"))
+            write_draft(ctx, from_database, customer_table, exact, out or ctx.config or Path("learnexit.toml"))
             return
         if customer_table is not None or exact:
             raise BadInput("--customer-table and --exact go with --from-database URL")
@@ -96,7 +97,7 @@ def init_command(
             return
         from ..skeleton import write_skeleton
 
-        target = config or Path("learnexit.toml")
+        target = ctx.config or Path("learnexit.toml")
         write_skeleton(target)
         ctx.emit(
             {"config": str(target.resolve())}, lambda out: out.print(f"Wrote {target}; edit [source] and [customer].")
@@ -148,7 +149,7 @@ def inspect_command(
                     t.category or "",
                     (t.via or t.note or "") + extra,
                 )
-            out.print(table)
+            print_table(out, table)
             owned = [t for t in report.tables if t.status == "owned"]
             out.print(
                 f"{len(owned)} owned tables, {sum(t.rows or 0 for t in owned):,} rows; "

@@ -237,7 +237,8 @@ class ExportJob:
     notes: list[str] = field(default_factory=list)  # shown in index.html and the command's result
     problems: list[str] = field(default_factory=list)  # make the export fail (exit 1) unless allowed
     media: list[dict[str, Any]] = field(default_factory=list)  # media files copied (for index.html)
-    progress: Callable[[str, int], None] = lambda label, n: None
+    # (label, done, total): a total only where the label's own is not the rows of a table
+    progress: Callable[..., None] = lambda label, n, total=None: None
     # True while the formats run side by side, each in its own process: what must see every
     # format's notes and files (the export summary) then waits for ``Exporter.finish``.
     parallel: bool = False
