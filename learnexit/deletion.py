@@ -1472,7 +1472,7 @@ def _count_without_notice(plan: PurgePlan, settings: Settings, ledger: Ledger, c
     plan.notes.append(
         f"no notice, so no termination date: counted as if the contract ended today ({today.isoformat()})"
     )
-    with _open_source(settings, customer, row_may_be_gone=False) as src:
+    with _open_source(settings, ledger, customer, row_may_be_gone=False) as src:
         plan.name = src.customer_name()
         unclassified = src.datamap.unclassified()
         if unclassified:
