@@ -656,6 +656,19 @@ def _in(table: sa.Table | Any, cols: tuple[str, ...], sub: sa.Select[Any]) -> Co
     return sa.tuple_(*[table.c[c] for c in cols]).in_(sub)
 
 
+def _reaches(deps: dict[str, set[str]], a: str, b: str) -> bool:
+    """Does table ``a`` depend on table ``b``, directly or through others?"""
+    stack, seen = [a], set()
+    while stack:
+        x = stack.pop()
+        if x == b:
+            return True
+        if x not in seen:
+            seen.add(x)
+            stack.extend(deps[x])
+    return False
+
+
 class DataMap:
     """The classification of every table of a reflected source (no customer needed)."""
 
@@ -837,16 +850,7 @@ class DataMap:
         depends: dict[str, set[str]] = {n: set() for n in names}
 
         def reaches(a: str, b: str) -> bool:
-            stack, seen = [a], set()
-            while stack:
-                x = stack.pop()
-                if x == b:
-                    return True
-                if x in seen:
-                    continue
-                seen.add(x)
-                stack.extend(depends[x])
-            return False
+            return _reaches(depends, a, b)
 
         candidates = [e for e in self.edges if info[e.child].how == "chain" and e.parent in chain_tables]
         candidates.sort(
@@ -905,15 +909,7 @@ class DataMap:
         deps: dict[str, set[str]] = {n: set() for n in names}
 
         def reaches(a: str, b: str) -> bool:
-            stack, seen = [a], set()
-            while stack:
-                x = stack.pop()
-                if x == b:
-                    return True
-                if x not in seen:
-                    seen.add(x)
-                    stack.extend(deps[x])
-            return False
+            return _reaches(deps, a, b)
 
         used = [e for n in names for e in self.info[n].edges]
         others = sorted(
