@@ -314,7 +314,6 @@ class Source:
             self._customer_value = self._find_customer()
         self._preds: dict[str, ColumnElement[bool]] = {}
         self._reach_cache: dict[tuple[str, bool], ColumnElement[bool]] = {}
-        self._owned_keys: dict[str, Any] = {}
         self._cte_counter = 0
         self._watches: dict[int, tuple[Connection, Any]] = {}
 
@@ -409,28 +408,27 @@ class Source:
         return self._keyed(name, mine, "own")
 
     def _keyed(self, name: str, cond: ColumnElement[bool], label: str) -> ColumnElement[bool]:
-        """``cond`` as "the key is in a named set of keys" (a CTE the statement's WITH
-        clause defines once): nested ownership conditions stay flat, however long the
-        chain of tables (SQLite's parser refuses deeply nested statements)."""
+        """On SQLite, ``cond`` as "the key is in a named set of keys" (a CTE the statement's
+        WITH clause defines once): nested ownership conditions stay flat however long the
+        chain of tables, where SQLite's parser refuses deeply nested statements ("parser
+        stack overflow").  PostgreSQL and MariaDB take the nesting (and MariaDB limits the
+        number of WITH elements), so they keep the conditions inline."""
         table = self.table(name)
         pk = list(table.primary_key.columns)
-        if not pk:
+        if not pk or self.engine.dialect.name != "sqlite":
             return cond
         self._cte_counter += 1
         keys = sa.select(*pk).where(cond).cte(name=f"le_{label}_{self._cte_counter}")
-        if label in ("own", "via") or self.datamap.info[name].how == "customer" and label == "mine":
-            self._owned_keys[name] = keys
         return _in(table, tuple(c.name for c in pk), sa.select(*keys.c))
 
     def not_owned(self, name: str, row: Any) -> ColumnElement[bool]:
         """``row`` (the table ``name`` or an alias of it) is not one of the customer's rows."""
-        self.predicate(name)
-        keys = self._owned_keys.get(name)
         table = self.table(name)
-        if keys is None:
-            return sa.not_(self.predicate(name)) if row is table else sa.true()
         pk = tuple(c.name for c in table.primary_key.columns)
-        return sa.not_(_in(row, pk, sa.select(*keys.c)))
+        if not pk:
+            return sa.not_(self.predicate(name))
+        keys = sa.select(*[table.c[c] for c in pk]).where(self.predicate(name)).correlate(None)
+        return sa.not_(_in(row, pk, keys))
 
     def contested(self, name: str) -> ColumnElement[bool] | None:
         """Rows of ``name`` whose references lead to this customer and to another one."""
