@@ -1,5 +1,8 @@
 """The deletion certificate: one PDF per purge, in English or Swedish, without personal data.
 
+A purge of kind ``reapply`` (deleted data found again, say after a backup was restored)
+gets an *addendum*: titled so, naming the case's first certificate and its SHA-256.
+
 It states who the customer is (key and organisation name), when the contract ended,
 which export packages were delivered (with their manifest hashes) and destroyed, how
 many rows of each table were deleted, what is kept under which legal basis until when,
@@ -97,6 +100,16 @@ TEXT: dict[str, dict[str, str]] = {
             "the chain when the deletion was verified:"
         ),
         "issued": "Issued {date} by {vendor}",
+        "title_addendum": "Addendum to the certificate of deletion",
+        "intro_addendum": (
+            "{vendor} certifies that data of {name} which its certificate of deletion below had "
+            "certified as deleted was found in the platform again (for instance after a backup was "
+            "restored), and that it has been deleted again as set out below and verified."
+        ),
+        "kind_reapply": "Deleted data that was found again, deleted again",
+        "addendum_to": "Addendum to",
+        "addendum_cert": "the certificate of purge #{id}, {name}",
+        "addendum_hash": "That certificate (SHA-256)",
     },
     "sv": {
         "title": "Raderingsintyg",
@@ -159,6 +172,16 @@ TEXT: dict[str, dict[str, str]] = {
             "hashvärde när raderingen kontrollerades:"
         ),
         "issued": "Utfärdat {date} av {vendor}",
+        "title_addendum": "Tillägg till raderingsintyget",
+        "intro_addendum": (
+            "{vendor} intygar att uppgifter om {name} som enligt raderingsintyget nedan hade raderats "
+            "återfanns i plattformen (till exempel efter att en säkerhetskopia återställts), och att "
+            "de har raderats på nytt enligt nedan och kontrollerats."
+        ),
+        "kind_reapply": "Raderade uppgifter som återfanns, raderade på nytt",
+        "addendum_to": "Tillägg till",
+        "addendum_cert": "intyget för radering #{id}, {name}",
+        "addendum_hash": "Det intyget (SHA-256)",
     },
 }
 
@@ -212,26 +235,38 @@ def certificate_html(result: PurgeResult, facts: dict[str, Any], lang: str) -> s
     name = result.name or result.customer
     vendor = facts.get("vendor") or "The vendor"
     kind = result.kind or "full"
+    # A reapply purge (deleted data found again, e.g. a restored backup) gets an addendum
+    # to the case's first certificate, named with its hash.
+    addendum = facts.get("addendum_to") if kind == "reapply" else None
+    title = t["title_addendum"] if addendum else t["title"]
+    intro = {"retention": "intro_retention", "reapply": "intro_addendum"}.get(kind, "intro")
     out: list[str] = [
         f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">',
-        f"<title>{_e(t['title'])} — {_e(result.customer)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(t['title'])}</h1>",
-        f"<p>{_e(t['intro_retention' if kind == 'retention' else 'intro'].format(vendor=vendor, name=name))}</p>",
+        f"<title>{_e(title)} — {_e(result.customer)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f"<p>{_e(t[intro].format(vendor=vendor, name=name))}</p>",
         f"<h2>{_e(t['facts'])}</h2><table class='facts'>",
     ]
     rows = [
         (t["customer"], name),
         (t["customer_key"], result.customer),
         (t["termination"], _day(facts.get("termination_date"), lang, tz)),
-        (t["kind"], t["kind_retention"] if kind == "retention" else t["kind_full"]),
+        (t["kind"], t.get(f"kind_{kind}", t["kind_full"])),
         (t["purge_id"], f"#{result.purge_id}"),
         (t["started"], _day(facts.get("started_at"), lang, tz)),
         (t["finished"], _day(facts.get("finished_at"), lang, tz)),
     ]
+    if addendum:
+        cert = t["addendum_cert"].format(id=addendum.get("purge_id"), name=addendum.get("certificate") or "—")
+        rows.append((t["addendum_to"], cert))
     if result.forced_reason:
         # The reason is staff free text: it stays in the ledger, not on the certificate.
         rows.append((t["forced"], t["forced_where"].format(id=result.purge_id)))
     out += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows]
+    if addendum:
+        out.append(
+            f"<tr><th>{_e(t['addendum_hash'])}</th><td class='hash'>{_e(addendum.get('sha256') or '—')}</td></tr>"
+        )
     out.append("</table>")
 
     out.append(f"<h2>{_e(t['exports'])}</h2>")

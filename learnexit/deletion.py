@@ -111,6 +111,10 @@ __all__ = [
     "purge_due",
 ]
 
+# Audit events of a purge kind that are not purge.started / purge.done
+_START_EVENTS = {"reapply": "purge.reapply_started"}
+_DONE_EVENTS = {"reapply": "purge.reapplied"}
+
 # Test-only fault injection: SIGKILL this process at the N-th batch boundary.
 KILL_ENV = "LEARNEXIT_TEST_KILL_AFTER_BATCHES"
 KILL_AT_ENV = "LEARNEXIT_TEST_KILL_AT"  # batch (default) | delete | pending
@@ -1764,6 +1768,8 @@ class _Run:
             "expire_all": self.expire_all,
         }
         self.stored_plan = json.loads(_dumps(stored))
+        # deleted data that came back (a restored backup): the first purge it adds to
+        addendum_to = self._addendum().get("purge_id") if plan.kind == "reapply" else None
         with self.ledger.transaction() as conn:
             self.purge_id = int(
                 conn.execute(
@@ -1787,7 +1793,10 @@ class _Run:
                 "tables": len(plan.tables),
                 "forced": plan.forced_reason is not None,
             }
-            self.ledger.append_audit(conn, "purge", "purge.started", self.customer, details)
+            if addendum_to is not None:
+                details["addendum_to"] = addendum_to
+            started = _START_EVENTS.get(plan.kind, "purge.started")
+            self.ledger.append_audit(conn, "purge", started, self.customer, details)
             if plan.forced_reason is not None:
                 self.ledger.append_audit(
                     conn, "purge", "purge.forced", self.customer,
@@ -2515,7 +2524,9 @@ class _Run:
         finished = self._clock()
         from .certificate import write_certificate
 
-        path, digest = write_certificate(self.settings, result, self._certificate_facts(finished), self.lang)
+        facts = self._certificate_facts(finished)
+        addendum = facts.get("addendum_to")
+        path, digest = write_certificate(self.settings, result, facts, self.lang)
         result.certificate = str(path)
         with self.ledger.transaction() as conn:
             # No file names stay in the ledger once the files are gone: keep their hashes.
@@ -2553,10 +2564,11 @@ class _Run:
                     error=None,
                 )
             )
-            self.ledger.append_audit(
-                conn, "purge", "purge.done", self.customer,
-                {"purge_id": self.purge_id, "certificate_sha256": digest, "audit_head": head},
-            )  # fmt: skip
+            done = {"purge_id": self.purge_id, "certificate_sha256": digest, "audit_head": head}
+            if addendum is not None:
+                done["addendum_to"] = addendum.get("purge_id")
+            finished_event = _DONE_EVENTS.get(self.plan.kind, "purge.done")
+            self.ledger.append_audit(conn, "purge", finished_event, self.customer, done)
             if self.plan.kind == "full":
                 # The customer's row is gone: a row that later gets the same key is a new
                 # customer, with a case of its own (the retention purge still runs for this one).
@@ -2573,7 +2585,14 @@ class _Run:
             "backup_note": self.settings.purge.backup_note,
             "timezone": self.settings.contract.timezone,
             "actor": self.ledger.actor,
+            "addendum_to": self._addendum() if self.plan.kind == "reapply" else None,
         }
+
+    def _addendum(self) -> dict[str, Any]:
+        """The certificate a reapply purge's addendum extends (its case's first)."""
+        from .reapply import addendum_facts
+
+        return addendum_facts(self.ledger, self.customer)
 
     def _started_at(self) -> datetime | None:
         with self.ledger.engine.connect() as conn:
@@ -2836,7 +2855,8 @@ def _case(ledger: Ledger, customer: str, case_id: int | None) -> Iterator[None]:
 def plan_due(
     settings: Settings, ledger: Ledger, now: datetime | None = None
 ) -> tuple[list[str], list[PurgePlan], list[dict[str, Any]]]:
-    """What ``purge --due`` would do now: (closures, purge plans, skipped) — reads only."""
+    """What ``purge --due`` would do now: (closures, purge plans, skipped) — reads only.
+    The plans include deleting again what came back after a finished purge (``reapply``)."""
     now = _aware_now(settings, now)
     closures = calendar.due_closures(settings, ledger, now)
     work, skipped = due_work(settings, ledger, now)
@@ -2849,7 +2869,10 @@ def plan_due(
             plan = PurgePlan(customer=customer, name=customer, kind="full", tenancy=settings.customer.tenancy, now=now)
             plan.refusals.append(exc.message)
             plans.append(plan)
-    return closures, plans, skipped
+    from .reapply import due_plans
+
+    again, more = due_plans(settings, ledger, now, work)  # data that came back after a purge
+    return closures, plans + again, skipped + more
 
 
 def purge_due(
@@ -2863,7 +2886,8 @@ def purge_due(
 ) -> DueReport:
     """Cron mode: exports interrupted on this host reaped (their clear-text builds
     destroyed, ``export.reap_interrupted_exports``), due closures, due purges, due
-    retention purges — one lock, every customer.
+    retention purges, and the data of finished purges that came back (a restored backup)
+    deleted again (``reapply``) — one lock, every customer.
 
     One customer's failure does not stop the others; ``DueReport.exit_code`` is 1 when
     any failed (3 when the only problems were refusals).  Safe to run every few minutes:
@@ -2905,4 +2929,8 @@ def purge_due(
                 result = PurgeResult(customer=customer, status="failed", error=text, exit_code=1)
                 event("purge_internal_error", level=logging.ERROR, customer=customer, error=text)
             report.results.append(result)
+        from .reapply import reapply_due
+
+        # Finished cases whose data came back (a restored backup): deleted again.
+        reapply_due(settings, ledger, now, language, report, work, confirmed=confirmed, progress=progress)
     return report

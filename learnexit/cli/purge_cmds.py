@@ -52,7 +52,12 @@ def _n(count: int, word: str) -> str:
 def _render_plan(out: Console, plan: Any) -> None:
     """Exactly what the purge would do (the dry run, and the screen before confirming)."""
     title = f"{plan.name} ({plan.customer})" if plan.name != plan.customer else plan.customer
-    kind = {"full": "purge", "retention": "retention purge", "none": "nothing to do"}[plan.kind]
+    kind = {
+        "full": "purge",
+        "retention": "retention purge",
+        "reapply": "delete again what came back after the purge (a restored backup?)",
+        "none": "nothing to do",
+    }[plan.kind]
     out.print(f"Purge plan — {title}: {kind}")
     if plan.termination_date is not None:
         due = "—"
@@ -103,6 +108,9 @@ def _render_plan(out: Console, plan: Any) -> None:
         out.print(f"Backups: {plan.backup_note}")
 
 
+_DONE_WORDS = {"retention": "retention purge", "reapply": "purge re-applied to restored data"}
+
+
 def _render_result(out: Console, result: Any) -> None:
     title = f"{result.name} ({result.customer})" if result.name and result.name != result.customer else result.customer
     if result.status == "nothing":
@@ -115,7 +123,7 @@ def _render_result(out: Console, result: Any) -> None:
     if result.status in ("refused", "failed") and not result.deleted:
         out.print(f"{title}: {result.status.upper()}: {result.error}")
         return
-    what = "retention purge" if result.kind == "retention" else "purge"
+    what = _DONE_WORDS.get(result.kind or "", "purge")
     verb = "done" if result.status == "done" else "FAILED"
     resumed = " (resumed)" if result.resumed else ""
     out.print(f"{title}: {what} #{result.purge_id} {verb}{resumed}")
@@ -201,8 +209,8 @@ def purge_command(
         bool,
         typer.Option(
             "--due",
-            help="Cron mode: run due closures, due purges and due retention purges; clean up exports "
-            "killed on this host.",
+            help="Cron mode: run due closures, due purges and due retention purges; delete again what "
+            "a purge deleted and a restore brought back; clean up exports killed on this host.",
         ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
@@ -230,7 +238,9 @@ def purge_command(
     personal columns blanked) until they are due; keeps people other customers still
     use. Afterwards the source is searched again and a PDF deletion certificate is
     written. Refused while a legal hold is active, before the purge is due (unless
-    --force --reason) and while tables are unclassified.
+    --force --reason) and while tables are unclassified. With --due, data a finished
+    purge deleted that is in the source again (a restored backup) is deleted again, under
+    the same case, with a certificate addendum.
 
     Examples:
 
