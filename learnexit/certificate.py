@@ -102,10 +102,11 @@ TEXT: dict[str, dict[str, str]] = {
         "issued": "Issued {date} by {vendor}",
         "title_addendum": "Addendum to the certificate of deletion",
         "intro_addendum": (
-            "{vendor} certifies that data of {name} which its certificate of deletion below had "
-            "certified as deleted was found in the platform again (for instance after a backup was "
-            "restored), and that it has been deleted again as set out below and verified."
+            "{vendor} certifies that data of {name} which an earlier certificate of deletion (named "
+            "below) had certified as deleted was found in the platform again (for instance after a "
+            "backup was restored), and that it has been deleted again as set out below and verified."
         ),
+        "exports_addendum": "The export packages are listed on the certificate this addendum extends.",
         "kind_reapply": "Deleted data that was found again, deleted again",
         "addendum_to": "Addendum to",
         "addendum_cert": "the certificate of purge #{id}, {name}",
@@ -174,10 +175,11 @@ TEXT: dict[str, dict[str, str]] = {
         "issued": "Utfärdat {date} av {vendor}",
         "title_addendum": "Tillägg till raderingsintyget",
         "intro_addendum": (
-            "{vendor} intygar att uppgifter om {name} som enligt raderingsintyget nedan hade raderats "
-            "återfanns i plattformen (till exempel efter att en säkerhetskopia återställts), och att "
-            "de har raderats på nytt enligt nedan och kontrollerats."
+            "{vendor} intygar att uppgifter om {name} som enligt ett tidigare raderingsintyg (anges "
+            "nedan) hade raderats återfanns i plattformen (till exempel efter att en säkerhetskopia "
+            "återställts), och att de har raderats på nytt enligt nedan och kontrollerats."
         ),
+        "exports_addendum": "Exportpaketen anges i det intyg som detta tillägg kompletterar.",
         "kind_reapply": "Raderade uppgifter som återfanns, raderade på nytt",
         "addendum_to": "Tillägg till",
         "addendum_cert": "intyget för radering #{id}, {name}",
@@ -271,7 +273,9 @@ def certificate_html(result: PurgeResult, facts: dict[str, Any], lang: str) -> s
 
     out.append(f"<h2>{_e(t['exports'])}</h2>")
     delivered = [e for e in result.exports if e.get("manifest_sha256") or e.get("status") in ("complete", "removed")]
-    if delivered:
+    if addendum:
+        out.append(f"<p>{_e(t['exports_addendum'])}</p>")
+    elif delivered:
         out.append(
             f"<table><tr><th class='d'>{_e(t['export_done'])}</th><th>{_e(t['export_package'])}</th>"
             f"<th class='d'>{_e(t['export_status'])}</th></tr>"

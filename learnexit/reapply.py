@@ -76,9 +76,17 @@ class Reappeared:
         return bool(self.tables or self.minimised)
 
     def summary(self) -> str:
-        parts = [f"{t}: {n}" for t, n in self.tables.items()]
-        parts += [f"{t}: {n} kept rows with their personal columns filled again" for t, n in self.minimised.items()]
-        return ", ".join(parts)
+        """Counts only: '4,013 rows (activity_log 2,400, ...); 1 kept row ... (users 1)'."""
+        parts = []
+        if self.tables:
+            each = ", ".join(f"{t} {n:,}" for t, n in self.tables.items())
+            parts.append(f"{_rows(sum(self.tables.values()))} ({each})")
+        if self.minimised:
+            each = ", ".join(f"{t} {n:,}" for t, n in self.minimised.items())
+            parts.append(
+                f"{_rows(sum(self.minimised.values()), 'kept row')} with blanked columns filled again ({each})"
+            )
+        return "; ".join(parts)
 
     def attention_item(self) -> dict[str, Any]:
         then = "kept while the legal hold lasts" if self.held else "`learnexit purge --due` deletes it again"
@@ -94,6 +102,10 @@ class Reappeared:
                 f"(a restored backup?): {self.summary()}; {then}"
             ),
         }
+
+
+def _rows(n: int, word: str = "row") -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 @dataclass
@@ -260,8 +272,6 @@ def recheck(
                 hit = Reappeared(case.customer, case.case_id, case.purge_id, case.held, rows, minimised)
                 if hit.found:
                     found.append(hit)
-                    event("reappeared_data", level=logging.WARNING, customer=case.customer, purge_id=case.purge_id,
-                          rows=sum(rows.values()), minimised=sum(minimised.values()))  # fmt: skip
         finally:
             if src is not None:
                 src.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 import test_purge
 from test_purge import Lms, as_json, digest, give_notice, oracle, pdf_text, purge, runner, snapshot
 
+from learnexit import calendar
 from learnexit import ledger as L
 from learnexit.cli import app
 
@@ -165,3 +167,98 @@ def test_a_new_customer_with_the_old_key_is_not_reapplied(lite: Lms) -> None:
     assert snapshot(lite.url) == fresh
     with lite.ledger() as ledger:
         assert [p["kind"] for p in ledger.rows(L.purges)] == ["full"]
+
+
+def test_each_case_rechecked_and_a_hold_keeps_its_restored_data(lite: Lms) -> None:
+    """Two purged customers in one source (one reflection, re-pointed); a legal hold on
+    one keeps its restored rows until it is released."""
+    give_notice(lite, "acme")
+    give_notice(lite, "initech")
+    source = lite.root / "lms.db"
+    backup = lite.root / "lms-nightly-backup.db"
+    shutil.copy(source, backup)
+    first = purge(lite, "--due", "--yes", "--json", now="2028-06-01")
+    assert first.exit_code == 0, first.stderr
+    full = {r["customer"]: r for r in as_json(first)["customers"]}
+    assert {c: (r["kind"], r["status"]) for c, r in full.items()} == {
+        "acme": ("full", "done"),
+        "initech": ("full", "done"),
+    }
+    purged = snapshot(lite.url)
+    shutil.copy(backup, source)
+
+    code, items = status_check(lite, now="2028-07-01")
+    assert code == 5
+    found = {i["customer"]: i for i in reappeared(items)}
+    assert set(found) == {"acme", "initech"}
+    for customer, item in found.items():
+        assert item["tables"] == {t: n for t, n in full[customer]["deleted"].items() if n}, customer
+
+    held = runner.invoke(
+        app,
+        ["hold", "initech", "--reason", "court order 2028-117", "--config", str(lite.config)],
+        env={"LEARNEXIT_NOW": "2028-07-01"},
+    )
+    assert held.exit_code == 0, held.stderr
+    code, items = status_check(lite, now="2028-07-02")
+    (item,) = [i for i in reappeared(items) if i["customer"] == "initech"]
+    assert code == 5 and "legal hold" in item["message"]
+
+    again = purge(lite, "--due", "--yes", "--json", now="2028-07-02")
+    assert again.exit_code == 0, again.stderr
+    data = as_json(again)
+    assert [(r["customer"], r["kind"], r["status"]) for r in data["customers"]] == [("acme", "reapply", "done")]
+    assert {"customer": "initech", "reason": "legal hold"}.items() <= data["skipped"][0].items()
+    (redo,) = data["customers"]
+    assert redo["deleted"] == full["acme"]["deleted"]
+    restored, backed_up = snapshot(lite.url), snapshot(f"sqlite:///{backup}")
+    for table, rows in restored.items():
+        assert set(purged[table]) <= set(rows), table  # nothing beyond acme's rows went
+        for key, row in rows.items():  # each row as after the purges, or as restored (initech's)
+            assert row in (purged[table].get(key), backed_up[table].get(key)), (table, key)
+    code, items = status_check(lite, now="2028-07-02")
+    (item,) = reappeared(items)  # acme is done; initech's rows wait for the hold
+    assert item["customer"] == "initech" and item["tables"] == found["initech"]["tables"]
+
+    released = runner.invoke(
+        app, ["release", "initech", "--config", str(lite.config)], env={"LEARNEXIT_NOW": "2028-07-03"}
+    )
+    assert released.exit_code == 0, released.stderr
+    last = purge(lite, "--due", "--yes", "--json", now="2028-07-03")
+    assert last.exit_code == 0, last.stderr
+    (redo,) = as_json(last)["customers"]
+    assert (redo["customer"], redo["kind"], redo["status"]) == ("initech", "reapply", "done")
+    assert redo["deleted"] == full["initech"]["deleted"]
+    assert snapshot(lite.url) == purged
+    assert status_check(lite, now="2028-07-04") == (0, [])
+
+
+def test_database_per_customer_restore_is_deleted_again(tmp_path: Path, template: Path) -> None:
+    """Database tenancy (no customer row to pin): the customer's restored database is
+    found and emptied again; the other customer's database never changes."""
+    root = tmp_path / "legacy"
+    shutil.copytree(template / "legacy", root)
+    lms = Lms(root, root / "learnexit.toml", f"sqlite:///{root / 'acme.db'}", "sqlite")
+    globex_url = f"sqlite:///{root / 'globex.db'}"
+    with lms.ledger() as ledger:
+        calendar.record_notice(
+            lms.settings, ledger, "acme", test_purge.RECEIVED, period_end=date(2026, 12, 31), now=test_purge.RECORDED
+        )
+    shutil.copy(root / "acme.db", root / "acme-backup.db")
+    globex_before = snapshot(globex_url)
+    done = purge(lms, "acme", "--yes", "--json")
+    assert done.exit_code == 0, done.stderr
+    (full,) = as_json(done)["customers"]
+    emptied = snapshot(lms.url)
+    assert status_check(lms) == (0, [])
+
+    shutil.copy(root / "acme-backup.db", root / "acme.db")
+    code, items = status_check(lms)
+    (item,) = reappeared(items)
+    assert code == 5 and item["tables"] == {t: n for t, n in full["deleted"].items() if n}
+    again = purge(lms, "--due", "--yes", "--json", now=LATER)
+    assert again.exit_code == 0, again.stderr
+    (redo,) = as_json(again)["customers"]
+    assert (redo["kind"], redo["status"], redo["deleted"]) == ("reapply", "done", full["deleted"])
+    assert snapshot(lms.url) == emptied and snapshot(globex_url) == globex_before
+    assert status_check(lms) == (0, [])

@@ -108,7 +108,7 @@ def _render_plan(out: Console, plan: Any) -> None:
         out.print(f"Backups: {plan.backup_note}")
 
 
-_DONE_WORDS = {"retention": "retention purge", "reapply": "purge re-applied to restored data"}
+_DONE_WORDS = {"retention": "retention purge", "reapply": "re-applied purge"}
 
 
 def _render_result(out: Console, result: Any) -> None:
@@ -308,7 +308,9 @@ def purge_command(
             return result.exit_code
 
     def _due(ctx: Ctx, deletion: Any, settings: Any, ledger: Any, now: Any) -> int:
-        closures, plans, skipped = deletion.plan_due(settings, ledger, now)
+        confirmed = None
+        if dry_run or not yes:  # (cron, --yes: purge_due plans each purge under its lock)
+            closures, plans, skipped = deletion.plan_due(settings, ledger, now)
         if dry_run:
             data = {
                 "now": now,
@@ -329,7 +331,6 @@ def purge_command(
 
             ctx.emit(data, render)
             return 3 if any(p.refusals for p in plans) else 0
-        confirmed = None
         if not yes:
             confirmed = _confirm_due(ctx, closures, plans)
         report = deletion.purge_due(settings, ledger, now, lang=lang, confirmed=confirmed)
