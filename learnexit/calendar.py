@@ -1477,7 +1477,7 @@ def check_attention(
                 items += _ownership_problems(settings, ledger, customer)
     from .reapply import attention
 
-    items += attention(settings, ledger, customers, at)  # purged data back in the source
+    items += attention(settings, ledger, customers)  # purged data back in the source
     return items
 
 

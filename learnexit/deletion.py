@@ -1752,7 +1752,11 @@ class _Run:
             self.expire_all = bool(stored.get("expire_all"))
             event("purge_resumed", customer=self.customer, purge_id=self.purge_id)
             return
+        # reapply: deleted data that came back (a restored backup), added to the case's first
+        # purge; once a retention purge is done nothing of the case is retained any more
+        addendum = self._addendum() if plan.kind == "reapply" else {}
         self.expire_all = plan.kind == "retention" and plan.forced_reason is not None
+        self.expire_all = self.expire_all or bool(addendum.get("retention_done"))
         self.before = {t.table: t.delete + t.retained + t.kept_shared for t in plan.tables}
         stored = {
             "name": plan.name,
@@ -1768,8 +1772,7 @@ class _Run:
             "expire_all": self.expire_all,
         }
         self.stored_plan = json.loads(_dumps(stored))
-        # deleted data that came back (a restored backup): the first purge it adds to
-        addendum_to = self._addendum().get("purge_id") if plan.kind == "reapply" else None
+        addendum_to = addendum.get("purge_id")
         with self.ledger.transaction() as conn:
             self.purge_id = int(
                 conn.execute(

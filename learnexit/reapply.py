@@ -116,6 +116,10 @@ class _Case:
     purge_id: int
     termination: date
     held: bool
+    # Retention as the case's purges left it: as at its full purge (rows retained then are
+    # kept, even past their date, until the retention purge), or all gone after that one.
+    retention_as_of: datetime
+    retention_done: bool
 
 
 # --------------------------------------------------------------------------- which cases
@@ -145,8 +149,14 @@ def _finished_cases(settings: Settings, ledger: Ledger, customers: Sequence[str]
             facts = calendar.customer_facts(ledger, customer)
         if facts.timeline is None:
             continue
+        retention_done = any(p["kind"] == "retention" and p["status"] == "done" for p in purges)
+        as_of = L.aware(full["started_at"])
+        assert as_of is not None
+        termination = facts.timeline.termination_date
         out.append(
-            _Case(customer, case_id, row["row_pk"], int(full["id"]), facts.timeline.termination_date, facts.hold_active)
+            _Case(
+                customer, case_id, row["row_pk"], int(full["id"]), termination, facts.hold_active, as_of, retention_done
+            )
         )
     return out
 
@@ -183,13 +193,12 @@ def _root_present(src: _RecheckSource, settings: Settings) -> bool:
         return bool(conn.execute(sa.select(sa.func.count()).select_from(table).where(src._root_row(table))).scalar())
 
 
-def _count_case(
-    settings: Settings, src: _RecheckSource, case: _Case, now: datetime
-) -> tuple[dict[str, int], dict[str, int]]:
+def _count_case(settings: Settings, src: _RecheckSource, case: _Case) -> tuple[dict[str, int], dict[str, int]]:
     """(rows outside retention, kept rows with personal data again) per table."""
     if not _root_present(src, settings):
         return {}, {}
-    scope = _Scope(settings, src, case.termination, now)
+    # Rows a due retention purge has not removed yet are not "back": they never went.
+    scope = _Scope(settings, src, case.termination, case.retention_as_of, expire_all=case.retention_done)
     rows: dict[str, int] = {}
     minimised: dict[str, int] = {}
     with src.snapshot() as conn:
@@ -234,13 +243,13 @@ def recheck(
     settings: Settings,
     ledger: Ledger,
     customers: Sequence[str] | None = None,
-    now: datetime | None = None,
     *,
     skip: set[int] | None = None,
 ) -> tuple[list[Reappeared], list[tuple[str, LearnexitError]]]:
     """Every finished case re-checked against the source: (cases with data back, problems
-    as (customer, error)).  Reads only; ``skip`` names case ids left out."""
-    at = calendar._now(settings, now)
+    as (customer, error)).  Reads only; ``skip`` names case ids left out.  Rows are judged
+    as the case's purges left them (no clock): what a due retention purge has still to
+    remove is not data that came back."""
     cases = [c for c in _finished_cases(settings, ledger, customers) if c.case_id not in (skip or set())]
     by_url: dict[str, list[_Case]] = {}
     problems: list[tuple[str, LearnexitError]] = []
@@ -260,7 +269,7 @@ def recheck(
                         src = _RecheckSource(settings, case.customer, row_may_be_gone=True, pinned=pinned)
                     else:
                         src.rebind(case.customer, pinned)
-                    rows, minimised = _count_case(settings, src, case, at)
+                    rows, minimised = _count_case(settings, src, case)
                 except UnknownCustomer:
                     continue  # database tenancy: the customer's database is gone
                 except sa.exc.SQLAlchemyError as exc:
@@ -278,12 +287,10 @@ def recheck(
     return found, problems
 
 
-def attention(
-    settings: Settings, ledger: Ledger, customers: Sequence[str] | None, now: datetime | None
-) -> list[dict[str, Any]]:
+def attention(settings: Settings, ledger: Ledger, customers: Sequence[str] | None) -> list[dict[str, Any]]:
     """``status --check`` items: ``reappeared_data`` per case, ``source_problem`` when the
     re-check could not read the source."""
-    found, problems = recheck(settings, ledger, customers, now)
+    found, problems = recheck(settings, ledger, customers)
     items = [r.attention_item() for r in found]
     for customer, exc in problems:
         items.append(
@@ -329,7 +336,9 @@ def plan_reapply(settings: Settings, ledger: Ledger, found: Reappeared, now: dat
                 f"unclassified tables: {', '.join(unclassified)}; classify each in [tables] before purging"
             )
             return plan
-        scope = _Scope(settings, src, tl.termination_date, now)
+        # after a retention purge nothing of the case is retained any more (as _Run decides)
+        expire_all = bool(addendum_facts(ledger, customer).get("retention_done"))
+        scope = _Scope(settings, src, tl.termination_date, now, expire_all=expire_all)
         _fill_plan(plan, settings, src, scope, {}, ledger)
     return plan
 
@@ -350,7 +359,7 @@ def due_plans(
     settings: Settings, ledger: Ledger, now: datetime, work: Sequence[tuple[str, str, int | None]]
 ) -> tuple[list[PurgePlan], list[dict[str, Any]]]:
     """``purge --due --dry-run``: (plans of deleting reappeared data again, skipped)."""
-    found, problems = recheck(settings, ledger, None, now, skip=_case_ids(ledger, work))
+    found, problems = recheck(settings, ledger, None, skip=_case_ids(ledger, work))
     plans: list[PurgePlan] = []
     skipped = [_problem(customer, exc) for customer, exc in problems]
     for hit in found:
@@ -389,7 +398,7 @@ def reapply_due(
 ) -> None:
     """``purge --due`` (under its lock, after the due purges): delete reappeared data
     again, one case at a time; results and skips go into ``report``."""
-    found, problems = recheck(settings, ledger, None, now, skip=_case_ids(ledger, work))
+    found, problems = recheck(settings, ledger, None, skip=_case_ids(ledger, work))
     report.skipped += [_problem(customer, exc) for customer, exc in problems]
     for hit in found:
         why = _why(hit)
@@ -427,7 +436,7 @@ def reapply_due(
 def addendum_facts(ledger: Ledger, customer: str) -> dict[str, Any]:
     """The certificate a reapply purge's addendum extends (inside the case): the case's
     full purge, its certificate's file name and SHA-256 (as its ``purge.done`` entry
-    recorded it)."""
+    recorded it), and whether a retention purge of the case is done."""
     purges = ledger.rows(L.purges, customer)
     first = next((p for p in purges if p["kind"] == "full" and p["status"] == "done"), None)
     if first is None:
@@ -444,4 +453,5 @@ def addendum_facts(ledger: Ledger, customer: str) -> dict[str, Any]:
         "certificate": Path(str(first["certificate"])).name if first.get("certificate") else None,
         "sha256": digest,
         "finished_at": L.aware(first["finished_at"]),
+        "retention_done": any(p["kind"] == "retention" and p["status"] == "done" for p in purges),
     }

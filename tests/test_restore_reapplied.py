@@ -262,3 +262,34 @@ def test_database_per_customer_restore_is_deleted_again(tmp_path: Path, template
     assert (redo["kind"], redo["status"], redo["deleted"]) == ("reapply", "done", full["deleted"])
     assert snapshot(lms.url) == emptied and snapshot(globex_url) == globex_before
     assert status_check(lms) == (0, [])
+
+
+def test_retention_is_judged_as_the_purges_left_it(lite: Lms) -> None:
+    """Invoices past their retention that the retention purge has not removed yet are not
+    "back"; after the retention purge, restored invoices are deleted again too (and stay
+    deleted: no purge every cron run)."""
+    give_notice(lite)
+    source = lite.root / "lms.db"
+    backup = lite.root / "lms-nightly-backup.db"
+    shutil.copy(source, backup)
+    assert purge(lite, "--due", "--yes").exit_code == 0
+
+    code, items = status_check(lite, now=test_purge.RETENTION_NOW)
+    assert code == 5 and [i["kind"] for i in items] == ["retention_purge_overdue"]
+    retention = purge(lite, "--due", "--yes", "--json", now=test_purge.RETENTION_NOW)
+    assert retention.exit_code == 0, retention.stderr
+    assert [r["kind"] for r in as_json(retention)["customers"]] == ["retention"]
+    emptied = snapshot(lite.url)
+
+    shutil.copy(backup, source)
+    code, items = status_check(lite, now="2034-03-01")
+    (item,) = reappeared(items)
+    assert code == 5 and item["tables"]["invoices"] == 34
+    again = purge(lite, "--due", "--yes", "--json", now="2034-03-01")
+    assert again.exit_code == 0, again.stderr
+    (redo,) = as_json(again)["customers"]
+    assert (redo["kind"], redo["status"], redo["retained"]) == ("reapply", "done", {})
+    assert snapshot(lite.url) == emptied
+    assert status_check(lite, now="2034-03-02") == (0, [])
+    quiet = purge(lite, "--due", "--yes", "--json", now="2034-03-02")
+    assert quiet.exit_code == 0 and as_json(quiet)["customers"] == []
