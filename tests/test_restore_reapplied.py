@@ -28,6 +28,7 @@ from learnexit.cli import app
 # parameter as a redefinition)
 template = test_purge.template
 lite = test_purge.lite
+lms = test_purge.lms
 
 LATER = "2027-07-01"  # after the purge, long before the invoices' retention ends (2034)
 
@@ -38,6 +39,28 @@ def status_check(lms: Lms, now: str = LATER) -> tuple[int, list[dict[str, Any]]]
     )
     assert result.stdout.strip(), result.stderr
     return result.exit_code, json.loads(result.stdout)["attention"]
+
+
+def restore(url: str, backup: dict[str, Any]) -> None:
+    """Put every row of ``backup`` (a snapshot) back as it was, with the reference checks
+    off as a dump's load has them: what restoring a backup of the database does."""
+    engine = sa.create_engine(url)
+    md = sa.MetaData()
+    md.reflect(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET session_replication_role = replica")
+        elif engine.dialect.name == "mysql":
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+        for table in md.sorted_tables:
+            pk = list(table.primary_key.columns)
+            now = {tuple(r._mapping[c.name] for c in pk): dict(r._mapping) for r in conn.execute(sa.select(table))}
+            for key, row in backup[table.name].items():
+                if key not in now:
+                    conn.execute(table.insert().values(row))
+                elif now[key] != row:
+                    conn.execute(table.update().where(*[c == v for c, v in zip(pk, key, strict=True)]).values(row))
+    engine.dispose()
 
 
 def reappeared(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -293,3 +316,25 @@ def test_retention_is_judged_as_the_purges_left_it(lite: Lms) -> None:
     assert status_check(lite, now="2034-03-02") == (0, [])
     quiet = purge(lite, "--due", "--yes", "--json", now="2034-03-02")
     assert quiet.exit_code == 0 and as_json(quiet)["customers"] == []
+
+
+def test_restore_found_and_deleted_again_on_every_engine(lms: Lms) -> None:
+    """The same on SQLite, PostgreSQL and MariaDB, the rows put back as a dump's load would."""
+    give_notice(lms)
+    before = snapshot(lms.url)
+    first = purge(lms, "--due", "--yes", "--json")
+    assert first.exit_code == 0, first.stderr
+    (full,) = as_json(first)["customers"]
+    purged = snapshot(lms.url)
+    restore(lms.url, before)
+    assert snapshot(lms.url) == before
+
+    code, items = status_check(lms)
+    (item,) = reappeared(items)
+    assert code == 5 and item["tables"] == {t: n for t, n in full["deleted"].items() if n}
+    again = purge(lms, "--due", "--yes", "--json", now=LATER)
+    assert again.exit_code == 0, again.stderr
+    (redo,) = as_json(again)["customers"]
+    assert (redo["kind"], redo["status"], redo["deleted"]) == ("reapply", "done", full["deleted"])
+    assert snapshot(lms.url) == purged
+    assert status_check(lms) == (0, [])
