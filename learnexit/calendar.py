@@ -1403,7 +1403,9 @@ def check_attention(
     ``unclassified_tables`` (in the customer's source, while a purge is still to come) and
     ``source_problem`` (the source could not be checked), ``contested_rows`` (rows whose
     references lead to two customers: nobody's until settled) and ``deletion_cycle`` (a
-    NOT NULL cycle of references the purge will refuse), from the notice on.
+    NOT NULL cycle of references the purge will refuse), from the notice on; and
+    ``reappeared_data`` (rows a finished purge deleted are in the source again, say after
+    a backup was restored: counts per table; ``purge --due`` deletes them again).
     """
     at = _now(settings, now)
     items: list[dict[str, Any]] = []
@@ -1493,6 +1495,9 @@ def check_attention(
                 )
             elif state != "purged_retained":
                 items += _ownership_problems(settings, ledger, customer)
+    from .reapply import attention
+
+    items += attention(settings, ledger, customers)  # purged data back in the source
     return items
 
 

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["certificate_document", "certificate_html", "render_certificate", "write_certificate"]
 
+# A purge of kind ``reapply`` (deleted data found again, say after a backup was restored)
+# gets an *addendum*: titled so, naming the case's first certificate and its SHA-256.
+
 
 def _day(value: date | str | None, lang: str) -> str:
     if value is None:
@@ -102,11 +105,21 @@ def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) 
     name = result.name or result.customer
     vendor = str(facts.get("vendor") or "The vendor")
     kind = result.kind or "full"
+    # A reapply purge (deleted data found again, e.g. a restored backup) gets an addendum
+    # to the case's first certificate, named with its hash.
+    addendum = facts.get("addendum_to") if kind == "reapply" else None
     rows = [
         (t("deletion.customer"), name),
         (t("deletion.customer_key"), result.customer),
         (t("deletion.termination"), _day(facts.get("termination_date"), lang)),
-        (t("deletion.kind"), t("deletion.kind_retention" if kind == "retention" else "deletion.kind_full")),
+        (
+            t("deletion.kind"),
+            t(
+                {"retention": "deletion.kind_retention", "reapply": "deletion.kind_reapply"}.get(
+                    kind, "deletion.kind_full"
+                )
+            ),
+        ),
         (t("deletion.purge_id"), f"#{result.purge_id}"),
         (t("deletion.started"), _instant(facts.get("started_at"), lang, tz)),
         (t("deletion.finished"), _instant(facts.get("finished_at"), lang, tz)),
@@ -114,9 +127,21 @@ def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) 
     if result.forced_reason:
         # The reason is staff free text: it stays in the ledger, not on the certificate.
         rows.append((t("deletion.forced"), t("deletion.forced_where", id=result.purge_id)))
-    intro = t("deletion.intro_retention" if kind == "retention" else "deletion.intro", vendor=vendor, name=name)
-    blocks: list[Block] = [Paragraph(intro, "lead"), Heading(t("deletion.facts")), Facts(tuple(rows))]
-    blocks += _exports_blocks(result, facts, lang, tz)
+    if addendum:
+        certificate = t("deletion.addendum_cert", id=addendum.get("purge_id"), name=addendum.get("certificate") or "—")
+        rows += [
+            (t("deletion.addendum_to"), certificate),
+            (t("deletion.addendum_hash"), str(addendum.get("sha256") or "—")),
+        ]
+    intro_key = {"retention": "deletion.intro_retention", "reapply": "deletion.intro_addendum"}.get(
+        kind, "deletion.intro"
+    )
+    blocks: list[Block] = [Paragraph(t(intro_key, vendor=vendor, name=name), "lead")]
+    blocks += [Heading(t("deletion.facts")), Facts(tuple(rows))]
+    if addendum:
+        blocks += [Heading(t("deletion.exports")), Paragraph(t("deletion.exports_addendum"))]
+    else:
+        blocks += _exports_blocks(result, facts, lang, tz)
 
     deleted = tuple((table, n(count)) for table, count in result.deleted.items())
     total = (t("deletion.total"), n(sum(int(c) for c in result.deleted.values())))
@@ -167,7 +192,7 @@ def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) 
     finished = facts.get("finished_at")
     return Report(
         lang=lang,
-        title=t("deletion.title"),
+        title=t("deletion.title_addendum" if addendum else "deletion.title"),
         subtitle=t("deletion.subtitle", name=name, customer=result.customer, purge_id=result.purge_id),
         organisation=name,
         vendor=vendor,

@@ -114,6 +114,10 @@ __all__ = [
     "purge_due",
 ]
 
+# Audit events of a purge kind that are not purge.started / purge.done
+_START_EVENTS = {"reapply": "purge.reapply_started"}
+_DONE_EVENTS = {"reapply": "purge.reapplied"}
+
 # Test-only fault injection: SIGKILL this process at the N-th batch boundary.
 KILL_ENV = "LEARNEXIT_TEST_KILL_AFTER_BATCHES"
 KILL_AT_ENV = "LEARNEXIT_TEST_KILL_AT"  # batch (default) | delete | pending
@@ -1710,7 +1714,11 @@ class _Run:
             self.expire_all = bool(stored.get("expire_all"))
             event("purge_resumed", customer=self.customer, purge_id=self.purge_id)
             return
+        # reapply: deleted data that came back (a restored backup), added to the case's first
+        # purge; once a retention purge is done nothing of the case is retained any more
+        addendum = self._addendum() if plan.kind == "reapply" else {}
         self.expire_all = plan.kind == "retention" and plan.forced_reason is not None
+        self.expire_all = self.expire_all or bool(addendum.get("retention_done"))
         self.before = {t.table: t.delete + t.retained + t.kept_shared for t in plan.tables}
         stored = {
             "name": plan.name,
@@ -1726,6 +1734,7 @@ class _Run:
             "expire_all": self.expire_all,
         }
         self.stored_plan = json.loads(_dumps(stored))
+        addendum_to = addendum.get("purge_id")
         with self.ledger.transaction() as conn:
             self.purge_id = int(
                 conn.execute(
@@ -1749,7 +1758,10 @@ class _Run:
                 "tables": len(plan.tables),
                 "forced": plan.forced_reason is not None,
             }
-            self.ledger.append_audit(conn, "purge", "purge.started", self.customer, details)
+            if addendum_to is not None:
+                details["addendum_to"] = addendum_to
+            started = _START_EVENTS.get(plan.kind, "purge.started")
+            self.ledger.append_audit(conn, "purge", started, self.customer, details)
             if plan.forced_reason is not None:
                 self.ledger.append_audit(
                     conn, "purge", "purge.forced", self.customer,
@@ -2490,7 +2502,9 @@ class _Run:
         finished = self._clock()
         from .certificate import write_certificate
 
-        path, digest = write_certificate(self.settings, result, self._certificate_facts(finished), self.lang)
+        facts = self._certificate_facts(finished)
+        addendum = facts.get("addendum_to")
+        path, digest = write_certificate(self.settings, result, facts, self.lang)
         result.certificate = str(path)
         with self.ledger.transaction() as conn:
             # No file names stay in the ledger once the files are gone: keep their hashes.
@@ -2528,10 +2542,11 @@ class _Run:
                     error=None,
                 )
             )
-            self.ledger.append_audit(
-                conn, "purge", "purge.done", self.customer,
-                {"purge_id": self.purge_id, "certificate_sha256": digest, "audit_head": head},
-            )  # fmt: skip
+            done = {"purge_id": self.purge_id, "certificate_sha256": digest, "audit_head": head}
+            if addendum is not None:
+                done["addendum_to"] = addendum.get("purge_id")
+            finished_event = _DONE_EVENTS.get(self.plan.kind, "purge.done")
+            self.ledger.append_audit(conn, "purge", finished_event, self.customer, done)
             if self.plan.kind == "full":
                 # The customer's row is gone: a row that later gets the same key is a new
                 # customer, with a case of its own (the retention purge still runs for this one).
@@ -2549,6 +2564,7 @@ class _Run:
             "timezone": self.settings.contract.timezone,
             "actor": self.ledger.actor,
             "delivered": self._delivered(),
+            "addendum_to": self._addendum() if self.plan.kind == "reapply" else None,
         }
 
     def _delivered(self) -> set[int]:
@@ -2557,6 +2573,12 @@ class _Run:
 
         with self.ledger.engine.connect() as conn:
             return delivered_export_ids(conn, self.customer)
+
+    def _addendum(self) -> dict[str, Any]:
+        """The certificate a reapply purge's addendum extends (its case's first)."""
+        from .reapply import addendum_facts
+
+        return addendum_facts(self.ledger, self.customer)
 
     def _started_at(self) -> datetime | None:
         with self.ledger.engine.connect() as conn:
@@ -2823,7 +2845,8 @@ def _case(ledger: Ledger, customer: str, case_id: int | None) -> Iterator[None]:
 def plan_due(
     settings: Settings, ledger: Ledger, now: datetime | None = None
 ) -> tuple[list[str], list[PurgePlan], list[dict[str, Any]]]:
-    """What ``purge --due`` would do now: (closures, purge plans, skipped) — reads only."""
+    """What ``purge --due`` would do now: (closures, purge plans, skipped) — reads only.
+    The plans include deleting again what came back after a finished purge (``reapply``)."""
     now = _aware_now(settings, now)
     closures = calendar.due_closures(settings, ledger, now)
     work, skipped = due_work(settings, ledger, now)
@@ -2836,7 +2859,10 @@ def plan_due(
             plan = PurgePlan(customer=customer, name=customer, kind="full", tenancy=settings.customer.tenancy, now=now)
             plan.refusals.append(exc.message)
             plans.append(plan)
-    return closures, plans, skipped
+    from .reapply import due_plans
+
+    again, more = due_plans(settings, ledger, now, work)  # data that came back after a purge
+    return closures, plans + again, skipped + more
 
 
 def purge_due(
@@ -2850,7 +2876,8 @@ def purge_due(
 ) -> DueReport:
     """Cron mode: exports interrupted on this host reaped (their clear-text builds
     destroyed, ``export.reap_interrupted_exports``), due closures, due purges, due
-    retention purges — one lock, every customer.
+    retention purges, and the data of finished purges that came back (a restored backup)
+    deleted again (``reapply``) — one lock, every customer.
 
     One customer's failure does not stop the others; ``DueReport.exit_code`` is 1 when
     any failed (3 when the only problems were refusals).  Safe to run every few minutes:
@@ -2891,4 +2918,8 @@ def purge_due(
                 result = PurgeResult(customer=customer, status="failed", error=text, exit_code=1)
                 event("purge_internal_error", level=logging.ERROR, customer=customer, error=text)
             report.results.append(result)
+        from .reapply import reapply_due
+
+        # Finished cases whose data came back (a restored backup): deleted again.
+        reapply_due(settings, ledger, now, language, report, work, confirmed=confirmed, progress=progress)
     return report

@@ -404,7 +404,7 @@ def status_command(
     confirmation, account closure, purge due/done and holds.  --check lists what needs
     a human and exits 5: an export window closing within 14 days with no complete
     export, a purge overdue, a failed purge, unclassified tables in the customer's
-    source.  LEARNEXIT_NOW=YYYY-MM-DD (noon local time) or an ISO datetime pretends it is
+    source, data a finished purge deleted back in the source (a restored backup).  LEARNEXIT_NOW=YYYY-MM-DD (noon local time) or an ISO datetime pretends it is
     that moment — for tests and runbook rehearsals only.
 
     Examples:

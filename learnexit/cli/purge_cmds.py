@@ -62,7 +62,12 @@ def _n(count: int, word: str) -> str:
 def _render_plan(out: Console, plan: Any) -> None:
     """Exactly what the purge would do (the dry run, and the screen before confirming)."""
     title = f"{plan.name} ({plan.customer})" if plan.name != plan.customer else plan.customer
-    kind = {"full": "purge", "retention": "retention purge", "none": "nothing to do"}[plan.kind]
+    kind = {
+        "full": "purge",
+        "retention": "retention purge",
+        "reapply": "delete again what came back after the purge (a restored backup?)",
+        "none": "nothing to do",
+    }[plan.kind]
     out.print(f"Purge plan — {title}: {kind}")
     if plan.termination_date is not None:
         due = "—"
@@ -120,6 +125,9 @@ def _render_plan(out: Console, plan: Any) -> None:
         )
 
 
+_DONE_WORDS = {"retention": "retention purge", "reapply": "re-applied purge"}
+
+
 def _render_result(out: Console, result: Any) -> None:
     title = f"{result.name} ({result.customer})" if result.name and result.name != result.customer else result.customer
     if result.status == "nothing":
@@ -132,7 +140,7 @@ def _render_result(out: Console, result: Any) -> None:
     if result.status in ("refused", "failed") and not result.deleted:
         out.print(f"{title}: {result.status.upper()}: {result.error}")
         return
-    what = "retention purge" if result.kind == "retention" else "purge"
+    what = _DONE_WORDS.get(result.kind or "", "purge")
     verb = "done" if result.status == "done" else "FAILED"
     resumed = " (resumed)" if result.resumed else ""
     out.print(f"{title}: {what} #{result.purge_id} {verb}{resumed}")
@@ -218,8 +226,8 @@ def purge_command(
         bool,
         typer.Option(
             "--due",
-            help="Cron mode: run due closures, due purges and due retention purges; clean up exports "
-            "killed on this host.",
+            help="Cron mode: run due closures, due purges and due retention purges; delete again what "
+            "a purge deleted and a restore brought back; clean up exports killed on this host.",
         ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
@@ -247,7 +255,9 @@ def purge_command(
     personal columns blanked) until they are due; keeps people other customers still
     use. Afterwards the source is searched again and a PDF deletion certificate is
     written. Refused while a legal hold is active, before the purge is due (unless
-    --force --reason) and while tables are unclassified.
+    --force --reason) and while tables are unclassified. With --due, data a finished
+    purge deleted that is in the source again (a restored backup) is deleted again, under
+    the same case, with a certificate addendum.
 
     Examples:
 
@@ -315,7 +325,9 @@ def purge_command(
             return result.exit_code
 
     def _due(ctx: Ctx, deletion: Any, settings: Any, ledger: Any, now: Any) -> int:
-        closures, plans, skipped = deletion.plan_due(settings, ledger, now)
+        confirmed = None
+        if dry_run or not yes:  # (cron, --yes: purge_due plans each purge under its lock)
+            closures, plans, skipped = deletion.plan_due(settings, ledger, now)
         if dry_run:
             data = {
                 "now": now,
@@ -336,7 +348,6 @@ def purge_command(
 
             ctx.emit(data, render)
             return 3 if any(p.refusals for p in plans) else 0
-        confirmed = None
         if not yes:
             confirmed = _confirm_due(ctx, closures, plans)
         report = deletion.purge_due(settings, ledger, now, lang=lang, confirmed=confirmed)

@@ -235,6 +235,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "letter.regards": "Kind regards,",
         # deletion certificate
         "deletion.title": "Certificate of deletion",
+        "deletion.title_addendum": "Addendum to the certificate of deletion",
+        "deletion.intro_addendum": (
+            "{vendor} certifies that data of {name} which an earlier certificate of deletion (named "
+            "below) had certified as deleted was found in the platform again (for instance after a "
+            "backup was restored), and that it has been deleted again as set out below and verified."
+        ),
+        "deletion.exports_addendum": "The export packages are listed on the certificate this addendum extends.",
+        "deletion.kind_reapply": "Deleted data that was found again, deleted again",
+        "deletion.addendum_to": "Addendum to",
+        "deletion.addendum_cert": "the certificate of deletion #{id}, {name}",
+        "deletion.addendum_hash": "That certificate (SHA-256)",
         "deletion.subtitle": "{name} ({customer}), deletion #{purge_id}",
         "deletion.issued": "Issued {date} by {vendor}",
         "deletion.intro": (
@@ -485,6 +496,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "letter.closing": "Hör gärna av er om något i brevet inte stämmer med er uppfattning.",
         "letter.regards": "Med vänliga hälsningar",
         "deletion.title": "Raderingsintyg",
+        "deletion.title_addendum": "Tillägg till raderingsintyget",
+        "deletion.intro_addendum": (
+            "{vendor} intygar att uppgifter om {name} som enligt ett tidigare raderingsintyg (anges "
+            "nedan) hade raderats återfanns i plattformen (till exempel efter att en säkerhetskopia "
+            "återställts), och att de har raderats på nytt enligt nedan och kontrollerats."
+        ),
+        "deletion.exports_addendum": "Exportpaketen anges i det intyg som detta tillägg kompletterar.",
+        "deletion.kind_reapply": "Raderade uppgifter som återfanns, raderade på nytt",
+        "deletion.addendum_to": "Tillägg till",
+        "deletion.addendum_cert": "intyget för radering #{id}, {name}",
+        "deletion.addendum_hash": "Det intyget (SHA-256)",
         "deletion.subtitle": "{name} ({customer}), radering #{purge_id}",
         "deletion.issued": "Utfärdat {date} av {vendor}",
         "deletion.intro": (
