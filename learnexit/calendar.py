@@ -1152,12 +1152,13 @@ def release_hold(settings: Settings, ledger: Ledger, customer: str, *, now: date
 
     check_customer_key(customer)
     at = _now(settings, now)
+    known = _read(ledger, customer)
+    if not known.holds and not known.notices:
+        _require_known(settings, ledger, known)  # (the source, before the ledger's write lock)
     with ledger.transaction() as conn:
         rec = _read_in(ledger, conn, customer)
         current = rec.hold
         if current is None:
-            if not rec.holds and not rec.notices:
-                _require_known(settings, ledger, rec)
             last = rec.holds[-1] if rec.holds else None
             out = _hold_dict(last, "no_active_hold") if last else {"customer": customer, "action": "no_active_hold"}
             return out
