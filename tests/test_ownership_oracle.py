@@ -325,18 +325,44 @@ def write_config(world: World, folder: Path, url: str) -> Path:
 
 # --------------------------------------------------------------------------- the oracle
 
-Rows = dict[str, dict[int, dict[str, Any]]]
+Rows = dict[str, dict[Any, dict[str, Any]]]
 
 
-def read_all(url: str, names: list[str]) -> Rows:
+@dataclass
+class Schema:
+    """What the oracle needs to know about a source, and nothing of learnexit's."""
+
+    customer_table: str
+    key_col: str
+    tables: list[str]
+    refs: list[Ref]  # every reference (declared or [[relations]]), ``counts`` = ownership
+    via: dict[str, list[str]] = field(default_factory=dict)  # owned_via table -> ["src.col"]
+    shared: set[str] = field(default_factory=set)
+    personal: dict[str, dict[str, bool]] = field(default_factory=dict)  # table -> column -> nullable
+    pk: dict[str, str] = field(default_factory=dict)  # table -> its one key column (default "id")
+
+    def key(self, table: str) -> str:
+        return self.pk.get(table, "id")
+
+
+def world_schema(world: World) -> Schema:
+    personal = {n: {"note": t.note_nullable} for n, t in world.tables.items() if t.personal and n != "people"}
+    if "people" in world.tables:
+        personal["people"] = {"name": False}
+    via = {"people": list(world.owned_via)} if "people" in world.tables else {}
+    return Schema("orgs", world.key_col, list(world.tables), world.refs, via, set(), personal)
+
+
+def read_all(url: str, schema: Schema) -> Rows:
     """Every row of every table, by primary key, as the database returns it."""
     engine = sa.create_engine(url)
     try:
         out: Rows = {}
         with engine.connect() as conn:
-            for name in names:
+            for name in schema.tables:
                 result = conn.execute(sa.text(f"SELECT * FROM {name}"))
-                out[name] = {row["id"]: row for row in (dict(r._mapping) for r in result)}
+                key = schema.key(name)
+                out[name] = {row[key]: row for row in (dict(r._mapping) for r in result)}
         return out
     finally:
         engine.dispose()
@@ -344,38 +370,42 @@ def read_all(url: str, names: list[str]) -> Rows:
 
 @dataclass
 class Verdict:
-    mine: dict[str, set[int]]
-    contested: dict[str, set[int]]
-    deleted: dict[str, set[int]]
+    mine: dict[str, set[Any]]
+    contested: dict[str, set[Any]]
+    deleted: dict[str, set[Any]]
 
 
 def key_text(value: Any) -> str:
     return str(value) if isinstance(value, int) else value
 
 
-def decide(world: World, data: Rows, customer: str) -> Verdict:
+def decide(schema: Schema, data: Rows, customer: str) -> Verdict:
     """Row by row: whose is each row, and what does the purge of ``customer`` delete."""
-    orgs = data["orgs"]
-    (root,) = [pk for pk, r in orgs.items() if key_text(r[world.key_col]) == customer]
+    ct = schema.customer_table
+    orgs = data[ct]
+    (root,) = [pk for pk, r in orgs.items() if key_text(r[schema.key_col]) == customer]
+    tree = [r for r in schema.refs if r.table == ct and r.target == ct and r.counts]
     family = {root}
     grew = True
     while grew:  # every organisation hanging under the customer's row, transitively
         grew = False
         for pk, r in orgs.items():
-            if pk not in family and r["parent_id"] in family:
+            if pk not in family and any(r[ref.col] in family for ref in tree):
                 family.add(pk)
                 grew = True
 
+    chain = [n for n in schema.tables if n != ct and n not in schema.via and n not in schema.shared]
     counted: dict[str, list[Ref]] = {}
-    for r in world.refs:
-        if r.counts:
+    for r in schema.refs:
+        if r.counts and r.table in chain and (r.target in chain or r.target == ct):
             counted.setdefault(r.table, []).append(r)
-    memo: dict[tuple[str, int], frozenset[str]] = {}
+    memo: dict[tuple[str, Any], frozenset[str]] = {}
 
-    def owners(table: str, pk: int) -> frozenset[str]:
-        if table == "orgs":
+    def owners(table: str, pk: Any) -> frozenset[str]:
+        if table == ct:
             return frozenset({customer if pk in family else OTHER})
         if (table, pk) not in memo:
+            memo[(table, pk)] = frozenset()  # (a cycle of rows contributes nothing)
             found: set[str] = set()
             row = data[table][pk]
             for ref in counted.get(table, []):
@@ -385,31 +415,29 @@ def decide(world: World, data: Rows, customer: str) -> Verdict:
             memo[(table, pk)] = frozenset(found)
         return memo[(table, pk)]
 
-    mine: dict[str, set[int]] = {name: set() for name in world.tables}
-    contested: dict[str, set[int]] = {name: set() for name in world.tables}
-    mine["orgs"] = set(family)
-    for name in world.tables:
-        if name in ("orgs", "people"):
-            continue
+    mine: dict[str, set[Any]] = {name: set() for name in schema.tables}
+    contested: dict[str, set[Any]] = {name: set() for name in schema.tables}
+    mine[ct] = set(family)
+    for name in chain:
         for pk in data[name]:
             who = owners(name, pk)
             if who == {customer}:
                 mine[name].add(pk)
             elif customer in who:
                 contested[name].add(pk)
-    if "people" in world.tables:
-        for source in world.owned_via:
+    for via, sources in schema.via.items():
+        for source in sources:
             table, col = source.split(".")
             for pk in mine[table]:
                 person = data[table][pk][col]
-                if person is not None and person in data["people"]:
-                    mine["people"].add(person)
+                if person is not None and person in data[via]:
+                    mine[via].add(person)
 
     deleted = {name: set(pks) for name, pks in mine.items()}
     shrunk = True
     while shrunk:  # a row that stays keeps every row it references
         shrunk = False
-        for ref in world.refs:
+        for ref in schema.refs:
             for pk, row in data[ref.table].items():
                 if pk in deleted[ref.table]:
                     continue
@@ -420,17 +448,19 @@ def decide(world: World, data: Rows, customer: str) -> Verdict:
     return Verdict(mine, contested, deleted)
 
 
-def expected_after(world: World, data: Rows, verdict: Verdict) -> Rows:
+def expected_after(schema: Schema, data: Rows, verdict: Verdict) -> Rows:
+    """Deleted rows gone; the customer's rows that stay minimised (never owned_via rows)."""
     out: Rows = {}
     for name, rows in data.items():
-        t = world.tables[name]
+        blank = schema.personal.get(name, {}) if name not in schema.via else {}
         out[name] = {}
         for pk, row in rows.items():
             if pk in verdict.deleted[name]:
                 continue
             row = dict(row)
-            if pk in verdict.mine[name] and t.personal and name != "people":
-                row["note"] = None if t.note_nullable else ""
+            if pk in verdict.mine[name]:
+                for col, nullable in blank.items():
+                    row[col] = None if nullable else ""
             out[name][pk] = row
     return out
 
@@ -457,11 +487,12 @@ def exported_rows(package: Path, table: str) -> dict[str, tuple[str, ...]]:
 
 def check_world(world: World, url: str, folder: Path, victim: int) -> None:
     config = write_config(world, folder, url)
-    names = list(world.tables)
-    before = read_all(url, names)
+    schema = world_schema(world)
+    names = schema.tables
+    before = read_all(url, schema)
 
     for customer in world.customers:
-        verdict = decide(world, before, customer)
+        verdict = decide(schema, before, customer)
         result = cli(config, EXPORT_NOW, "export", customer, "--format", "csv", "--out", str(folder / "out"), "--json")
         assert result.exit_code == 0, (customer, result.stderr)
         package = Path(json.loads(result.stdout)["path"])
@@ -471,16 +502,16 @@ def check_world(world: World, url: str, folder: Path, victim: int) -> None:
             want = {str(pk): tuple(csv_text(before[name][pk][c]) for c in columns) for pk in verdict.mine[name]}
             assert set(got) == set(want), (customer, name, "exported", sorted(got), "oracle", sorted(want))
             assert got == want, (customer, name)
-    assert read_all(url, names) == before  # exports change nothing
+    assert read_all(url, schema) == before  # exports change nothing
 
     customer = world.customers[victim]
-    verdict = decide(world, before, customer)
+    verdict = decide(schema, before, customer)
     notice = cli(config, EXPORT_NOW, "notice", customer, "--received", "2026-01-10", "--period-end", "2026-03-31")
     assert notice.exit_code == 0, notice.stderr
     done = cli(config, PURGE_NOW, "purge", customer, "--yes", "--json")
     assert done.exit_code == 0, (customer, done.stderr)
-    after = read_all(url, names)
-    want = expected_after(world, before, verdict)
+    after = read_all(url, schema)
+    want = expected_after(schema, before, verdict)
     for name in names:
         gone = set(before[name]) - set(after[name])
         assert gone == verdict.deleted[name], (
