@@ -125,12 +125,10 @@ def folding(db_factory: Callable[[str], Any], tmp_path: Path, template: Path) ->
     return tmp_path / "learnexit.toml", url
 
 
-@pytest.mark.parametrize("spelling", ["ACME", "acme ", "Ácme"])
-def test_a_folded_spelling_is_refused_and_changes_nothing(
-    folding: tuple[Path, str], tmp_path: Path, spelling: str
-) -> None:
+def test_a_folded_spelling_is_refused_and_changes_nothing(folding: tuple[Path, str], tmp_path: Path) -> None:
     config, url = folding
-    assert_refused(config, url, spelling, "acme", tmp_path / "out")
+    for spelling in ("ACME", "acme ", "Ácme"):
+        assert_refused(config, url, spelling, "acme", tmp_path / "out")
     listing = cli(config, "status", "--json")
     assert listing.exit_code == 0, output(listing)
     assert "acme" not in listing.stdout.lower()  # nothing was recorded under any spelling
