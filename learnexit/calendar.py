@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -45,6 +45,9 @@ from .config import Settings, scrub
 from .contract import Facts, Timeline
 from .errors import BadInput, ConfigError, InvalidDate, LearnexitError, OperationalError, Refused
 from .ledger import Ledger, aware, naive_utc
+
+if TYPE_CHECKING:
+    from .source import Source
 
 __all__ = [
     "ATTENTION_DAYS",
@@ -188,24 +191,13 @@ class _Records:
 
 
 def _read(ledger: Ledger, customer: str) -> _Records:
-    rec = _Records(customer)
     try:
         with ledger.engine.connect() as conn:
-            for name, table in (
-                ("notices", L.notices),
-                ("exports", L.exports),
-                ("confirmations", L.confirmations),
-                ("closures", L.closures),
-                ("holds", L.holds),
-                ("purges", L.purges),
-            ):
-                stmt = sa.select(table).where(table.c.customer == customer).order_by(table.c.id)
-                setattr(rec, name, [dict(r._mapping) for r in conn.execute(stmt)])
+            return _read_in(ledger, conn, customer)
     except sa.exc.SQLAlchemyError as exc:
         from .source import describe_db_error
 
         raise OperationalError(f"cannot read the ledger: {describe_db_error(exc)}") from None
-    return rec
 
 
 def known_customers(ledger: Ledger) -> list[str]:
@@ -417,10 +409,10 @@ def resolve_terms(
         )
         if edge is not None:
             ctab = src.table(cust.table or "")
-            sub = sa.select(ctab.c[edge.parent_cols[0]]).where(ctab.c[cust.key] == src.customer)
+            sub = sa.select(ctab.c[edge.parent_cols[0]]).where(ctab.c[cust.key] == src.customer_value)
             cond = table.c[c.customer_column].in_(sub)
         else:  # the column holds the customer key itself
-            cond = table.c[c.customer_column] == src.customer
+            cond = table.c[c.customer_column] == src.customer_value
     cols = [table.c[c.start_column]]
     if c.term_column:
         cols.append(table.c[c.term_column])
@@ -586,7 +578,7 @@ def record_notice(
     bad terms or a date in the future, Refused (3) when a different notice is active or
     the customer was purged already.
     """
-    from .source import Source, check_customer_key
+    from .source import check_customer_key
 
     check_customer_key(customer)
     if channel not in CHANNELS:
@@ -599,8 +591,9 @@ def record_notice(
         raise BadInput(
             f"notice received {received.isoformat()} is in the future (today is {today.isoformat()} in {tz})"
         )
-    with Source(settings, customer) as src:
+    with open_source(settings, ledger, customer) as src:
         name = src.customer_name()
+        row_pk = src.customer_row_pk
         terms = resolve_terms(settings, src, received, start=start, term_months=term_months, period_end=period_end)
     tl = _timeline(settings, received, terms)
     terms_json = {
@@ -631,7 +624,7 @@ def record_notice(
         )
 
     with ledger.transaction() as conn:
-        rec = _read_in(conn, customer)
+        rec = _records_for_row(ledger, conn, customer, row_pk)
         active = rec.active
         if active is not None:
             diffs = _notice_differences(active, tl, channel, reference)
@@ -649,6 +642,7 @@ def record_notice(
             return outcome("dry_run", None, None)
         values = {
             "customer": customer,
+            "identity_id": ledger.open_case(conn, customer, row_pk),
             "received": tl.received,
             "channel": channel,
             "reference": reference,
@@ -680,9 +674,30 @@ def record_notice(
                 "back_dated_days": (today - tl.received).days,
             },
         )
-        _only_one(conn, L.notices, L.notices.c.withdrawn_at, customer, "notice")
-        rec = _read_in(conn, customer)
+        _only_one(ledger, conn, L.notices, L.notices.c.withdrawn_at, customer, "notice")
+        rec = _read_in(ledger, conn, customer)
         return outcome("recorded", rec, rec.active)
+
+
+def open_source(settings: Settings, ledger: Ledger, customer: str) -> Source:
+    """The source for ``customer``, its row checked against the one the open case pinned:
+    a key that now names another row is refused (3) instead of acted on."""
+    from .source import PinnedRow, Source
+
+    case = ledger.case_of(customer)
+    pinned = None
+    if case is not None and case["row_pk"] is not None and case["finished_at"] is None:
+        pinned = PinnedRow(case["row_pk"])
+    return Source(settings, customer, pinned=pinned)
+
+
+def _records_for_row(ledger: Ledger, conn: Connection, customer: str, row_pk: str | None) -> _Records:
+    """The records a new record for the source row ``row_pk`` joins: none when the key's
+    last case was finished by a purge and the key now names another row (a new customer)."""
+    case = ledger.case(conn, customer)
+    if case is not None and case["finished_at"] is not None and case["row_pk"] not in (None, row_pk):
+        return _Records(customer)
+    return _read_in(ledger, conn, customer)
 
 
 def _insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> int:
@@ -692,13 +707,13 @@ def _insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> int:
     return int(key[0])
 
 
-def _only_one(conn: Connection, table: sa.Table, open_col: Any, customer: str, what: str) -> None:
+def _only_one(ledger: Ledger, conn: Connection, table: sa.Table, open_col: Any, customer: str, what: str) -> None:
     """Refuse (and roll back) when a concurrent command recorded a second active row.
 
     Runs after ``append_audit``, which serialises writers on PostgreSQL until commit.
     """
     ids = conn.execute(
-        sa.select(table.c.id).where(table.c.customer == customer, open_col.is_(None)).with_for_update()
+        sa.select(table.c.id).where(ledger.in_case(conn, table, customer), open_col.is_(None)).with_for_update()
     ).all()
     if len(ids) > 1:
         raise Refused(
@@ -707,7 +722,8 @@ def _only_one(conn: Connection, table: sa.Table, open_col: Any, customer: str, w
         )
 
 
-def _read_in(conn: Connection, customer: str) -> _Records:
+def _read_in(ledger: Ledger, conn: Connection, customer: str) -> _Records:
+    """The records of the customer key's current offboarding case."""
     rec = _Records(customer)
     for name, table in (
         ("notices", L.notices),
@@ -717,7 +733,7 @@ def _read_in(conn: Connection, customer: str) -> _Records:
         ("holds", L.holds),
         ("purges", L.purges),
     ):
-        stmt = sa.select(table).where(table.c.customer == customer).order_by(table.c.id)
+        stmt = sa.select(table).where(ledger.in_case(conn, table, customer)).order_by(table.c.id)
         setattr(rec, name, [dict(r._mapping) for r in conn.execute(stmt)])
     return rec
 
@@ -741,7 +757,7 @@ def withdraw_notice(
     check_customer_key(customer)
     at = _now(settings, now)
     with ledger.transaction() as conn:
-        rec = _read_in(conn, customer)
+        rec = _read_in(ledger, conn, customer)
         active = rec.active
         if active is None:
             if not rec.notices:
@@ -770,7 +786,7 @@ def withdraw_notice(
             customer,
             {"notice_id": active["id"], "received": active["received"]},
         )
-        rec = _read_in(conn, customer)
+        rec = _read_in(ledger, conn, customer)
         row = next(n for n in rec.notices if n["id"] == active["id"])
         return _withdraw_outcome(rec, row, "withdrawn", at)
 
@@ -830,9 +846,9 @@ def confirm_handover(
     reference = _check_text(reference, "--reference", MAX_REFERENCE)
     without_export_reason = _check_text(without_export_reason, "--reason", 2000)
     at = _now(settings, now)
-    _require_known(settings, _read(ledger, customer))  # an unknown customer is bad input (2), not a refusal
+    _require_known(settings, ledger, _read(ledger, customer))  # an unknown customer is bad input (2), not a refusal
     with ledger.transaction() as conn:
-        rec = _read_in(conn, customer)
+        rec = _read_in(ledger, conn, customer)
         active = rec.active
         if active is None:
             if rec.notices:
@@ -850,6 +866,7 @@ def confirm_handover(
                 )
             values = {
                 "customer": customer,
+                "identity_id": ledger.case_id(conn, customer),
                 "confirmed_at": naive_utc(at),
                 "confirmed_by": by_name,
                 "reference": reference,
@@ -858,7 +875,7 @@ def confirm_handover(
                 "recorded_by": ledger.actor,
             }
             conf_id = _insert(conn, L.confirmations, values)
-            rec = _read_in(conn, customer)
+            rec = _read_in(ledger, conn, customer)
             facts = _facts(rec)
             ledger.append_audit(
                 conn,
@@ -975,7 +992,7 @@ def run_closure(settings: Settings, ledger: Ledger, customer: str, *, now: datet
     active notice (Refused otherwise); the timing policy is the caller's (confirm,
     ``due_closures``).
     """
-    from .source import Source, check_customer_key
+    from .source import check_customer_key
 
     check_customer_key(customer)
     at = _now(settings, now)
@@ -985,7 +1002,7 @@ def run_closure(settings: Settings, ledger: Ledger, customer: str, *, now: datet
     already = bool(rec.current_closures)
     counts: dict[str, int] = {}
     if settings.closure:
-        with Source(settings, customer) as src:
+        with open_source(settings, ledger, customer) as src:
             for ref in settings.closure:
                 table_name = ref.split(".", 1)[0]
                 info = src.datamap.info.get(table_name)
@@ -1023,6 +1040,7 @@ def _record_closure(
             L.closures,
             {
                 "customer": customer,
+                "identity_id": ledger.case_id(conn, customer),
                 "performed_at": naive_utc(at),
                 "rows": json.dumps(counts, sort_keys=True),
                 "recorded_by": ledger.actor,
@@ -1056,14 +1074,15 @@ def due_closures(settings: Settings, ledger: Ledger, now: datetime | None = None
 # --------------------------------------------------------------------------- holds
 
 
-def _require_known(settings: Settings, rec: _Records) -> None:
-    """The customer must be known to the ledger (a notice) or to the source."""
+def _require_known(settings: Settings, ledger: Ledger, rec: _Records) -> str | None:
+    """The customer must be known to the ledger (a notice) or to the source; the source
+    row's primary key when it had to be looked up there."""
     if rec.notices or rec.holds:
-        return
-    from .source import Source
-
-    with Source(settings, rec.customer):
-        pass
+        case = ledger.case_of(rec.customer)
+        if case is None or case["finished_at"] is None:
+            return None
+    with open_source(settings, ledger, rec.customer) as src:
+        return src.customer_row_pk
 
 
 def place_hold(
@@ -1079,10 +1098,9 @@ def place_hold(
     check_customer_key(customer)
     text = _check_text(reason, "--reason", 2000, required=True)
     at = _now(settings, now)
-    rec = _read(ledger, customer)
-    _require_known(settings, rec)
+    row_pk = _require_known(settings, ledger, _read(ledger, customer))
     with ledger.transaction() as conn:
-        rec = _read_in(conn, customer)
+        rec = _read_in(ledger, conn, customer) if row_pk is None else _records_for_row(ledger, conn, customer, row_pk)
         current = rec.hold
         if current is not None:
             if current["reason"] == text:
@@ -1094,10 +1112,16 @@ def place_hold(
         hold_id = _insert(
             conn,
             L.holds,
-            {"customer": customer, "reason": text, "placed_by": ledger.actor, "placed_at": naive_utc(at)},
+            {
+                "customer": customer,
+                "identity_id": ledger.open_case(conn, customer, row_pk),
+                "reason": text,
+                "placed_by": ledger.actor,
+                "placed_at": naive_utc(at),
+            },
         )
         ledger.append_audit(conn, "hold", "hold.placed", customer, {"hold_id": hold_id})
-        _only_one(conn, L.holds, L.holds.c.released_at, customer, "hold")
+        _only_one(ledger, conn, L.holds, L.holds.c.released_at, customer, "hold")
         row = dict(conn.execute(sa.select(L.holds).where(L.holds.c.id == hold_id)).one()._mapping)
     return _hold_dict(row, "placed")
 
@@ -1109,11 +1133,11 @@ def release_hold(settings: Settings, ledger: Ledger, customer: str, *, now: date
     check_customer_key(customer)
     at = _now(settings, now)
     with ledger.transaction() as conn:
-        rec = _read_in(conn, customer)
+        rec = _read_in(ledger, conn, customer)
         current = rec.hold
         if current is None:
             if not rec.holds and not rec.notices:
-                _require_known(settings, rec)
+                _require_known(settings, ledger, rec)
             last = rec.holds[-1] if rec.holds else None
             out = _hold_dict(last, "no_active_hold") if last else {"customer": customer, "action": "no_active_hold"}
             return out
@@ -1337,7 +1361,7 @@ def require_customer(settings: Settings, ledger: Ledger, customer: str) -> None:
     from .source import check_customer_key
 
     check_customer_key(customer)
-    _require_known(settings, _read(ledger, customer))
+    _require_known(settings, ledger, _read(ledger, customer))
 
 
 # --------------------------------------------------------------------------- attention

@@ -82,6 +82,9 @@ class Relation:
     from_columns: tuple[str, ...]
     to_table: str
     to_columns: tuple[str, ...]
+    # Values that mean "no reference" (Moodle writes 0 where it means none): a row whose
+    # column holds one is neither owned through this relation nor a dangling reference.
+    sentinels: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,12 @@ class TableRule:
     owned_via: tuple[tuple[str, str], ...] = ()
     personal_columns: tuple[str, ...] = ()
     ignore_references: tuple[str, ...] = ()
+    # column -> values that mean "no reference" in that column (for every reference
+    # the column takes part in, declared or not)
+    sentinels: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def sentinels_of(self, column: str) -> tuple[Any, ...]:
+        return next((values for col, values in self.sentinels if col == column), ())
 
 
 @dataclass(frozen=True)
@@ -271,6 +280,46 @@ def _column_ref(section: _Section, key: str, text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def _column_refs(section: _Section, key: str) -> tuple[str, tuple[str, ...]]:
+    """``table.column`` or a list of them (one table: a composite reference)."""
+    section.used.add(key)
+    raw = section.data.get(key)
+    if raw is None:
+        section.fail(key, "is required")
+    items: list[Any] = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(item, str) and item.strip() for item in items):
+        section.fail(key, "must be table.column or a list of table.column (one table)")
+    if any(_has_control(item) for item in items):
+        section.fail(key, "must not contain control characters (NUL, line breaks, escapes)")
+    refs = [_column_ref(section, key, str(item)) for item in items]
+    tables = {table for table, _col in refs}
+    if len(tables) != 1:
+        section.fail(key, f"a composite reference names one table, not {', '.join(sorted(tables))}")
+    columns = tuple(col for _table, col in refs)
+    if len(set(columns)) != len(columns):
+        section.fail(key, "names a column twice")
+    return refs[0][0], columns
+
+
+def _sentinel_values(section: _Section, key: str, values: list[Any]) -> tuple[Any, ...]:
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            section.fail(key, f"values must be whole numbers or strings, found {value!r}")
+    return tuple(values)
+
+
+def _table_sentinels(section: _Section) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    raw = section.table("sentinels")
+    if raw is None:
+        return ()
+    out = []
+    for column, values in sorted(raw.items()):
+        if not isinstance(values, list):
+            section.fail("sentinels", f"{column} must be a list of values, not {type(values).__name__}")
+        out.append((column, _sentinel_values(section, "sentinels", values)))
+    return tuple(out)
+
+
 def _resolve_url(url: str, base_dir: Path, label: str, key: str) -> str:
     if _has_control(url):  # the URL may come from the environment, not only the file
         raise ConfigError(f"{label}: {key}: the URL contains a control character")
@@ -435,10 +484,13 @@ def _build(
         raise ConfigError(f"{label}: [[relations]]: must be an array of tables")
     for i, item in enumerate(raw_rel):
         r = _Section(label, f"relations #{i + 1}", item)
-        ft, fc = _column_ref(r, "from", r.text("from", required=True))
-        tt, tc = _column_ref(r, "to", r.text("to", required=True))
+        ft, fcs = _column_refs(r, "from")
+        tt, tcs = _column_refs(r, "to")
+        if len(fcs) != len(tcs):
+            r.fail("to", f"names {len(tcs)} columns where from names {len(fcs)}")
+        sentinels = _sentinel_values(r, "sentinels", r._get("sentinels", (list,), "a list of values", []))
         r.finish()
-        relations.append(Relation(ft, (fc,), tt, (tc,)))
+        relations.append(Relation(ft, fcs, tt, tcs, sentinels))
 
     tables: dict[str, TableRule] = {}
     raw_tables = data.get("tables", {})
@@ -463,6 +515,7 @@ def _build(
             owned_via=owned_via,
             personal_columns=t.texts("personal_columns"),
             ignore_references=t.texts("ignore_references"),
+            sentinels=_table_sentinels(t),
         )
         if rule.retain and not rule.legal_basis:
             t.fail("legal_basis", "is required with retain: say which law obliges you")

@@ -86,7 +86,7 @@ from .errors import (
 )
 from .ledger import Ledger, aware, naive_utc, utcnow
 from .logs import event
-from .source import Edge, Source, check_customer_key, describe_db_error, make_engine
+from .source import Edge, PinnedRow, Source, check_customer_key, describe_db_error, make_engine
 
 __all__ = [
     "KILL_AT_ENV",
@@ -555,13 +555,15 @@ class _PurgeSource(Source):
     """A Source that still builds its predicates once the customer's own row is gone.
 
     A purge deletes the customer table's row last; resuming, verifying and the later
-    retention purge must still be able to ask "what is left of this customer?".
+    retention purge must still be able to ask "what is left of this customer?".  The
+    case's pinned row decides: once the purge has deleted it, a row that now carries the
+    same key (a new customer) is never taken for it.
     """
 
-    def __init__(self, settings: Settings, customer: str, *, row_may_be_gone: bool) -> None:
+    def __init__(self, settings: Settings, customer: str, *, row_may_be_gone: bool, pinned: PinnedRow | None) -> None:
         self.row_may_be_gone = row_may_be_gone
         self.customer_row_gone = False
-        super().__init__(settings, customer)
+        super().__init__(settings, customer, pinned=pinned)
         if self.engine.dialect.name == "postgresql":
             # The purge runs many small, selective statements whose nested ownership
             # subqueries look expensive to the planner: PostgreSQL's JIT would spend a
@@ -573,17 +575,29 @@ class _PurgeSource(Source):
         return self
 
     def _find_customer(self) -> Any:
-        try:
-            return super()._find_customer()
-        except UnknownCustomer:
-            if not self.row_may_be_gone:
-                raise
+        pinned = self.pinned
+        if not (self.row_may_be_gone and pinned is not None and pinned.deleted):
+            try:
+                return super()._find_customer()
+            except (UnknownCustomer, Refused):
+                if not self.row_may_be_gone:
+                    raise
+        # The row is gone (or the key names a newcomer): the predicates still name the
+        # case's own row, by key and pinned primary key, and so match nothing new.
         self.customer_row_gone = True
-        column = self.table(self.settings.customer.table or "").c[self.settings.customer.key]
-        try:
-            return column.type.python_type(self.customer)
-        except (NotImplementedError, TypeError, ValueError):
-            return self.customer
+        table = self.table(self.settings.customer.table or "")
+        if pinned is not None:
+            self.customer_pk = tuple(
+                _as_column_type(col, value) for col, value in zip(table.primary_key.columns, pinned.pk, strict=False)
+            )
+        return _as_column_type(table.c[self.settings.customer.key], self.customer)
+
+
+def _as_column_type(column: Any, text: Any) -> Any:
+    try:
+        return column.type.python_type(text)
+    except (NotImplementedError, TypeError, ValueError, ArithmeticError):
+        return text
 
 
 def _jit_off(dbapi_connection: Any, _record: Any) -> None:
@@ -595,8 +609,30 @@ def _jit_off(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.commit()
 
 
-def _open_source(settings: Settings, customer: str, *, row_may_be_gone: bool) -> _PurgeSource:
-    return _PurgeSource(settings, customer, row_may_be_gone=row_may_be_gone)
+def _open_source(settings: Settings, ledger: Ledger, customer: str, *, row_may_be_gone: bool) -> _PurgeSource:
+    case = ledger.case_of(customer)
+    pinned = None
+    if case is not None and case["row_pk"] is not None:
+        pinned = PinnedRow(case["row_pk"], deleted=_root_deleted(settings, ledger, customer))
+    return _PurgeSource(settings, customer, row_may_be_gone=row_may_be_gone, pinned=pinned)
+
+
+def _root_deleted(settings: Settings, ledger: Ledger, customer: str) -> bool:
+    """Has a purge of the current case deleted the customer's own row already?"""
+    table = settings.customer.table
+    if not table:
+        return False
+    p, progress = L.purges, L.purge_progress
+    try:
+        with ledger.engine.connect() as conn:
+            stmt = (
+                sa.select(sa.func.count())
+                .select_from(progress.join(p, p.c.id == progress.c.purge_id))
+                .where(ledger.in_case(conn, p, customer), progress.c.step == table, progress.c.done.is_(True))
+            )
+            return bool(conn.execute(stmt).scalar())
+    except sa.exc.SQLAlchemyError as exc:
+        raise _db_error("cannot read the ledger", exc) from None
 
 
 # --------------------------------------------------------------------------- the scope
@@ -1245,13 +1281,13 @@ def _earlier_keys(ledger: Ledger, customer: str, prefix: str, exclude: int | Non
     stmt = (
         sa.select(L.purge_keys.c.table_name, L.purge_keys.c.key)
         .join(L.purges, L.purges.c.id == L.purge_keys.c.purge_id)
-        .where(L.purges.c.customer == customer, L.purge_keys.c.table_name.like(prefix + "%"))
+        .where(L.purge_keys.c.table_name.like(prefix + "%"))
     )
     if exclude is not None:
         stmt = stmt.where(L.purges.c.id != exclude)
     try:
         with ledger.engine.connect() as conn:
-            for name, key in conn.execute(stmt):
+            for name, key in conn.execute(stmt.where(ledger.in_case(conn, L.purges, customer))):
                 out.setdefault(name[len(prefix) :], set()).add(key)
     except sa.exc.SQLAlchemyError as exc:
         raise _db_error("cannot read the ledger", exc) from None
@@ -1380,7 +1416,7 @@ def plan_purge(
         plan.closure_pending = [f"{ref} = {value!r}" for ref, value in settings.closure.items()]
     plan.exports = [e for e in _ledger_rows(ledger, L.exports, customer) if e.get("path") and e["status"] != "removed"]
     row_may_be_gone = full_done or unfinished is not None
-    with _open_source(settings, customer, row_may_be_gone=row_may_be_gone) as src:
+    with _open_source(settings, ledger, customer, row_may_be_gone=row_may_be_gone) as src:
         plan.name = src.customer_name() if not src.customer_row_gone else _stored_name(purges, customer)
         unclassified = src.datamap.unclassified()
         if unclassified:
@@ -1704,6 +1740,7 @@ class _Run:
                 conn.execute(
                     L.purges.insert().values(
                         customer=self.customer,
+                        identity_id=self.ledger.case_id(conn, self.customer),
                         kind=plan.kind,
                         started_at=naive_utc(self.now),
                         status="running",
@@ -2320,7 +2357,7 @@ class _Run:
                 self._bump(conn, "closure", sum(counts.values()), 1, True)
         self._load_state()
         termination = plan.termination_date
-        with _open_source(settings, self.customer, row_may_be_gone=True) as src:
+        with _open_source(settings, self.ledger, self.customer, row_may_be_gone=True) as src:
             if src.datamap.unclassified():
                 raise Refused(f"unclassified tables appeared: {', '.join(src.datamap.unclassified())}")
             scope = _Scope(settings, src, termination, self.now, expire_all=self.expire_all)
@@ -2491,6 +2528,10 @@ class _Run:
                 conn, "purge", "purge.done", self.customer,
                 {"purge_id": self.purge_id, "certificate_sha256": digest, "audit_head": head},
             )  # fmt: skip
+            if self.plan.kind == "full":
+                # The customer's row is gone: a row that later gets the same key is a new
+                # customer, with a case of its own (the retention purge still runs for this one).
+                self.ledger.finish_case(conn, self.ledger.case_id(conn, self.customer))
         event("purge_done", customer=self.customer, purge_id=self.purge_id, rows=sum(deleted.values()))
         return result
 
@@ -2521,7 +2562,7 @@ class _Run:
         self._via_tables: set[str] = set()
         self._retained_keys: dict[str, list[str]] = {}
         settings = self.settings
-        with _open_source(settings, self.customer, row_may_be_gone=True) as src:
+        with _open_source(settings, self.ledger, self.customer, row_may_be_gone=True) as src:
             scope = _Scope(settings, src, self.plan.termination_date, self.now, expire_all=self.expire_all)
             self._via_tables = set(scope.via)
             self._order = list(scope.children_first)

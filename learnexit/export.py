@@ -47,7 +47,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import contract, errors
-from .calendar import active_notice
+from .calendar import active_notice, open_source
 from .calendar import now as current_time
 from .config import LANGS, SQL_DIALECTS, Settings, scrub
 from .errors import BadInput, LearnexitError, OperationalError, Refused
@@ -1011,19 +1011,22 @@ def _serialise(conn: sa.Connection) -> None:
     conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "audit_count").with_for_update()).all()
 
 
-def _purge_started(conn: sa.Connection, customer: str) -> Any:
-    """The latest full purge of ``customer`` (running, failed or done), if any."""
+def _purge_started(ledger: Ledger, conn: sa.Connection, customer: str, row_pk: str | None) -> Any:
+    """The latest full purge (running, failed or done) of the case ``row_pk`` belongs to."""
+    case = ledger.case(conn, customer)
+    if case is None or (case["finished_at"] is not None and case["row_pk"] not in (None, row_pk)):
+        return None  # no case yet, or the key now names a new customer
     stmt = (
         sa.select(purges.c.id, purges.c.status, purges.c.started_at)
-        .where(purges.c.customer == customer, purges.c.kind == "full")
+        .where(purges.c.identity_id == case["id"], purges.c.kind == "full")
         .order_by(purges.c.id.desc())
         .limit(1)
     )
     return conn.execute(stmt).first()
 
 
-def _refuse_after_purge(conn: sa.Connection, customer: str) -> None:
-    purge = _purge_started(conn, customer)
+def _refuse_after_purge(ledger: Ledger, conn: sa.Connection, customer: str, row_pk: str | None) -> None:
+    purge = _purge_started(ledger, conn, customer, row_pk)
     if purge is not None:  # the data is being (or has been) deleted: a package would be partial
         raise Refused(
             f"a purge of {customer} started on {purge.started_at:%Y-%m-%d} (purge #{purge.id}, {purge.status}); "
@@ -1032,16 +1035,23 @@ def _refuse_after_purge(conn: sa.Connection, customer: str) -> None:
 
 
 def _record_start(
-    ledger: Ledger, customer: str, build: PackageBuild, formats: list[str], late_reason: str | None, at: datetime
+    ledger: Ledger,
+    customer: str,
+    row_pk: str | None,
+    build: PackageBuild,
+    formats: list[str],
+    late_reason: str | None,
+    at: datetime,
 ) -> int:
     import socket
 
     with ledger.transaction() as conn:
         _serialise(conn)
-        _refuse_after_purge(conn, customer)
+        _refuse_after_purge(ledger, conn, customer, row_pk)
         inserted = conn.execute(
             exports.insert().values(
                 customer=customer,
+                identity_id=ledger.open_case(conn, customer, row_pk),
                 started_at=at.replace(tzinfo=None),
                 status="running",
                 path=str(build.final),
@@ -1228,7 +1238,7 @@ def run_export(
     started = _aware(settings, now)
     out_dir = Path(out).absolute() if out is not None else settings.export.out  # the ledger keeps this path
 
-    with Source(settings, customer) as source, Ledger(settings.state_url) as ledger:
+    with Ledger(settings.state_url) as ledger, open_source(settings, ledger, customer) as source:
         notes: list[str] = []
         deadline, late = check_window(settings, ledger, customer, started, late_reason, notes)
         unclassified = source.datamap.unclassified()
@@ -1240,14 +1250,16 @@ def run_export(
         customer_name = source.customer_name()
         try:
             with ledger.engine.connect() as lconn:  # checked again when the export is recorded
-                _refuse_after_purge(lconn, customer)
+                _refuse_after_purge(ledger, lconn, customer, source.customer_row_pk)
         except sa.exc.SQLAlchemyError as exc:
             raise OperationalError(f"cannot read the ledger: {describe_db_error(exc)}") from None
         reap_interrupted_exports(ledger, customer)  # (their clear-text builds go first)
         build = plan_package(out_dir, customer, started, zip_output=zip_output, encrypted=bool(recipients))
         build.create()  # an output folder that cannot be written fails before anything is recorded
         try:
-            export_id = _record_start(ledger, customer, build, format_names, late_reason if late else None, started)
+            export_id = _record_start(
+                ledger, customer, source.customer_row_pk, build, format_names, late_reason if late else None, started
+            )
         except BaseException:
             discard_package(build)
             raise
@@ -1305,7 +1317,7 @@ def run_export(
             with ledger.transaction() as lconn:
                 _serialise(lconn)
                 # A purge that started while we read: this package holds data being deleted.
-                overtaken = _purge_started(lconn, customer)
+                overtaken = _purge_started(ledger, lconn, customer, source.customer_row_pk)
                 if overtaken is not None:
                     raise Refused(
                         f"a purge of {customer} started while exporting (purge #{overtaken.id}); "

@@ -24,11 +24,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
 
 from .config import mask_url
-from .errors import Busy, OperationalError, VerificationFailed
+from .errors import Busy, OperationalError, Refused, VerificationFailed
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GENESIS = "0" * 64
 
 metadata = sa.MetaData()
@@ -40,10 +41,25 @@ meta_table = sa.Table(
     sa.Column("value", sa.String(255), nullable=False),
 )
 
+# One row per offboarding case: the customer row a key named when the first record was
+# made (its primary key, pinned), and when a full purge finished it.  Every record of
+# the case carries its id, so a new row that later gets the same key is a new customer.
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer", sa.String(200), nullable=False, index=True),
+    sa.Column("row_pk", sa.Text),  # the customer row's primary key as JSON text; NULL: not pinned yet
+    sa.Column("opened_at", sa.DateTime, nullable=False),
+    sa.Column("opened_by", sa.String(200), nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+)
+
 notices = sa.Table(
     "notices",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("identity_id", sa.Integer, index=True),  # identities.id: whose case
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("received", sa.Date, nullable=False),
     sa.Column("channel", sa.String(20), nullable=False),
@@ -64,6 +80,7 @@ exports = sa.Table(
     "exports",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("identity_id", sa.Integer, index=True),  # identities.id: whose case
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("started_at", sa.DateTime, nullable=False),
     sa.Column("finished_at", sa.DateTime),
@@ -83,6 +100,7 @@ confirmations = sa.Table(
     "confirmations",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("identity_id", sa.Integer, index=True),  # identities.id: whose case
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("confirmed_at", sa.DateTime, nullable=False),
     sa.Column("confirmed_by", sa.String(200), nullable=False),
@@ -96,6 +114,7 @@ closures = sa.Table(
     "closures",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("identity_id", sa.Integer, index=True),  # identities.id: whose case
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("performed_at", sa.DateTime, nullable=False),
     sa.Column("rows", sa.Text, nullable=False),  # JSON {table.column: rows changed}
@@ -106,6 +125,7 @@ holds = sa.Table(
     "holds",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("identity_id", sa.Integer, index=True),  # identities.id: whose case
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("placed_by", sa.String(200), nullable=False),
@@ -118,6 +138,7 @@ purges = sa.Table(
     "purges",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("identity_id", sa.Integer, index=True),  # identities.id: whose case
     sa.Column("customer", sa.String(200), nullable=False, index=True),
     sa.Column("kind", sa.String(20), nullable=False),  # full | retention
     sa.Column("started_at", sa.DateTime, nullable=False),
@@ -179,6 +200,9 @@ audit = sa.Table(
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+
+CASE_TABLES = (notices, exports, confirmations, closures, holds, purges)
 
 
 def utcnow() -> datetime:
@@ -263,6 +287,7 @@ class Ledger:
 
         self.url = url
         self.actor = current_actor()
+        self._chosen_cases: dict[str, int] = {}
         self.engine: Engine = make_engine(url, what="state", sqlite_begin="BEGIN IMMEDIATE")
         if self.engine.dialect.name == "sqlite":
             self._ensure_sqlite_folder()
@@ -297,11 +322,102 @@ class Ledger:
                         )
                     if "audit_count" not in rows:
                         conn.execute(meta_table.insert().values(key="audit_count", value="0"))
+                    if int(rows.get("schema_version", SCHEMA_VERSION)) < 2:
+                        self._migrate_to_identities(conn)
+                        conn.execute(meta_table.update().where(meta_table.c.key == "schema_version").values(value="2"))
                 return
             except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
                 if attempt == 3:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+
+    def _migrate_to_identities(self, conn: Connection) -> None:
+        """Schema 1 → 2: every record gets the case it belongs to (one per customer key so
+        far; the row's primary key is pinned by the next command that reads the source)."""
+        inspector = sa.inspect(conn)
+        for table in CASE_TABLES:
+            if "identity_id" not in {c["name"] for c in inspector.get_columns(table.name)}:
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN identity_id INTEGER")
+        customers: set[str] = set()
+        for table in CASE_TABLES:
+            customers |= {r[0] for r in conn.execute(sa.select(table.c.customer).distinct())}
+        now = utcnow()
+        for customer in sorted(customers):
+            key = conn.execute(
+                identities.insert().values(customer=customer, opened_at=now, opened_by="migration to schema 2")
+            ).inserted_primary_key
+            assert key is not None
+            for table in CASE_TABLES:
+                conn.execute(
+                    table.update()
+                    .where(table.c.customer == customer, table.c.identity_id.is_(None))
+                    .values(identity_id=int(key[0]))
+                )
+
+    # -- offboarding cases (identities) ----------------------------------------------
+
+    def case(self, conn: Connection, customer: str) -> dict[str, Any] | None:
+        """The customer key's current case: the one chosen with ``use_case``, else the latest."""
+        stmt = sa.select(identities).where(identities.c.customer == customer)
+        chosen = self._chosen_cases.get(customer)
+        if chosen is not None:
+            stmt = stmt.where(identities.c.id == chosen)
+        row = conn.execute(stmt.order_by(identities.c.id.desc()).limit(1)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def case_of(self, customer: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            return self.case(conn, customer)
+
+    def in_case(self, conn: Connection, table: sa.Table, customer: str) -> ColumnElement[bool]:
+        """Where-clause: ``table``'s records of the customer key's current case."""
+        case = self.case(conn, customer)
+        if case is None:
+            return sa.false()
+        return sa.and_(table.c.customer == customer, table.c.identity_id == case["id"])
+
+    @contextmanager
+    def use_case(self, customer: str, identity_id: int) -> Iterator[None]:
+        """Read and write ``customer``'s records of an earlier case (a retention purge due
+        after the key was given to a new customer)."""
+        self._chosen_cases[customer] = identity_id
+        try:
+            yield
+        finally:
+            self._chosen_cases.pop(customer, None)
+
+    def open_case(self, conn: Connection, customer: str, row_pk: str | None) -> int:
+        """The case a new record of ``customer`` belongs to, opened or pinned as needed.
+
+        A finished case (its full purge done) is never reopened for a different row: a
+        row that now has the same key is a new customer with a case of its own."""
+        case = self.case(conn, customer)
+        if case is not None and (case["finished_at"] is None or case["row_pk"] in (None, row_pk)):
+            if case["row_pk"] is None and row_pk is not None:
+                conn.execute(identities.update().where(identities.c.id == case["id"]).values(row_pk=row_pk))
+            elif row_pk is not None and case["row_pk"] != row_pk:
+                raise Refused(
+                    f"the source row of {customer!r} is not the one its offboarding case was opened for; "
+                    "nothing was recorded"
+                )
+            return int(case["id"])
+        key = conn.execute(
+            identities.insert().values(customer=customer, row_pk=row_pk, opened_at=utcnow(), opened_by=self.actor)
+        ).inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def case_id(self, conn: Connection, customer: str) -> int:
+        """The current case's id, for a record that needs an open case (confirm, purge)."""
+        case = self.case(conn, customer)
+        return int(case["id"]) if case is not None else self.open_case(conn, customer, None)
+
+    def finish_case(self, conn: Connection, identity_id: int) -> None:
+        conn.execute(
+            identities.update()
+            .where(identities.c.id == identity_id, identities.c.finished_at.is_(None))
+            .values(finished_at=utcnow())
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -447,10 +563,11 @@ class Ledger:
     # -- simple reads -----------------------------------------------------------------
 
     def rows(self, table: sa.Table, customer: str | None = None) -> list[dict[str, Any]]:
+        """A ledger table's rows; with ``customer``, those of the key's current case."""
         stmt = sa.select(table).order_by(table.c.id)
-        if customer is not None:
-            stmt = stmt.where(table.c.customer == customer)
         with self.engine.connect() as conn:
+            if customer is not None:
+                stmt = stmt.where(self.in_case(conn, table, customer))
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def customers(self) -> list[str]:

@@ -14,12 +14,14 @@ database, never as key lists in Python; self-references become recursive CTEs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
 from .config import Settings, mask_url, scrub
-from .errors import BadInput, ConfigError, OperationalError, UnknownCustomer
+from .errors import BadInput, ConfigError, OperationalError, Refused, UnknownCustomer
 
 # What a customer key may look like when it is spliced into a URL (tenancy
 # "database"): no path separators, no dots at the start, nothing a shell or a URL
@@ -57,6 +59,12 @@ class Edge:
     parent: str
     parent_cols: tuple[str, ...]
     declared: bool = True
+    # (column, values) pairs: a child column holding one of its values means "no reference"
+    sentinels: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    @property
+    def is_self(self) -> bool:
+        return self.child == self.parent
 
     @property
     def label(self) -> str:
@@ -71,13 +79,17 @@ class TableInfo:
     via: str = ""
     depth: int | None = None
     edges: list[Edge] = field(default_factory=list)  # edges used for the row predicate
-    self_edge: Edge | None = None
+    self_edges: list[Edge] = field(default_factory=list)  # self-references (trees), all followed
     via_sources: list[tuple[str, str, str]] = field(default_factory=list)  # (table, col, target col)
     note: str | None = None
 
     @property
     def owned(self) -> bool:
         return self.status == "owned"
+
+    @property
+    def self_edge(self) -> Edge | None:
+        return self.self_edges[0] if self.self_edges else None
 
 
 def _install_sqlite_transactions(engine: Engine, begin: str = "BEGIN") -> None:
@@ -133,6 +145,121 @@ def describe_db_error(exc: BaseException) -> str:
     return scrub(text[0] if text else type(orig).__name__)
 
 
+def key_text(value: Any) -> str:
+    """The text a stored key value is typed as (what a customer key must equal exactly)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """One row of the customer table: its stored key and its primary key."""
+
+    key: Any
+    pk: tuple[Any, ...]
+
+    @property
+    def pk_text(self) -> str:
+        return pk_text(self.pk)
+
+
+@dataclass(frozen=True)
+class PinnedRow:
+    """The customer row an offboarding case was opened for, as the ledger recorded it
+    (``pk_text``), and whether the case's purge has deleted it (``deleted``)."""
+
+    pk_text: str
+    deleted: bool = False
+
+    @property
+    def pk(self) -> tuple[Any, ...]:
+        return tuple(json.loads(self.pk_text))
+
+
+def pk_text(pk: tuple[Any, ...] | list[Any]) -> str:
+    """A primary key as canonical text (how the ledger stores and compares it)."""
+    return json.dumps([key_text(v) for v in pk], ensure_ascii=False, separators=(",", ":"))
+
+
+def _pk_label(table: sa.Table, pk: tuple[Any, ...]) -> str:
+    names = [c.name for c in table.primary_key.columns] or ["key"]
+    return ", ".join(f"{n} {key_text(v)}" for n, v in zip(names, pk, strict=False))
+
+
+def _loose_integer(typed: str) -> int | None:
+    """What a database's numeric comparison would make of ``typed`` (' 01', '+1', '1.0')."""
+    try:
+        number = Decimal(typed.strip())
+    except (InvalidOperation, ValueError):
+        return None
+    if not number.is_finite() or number != number.to_integral_value():
+        return None
+    return int(number)
+
+
+def _key_probe(key_col: sa.Column[Any], typed: str) -> ColumnElement[bool] | None:
+    """A condition that finds the typed key and its near misses, in the column's own type."""
+    kind = key_col.type
+    if isinstance(kind, sa.Integer):
+        values = {v for v in (_loose_integer(typed),) if v is not None and abs(v) < 2**63}
+        return key_col.in_(sorted(values)) if values else None
+    if isinstance(kind, sa.String):
+        folded = typed.strip().lower()
+        return sa.or_(key_col == typed, sa.func.lower(sa.func.trim(key_col)) == folded)
+    return sa.cast(key_col, sa.String) == typed
+
+
+def find_customer_row(engine: Engine, table: sa.Table, key_col: sa.Column[Any], typed: str) -> CustomerRow:
+    """The one row whose key, as text, is exactly ``typed``.
+
+    No collation folding, no numeric coercion: a key that would match only under the
+    database's own comparison ('ACME', 'acme ', '01') is refused with the key it
+    resembles, so two spellings can never reach one customer."""
+    pk_cols = list(table.primary_key.columns) or [key_col]
+    probe = _key_probe(key_col, typed)
+    rows: list[Any] = []
+    if probe is not None:
+        with engine.connect() as conn:
+            rows = list(conn.execute(sa.select(key_col, *pk_cols).where(probe).limit(20)))
+    exact = [r for r in rows if key_text(r[0]) == typed]
+    if len(exact) > 1:
+        raise BadInput(f"customer key {typed[:60]!r} matches several {table.name} rows")
+    if exact:
+        return CustomerRow(exact[0][0], tuple(exact[0][1:]))
+    hint = ""
+    if rows:
+        hint = f"; did you mean {key_text(rows[0][0])!r}?"
+    raise UnknownCustomer(
+        f"unknown customer {typed[:60]!r}: no {table.name} row with {key_col.name} exactly that value{hint}"
+    )
+
+
+def _present(table: Any, cols: tuple[str, ...], sentinels: tuple[tuple[str, tuple[Any, ...]], ...]) -> list[Any]:
+    """Conditions that a reference is set: no column NULL, none holding a "none" value."""
+    conds: list[Any] = [table.c[c].isnot(None) for c in cols]
+    for col, values in sentinels:
+        typed = _coerce_all(table.c[col], values)
+        if typed:
+            conds.append(table.c[col].not_in(typed))
+    return conds
+
+
+def _coerce_all(column: Any, values: tuple[Any, ...]) -> list[Any]:
+    """Sentinel values in the column's own type (0 for an integer column, '0' for text)."""
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return list(values)
+    out = []
+    for value in values:
+        try:
+            out.append(python_type(value))
+        except (TypeError, ValueError, ArithmeticError):
+            continue
+    return out
+
+
 def _constraint_order(fk: sa.ForeignKeyConstraint) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
     return (
         tuple(c.name for c in fk.columns),
@@ -144,7 +271,7 @@ def _constraint_order(fk: sa.ForeignKeyConstraint) -> tuple[tuple[str, ...], str
 class Source:
     """One customer's view of the source database."""
 
-    def __init__(self, settings: Settings, customer: str) -> None:
+    def __init__(self, settings: Settings, customer: str, *, pinned: PinnedRow | None = None) -> None:
         self.settings = settings
         self.customer = check_customer_key(customer)
         self.tenancy = settings.customer.tenancy
@@ -175,10 +302,13 @@ class Source:
         except sa.exc.SQLAlchemyError as exc:
             raise OperationalError(f"cannot read source {mask_url(self.url)}: {describe_db_error(exc)}") from None
         self.datamap = DataMap(settings, self.metadata)
+        self.pinned = pinned
+        self.customer_pk: tuple[Any, ...] | None = None
         self._customer_value: Any = None
         if self.tenancy == "shared":
             self._customer_value = self._find_customer()
         self._preds: dict[str, ColumnElement[bool]] = {}
+        self._reach_cache: dict[tuple[str, bool], ColumnElement[bool]] = {}
         self._cte_counter = 0
         self._watches: dict[int, tuple[Connection, Any]] = {}
 
@@ -194,18 +324,28 @@ class Source:
     # -- the customer ---------------------------------------------------------
 
     def _find_customer(self) -> Any:
+        """The customer's row, found by the exact text of its key (rule 1 of ownership)."""
         cust = self.settings.customer
         table = self.table(cust.table or "")
-        key_col = table.c[cust.key]
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(key_col).where(key_col == self.customer).limit(2)).all()
-        if not rows:
-            raise UnknownCustomer(
-                f"unknown customer {self.customer[:60]!r}: no {cust.table} row with {cust.key} = that value"
+        found = find_customer_row(self.engine, table, table.c[cust.key], self.customer)
+        if self.pinned is not None and found.pk_text != self.pinned.pk_text:
+            raise Refused(
+                f"customer key {self.customer!r} now names another {cust.table} row "
+                f"({_pk_label(table, found.pk)}) than the one this offboarding case was opened for "
+                f"({_pk_label(table, self.pinned.pk)}); nothing was done"
             )
-        if len(rows) > 1:
-            raise BadInput(f"customer key {self.customer!r} matches several {cust.table} rows")
-        return rows[0][0]
+        self.customer_pk = found.pk
+        return found.key
+
+    @property
+    def customer_row_pk(self) -> str | None:
+        """The customer row's primary key as the ledger pins it (None: database tenancy)."""
+        return pk_text(self.customer_pk) if self.customer_pk is not None else None
+
+    @property
+    def customer_value(self) -> Any:
+        """The customer's key as stored (an int for an integer key column)."""
+        return self._customer_value
 
     def customer_name(self) -> str:
         """The organisation's display name (the key when none is configured)."""
@@ -214,9 +354,7 @@ class Source:
             return self.customer
         table = self.table(cust.table or "")
         with self.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(table.c[cust.name_column]).where(table.c[cust.key] == self._customer_value)
-            ).scalar()
+            value = conn.execute(sa.select(table.c[cust.name_column]).where(self._root_row(table))).scalar()
         return str(value) if value is not None else self.customer
 
     # -- tables and predicates ------------------------------------------------
@@ -229,7 +367,11 @@ class Source:
         return [t for t in self.datamap.order if self.datamap.info[t].owned]
 
     def predicate(self, name: str) -> ColumnElement[bool]:
-        """SQL condition selecting exactly this customer's rows of ``name``."""
+        """SQL condition selecting exactly this customer's rows of ``name``.
+
+        A row is the customer's when every ownership reference of it that is set leads
+        to this customer (rule 3): rows whose references also lead elsewhere are
+        *contested* (``contested``) and belong to no one until the config settles it."""
         if name not in self._preds:
             self._preds[name] = self._build_predicate(name)
         return self._preds[name]
@@ -242,36 +384,81 @@ class Source:
         if info.how == "database":
             return sa.true()
         if info.how == "customer":
-            return table.c[self.settings.customer.key] == self._customer_value
-        conditions: list[ColumnElement[bool]] = []
-        if info.how == "chain":
-            for edge in info.edges:
-                parent = self.table(edge.parent)
-                sub = sa.select(*[parent.c[c] for c in edge.parent_cols]).where(self.predicate(edge.parent))
-                conditions.append(_in(table, edge.child_cols, sub))
-        elif info.how == "owned_via":
+            return self._reach(name, mine=True)
+        if info.how == "owned_via":
+            conditions: list[ColumnElement[bool]] = []
             for src_name, src_col, target_col in info.via_sources:
                 src = self.table(src_name)
-                sub = sa.select(src.c[src_col]).where(self.predicate(src_name))
+                sentinels = self.settings.rule(src_name).sentinels_of(src_col)
+                sub = sa.select(src.c[src_col]).where(
+                    self.predicate(src_name), *_present(src, (src_col,), ((src_col, sentinels),))
+                )
                 conditions.append(table.c[target_col].in_(sub))
-        base = sa.or_(*conditions) if conditions else sa.false()
-        if info.self_edge is not None:
-            return self._tree(table, info.self_edge, base)
-        return base
+            return sa.or_(*conditions) if conditions else sa.false()
+        return sa.and_(self._reach(name, mine=True), sa.not_(self._reach(name, mine=False)))
 
-    def _tree(self, table: sa.Table, edge: Edge, base: ColumnElement[bool]) -> ColumnElement[bool]:
-        """Rows matching ``base`` and all their descendants through a self-reference."""
+    def contested(self, name: str) -> ColumnElement[bool] | None:
+        """Rows of ``name`` whose references lead to this customer and to another one."""
+        if self.datamap.info[name].how != "chain":
+            return None
+        return sa.and_(self._reach(name, mine=True), self._reach(name, mine=False))
+
+    def leads_elsewhere(self, name: str, edge: Edge) -> ColumnElement[bool]:
+        """Rows of ``name`` whose reference ``edge`` leads to a customer other than this one."""
+        return self._edge_leads(self.table(name), edge, mine=False)
+
+    def _root_row(self, table: sa.Table) -> ColumnElement[bool]:
+        """The customer's own row: its key and (once pinned) its primary key."""
+        cond = [table.c[self.settings.customer.key] == self._customer_value]
+        pk = list(table.primary_key.columns)
+        if self.customer_pk is not None and pk:
+            cond += [col == value for col, value in zip(pk, self.customer_pk, strict=True)]
+        return sa.and_(*cond)
+
+    def _reach(self, name: str, *, mine: bool) -> ColumnElement[bool]:
+        """Rows of ``name`` whose ownership references lead to this customer (``mine``) or
+        to any other customer (not ``mine``); both hold for a contested row."""
+        key = (name, mine)
+        if key in self._reach_cache:
+            return self._reach_cache[key]
+        info = self.datamap.info[name]
+        table = self.table(name)
+        if info.how == "customer":
+            root = self._root_row(table)
+            tree = self._tree(table, info.self_edges, root) if info.self_edges else root
+            cond = tree if mine else sa.not_(tree)
+        else:
+            parts = [self._edge_leads(table, e, mine=mine) for e in info.edges]
+            cond = sa.or_(*parts) if parts else sa.false()
+            if info.self_edges:
+                cond = self._tree(table, info.self_edges, cond)
+        self._reach_cache[key] = cond
+        return cond
+
+    def _edge_leads(self, table: sa.Table, edge: Edge, *, mine: bool) -> ColumnElement[bool]:
+        parent = self.table(edge.parent)
+        parent_cols = [parent.c[c] for c in edge.parent_cols]
+        sub = sa.select(*parent_cols).where(self._reach(edge.parent, mine=mine), *[c.isnot(None) for c in parent_cols])
+        return sa.and_(*_present(table, edge.child_cols, edge.sentinels), _in(table, edge.child_cols, sub))
+
+    def _tree(self, table: sa.Table, edges: list[Edge], base: ColumnElement[bool]) -> ColumnElement[bool]:
+        """Rows matching ``base`` and all their descendants through the self-references."""
         self._cte_counter += 1
-        key_cols = edge.parent_cols  # what children point at (usually id)
+        key_cols = tuple(dict.fromkeys(c for e in edges for c in e.parent_cols))
         tree = (
             sa.select(*[table.c[c] for c in key_cols])
             .where(base)
             .cte(name=f"le_tree_{self._cte_counter}", recursive=True)
         )
         child = table.alias(f"le_child_{self._cte_counter}")
-        step = sa.select(*[child.c[c] for c in key_cols]).where(
-            sa.and_(*[child.c[cc] == tree.c[pc] for cc, pc in zip(edge.child_cols, key_cols, strict=True)])
-        )
+        links = [
+            sa.and_(
+                *_present(child, e.child_cols, e.sentinels),
+                *[child.c[cc] == tree.c[pc] for cc, pc in zip(e.child_cols, e.parent_cols, strict=True)],
+            )
+            for e in edges
+        ]
+        step = sa.select(*[child.c[c] for c in key_cols]).where(sa.or_(*links))
         tree = tree.union(step)  # UNION, not UNION ALL: stops on cycles in the data
         return _in(table, key_cols, sa.select(*[tree.c[c] for c in key_cols]))
 
@@ -493,15 +680,29 @@ class DataMap:
                 key = (table.name, child_cols, parent)
                 if key not in seen:
                     seen.add(key)
-                    edges.append(Edge(table.name, child_cols, parent, parent_cols, True))
+                    sentinels = self._sentinels(table.name, child_cols, ())
+                    edges.append(Edge(table.name, child_cols, parent, parent_cols, True, sentinels))
         for rel in self.settings.relations:
             if set(self.settings.rule(rel.from_table).ignore_references) & set(rel.from_columns):
                 continue
             key = (rel.from_table, rel.from_columns, rel.to_table)
             if key not in seen:
                 seen.add(key)
-                edges.append(Edge(rel.from_table, rel.from_columns, rel.to_table, rel.to_columns, False))
+                sentinels = self._sentinels(rel.from_table, rel.from_columns, rel.sentinels)
+                edges.append(Edge(rel.from_table, rel.from_columns, rel.to_table, rel.to_columns, False, sentinels))
         return edges
+
+    def _sentinels(
+        self, table: str, columns: tuple[str, ...], extra: tuple[Any, ...]
+    ) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """The "no reference" values of each column: the relation's own and the table's."""
+        rule = self.settings.rule(table)
+        out = []
+        for col in columns:
+            values = tuple(dict.fromkeys((*extra, *rule.sentinels_of(col))))
+            if values:
+                out.append((col, values))
+        return tuple(out)
 
     def _classify(self) -> None:
         s = self.settings
@@ -516,8 +717,8 @@ class DataMap:
                 if info[n].status != "shared":
                     info[n].status, info[n].how, info[n].via = "owned", "database", "the whole database"
             for e in self.edges:
-                if e.child == e.parent and info[e.child].owned:
-                    info[e.child].self_edge = e
+                if e.is_self and info[e.child].owned:
+                    info[e.child].self_edges.append(e)
             return
         root = s.customer.table or ""
         info[root].status, info[root].how, info[root].depth = "owned", "customer", 0
@@ -584,9 +785,13 @@ class DataMap:
                 e.child_cols,
             )
         )
+        # Every self-reference of the customer table and of chain tables is followed: a
+        # sub-organisation is the organisation's, a section under another is its parent's.
+        for e in self.edges:
+            if e.is_self and info[e.child].how in ("customer", "chain"):
+                info[e.child].self_edges.append(e)
         for e in candidates:
-            if e.child == e.parent:
-                info[e.child].self_edge = e
+            if e.is_self:
                 continue
             if reaches(e.parent, e.child):
                 self.notes.append(f"reference {e.label} is not used to find the customer's rows: it would form a cycle")
@@ -620,31 +825,51 @@ class DataMap:
         return pk[0].name
 
     def _parent_first_order(self) -> list[str]:
-        """All tables, every referenced table before the tables referencing it."""
+        """All tables, every referenced table before the tables referencing it.
+
+        The references rows are found by come first and always hold; any other
+        reference is honoured unless it would close a cycle (then the purge breaks it by
+        setting the nullable column NULL first, or refuses when it cannot)."""
         names = sorted(self.by_name)
         deps: dict[str, set[str]] = {n: set() for n in names}
-        for e in self.edges:
-            if e.child != e.parent:
+
+        def reaches(a: str, b: str) -> bool:
+            stack, seen = [a], set()
+            while stack:
+                x = stack.pop()
+                if x == b:
+                    return True
+                if x not in seen:
+                    seen.add(x)
+                    stack.extend(deps[x])
+            return False
+
+        used = [e for n in names for e in self.info[n].edges]
+        others = sorted(
+            (e for e in self.edges if not e.is_self and e not in used), key=lambda e: (e.child, e.child_cols)
+        )
+        for e in used + others:
+            if e.child != e.parent and e.parent not in deps[e.child] and not reaches(e.parent, e.child):
                 deps[e.child].add(e.parent)
         order: list[str] = []
         done: set[str] = set()
-        visiting: set[str] = set()
 
         def visit(n: str) -> None:
             if n in done:
                 return
-            if n in visiting:  # a reference cycle: the first table entered goes first
-                return
-            visiting.add(n)
+            done.add(n)
             for p in sorted(deps[n]):
                 visit(p)
-            visiting.discard(n)
-            done.add(n)
             order.append(n)
 
         for n in names:
             visit(n)
         return order
+
+    def back_edges(self) -> list[Edge]:
+        """References that point against the parent-first order (they close a cycle)."""
+        position = {t: i for i, t in enumerate(self.order)}
+        return [e for e in self.edges if not e.is_self and position[e.parent] > position[e.child]]
 
     def owned(self) -> list[str]:
         return [n for n in self.order if self.info[n].owned]

@@ -66,6 +66,7 @@ def add_export(ledger: Ledger, customer: str, status: str = "complete") -> None:
         conn.execute(
             L.exports.insert().values(
                 customer=customer,
+                identity_id=ledger.case_id(conn, customer),
                 started_at=datetime(2026, 11, 29, 12, 0),
                 finished_at=datetime(2026, 11, 29, 12, 5),
                 status=status,
@@ -80,6 +81,7 @@ def add_purge(ledger: Ledger, customer: str, status: str, kind: str = "full", re
         conn.execute(
             L.purges.insert().values(
                 customer=customer,
+                identity_id=ledger.case_id(conn, customer),
                 kind=kind,
                 started_at=datetime(2027, 5, 1, 0, 5),
                 finished_at=datetime(2027, 5, 1, 0, 9),

@@ -346,6 +346,7 @@ def add_notice(settings: Settings, received: date, deadline: date) -> None:
         conn.execute(
             notices.insert().values(
                 customer="acme",
+                identity_id=ledger.case_id(conn, "acme"),
                 received=received,
                 channel="email",
                 recorded_by="tester@example",

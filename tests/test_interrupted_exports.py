@@ -184,6 +184,7 @@ def fake_export(ledger: Ledger, out: Path, n: int, holder: str | None, customer:
         export_id = conn.execute(
             L.exports.insert().values(
                 customer=customer,
+                identity_id=ledger.case_id(conn, customer),
                 started_at=L.utcnow(),
                 status="running",
                 path=str(final),

@@ -269,6 +269,7 @@ def fake_exports(lms: Lms) -> list[Path]:
             conn.execute(
                 L.exports.insert().values(
                     customer="acme",
+                    identity_id=ledger.case_id(conn, "acme"),
                     started_at=datetime(2027, 1, 10, 10, 15),
                     finished_at=datetime(2027, 1, 10, 10, 16),
                     status=status,
