@@ -286,13 +286,14 @@ def test_a_sub_organisation_is_listed_exported_and_purged(site: Site) -> None:
     org, course, enrolment = add_sub_organisation(site)
     inspected = site.cli("inspect", "acme", "--json")
     assert inspected.exit_code == 0, inspected.stderr
-    assert "acme-north" in inspected.stdout
+    listed = "acme-north" in inspected.stdout  # (asserted last: export and purge are checked first)
     got = assert_export_is_oracle(site, "acme")
     assert str(org) in got["organisations"] and str(course) in got["courses"]
     assert str(enrolment) in got["enrolments"]
     _, _, after = purge_as_oracle(site, "acme", may_refuse=False)
     assert org not in after["organisations"] and course not in after["courses"]
     assert enrolment not in after["enrolments"]
+    assert listed, "inspect acme does not list the sub-organisation acme-north"
 
 
 # --------------------------------------------------------------------------- contested rows
