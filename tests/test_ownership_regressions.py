@@ -30,6 +30,8 @@ runner = CliRunner()
 
 NOTICE_NOW = "2026-01-15"
 DUE_NOW = "2026-07-01"  # the notice below: period end 2026-03-31, purge due 2026-06-30
+LATER_NOW = "2026-08-01"  # a second customer's notice, after the first one's purge
+LATER_DUE_NOW = "2027-02-01"  # period end 2026-09-30: due 2026-12-29
 SHARED = {"catalogue_items", "developer_keys"}
 VIA = {"users": ["logins.user_id", "memberships.user_id"]}
 ON_DELETE = ("NO ACTION", "CASCADE", "SET NULL")
@@ -189,19 +191,21 @@ def assert_export_is_oracle(site: Site, customer: str) -> dict[str, set[str]]:
     return got
 
 
-def give_notice(site: Site, customer: str) -> None:
-    done = site.cli("notice", customer, "--received", "2026-01-10", "--period-end", "2026-03-31")
+def give_notice(site: Site, customer: str, *, later: bool = False) -> None:
+    dates = ("2026-08-01", "2026-09-30") if later else ("2026-01-10", "2026-03-31")
+    now = LATER_NOW if later else NOTICE_NOW
+    done = site.cli("notice", customer, "--received", dates[0], "--period-end", dates[1], now=now)
     assert done.exit_code == 0, done.stderr
 
 
-def purge_as_oracle(site: Site, customer: str, *, may_refuse: bool) -> tuple[Any, Rows, Rows]:
+def purge_as_oracle(site: Site, customer: str, *, may_refuse: bool, later: bool = False) -> tuple[Any, Rows, Rows]:
     """Notice and purge ``customer`` when due; the source ends exactly as the oracle says
     (or, where refusing is allowed, exit 3 and nothing changed).  Never a half-done purge."""
     schema = site.schema()
     before = read_all(site.url, schema)
     verdict = decide(schema, before, customer)
-    give_notice(site, customer)
-    result = site.cli("purge", customer, "--yes", "--json", now=DUE_NOW)
+    give_notice(site, customer, later=later)
+    result = site.cli("purge", customer, "--yes", "--json", now=LATER_DUE_NOW if later else DUE_NOW)
     after = read_all(site.url, schema)
     if may_refuse and result.exit_code == 3:
         assert after == before, "a refused purge changed the source"
@@ -316,7 +320,7 @@ def test_a_row_chaining_to_two_customers_is_nobodys(lite: Site) -> None:
     assert "contested" in output(inspected).lower() and "activity_log" in output(inspected)
     _, before, after = purge_as_oracle(lite, "acme", may_refuse=True)
     assert after["activity_log"][row] == before["activity_log"][row]
-    _, before, after = purge_as_oracle(lite, "globex", may_refuse=True)
+    _, before, after = purge_as_oracle(lite, "globex", may_refuse=True, later=True)
     assert after["activity_log"][row] == before["activity_log"][row]
 
 
