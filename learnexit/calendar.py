@@ -1381,7 +1381,9 @@ def check_attention(
     not confirmed), ``purge_overdue`` (due and not done, no hold),
     ``retention_purge_overdue``, ``purge_failed`` (the latest purge failed),
     ``unclassified_tables`` (in the customer's source, while a purge is still to come) and
-    ``source_problem`` (the source could not be checked).
+    ``source_problem`` (the source could not be checked), ``contested_rows`` (rows whose
+    references lead to two customers: nobody's until settled) and ``deletion_cycle`` (a
+    NOT NULL cycle of references the purge will refuse), from the notice on.
     """
     at = _now(settings, now)
     items: list[dict[str, Any]] = []
@@ -1469,6 +1471,40 @@ def check_attention(
                         ),
                     }
                 )
+            elif state != "purged_retained":
+                items += _ownership_problems(settings, ledger, customer)
+    return items
+
+
+def _ownership_problems(settings: Settings, ledger: Ledger, customer: str) -> list[dict[str, Any]]:
+    """Contested rows and reference cycles the purge could not break, from the notice on
+    (not first on the purge date)."""
+    from .source import cycle_can_break, unbreakable_cycle_note
+
+    items: list[dict[str, Any]] = []
+    try:
+        with open_source(settings, ledger, customer) as src:
+            with src.snapshot() as conn:
+                contested = src.contested_report(conn)
+            cycles = [e for e in src.datamap.back_edges() if not cycle_can_break(src, e)]
+            for c in contested:
+                items.append(
+                    {"customer": customer, "kind": "contested_rows", "table": c.table, "rows": c.rows,
+                     "references": c.references, "message": f"{customer}: {c.note()}"}
+                )  # fmt: skip
+            for e in cycles:
+                items.append(
+                    {"customer": customer, "kind": "deletion_cycle", "reference": e.label,
+                     "message": f"{customer}: {unbreakable_cycle_note(src, e)}"}
+                )  # fmt: skip
+    except LearnexitError as exc:
+        items.append(
+            {
+                "customer": customer,
+                "kind": "source_problem",
+                "message": f"{customer}: cannot check the source: {exc.message}",
+            }
+        )
     return items
 
 

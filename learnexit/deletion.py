@@ -86,7 +86,16 @@ from .errors import (
 )
 from .ledger import Ledger, aware, naive_utc, utcnow
 from .logs import event
-from .source import Edge, PinnedRow, Source, check_customer_key, describe_db_error, make_engine
+from .source import (
+    Edge,
+    PinnedRow,
+    Source,
+    check_customer_key,
+    cycle_can_break,
+    describe_db_error,
+    make_engine,
+    unbreakable_cycle_note,
+)
 
 __all__ = [
     "KILL_AT_ENV",
@@ -180,6 +189,7 @@ class PurgePlan:
     last_purge: dict[str, Any] | None = None
     backup_note: str | None = None
     timezone: str = "Europe/Stockholm"
+    contested: dict[str, int] = field(default_factory=dict)  # rows that stay: owners disagree
 
     @property
     def deleted(self) -> dict[str, int]:
@@ -234,6 +244,7 @@ class PurgePlan:
             "exports": [_export_summary(e) for e in self.exports],
             "closure": self.closure_pending,
             "unlink": self.unlink,
+            "contested": self.contested,
             "refusals": self.refusals,
             "notes": self.notes,
             "resume_of": self.resume_of,
@@ -468,6 +479,16 @@ def _outside_of(pred: ColumnElement[bool]) -> Callable[[Any], ColumnElement[bool
     return condition
 
 
+def _not_owned_by(src: Source, name: str) -> Callable[[Any], ColumnElement[bool]]:
+    """For ``_ref_exists``: the referencing row (of ``name``, or an alias of it for a
+    self-reference) is not one of the customer's."""
+
+    def condition(row: Any) -> ColumnElement[bool]:
+        return src.not_owned(name, row)
+
+    return condition
+
+
 def _in(table: Any, cols: Sequence[str], sub: Any) -> ColumnElement[bool]:
     if len(cols) == 1:
         return table.c[cols[0]].in_(sub)
@@ -682,6 +703,7 @@ class _Scope:
         self._held: dict[str, ColumnElement[bool] | None] = {}
         self._held_by: dict[str, set[str]] = {}
         self._held_busy: set[str] = set()
+        self._via_busy: set[str] = set()
         self._alias_n = 0
 
     # -- retention ---------------------------------------------------------------
@@ -717,8 +739,7 @@ class _Scope:
                     because |= self._because.get(e.child, set())
                 if conds:
                     cond = sa.or_(*conds)
-                    for edge in self.self_edges.get(t, [])[:1]:
-                        cond = self._ancestors(table, edge, cond)
+                    cond = self._ancestors(table, self.self_edges.get(t, []), cond)
                     if t not in self.via:
                         cond = sa.and_(cond, self.src.predicate(t))
                 else:
@@ -729,15 +750,23 @@ class _Scope:
         finally:
             self._busy.discard(t)
 
-    def _ancestors(self, table: sa.Table, edge: Edge, base: ColumnElement[bool]) -> ColumnElement[bool]:
-        """Rows matching ``base`` and every row they reach through a self-reference."""
+    def _ancestors(self, table: sa.Table, edges: list[Edge], base: ColumnElement[bool]) -> ColumnElement[bool]:
+        """Rows matching ``base`` and every row they reach through the self-references."""
+        if not edges:
+            return base
         self._alias_n += 1
-        key = edge.parent_cols
+        key = tuple(dict.fromkeys(c for e in edges for c in e.parent_cols))
         anc = sa.select(*[table.c[c] for c in key]).where(base).cte(name=f"le_keep_{self._alias_n}", recursive=True)
         row = table.alias(f"le_keep_row_{self._alias_n}")
-        step = sa.select(*[row.c[cc].label(pc) for cc, pc in zip(edge.child_cols, key, strict=True)]).where(
-            *[row.c[pc] == anc.c[pc] for pc in key], *[row.c[cc].isnot(None) for cc in edge.child_cols]
-        )
+        up = table.alias(f"le_keep_up_{self._alias_n}")
+        links = [
+            sa.and_(
+                *[row.c[cc].isnot(None) for cc in e.child_cols],
+                *[up.c[pc] == row.c[cc] for cc, pc in zip(e.child_cols, e.parent_cols, strict=True)],
+            )
+            for e in edges
+        ]
+        step = sa.select(*[up.c[c] for c in key]).where(*[row.c[c] == anc.c[c] for c in key], sa.or_(*links))
         anc = anc.union(step)
         return _in(table, key, sa.select(*[anc.c[c] for c in key]))
 
@@ -761,23 +790,38 @@ class _Scope:
     # -- kept for others ------------------------------------------------------------
 
     def _outside_refs(self, t: str) -> tuple[ColumnElement[bool] | None, set[str]]:
-        """Rows of ``t`` that rows outside the customer's data reference (e.g. a shared table)."""
+        """Rows of ``t`` that rows outside the customer's data reference: another
+        customer's, contested, shared or unclassified rows (a row of ``t`` itself
+        included), and people (owned_via rows) that stay.  Every reference counts, the
+        ones rows are found by too: the database must never cascade for the purge."""
         tests, sources = [], set()
         for e in self.refs.get(t, []):
-            if e.child == t or e.child in self.via:
+            if e.child in self.via:
+                if self.dm.info[e.child].how == "owned_via":
+                    tests.append(self._ref_exists(t, e, self._via_stays))
+                    sources.add(e.child)
                 continue
             if e.child in self.owned:
-                info = self.dm.info[e.child]
-                if info.how == "database" or any(
-                    x.parent == e.parent and x.child_cols == e.child_cols for x in info.edges
-                ):
-                    continue  # a row that references ours through its ownership chain is ours
-                pred = self.src.predicate(e.child)
-                tests.append(self._ref_exists(t, e, _outside_of(pred)))
+                if self.dm.info[e.child].how == "database":
+                    continue  # the whole database is the customer's
+                tests.append(self._ref_exists(t, e, _not_owned_by(self.src, e.child)))
             else:
                 tests.append(self._ref_exists(t, e, None))
             sources.add(e.child)
         return (sa.or_(*tests) if tests else None), sources
+
+    def _via_stays(self, child: Any) -> ColumnElement[bool]:
+        """owned_via rows (of ``child``, a table or an alias) that the purge leaves: not
+        the customer's, or referenced from outside its data."""
+        name = child.name if isinstance(child, sa.Table) else child.element.name
+        stays = _not_true(self.src.predicate(name))
+        if name in self._via_busy or child is not self.src.table(name):
+            return stays
+        self._via_busy.add(name)
+        try:
+            return sa.or_(stays, self.other_ref(name))
+        finally:
+            self._via_busy.discard(name)
 
     def held(self, t: str) -> ColumnElement[bool] | None:
         """The customer's rows of ``t`` kept because data outside it still references them.
@@ -808,9 +852,7 @@ class _Scope:
                 sources |= self._held_by.get(e.child, set())
             cond: ColumnElement[bool] | None = None
             if conds:
-                cond = sa.or_(*conds)
-                for edge in self.self_edges.get(t, [])[:1]:
-                    cond = self._ancestors(table, edge, cond)
+                cond = self._ancestors(table, self.self_edges.get(t, []), sa.or_(*conds))
                 cond = sa.and_(cond, self.src.predicate(t))
             self._held[t] = cond
             self._held_by[t] = sources
@@ -880,14 +922,19 @@ class _Scope:
         return sa.or_(*tests) if tests else sa.false()
 
     def other_ref(self, t: str) -> ColumnElement[bool]:
-        """A row outside this customer's data references this row of ``t``."""
+        """A row that stays after the purge references this row of ``t``: a row outside
+        the customer's data, or one of the customer's rows kept for others."""
         tests = []
         for e in self.refs.get(t, []):
             if e.child == t or e.child not in self.owned or e.child in self.via:
                 tests.append(self._ref_exists(t, e, None))
-            else:
-                pred = self.src.predicate(e.child)
+                continue
+            pred = self.src.predicate(e.child)
+            held = None if t in self._via_busy else self.held(e.child)
+            if held is None:
                 tests.append(self._ref_exists(t, e, _outside_of(pred)))
+            else:
+                tests.append(self._ref_exists(t, e, _outside_of(sa.and_(pred, _not_true(held)))))
         return sa.or_(*tests) if tests else sa.false()
 
     def personal(self, t: str) -> tuple[dict[str, Any], ColumnElement[bool] | None]:
@@ -1461,29 +1508,18 @@ def _candidate_keys(ledger: Ledger, purge_id: int) -> dict[str, set[str]]:
 
 
 def _back_edges(settings: Settings, src: Source, scope: _Scope) -> tuple[list[Edge], list[str]]:
-    """Declared references that point "forwards" in the deletion order (cycles), and refusals."""
-    position = {t: i for i, t in enumerate(scope.children_first)}
+    """Declared references between the customer's tables that point "forwards" in the
+    deletion order (they close a cycle), and refusals.  A nullable one is broken by
+    setting it NULL in the rows to delete first; a NOT NULL one cannot be, and the purge
+    refuses before it starts (``inspect`` and ``status --check`` say so from the notice)."""
     edges, refusals = [], []
-    for e in src.datamap.edges:
-        if e.child == e.parent or not e.declared:
+    for e in src.datamap.back_edges():
+        if not (e.declared and e.child in scope.owned and e.parent in scope.owned):
             continue
-        if e.child not in position or e.parent not in position:
-            continue
-        if position[e.parent] < position[e.child]:
-            table = src.table(e.child)
-            used = any(x.parent == e.parent and x.child_cols == e.child_cols for x in src.datamap.info[e.child].edges)
-            if not all(table.c[c].nullable for c in e.child_cols):
-                refusals.append(
-                    f"cannot order the deletion: {e.label} closes a cycle of references and "
-                    f"{e.child}.{','.join(e.child_cols)} is NOT NULL"
-                )
-            elif used:
-                refusals.append(
-                    f"cannot order the deletion: {e.label} closes a cycle of references and is how "
-                    f"{e.child} rows are found; list it in [tables.{e.child}] ignore_references or relax the schema"
-                )
-            else:
-                edges.append(e)
+        if cycle_can_break(src, e):
+            edges.append(e)
+        else:
+            refusals.append(unbreakable_cycle_note(src, e))
     return edges, refusals
 
 
@@ -1523,6 +1559,9 @@ def _fill_plan(
     plan.unlink = [f"{e.child}.{','.join(e.child_cols)}" for e in unlink]
     try:
         with src.snapshot() as conn:
+            for contested in src.contested_report(conn):
+                plan.contested[contested.table] = contested.rows
+                plan.notes.append(contested.note())
             for t in scope.children_first:
                 info = src.datamap.info[t]
                 table = src.table(t)
@@ -1932,7 +1971,7 @@ class _Run:
         media = self.settings.media
         mcols = _media_columns(media) if media is not None and media.table == t else []
         extra_cols = [table.c[c] for _, c, _ in via] + [table.c[c] for c in mcols]
-        self_edge = scope.self_edges.get(t, [None])[0]
+        self_edges = scope.self_edges.get(t, [])
         total = 0
         # Batches walk the table in key order (each select starts after the last key of
         # the one before, instead of scanning from the start again); at the end one more
@@ -1941,8 +1980,8 @@ class _Run:
         after: tuple[Any, ...] | None = None
         while True:
             where = [scope.doomed(t)]
-            if self_edge is not None:
-                where.append(sa.not_(scope._ref_exists(t, self_edge, None)))
+            if self_edges:  # deepest first: rows no row of the table references any more
+                where.append(sa.not_(sa.or_(*[scope._ref_exists(t, e, None) for e in self_edges])))
             elif after is not None:
                 where.append(_key_after(pk, after))
             stalled = False
@@ -1952,7 +1991,7 @@ class _Run:
                 with src.engine.begin() as conn:
                     rows = conn.execute(sa.select(*pk, *extra_cols).where(*where).order_by(*pk).limit(self.batch)).all()
                     if not rows:
-                        stalled = self_edge is not None and _count(conn, table, scope.doomed(t)) > 0
+                        stalled = bool(self_edges) and _count(conn, table, scope.doomed(t)) > 0
                     else:
                         keys = [tuple(r[: len(pk)]) for r in rows]
                         candidates: dict[str, set[str]] = {}
@@ -1980,11 +2019,11 @@ class _Run:
             if not rows and after is not None:
                 after = None  # the walk is done: once more from the start
                 continue
-            if rows and self_edge is None:
+            if rows and not self_edges:
                 after = tuple(rows[-1][: len(pk)])
             if not rows:
-                if stalled and self_edge is not None:
-                    broken = self._break_cycle(src, scope, t, self_edge)
+                if stalled:
+                    broken = sum(self._break_cycle(src, scope, t, e) for e in self_edges)
                     total += broken
                     if broken:
                         continue
@@ -2742,40 +2781,66 @@ def execute_purge(
 
 def due_work(
     settings: Settings, ledger: Ledger, now: datetime | None = None
-) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
-    """(customers to purge now with the reason, customers skipped and why) — reads only."""
+) -> tuple[list[tuple[str, str, int | None]], list[dict[str, Any]]]:
+    """(customers to purge now with the reason and, for an earlier case of a key that now
+    names a new customer, that case's id; customers skipped and why) — reads only."""
     now = _aware_now(settings, now)
-    work: list[tuple[str, str]] = []
+    work: list[tuple[str, str, int | None]] = []
     skipped: list[dict[str, Any]] = []
     for customer in calendar.known_customers(ledger):
-        facts = calendar.customer_facts(ledger, customer)
-        purges = _ledger_rows(ledger, L.purges, customer)
-        last = purges[-1] if purges else None
-        why: str | None = None
-        if last is not None and last["status"] in ("running", "failed"):
-            why = f"resume purge #{last['id']} ({last['status']})"
-        elif facts.timeline is None or (facts.withdrawn and not purges):
-            continue
-        elif not any(p["status"] == "done" and p["kind"] == "full" for p in purges):
-            due = contract.effective_purge_due_at(facts)
-            if due is not None and now >= due and not facts.withdrawn:
-                why = f"purge due since {due:%Y-%m-%d %H:%MZ}"
-        else:
-            done = [p for p in purges if p["status"] == "done"]
-            pending = _pending_retention(done[-1])
-            due_day = _retention_due_day(pending)
-            if due_day is not None and contract.today(settings.contract.timezone, now) >= due_day:
-                why = f"retention purge due since {due_day.isoformat()}"
-        if why is None:
-            continue
-        if facts.hold_active:
-            skipped.append({"customer": customer, "reason": "legal hold", "would": why})
-            continue
-        if _exports_running(settings, ledger, customer):
-            skipped.append({"customer": customer, "reason": "export running", "would": why})
-            continue
-        work.append((customer, why))
+        for case_id in [*ledger.earlier_cases(customer), None]:
+            if case_id is None:
+                found = _due_reason(settings, ledger, customer, now)
+            else:
+                with ledger.use_case(customer, case_id):
+                    found = _due_reason(settings, ledger, customer, now)
+            if found is None:
+                continue
+            why, skip = found
+            if skip is not None:
+                skipped.append({"customer": customer, "reason": skip, "would": why})
+            else:
+                work.append((customer, why, case_id))
     return work, skipped
+
+
+def _due_reason(settings: Settings, ledger: Ledger, customer: str, now: datetime) -> tuple[str, str | None] | None:
+    """Why the customer's current case is due for a purge now (and why it is skipped)."""
+    facts = calendar.customer_facts(ledger, customer)
+    purges = _ledger_rows(ledger, L.purges, customer)
+    last = purges[-1] if purges else None
+    why: str | None = None
+    if last is not None and last["status"] in ("running", "failed"):
+        why = f"resume purge #{last['id']} ({last['status']})"
+    elif facts.timeline is None or (facts.withdrawn and not purges):
+        return None
+    elif not any(p["status"] == "done" and p["kind"] == "full" for p in purges):
+        due = contract.effective_purge_due_at(facts)
+        if due is not None and now >= due and not facts.withdrawn:
+            why = f"purge due since {due:%Y-%m-%d %H:%MZ}"
+    else:
+        done = [p for p in purges if p["status"] == "done"]
+        pending = _pending_retention(done[-1])
+        due_day = _retention_due_day(pending)
+        if due_day is not None and contract.today(settings.contract.timezone, now) >= due_day:
+            why = f"retention purge due since {due_day.isoformat()}"
+    if why is None:
+        return None
+    if facts.hold_active:
+        return why, "legal hold"
+    if _exports_running(settings, ledger, customer):
+        return why, "export running"
+    return why, None
+
+
+@contextmanager
+def _case(ledger: Ledger, customer: str, case_id: int | None) -> Iterator[None]:
+    """Work on an earlier case of ``customer`` (None: the current one)."""
+    if case_id is None:
+        yield
+    else:
+        with ledger.use_case(customer, case_id):
+            yield
 
 
 def plan_due(
@@ -2786,9 +2851,10 @@ def plan_due(
     closures = calendar.due_closures(settings, ledger, now)
     work, skipped = due_work(settings, ledger, now)
     plans = []
-    for customer, _why in work:
+    for customer, _why, case_id in work:
         try:
-            plans.append(plan_purge(settings, ledger, customer, now))
+            with _case(ledger, customer, case_id):
+                plans.append(plan_purge(settings, ledger, customer, now))
         except LearnexitError as exc:
             plan = PurgePlan(customer=customer, name=customer, kind="full", tenancy=settings.customer.tenancy, now=now)
             plan.refusals.append(exc.message)
@@ -2830,13 +2896,14 @@ def purge_due(
                 report.closures.append({"customer": customer, "error": exc.message})
                 event("closure_failed", level=logging.ERROR, customer=customer, error=exc.message)
         work, report.skipped = due_work(settings, ledger, now)
-        for customer, why in work:
+        for customer, why, case_id in work:
             if confirmed is not None and customer not in confirmed:
                 report.skipped.append({"customer": customer, "reason": "not confirmed", "would": why})
                 continue
             event("purge_due", customer=customer, why=why)
             try:
-                result = _execute(settings, ledger, customer, now, None, language, progress)
+                with _case(ledger, customer, case_id):
+                    result = _execute(settings, ledger, customer, now, None, language, progress)
             except LearnexitError as exc:
                 status = "refused" if isinstance(exc, Refused) else "failed"
                 result = PurgeResult(customer=customer, status=status, error=exc.message, exit_code=exc.exit_code)

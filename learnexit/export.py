@@ -50,7 +50,7 @@ from . import contract, errors
 from .calendar import active_notice, open_source
 from .calendar import now as current_time
 from .config import LANGS, SQL_DIALECTS, Settings, scrub
-from .errors import BadInput, LearnexitError, OperationalError, Refused
+from .errors import BadInput, LearnexitError, OperationalError, Refused, printable
 from .exporters.base import (
     Background,
     ColumnSpec,
@@ -62,6 +62,7 @@ from .exporters.base import (
     column_kind,
     load_builtin,
 )
+from .exporters.sql_format import check_mysql_names
 from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
@@ -391,8 +392,10 @@ def build_specs(
             if outside:
                 rows = "1 exported row references a row" if outside == 1 else f"{outside} exported rows reference rows"
                 notes.append(
-                    f"{edge.label}: {rows} not part of this export; the reference is kept as plain "
-                    "values, not declared as a foreign key"
+                    printable(
+                        f"{edge.label}: {rows} not part of this export; the reference is kept as plain "
+                        "values, not declared as a foreign key"
+                    )
                 )
                 continue
             keys.append(edge)
@@ -1244,10 +1247,16 @@ def run_export(
         unclassified = source.datamap.unclassified()
         if unclassified:
             notes.append(
-                f"{len(unclassified)} tables are unclassified and were not exported: {', '.join(unclassified)} "
-                "(classify them in [tables] of the config)"
+                printable(
+                    f"{len(unclassified)} tables are unclassified and were not exported: {', '.join(unclassified)} "
+                    "(classify them in [tables] of the config)"
+                )
             )
+        if "sql" in format_names and dialect == "mysql":  # a dump that would not load: refused first
+            check_mysql_names([(t, [c.name for c in source.table(t).columns]) for t in source.owned_tables()])
         customer_name = source.customer_name()
+        with source.snapshot() as sconn:
+            notes += [c.note() for c in source.contested_report(sconn)]
         try:
             with ledger.engine.connect() as lconn:  # checked again when the export is recorded
                 _refuse_after_purge(ledger, lconn, customer, source.customer_row_pk)

@@ -365,6 +365,14 @@ class Ledger:
         row = conn.execute(stmt.order_by(identities.c.id.desc()).limit(1)).first()
         return dict(row._mapping) if row is not None else None
 
+    def earlier_cases(self, customer: str) -> list[int]:
+        """Ids of the key's cases before its current one (finished by a purge)."""
+        with self.engine.connect() as conn:
+            ids = [int(r[0]) for r in conn.execute(
+                sa.select(identities.c.id).where(identities.c.customer == customer).order_by(identities.c.id)
+            )]  # fmt: skip
+        return ids[:-1]
+
     def case_of(self, customer: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             return self.case(conn, customer)

@@ -42,11 +42,22 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from . import __version__
-from .errors import BadInput, OperationalError
+from .errors import BadInput, OperationalError, printable
 from .exporters.base import ExportJob, TableSpec
 from .exporters.csv_format import csv_paths
 from .exporters.values import unique_stems
 from .machine import usable_cores
+from .package_limits import (
+    MANIFEST_LIMIT,
+    TAG_FILE_LIMIT,
+    Guarded,
+    TooLarge,
+    Unsafe,
+    lines,
+    read_capped,
+    table_paths,
+    zip_bomb,
+)
 
 BAGIT_VERSION = "1.0"
 BAGIT_TXT = "bagit.txt"
@@ -312,9 +323,14 @@ def decode_manifest_path(path: str) -> str:
     return re.sub(r"%(25|0[DdAa])", lambda m: {"25": "%", "0D": "\r", "0A": "\n"}[m.group(1).upper()], path)
 
 
+def tag_text(value: object) -> str:
+    """``value`` as a tag value: control characters escaped (``\\x0a``), spaces folded.
+    One line whatever a name holds; ``verify`` compares names through the same function."""
+    return " ".join(printable(str(value)).split())
+
+
 def _tag_line(key: str, value: object) -> str:
-    text = " ".join(str(value).split())  # one line: no CR/LF can break the tag file
-    return f"{key}: {text}\n"
+    return f"{key}: {tag_text(value)}\n"
 
 
 def finish_package(
@@ -680,6 +696,12 @@ _TEXT = {
         "size": "Size",
         "check": "How to check this package",
         "check_text": "Any of these confirms that every file is complete and unchanged:",
+        "csv_safe": "Opening the CSV files safely",
+        "csv_safe_text": "The CSV files hold every value exactly as it was stored, including text that "
+        "begins with =, +, - or @. A spreadsheet program that opens a CSV file directly (by a double-click) "
+        "may take such text for a formula and run it. Import the files instead (Excel: Data → From Text/CSV; "
+        "LibreOffice: the Text Import dialog) with every column set to Text, or open the Excel workbook "
+        "in excel/, where every value is text or a number and never a formula.",
         "media": "Media files copied: {n}.",
     },
     "sv": {
@@ -707,6 +729,12 @@ _TEXT = {
         "size": "Storlek",
         "check": "Så kontrollerar du paketet",
         "check_text": "Vilket som helst av följande bekräftar att varje fil är komplett och oförändrad:",
+        "csv_safe": "Öppna CSV-filerna säkert",
+        "csv_safe_text": "CSV-filerna innehåller varje värde exakt som det lagrades, även text som börjar "
+        "med =, +, - eller @. Ett kalkylprogram som öppnar en CSV-fil direkt (med ett dubbelklick) kan ta "
+        "sådan text för en formel och köra den. Importera i stället filerna (Excel: Data → Från text/CSV; "
+        "LibreOffice: dialogen Textimport) med alla kolumner som Text, eller öppna Excel-arbetsboken i "
+        "excel/, där varje värde är text eller ett tal och aldrig en formel.",
         "media": "Kopierade mediefiler: {n}.",
     },
 }
@@ -731,14 +759,17 @@ def _human(size: int) -> str:
 
 
 def _link(rel: str, label: str | None = None) -> str:
-    return f'<a href="{html.escape(quote(rel))}">{html.escape(label or rel)}</a>'
+    return f'<a href="{html.escape(quote(rel))}">{html.escape(printable(label or rel))}</a>'
 
 
 def render_index(job: ExportJob, formats: Sequence[tuple[str, str]], sizes: dict[str, int]) -> str:
     """``data/index.html``: what is inside, counts, every note, links.  Self-contained."""
     lang = job.options.lang if job.options.lang in _TEXT else "en"
     t = _TEXT[lang]
-    e = html.escape
+
+    def e(text: str) -> str:  # control characters in names and notes shown escaped (\x0a)
+        return html.escape(printable(text))
+
     started = _utc(job.started_at)
     # Per-table files share the table's file stem (csv/<stem>.csv, json/<stem>.json).
     stems = {stem: table for table, stem in unique_stems([s.name for s in job.tables]).items()}
@@ -793,6 +824,8 @@ def render_index(job: ExportJob, formats: Sequence[tuple[str, str]], sizes: dict
     for rel in sorted(sizes):
         out.append(f"<tr><td>{_link(rel)}</td><td class=n>{_human(sizes[rel])}</td><td class=n>{sizes[rel]}</td></tr>")
     out.append("</table>")
+    if any(name == "csv" for name, _desc in formats):  # formula-looking text stays exact in CSV
+        out.append(f"<h2 id=csv-safety>{e(t['csv_safe'])}</h2><p>{e(t['csv_safe_text'])}</p>")
     out.append(f"<h2>{e(t['check'])}</h2><p>{e(t['check_text'])}</p><ul>")
     for command in (
         "learnexit verify PACKAGE",
@@ -840,7 +873,10 @@ def _nfc(name: str) -> str:
 
 
 class _Tree:
-    """The files of a bag, wherever they are stored; paths in NFC."""
+    """The files of a bag, wherever they are stored; paths in NFC.  ``broken``: files
+    that could not be read (reported once)."""
+
+    broken: set[str]
 
     def files(self) -> dict[str, int]:  # relative path → size
         raise NotImplementedError
@@ -852,6 +888,7 @@ class _Tree:
 class _DirTree(_Tree):
     def __init__(self, root: Path, problems: _Problems) -> None:
         self.root = root
+        self.broken = set()
         self._files: dict[str, int] = {}
         self._names: dict[str, str] = {}
         for dirpath, dirnames, filenames in os.walk(root):
@@ -892,6 +929,7 @@ class _ZipTree(_Tree):
     def __init__(self, zf: zipfile.ZipFile, problems: _Problems) -> None:
         self.zf = zf
         self.prefix = ""
+        self.broken = set()
         self._files: dict[str, int] = {}
         self._names: dict[str, str] = {}
         entries: list[zipfile.ZipInfo] = []
@@ -931,7 +969,9 @@ class _ZipTree(_Tree):
         return self._files
 
     def open(self, rel: str) -> IO[bytes]:
-        return self.zf.open(self._names[rel])
+        name = self._names[rel]
+        info = self.zf.getinfo(name)
+        return Guarded(self.zf.open(info), name, info.file_size)  # type: ignore[return-value]
 
 
 def read_tags(data: bytes) -> list[tuple[str, str]]:
@@ -972,29 +1012,59 @@ def count_csv_rows(stream: IO[bytes]) -> int:
     return records - 1
 
 
-def _read_all(tree: _Tree, rel: str) -> bytes:
-    with tree.open(rel) as fh:
-        return fh.read()
+def _read_tag_file(tree: _Tree, rel: str, problems: _Problems) -> bytes | None:
+    """A tag file's bytes (at most TAG_FILE_LIMIT), or None with the problem reported."""
+    if rel in tree.broken:
+        return None  # (its problem is reported already)
+    try:
+        with tree.open(rel) as fh:
+            return read_capped(fh, TAG_FILE_LIMIT, rel)
+    except TooLarge as exc:
+        problems.add(str(exc))
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        problems.add(f"cannot read {rel}: {getattr(exc, 'strerror', None) or exc}")
+    tree.broken.add(rel)
+    return None
 
 
-def _parse_manifest(text: str, name: str, problems: _Problems) -> dict[str, str]:
+def _parse_manifest(tree: _Tree, name: str, problems: _Problems) -> dict[str, str] | None:
+    """A manifest read a line at a time (at most MANIFEST_LIMIT): ``{path: checksum}``;
+    None when it cannot be read to its end (the problem is reported)."""
     entries: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(None, 1)
-        if len(parts) != 2:
-            problems.add(f"{name} line {number}: not 'checksum path'")
-            continue
-        digest, rel = parts[0].lower(), _nfc(decode_manifest_path(parts[1].strip()))
-        why = _unsafe_member(rel)
-        if why:
-            problems.add(f"{name} line {number}: path {rel!r} {why}")
-            continue
-        if rel in entries:
-            problems.add(f"{name}: {rel} is listed twice")
-        entries[rel] = digest
+    try:
+        with tree.open(name) as fh:
+            for number, raw in enumerate(lines(fh, MANIFEST_LIMIT, name), 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    problems.add(f"{name} is not UTF-8 (line {number})")
+                    return None
+                _manifest_line(line, number, name, entries, problems)
+    except TooLarge as exc:
+        problems.add(str(exc))
+        return None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        problems.add(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}")
+        return None
     return entries
+
+
+def _manifest_line(line: str, number: int, name: str, entries: dict[str, str], problems: _Problems) -> None:
+    """One ``checksum path`` line into ``entries``."""
+    if not line.strip():
+        return
+    parts = line.split(None, 1)
+    if len(parts) != 2:
+        problems.add(f"{name} line {number}: not 'checksum path'")
+        return
+    digest, rel = parts[0].lower(), _nfc(decode_manifest_path(parts[1].strip()))
+    why = _unsafe_member(rel)
+    if why:
+        problems.add(f"{name} line {number}: path {rel!r} {why}")
+        return
+    if rel in entries:
+        problems.add(f"{name}: {rel} is listed twice")
+    entries[rel] = digest
 
 
 def _check_bag(tree: _Tree, problems: _Problems) -> None:
@@ -1002,8 +1072,11 @@ def _check_bag(tree: _Tree, problems: _Problems) -> None:
     if BAGIT_TXT not in files:
         problems.add("bagit.txt is missing: not a BagIt bag")
         return
+    text = _read_tag_file(tree, BAGIT_TXT, problems)
+    if text is None:
+        return
     try:
-        declaration = dict(read_tags(_read_all(tree, BAGIT_TXT)))
+        declaration = dict(read_tags(text))
     except (ValueError, UnicodeDecodeError) as exc:
         problems.add(f"bagit.txt is unreadable: {exc}")
         return
@@ -1017,10 +1090,10 @@ def _check_bag(tree: _Tree, problems: _Problems) -> None:
         for kind, target in (("manifest", manifests), ("tagmanifest", tagmanifests)):
             name = f"{kind}-{alg}.txt"
             if name in files:
-                try:
-                    target[alg] = _parse_manifest(_read_all(tree, name).decode("utf-8"), name, problems)
-                except UnicodeDecodeError:
-                    problems.add(f"{name} is not UTF-8")
+                entries = _parse_manifest(tree, name, problems)
+                if entries is None:
+                    return  # (reported: a manifest read in part would only add noise)
+                target[alg] = entries
     if not manifests:
         problems.add("no payload manifest (manifest-sha256.txt) found")
         return
@@ -1065,15 +1138,17 @@ def _check_bag(tree: _Tree, problems: _Problems) -> None:
                         h.update(chunk)
         except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
             problems.add(f"cannot read {rel}: {exc}")
+            tree.broken.add(rel)
             continue
         for alg, h in hashers.items():
             if h.hexdigest() != wanted[rel][alg]:
                 problems.add(f"changed: {rel} ({alg} checksum differs from the manifest)")
 
     info: list[tuple[str, str]] = []
-    if BAG_INFO in files:
+    text = _read_tag_file(tree, BAG_INFO, problems) if BAG_INFO in files else None
+    if text is not None:
         try:
-            info = read_tags(_read_all(tree, BAG_INFO))
+            info = read_tags(text)
         except (ValueError, UnicodeDecodeError) as exc:
             problems.add(f"bag-info.txt is unreadable: {exc}")
     oxum = [v for k, v in info if k == "Payload-Oxum"]
@@ -1087,15 +1162,15 @@ def _check_bag(tree: _Tree, problems: _Problems) -> None:
 def _check_rows(tree: _Tree, files: dict[str, int], info: list[tuple[str, str]], problems: _Problems) -> None:
     """Each CSV holds exactly as many rows as bag-info.txt records for its table."""
     formats = {f.strip() for k, v in info if k == FORMATS_TAG for f in v.split(",")}
+    counted = {value.rpartition("=")[0] for key, value in info if key == ROWS_TAG}
     paths: dict[str, str] = {}
     dp = f"data/{DATAPACKAGE}"
-    if dp in files:
-        try:
-            descriptor = json.loads(_read_all(tree, dp))
-            for res in descriptor.get("resources", []):
-                if res.get("type") == "table" and isinstance(res.get("title"), str):
-                    paths[res["title"]] = "data/" + str(res.get("path"))
-        except (ValueError, AttributeError, OSError) as exc:
+    if dp in files and dp not in tree.broken and counted:
+        try:  # (a stream of values: only the tables bag-info counts are kept)
+            with tree.open(dp) as fh:
+                titles = table_paths(fh, lambda title: tag_text(title) in counted, dp)
+            paths = {tag_text(title): "data/" + path for title, path in titles.items()}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
             problems.add(f"{dp} is unreadable: {exc}")
     for key, value in info:
         if key != ROWS_TAG:
@@ -1141,7 +1216,13 @@ def verify_package(path: str | os.PathLike[str]) -> VerifyResult:
         with open(target, "rb") as raw:
             head = raw.read(4)
         with zipfile.ZipFile(target) as zf:
-            _check_bag(_ZipTree(zf, problems), problems)
+            bomb = zip_bomb(zf.infolist(), target.stat().st_size)
+            if bomb:
+                problems.add(bomb)
+            else:
+                _check_bag(_ZipTree(zf, problems), problems)
+    except Unsafe as exc:  # (the zip told one size and inflated more)
+        problems.add(str(exc))
     except zipfile.BadZipFile as exc:
         what = "truncated or damaged zip" if head.startswith(b"PK") else "neither a bag folder nor a zip file"
         problems.add(f"{target.name}: {what} ({exc})")
@@ -1162,5 +1243,6 @@ __all__ = [
     "plan_package",
     "read_tags",
     "render_index",
+    "tag_text",
     "verify_package",
 ]

@@ -309,6 +309,7 @@ class Source:
             self._customer_value = self._find_customer()
         self._preds: dict[str, ColumnElement[bool]] = {}
         self._reach_cache: dict[tuple[str, bool], ColumnElement[bool]] = {}
+        self._owned_keys: dict[str, Any] = {}
         self._cte_counter = 0
         self._watches: dict[int, tuple[Connection, Any]] = {}
 
@@ -394,8 +395,33 @@ class Source:
                     self.predicate(src_name), *_present(src, (src_col,), ((src_col, sentinels),))
                 )
                 conditions.append(table.c[target_col].in_(sub))
-            return sa.or_(*conditions) if conditions else sa.false()
-        return sa.and_(self._reach(name, mine=True), sa.not_(self._reach(name, mine=False)))
+            return self._keyed(name, sa.or_(*conditions) if conditions else sa.false(), "via")
+        mine = sa.and_(self._reach(name, mine=True), sa.not_(self._reach(name, mine=False)))
+        return self._keyed(name, mine, "own")
+
+    def _keyed(self, name: str, cond: ColumnElement[bool], label: str) -> ColumnElement[bool]:
+        """``cond`` as "the key is in a named set of keys" (a CTE the statement's WITH
+        clause defines once): nested ownership conditions stay flat, however long the
+        chain of tables (SQLite's parser refuses deeply nested statements)."""
+        table = self.table(name)
+        pk = list(table.primary_key.columns)
+        if not pk:
+            return cond
+        self._cte_counter += 1
+        keys = sa.select(*pk).where(cond).cte(name=f"le_{label}_{self._cte_counter}")
+        if label in ("own", "via") or self.datamap.info[name].how == "customer" and label == "mine":
+            self._owned_keys[name] = keys
+        return _in(table, tuple(c.name for c in pk), sa.select(*keys.c))
+
+    def not_owned(self, name: str, row: Any) -> ColumnElement[bool]:
+        """``row`` (the table ``name`` or an alias of it) is not one of the customer's rows."""
+        self.predicate(name)
+        keys = self._owned_keys.get(name)
+        table = self.table(name)
+        if keys is None:
+            return sa.not_(self.predicate(name)) if row is table else sa.true()
+        pk = tuple(c.name for c in table.primary_key.columns)
+        return sa.not_(_in(row, pk, sa.select(*keys.c)))
 
     def contested(self, name: str) -> ColumnElement[bool] | None:
         """Rows of ``name`` whose references lead to this customer and to another one."""
@@ -432,6 +458,7 @@ class Source:
             cond = sa.or_(*parts) if parts else sa.false()
             if info.self_edges:
                 cond = self._tree(table, info.self_edges, cond)
+        cond = self._keyed(name, cond, "mine" if mine else "other")
         self._reach_cache[key] = cond
         return cond
 
@@ -461,6 +488,35 @@ class Source:
         step = sa.select(*[child.c[c] for c in key_cols]).where(sa.or_(*links))
         tree = tree.union(step)  # UNION, not UNION ALL: stops on cycles in the data
         return _in(table, key_cols, sa.select(*[tree.c[c] for c in key_cols]))
+
+    def contested_report(self, conn: Connection) -> list[ContestedTable]:
+        """Every table with contested rows, and which of its references lead elsewhere."""
+        out = []
+        for name in self.owned_tables():
+            cond = self.contested(name)
+            if cond is None:
+                continue
+            table = self.table(name)
+            rows = int(conn.execute(sa.select(sa.func.count()).select_from(table).where(cond)).scalar() or 0)
+            if not rows:
+                continue
+            info = self.datamap.info[name]
+            disagree = []
+            for e in [*info.edges, *info.self_edges]:
+                hit = sa.select(sa.func.count()).select_from(table).where(cond, self.leads_elsewhere(name, e))
+                if conn.execute(hit).scalar():
+                    disagree.append(f"{name}.{','.join(e.child_cols)} → {e.parent}")
+            out.append(ContestedTable(name, rows, disagree))
+        return out
+
+    def sub_organisations(self, conn: Connection) -> list[str]:
+        """Keys of the customer table's rows under the customer's own (sub-organisations)."""
+        cust = self.settings.customer
+        if self.tenancy != "shared" or not self.datamap.info[cust.table or ""].self_edges:
+            return []
+        table = self.table(cust.table or "")
+        stmt = sa.select(table.c[cust.key]).where(self.predicate(table.name), sa.not_(self._root_row(table)))
+        return sorted(key_text(v) for (v,) in conn.execute(stmt.limit(1000)))
 
     def owned_select(self, name: str) -> sa.Select[Any]:
         """This customer's rows of ``name`` in primary-key order."""
@@ -879,6 +935,23 @@ class DataMap:
 
 
 @dataclass
+class ContestedTable:
+    """Rows of a table whose references lead to this customer and to another one."""
+
+    table: str
+    rows: int
+    references: list[str]
+
+    def note(self) -> str:
+        refs = " and ".join(self.references) or "its references"
+        return (
+            f"{self.table}: {self.rows} row{'s' if self.rows != 1 else ''} contested — {refs} lead to another "
+            f"customer as well; neither exported nor deleted until settled in the source or with "
+            f"[tables.{self.table}] ignore_references"
+        )
+
+
+@dataclass
 class TableReport:
     table: str
     status: str
@@ -889,6 +962,7 @@ class TableReport:
     legal_basis: str | None
     note: str | None
     references: list[str] = field(default_factory=list)
+    contested: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -901,6 +975,7 @@ class TableReport:
             "legal_basis": self.legal_basis,
             "note": self.note,
             "references": self.references,
+            "contested": self.contested,
         }
 
 
@@ -912,6 +987,8 @@ class InspectReport:
     source: str
     tables: list[TableReport]
     notes: list[str]
+    sub_organisations: list[str] = field(default_factory=list)
+    contested: list[ContestedTable] = field(default_factory=list)
 
     @property
     def unclassified(self) -> list[str]:
@@ -926,15 +1003,21 @@ class InspectReport:
             "tables": [t.as_dict() for t in self.tables],
             "unclassified": self.unclassified,
             "notes": self.notes,
+            "sub_organisations": self.sub_organisations,
+            "contested": [{"table": c.table, "rows": c.rows, "references": c.references} for c in self.contested],
         }
 
 
-def inspect_customer(settings: Settings, customer: str) -> InspectReport:
-    """The data map for one customer: every table, its classification, chain and rows."""
-    with Source(settings, customer) as src:
+def inspect_customer(settings: Settings, customer: str, *, pinned: PinnedRow | None = None) -> InspectReport:
+    """The data map for one customer: every table, its classification, chain and rows,
+    the sub-organisations, the contested rows and the cycles a purge could not break."""
+    with Source(settings, customer, pinned=pinned) as src:
         dm = src.datamap
         reports = []
         with src.snapshot() as conn:
+            contested = src.contested_report(conn)
+            subs = src.sub_organisations(conn)
+            by_table = {c.table: c.rows for c in contested}
             for name in dm.order:
                 info = dm.info[name]
                 rule = settings.rule(name)
@@ -947,7 +1030,39 @@ def inspect_customer(settings: Settings, customer: str) -> InspectReport:
                 ]
                 reports.append(
                     TableReport(
-                        name, info.status, rows, info.via, rule.category, rule.retain, rule.legal_basis, info.note, refs
+                        name,
+                        info.status,
+                        rows,
+                        info.via,
+                        rule.category,
+                        rule.retain,
+                        rule.legal_basis,
+                        info.note,
+                        refs,
+                        by_table.get(name, 0),
                     )
                 )
-        return InspectReport(customer, src.customer_name(), src.tenancy, mask_url(src.url), reports, list(dm.notes))
+        notes = list(dm.notes)
+        if subs:
+            notes.append(f"sub-organisations of {customer} (theirs is the customer's): {', '.join(subs)}")
+        notes += [c.note() for c in contested]
+        notes += [unbreakable_cycle_note(src, e) for e in dm.back_edges() if not cycle_can_break(src, e)]
+        return InspectReport(
+            customer, src.customer_name(), src.tenancy, mask_url(src.url), reports, notes, subs, contested
+        )
+
+
+def cycle_can_break(src: Source, edge: Edge) -> bool:
+    """A reference closing a cycle can be broken by the purge when it is not a declared
+    foreign key of the customer's tables, or when its columns may be NULL."""
+    info = src.datamap.info
+    if not edge.declared or not (info[edge.child].owned and info[edge.parent].owned):
+        return True
+    return all(src.table(edge.child).c[c].nullable for c in edge.child_cols)
+
+
+def unbreakable_cycle_note(src: Source, edge: Edge) -> str:
+    return (
+        f"cycle of references: {edge.label} closes a cycle and {edge.child}.{','.join(edge.child_cols)} is "
+        f"NOT NULL — the purge will refuse; make that foreign key DEFERRABLE or the column nullable"
+    )

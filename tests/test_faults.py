@@ -211,6 +211,17 @@ def test_disk_full_during_export(site: Path, tmp_path: Path, variant: str) -> No
                 "UPDATE attachments SET storage_path = ?, size = ?, md5 = ? WHERE id = ?",
                 (rel, len(body), hashlib.md5(body).hexdigest(), row_id),
             )
+    if variant == "folder":
+        # a CSV well past the ledger's size, so that the file-size limit that stops it
+        # still leaves the ledger (~130 KiB with its indexes) room to record the failure
+        rnd = random.Random(7)
+        text = " ".join(f"{rnd.random():.6f}" for _ in range(40_000))
+        with sqlite3.connect(site.parent / "lms.db") as conn:
+            conn.execute(
+                "UPDATE courses SET description = ? WHERE id = (SELECT min(c.id) FROM courses c "
+                "JOIN organisations o ON o.id = c.organisation_id WHERE o.slug = 'acme')",
+                (text,),
+            )
     # a zipped reference run tells the sizes: the biggest payload file and the whole package
     reference = [a for a in formats if a not in ("--encrypt-to", key, "--zip")] + ["--zip"]
     code, stdout, err = run(["export", "acme", *reference, "--out", str(tmp_path / "ref"), "--json"], site, LEARNEXIT_NOW="2026-11-29T09:00:00")  # fmt: skip

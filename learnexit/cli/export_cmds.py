@@ -167,7 +167,7 @@ def export_command(
             table.add_column("table")
             table.add_column("rows", justify="right")
             for name, rows in result.tables.items():
-                table.add_row(name, f"{rows:,}")
+                table.add_row(printable(name), f"{rows:,}")  # a name with a line break: one row
             out_console.print(table)
             out_console.print(f"Package: {result.path}")
             out_console.print(
@@ -192,7 +192,8 @@ def verify_command(
     """Check an export package: manifests, completeness, checksums and row counts.
 
     Works on the folder or the .zip, offline, without the config or the source; a zip is
-    read in place (never extracted), and unsafe entry names are reported.
+    read in place (never extracted), unsafe entry names are reported, and a zip bomb
+    (members that would inflate over 200 times) is refused unread.
 
     Examples:
 

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..config import Settings
-from ..errors import OperationalError
+from ..errors import OperationalError, printable
 from ..source import Edge, Source
 
 KINDS = ("integer", "number", "boolean", "date", "datetime", "string", "binary")
@@ -309,7 +309,9 @@ class ExportJob:
         yield from stream_columns(self.conn, self.select(name, where), self.options.batch_size)
 
     def note(self, fmt: str, text: str) -> None:
-        self.notes.append(f"{fmt}: {text}")
+        """A note for index.html, the export summary and the command's result: one line,
+        control characters in the names it quotes escaped (``\\x0a``)."""
+        self.notes.append(printable(f"{fmt}: {text}"))
 
     def path(self, relpath: str) -> Path:
         """Absolute path of a file below data/, its folders created with mode 0700."""

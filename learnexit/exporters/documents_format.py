@@ -42,6 +42,7 @@ from ..documents.model import (
     Table,
 )
 from ..documents.render import RenderQueue, default_workers, warm_pool
+from ..errors import printable
 from .base import REGISTRY, Exporter, ExportJob, TableSpec, TableWriter, register
 from .media import NameAllocator, safe_filename
 
@@ -150,7 +151,7 @@ class _Build:
         return i18n.text(self.lang, key, **values)
 
     def note(self, text: str) -> None:
-        self.own_notes.append(text)
+        self.own_notes.append(printable(text))
         for fmt in self.fmts:
             self.job.note(fmt, text)
 

@@ -61,6 +61,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import AddConstraint, CreateTable
 
+from ..errors import BadInput, printable
 from ..source import Edge
 from . import speedups
 from .base import Exporter, ExportJob, TableSpec, TableWriter, append_file, register
@@ -100,6 +101,67 @@ LOAD_HINTS = {
     "postgresql": "psql -v ON_ERROR_STOP=1 -d NEWDB -f {file}",
     "mysql": "mysql --default-character-set=utf8mb4 NEWDB < {file}",
 }
+
+
+# --------------------------------------------------------------------------- MySQL names
+
+MYSQL_NAME_CHARS = 64  # tables, columns and constraint names: characters, not bytes
+_MYSQL_TRAILING = " \t\n\r\x0b\x0c"  # MySQL and MariaDB refuse a name ending in one
+
+
+def mysql_name_problem(name: str) -> str | None:
+    """Why MySQL/MariaDB cannot hold ``name`` as a table or column name (``None``: it can)."""
+    if not name:
+        return "is empty"
+    if len(name) > MYSQL_NAME_CHARS:
+        return f"is longer than {MYSQL_NAME_CHARS} characters ({len(name)})"
+    if "\x00" in name:
+        return "contains a NUL character"
+    if any(ord(ch) > 0xFFFF for ch in name):
+        return "has a character outside the Basic Multilingual Plane (an emoji?)"
+    if name[-1] in _MYSQL_TRAILING:
+        return "ends with a space or a line break"
+    return None
+
+
+def _shown(name: str) -> str:
+    text = printable(name)
+    return "'" + (text if len(text) <= 70 else text[:69] + "…") + "'"
+
+
+def check_mysql_names(tables: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Refuse (BadInput, exit 2) a source whose table or column names a MySQL/MariaDB
+    dump could not create, naming them (control characters escaped): checked before the
+    export writes anything, so there is never a dump that fails to load.  Column names
+    are also compared as MySQL does, without regard to case."""
+    found: list[str] = []
+    for table, columns in tables:
+        why = mysql_name_problem(table)
+        if why:
+            found.append(f"table {_shown(table)} {why}")
+        seen: dict[str, str] = {}
+        for column in columns:
+            why = mysql_name_problem(column)
+            if why:
+                found.append(f"column {_shown(table)}.{_shown(column)} {why}")
+            other = seen.setdefault(column.lower(), column)
+            if other != column:
+                found.append(f"columns {_shown(table)}.{_shown(other)} and {_shown(column)} differ only in case")
+    if found:
+        more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
+        raise BadInput(
+            f"--sql-dialect mysql: MySQL and MariaDB cannot hold {len(found)} name(s) of this source: "
+            + "; ".join(found[:3])
+            + more
+            + " (nothing was written: export without sql, or with another --sql-dialect)"
+        )
+
+
+def _mysql_fk_name(table: str, index: int, count: int) -> str | None:
+    """A name for a foreign key where MySQL's own (``<table>_ibfk_<n>``) would be too long."""
+    if len(table) + len(f"_ibfk_{count}") <= MYSQL_NAME_CHARS:
+        return None
+    return f"learnexit_fk_{index}"
 
 
 def dump_path(customer: str) -> str:
@@ -672,6 +734,7 @@ class SqlWriter(TableWriter):
         inline: dict[str, list[sa.ForeignKeyConstraint]] = {}
         later: list[sa.ForeignKeyConstraint] = []
         kwargs: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+        fk_number = 0
         for name, plan in self.plans.items():
             spec = plan.spec
             source_auto = spec.table.autoincrement_column
@@ -688,8 +751,12 @@ class SqlWriter(TableWriter):
                 if fk.dropped is not None:
                     self.job.note("sql", f"{name}: foreign key {fk.edge.label} left out of the dump: {fk.dropped}")
                     continue
+                fk_number += 1
+                con_name = None
+                if self.dialect == "mysql":
+                    con_name = _mysql_fk_name(name, fk_number, len(plan.fks))
                 con = sa.ForeignKeyConstraint(
-                    list(fk.edge.child_cols), [f"{fk.edge.parent}.{c}" for c in fk.edge.parent_cols]
+                    list(fk.edge.child_cols), [f"{fk.edge.parent}.{c}" for c in fk.edge.parent_cols], name=con_name
                 )
                 table.append_constraint(con)
                 backwards = self.order[fk.edge.parent] > self.order[name]
@@ -703,7 +770,7 @@ class SqlWriter(TableWriter):
         job = self.job
 
         def clean(s: str) -> str:
-            return " ".join(s.split())
+            return " ".join(printable(s).split())
 
         total = sum(self.rows.values())
         out.write("-- learnexit SQL dump\n")
@@ -761,7 +828,8 @@ class SqlWriter(TableWriter):
                 continue
             spec = plan.spec
             cols = {c.name: c for c in plan.columns}
-            out.write(f"\n-- {name}: references to rows inserted after the referencing row\n")
+            # (a comment: a line break in the name must not end it and start a statement)
+            out.write(f"\n-- {printable(name)}: references to rows inserted after the referencing row\n")
             for pk, vals in plan.pending:
                 sets = ", ".join(f"{self.quote(c)} = {self.lit.literal(v, cols[c], name)}" for c, v in vals.items())
                 where = " AND ".join(
