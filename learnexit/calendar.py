@@ -44,6 +44,7 @@ from . import ledger as L
 from .config import Settings, scrub
 from .contract import Facts, Timeline
 from .errors import BadInput, ConfigError, InvalidDate, LearnexitError, OperationalError, Refused
+from .handover import record_delivery, resolve_package
 from .ledger import Ledger, aware, naive_utc
 
 if TYPE_CHECKING:
@@ -827,9 +828,15 @@ def confirm_handover(
     reference: str | None = None,
     waive_window: bool = False,
     without_export_reason: str | None = None,
+    package: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Record the customer's confirmation that the handover is complete.
+
+    ``package`` names the export the customer received (an export id, or the package's
+    path or name; by default the latest complete export): recorded in ``deliveries``
+    and in the audit entry, so that the deletion certificate lists only that package as
+    delivered.  It is recorded with the first confirmation only.
 
     Refused (3) without an active notice, after a purge, or before any ``complete``
     export unless ``without_export_reason`` is given (it is not stored when a complete
@@ -857,7 +864,10 @@ def confirm_handover(
         if _purge_facts(rec.purges)["purged_at"] is not None:
             raise Refused(f"{customer} was purged already; nothing to confirm")
         confs = rec.current_confirmations
+        if package is not None and (confs or (without_export_reason and not rec.complete_exports)):
+            raise BadInput("--package names the delivered export on the first confirmation, with an export")
         action = "unchanged"
+        delivered: dict[str, Any] | None = None
         if not confs or (waive_window and not any(c["waived"] for c in confs)):
             if not confs and not rec.complete_exports and not without_export_reason:
                 raise Refused(
@@ -875,6 +885,10 @@ def confirm_handover(
                 "recorded_by": ledger.actor,
             }
             conf_id = _insert(conn, L.confirmations, values)
+            if not confs and not values["without_export_reason"]:
+                delivered = resolve_package(conn, customer, package)
+                if delivered is not None:
+                    record_delivery(conn, customer, conf_id, delivered, naive_utc(at), ledger.actor)
             rec = _read_in(ledger, conn, customer)
             facts = _facts(rec)
             ledger.append_audit(
@@ -888,6 +902,11 @@ def confirm_handover(
                     "waived": bool(waive_window),
                     "without_export": bool(values["without_export_reason"]),
                     "complete_exports": len(rec.complete_exports),
+                    **(
+                        {"delivered_export_id": delivered["id"], "delivered_manifest": delivered["manifest_sha256"]}
+                        if delivered
+                        else {}
+                    ),
                     "purge_due_at": contract.effective_purge_due_at(facts),
                     "closure_due_at": _closure_due(rec),
                 },
@@ -907,6 +926,7 @@ def confirm_handover(
         rec = _read(ledger, customer)
     result = customer_status(settings, ledger, customer, now=at, _rec=rec)
     result["action"] = action
+    result["delivered_export_id"] = delivered["id"] if delivered else None
     result["closure"]["ran_now"] = ran is not None
     result["closure"]["changed"] = ran
     return result

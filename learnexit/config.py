@@ -45,6 +45,48 @@ ROLE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "activity": (("person",), ("at",)),
 }
 
+# Every key the loader accepts, per section: the one table that both the validation
+# (an unknown key is an error) and the documentation test (docs/configuration.md lists
+# exactly these) read.  "tables.*" is any [tables.NAME]; the [roles.NAME] keys come from
+# ROLE_COLUMNS (see ``allowed_keys``).
+SECTIONS = (
+    "source", "state", "vendor", "contract", "customer", "relations",
+    "tables", "media", "roles", "closure", "export", "purge",
+)  # fmt: skip
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "source": ("url", "schema"),
+    "state": ("url",),
+    "vendor": ("name",),
+    "contract": (
+        "notice_days", "export_window_days", "timezone", "term_months",
+        "table", "customer_column", "start_column", "term_column",
+    ),
+    "customer": ("table", "key", "name_column", "tenancy"),
+    "relations": ("from", "to", "sentinels"),
+    "tables.*": (
+        "category", "retain", "legal_basis", "shared", "owned_via", "personal_columns", "ignore_references",
+        "sentinels",
+    ),
+    "media": (
+        "root", "table", "path_column", "path_template", "name_column",
+        "size_column", "checksum_column", "checksum_algorithm",
+    ),
+    "closure": ("set",),
+    "export": ("out", "formats", "sql_dialect", "lang", "batch_size"),
+    "purge": ("batch_size", "backup_note", "certificates", "lock_stale_minutes"),
+}  # fmt: skip
+
+
+def allowed_keys() -> dict[str, frozenset[str]]:
+    """Section → the keys it accepts (``[roles.NAME]`` one entry per role)."""
+    keys = {section: frozenset(names) for section, names in SECTION_KEYS.items()}
+    for role, (required, optional) in ROLE_COLUMNS.items():
+        keys[f"roles.{role}"] = frozenset(("table", *required, *optional))
+    return keys
+
+
+_ALLOWED = allowed_keys()
+
 _SECRETS: set[str] = set()
 
 
@@ -200,9 +242,10 @@ class Settings:
 
 
 class _Section:
-    def __init__(self, label: str, name: str, data: Any) -> None:
+    def __init__(self, label: str, name: str, data: Any, schema: str | None = None) -> None:
         self.label = label
         self.name = name
+        self.allowed = _ALLOWED[schema or name]
         if not isinstance(data, dict):
             self.fail(None, f"must be a table, not {type(data).__name__}")
         self.data: dict[str, Any] = data
@@ -213,6 +256,7 @@ class _Section:
         raise ConfigError(f"{self.label}: {where}: {problem}")
 
     def _get(self, key: str, kinds: tuple[type, ...], kind_name: str, default: Any) -> Any:
+        assert key in self.allowed, f"{key} is missing from SECTION_KEYS[{self.name!r}]"
         self.used.add(key)
         if key not in self.data:
             return default
@@ -263,7 +307,7 @@ class _Section:
         return self._get(key, (dict,), "a table", None)
 
     def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
+        unknown = sorted(set(self.data) - self.allowed)
         if unknown:
             self.fail(unknown[0], "unknown key" + (f" (also: {', '.join(unknown[1:])})" if unknown[1:] else ""))
 
@@ -405,21 +449,9 @@ def _build(
     source_url_flag: str | None,
     state_url_flag: str | None,
 ) -> Settings:
-    top = _Section(label, "top level", data)
-    known = {
-        "source",
-        "state",
-        "vendor",
-        "contract",
-        "customer",
-        "relations",
-        "tables",
-        "media",
-        "roles",
-        "closure",
-        "export",
-        "purge",
-    }
+    if not isinstance(data, dict):  # (tomllib always gives a table)
+        raise ConfigError(f"{label}: must be a TOML table")
+    known = set(SECTIONS)
     for key in data:
         if key not in known:
             raise ConfigError(f"{label}: [{key}]: unknown section")
@@ -483,7 +515,7 @@ def _build(
     if not isinstance(raw_rel, list):
         raise ConfigError(f"{label}: [[relations]]: must be an array of tables")
     for i, item in enumerate(raw_rel):
-        r = _Section(label, f"relations #{i + 1}", item)
+        r = _Section(label, f"relations #{i + 1}", item, "relations")
         ft, fcs = _column_refs(r, "from")
         tt, tcs = _column_refs(r, "to")
         if len(fcs) != len(tcs):
@@ -497,7 +529,7 @@ def _build(
     if not isinstance(raw_tables, dict):
         raise ConfigError(f"{label}: [tables]: must be a table of tables")
     for name, item in raw_tables.items():
-        t = _Section(label, f"tables.{name}", item)
+        t = _Section(label, f"tables.{name}", item, "tables.*")
         category = t.text("category")
         if category is not None and category not in CATEGORIES:
             t.fail("category", f"must be one of {', '.join(CATEGORIES)}, not {category!r}")
@@ -552,9 +584,9 @@ def _build(
     if not isinstance(raw_roles, dict):
         raise ConfigError(f"{label}: [roles]: must be a table of tables")
     for name, item in raw_roles.items():
-        ro = _Section(label, f"roles.{name}", item)
         if name not in ROLE_COLUMNS:
             raise ConfigError(f"{label}: [roles.{name}]: unknown role (known: {', '.join(ROLE_COLUMNS)})")
+        ro = _Section(label, f"roles.{name}", item)
         required, optional = ROLE_COLUMNS[name]
         table = ro.text("table", required=True)
         columns = {}
@@ -600,7 +632,6 @@ def _build(
         lock_stale_minutes=p.integer("lock_stale_minutes", 60, minimum=1, maximum=10_000),
     )
     p.finish()
-    top.used.update(known)
 
     return Settings(
         path=path,

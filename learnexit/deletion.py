@@ -86,6 +86,8 @@ from .errors import (
 )
 from .ledger import Ledger, aware, naive_utc, utcnow
 from .logs import event
+from .media_paths import FileId, MediaProblem, media_columns
+from .purge_media import Matcher, MediaStore, media_path
 from .source import (
     Edge,
     PinnedRow,
@@ -96,6 +98,7 @@ from .source import (
     make_engine,
     unbreakable_cycle_note,
 )
+from .valuefree import first_line
 
 __all__ = [
     "KILL_AT_ENV",
@@ -119,7 +122,7 @@ MAX_PASSES = 3  # the first pass deletes; the next ones sweep rows written meanw
 _CHUNK = 500  # keys per DELETE/UPDATE statement (bind-parameter limits)
 _WIDE_CHUNK = 2000  # keys per plain DELETE (SQLite since 3.32, PostgreSQL and MySQL take far more)
 _OVERWRITE_CHUNK = 1 << 20
-_TEMPLATE_FIELD = re.compile(r"\{(\w+)(?:\[(-?\d*):(-?\d*)\])?\}")
+_SCAN_ROWS = 2000  # media rows streamed per fetch while checking which files stay
 _KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 # purge_keys.table_name prefixes (the bare table name holds owned_via candidates)
@@ -970,110 +973,15 @@ class _Scope:
 # --------------------------------------------------------------------------- media
 
 
-def _render_template(template: str, row: dict[str, Any]) -> str:
-    def sub(match: re.Match[str]) -> str:
-        value = row.get(match.group(1))
-        text = "" if value is None else str(value)
-        if match.group(2) is not None or match.group(3) is not None:
-            start = int(match.group(2)) if match.group(2) else None
-            stop = int(match.group(3)) if match.group(3) else None
-            text = text[start:stop]
-        return text
-
-    return _TEMPLATE_FIELD.sub(sub, template)
-
-
 def _media_columns(media: MediaSettings) -> list[str]:
-    if media.path_column:
-        return [media.path_column]
-    return list(dict.fromkeys(m.group(1) for m in _TEMPLATE_FIELD.finditer(media.path_template or "")))
+    return media_columns(media)
 
 
 def _media_path(media: MediaSettings, values: dict[str, Any]) -> str | None:
-    if media.path_column:
-        value = values.get(media.path_column)
-        return None if value is None or str(value) == "" else str(value)
-    if any(values.get(c) in (None, "") for c in _media_columns(media)):
-        return None
-    return _render_template(media.path_template or "", values)
+    return media_path(media, values)
 
 
-class _MediaStore:
-    """Where media files live: a local folder (or an S3 prefix, with boto3)."""
-
-    def __init__(self, media: MediaSettings) -> None:
-        self.root_text = media.root
-        self.s3 = media.root.startswith("s3://")
-        if self.s3:
-            bucket, _, prefix = media.root[5:].partition("/")
-            self.bucket = bucket
-            self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-            try:
-                import boto3  # type: ignore[import-not-found]
-            except ImportError:
-                raise ConfigError(
-                    "[media] root is on S3: install learnexit[s3] (boto3) to delete media files"
-                ) from None
-            self.client = boto3.client("s3")
-        else:
-            self.root = Path(media.root).resolve()
-
-    def _local(self, rel: str) -> Path | None:
-        """The file for ``rel``, or None when it would be outside the media root."""
-        if not rel or "\x00" in rel:
-            return None
-        candidate = Path(rel)
-        if candidate.is_absolute():
-            return None
-        path = self.root / candidate
-        try:
-            resolved = path.parent.resolve() / path.name
-        except OSError:
-            return None
-        if resolved != self.root and self.root not in resolved.parents:
-            return None
-        return resolved
-
-    def safe(self, rel: str) -> bool:
-        if self.s3:
-            return bool(rel) and not rel.startswith("/") and ".." not in rel.split("/")
-        return self._local(rel) is not None
-
-    def exists(self, rel: str) -> bool:
-        if self.s3:
-            try:
-                self.client.head_object(Bucket=self.bucket, Key=self.prefix + rel)
-                return True
-            except Exception as exc:  # noqa: BLE001 - botocore's ClientError
-                if "404" in str(exc) or "Not Found" in str(exc) or "NoSuchKey" in str(exc):
-                    return False
-                raise OperationalError(f"cannot check media file: {exc}") from None
-        path = self._local(rel)
-        return path is not None and os.path.lexists(path)
-
-    def delete(self, rel: str) -> None:
-        if self.s3:
-            try:
-                self.client.delete_object(Bucket=self.bucket, Key=self.prefix + rel)
-            except Exception as exc:  # noqa: BLE001
-                raise OperationalError(f"cannot delete media file: {exc}") from None
-            return
-        path = self._local(rel)
-        if path is None:
-            raise OperationalError("refusing to delete a media file outside the media root")
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise OperationalError(f"cannot delete media file under {self.root}: {exc.strerror}") from None
-        parent = path.parent
-        while parent != self.root and self.root in parent.parents:
-            try:
-                os.rmdir(parent)
-            except OSError:
-                break
-            parent = parent.parent
+_MediaStore = MediaStore  # the purge's store (learnexit.purge_media)
 
 
 def _sibling_urls(settings: Settings, customer: str, ledger: Ledger) -> tuple[list[str], str | None]:
@@ -1130,27 +1038,33 @@ def _sibling_urls(settings: Settings, customer: str, ledger: Ledger) -> tuple[li
 
 
 class _MediaRefs:
-    """Answers "does any row still name this file?" in this and the sibling databases."""
+    """Answers "does any row that stays name this file, under any spelling?" in this
+    and the sibling databases (learnexit.purge_media.Matcher), streaming the rows."""
 
-    def __init__(self, settings: Settings, src: Source, scope: _Scope, ledger: Ledger) -> None:
+    def __init__(self, settings: Settings, src: Source, scope: _Scope, ledger: Ledger, store: MediaStore) -> None:
         self.settings = settings
         self.media = settings.media
         self.src = src
         self.scope = scope
+        self.store = store
         self.columns = _media_columns(self.media) if self.media else []
         self.notes: list[str] = []
         self._siblings: list[tuple[sa.Engine, sa.Table | None]] | None = None
         self.ledger = ledger
 
-    def _lookup(self, conn: Connection, table: Any, values: list[tuple[Any, ...]], extra: Any = None) -> set[tuple]:
-        cols = [table.c[c] for c in self.columns]
-        found: set[tuple[Any, ...]] = set()
-        for chunk in _chunks(values, _CHUNK):
-            stmt = sa.select(*cols).where(_key_in(cols, chunk)).distinct()
-            if extra is not None:
-                stmt = stmt.where(extra)
-            found |= {tuple(r) for r in conn.execute(stmt)}
-        return found
+    def _scan(self, conn: Connection, table: Any, where: Any, matcher: Matcher, out: dict[str, str], cls: str) -> None:
+        """Stream the media rows matching ``where``; mark the files they name ``cls``."""
+        assert self.media is not None
+        stmt = sa.select(*[table.c[c] for c in self.columns])
+        if where is not None:
+            stmt = stmt.where(where)
+        for row in conn.execute(stmt.execution_options(yield_per=_SCAN_ROWS)):
+            path = _media_path(self.media, dict(zip(self.columns, row, strict=True)))
+            if path is None:
+                continue
+            for real in matcher.hits(path):
+                if cls == "retained" or out[real] == "free":
+                    out[real] = cls
 
     def siblings(self) -> list[tuple[sa.Engine, sa.Table | None]]:
         if self._siblings is None:
@@ -1174,30 +1088,35 @@ class _MediaRefs:
                     self._siblings.append((engine, table))
         return self._siblings
 
-    def classify(self, values: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], str]:
-        """For each file's column values: "retained", "kept_shared" or "free"."""
-        out = {v: "free" for v in values}
-        if not values or self.media is None:
+    def classify(self, files: list[FileId], conn: Connection | None = None) -> dict[str, str]:
+        """For each file (by its real path): "retained", "kept_shared" or "free".
+
+        With ``conn`` (the plan's snapshot) the customer's doomed rows are still there
+        and are discounted; without, they are gone and every remaining row stays."""
+        out = {f.real: "free" for f in files}
+        if not files or self.media is None:
             return out
-        table = self.src.table(self.media.table)
+        matcher = self.store.matcher(files)
+        name = self.media.table
+        table = self.src.table(name)
+        pred = self.src.predicate(name)
+        mine = pred if conn is None else sa.and_(pred, _not_true(self.scope.doomed(name)))
         try:
-            with self.src.engine.connect() as conn:
-                mine = self._lookup(conn, table, values, self.src.predicate(self.media.table))
-                anyone = self._lookup(conn, table, values)
+            if conn is None:
+                with self.src.engine.connect() as own:
+                    self._scan(own, table, _not_true(pred), matcher, out, "kept_shared")
+                    self._scan(own, table, mine, matcher, out, "retained")
+            else:
+                self._scan(conn, table, _not_true(pred), matcher, out, "kept_shared")
+                self._scan(conn, table, mine, matcher, out, "retained")
         except sa.exc.SQLAlchemyError as exc:
             raise _db_error("cannot check media references", exc) from None
-        for v in anyone:
-            out[v] = "kept_shared"
-        for v in mine:
-            out[v] = "retained"
         for engine, sib in self.siblings():
             if sib is None or any(c not in sib.c for c in self.columns):
                 continue
             try:
-                with engine.connect() as conn:
-                    for v in self._lookup(conn, sib, values):
-                        if out.get(v) == "free":
-                            out[v] = "kept_shared"
+                with engine.connect() as sconn:
+                    self._scan(sconn, sib, None, matcher, out, "kept_shared")
             except sa.exc.SQLAlchemyError as exc:
                 raise _db_error("cannot check media references in another customer's database", exc) from None
         return out
@@ -1205,6 +1124,65 @@ class _MediaRefs:
     def close(self) -> None:
         for engine, _ in self._siblings or []:
             engine.dispose()
+
+
+def _listed(keys: list[str], limit: int = 10) -> str:
+    """Row keys for a message: the first ``limit``, then how many more."""
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _plan_media(
+    plan: PurgePlan, settings: Settings, src: Source, scope: _Scope, ledger: Ledger, conn: Connection
+) -> None:
+    """The plan's media files: the customer's doomed rows, each file under the path
+    rules (a row naming a folder or another non-regular file refuses the purge),
+    classified against the rows that stay, a chunk of files at a time."""
+    media = settings.media
+    assert media is not None
+    table = src.table(media.table)
+    pk = _key_cols(table)
+    cols = _media_columns(media)
+    store = MediaStore(media)
+    files: dict[str, FileId] = {}
+    unsafe: list[str] = []
+    not_files: list[str] = []
+    stmt = sa.select(*pk, *[table.c[c] for c in cols]).where(scope.doomed(media.table))
+    for number, row in enumerate(conn.execute(stmt), start=1):
+        path = _media_path(media, dict(zip(cols, row[len(pk) :], strict=True)))
+        if path is None:
+            continue
+        key = ",".join("" if v is None else str(v) for v in row[: len(pk)]) if pk else f"#{number}"
+        try:
+            fid = store.identify(path, check=False)
+        except MediaProblem:
+            unsafe.append(key)
+            continue
+        if fid.exists and not fid.regular:
+            not_files.append(key)
+            continue
+        files.setdefault(fid.real, fid)
+    where = media.path_column or "path_template"
+    if not_files:
+        plan.refusals.append(
+            f"[media] {media.table} rows {_listed(not_files)}: {where} names a folder or another "
+            "file that is not a regular file; fix the rows or the files before purging"
+        )
+    if unsafe:
+        plan.notes.append(
+            f"[media] {media.table} rows {_listed(unsafe)}: {where} is refused by the media path rules "
+            "(absolute, '..', or outside the media root); those rows go, no file is deleted for them"
+        )
+    refs = _MediaRefs(settings, src, scope, ledger, store)
+    try:
+        for chunk in _chunks(list(files.values()), max(settings.purge.batch_size, _CHUNK)):
+            classes = refs.classify(list(chunk), conn)
+            plan.media_files += sum(1 for c in classes.values() if c == "free")
+            plan.media_kept_shared += sum(1 for c in classes.values() if c == "kept_shared")
+            plan.media_retained += sum(1 for c in classes.values() if c == "retained")
+    finally:
+        refs.close()
+    plan.notes += refs.notes
 
 
 # --------------------------------------------------------------------------- exports
@@ -1612,57 +1590,10 @@ def _fill_plan(
                 plan.tables.append(tp)
             media = settings.media
             if media is not None and media.table in scope.owned:
-                mtable = src.table(media.table)
-                cols = _media_columns(media)
-                file_values = sorted(
-                    {
-                        tuple(r)
-                        for r in conn.execute(
-                            sa.select(*[mtable.c[c] for c in cols]).where(scope.doomed(media.table)).distinct()
-                        )
-                        if _media_path(media, dict(zip(cols, r, strict=True))) is not None
-                    },
-                    key=repr,
-                )
-                refs = _MediaRefs(settings, src, scope, ledger)
-                try:
-                    # The customer's doomed rows are still there: discount them.
-                    classes = _classify_before(refs, conn, mtable, file_values, scope)
-                finally:
-                    refs.close()
-                plan.notes += refs.notes
-                plan.media_files = sum(1 for c in classes.values() if c == "free")
-                plan.media_kept_shared = sum(1 for c in classes.values() if c == "kept_shared")
-                plan.media_retained = sum(1 for c in classes.values() if c == "retained")
+                _plan_media(plan, settings, src, scope, ledger, conn)
     except sa.exc.SQLAlchemyError as exc:
         raise _db_error("cannot plan the purge", exc) from None
     plan.notes += scope.notes
-
-
-def _classify_before(
-    refs: _MediaRefs, conn: Connection, table: sa.Table, values: list[tuple[Any, ...]], scope: _Scope
-) -> dict[tuple[Any, ...], str]:
-    """Media classes as they will be once the doomed rows are gone (for the plan)."""
-    out = {v: "free" for v in values}
-    keep = scope.ret(table.name)
-    cols = [table.c[c] for c in refs.columns]
-    for chunk in _chunks(values, _CHUNK):
-        others = conn.execute(
-            sa.select(*cols).where(_key_in(cols, chunk), _not_true(scope.src.predicate(table.name))).distinct()
-        )
-        for r in others:
-            out[tuple(r)] = "kept_shared"
-        if keep is not None:
-            for r in conn.execute(sa.select(*cols).where(_key_in(cols, chunk), keep).distinct()):
-                out[tuple(r)] = "retained"
-    for engine, sib in refs.siblings():
-        if sib is None or any(c not in sib.c for c in refs.columns):
-            continue
-        with engine.connect() as sconn:
-            for v in refs._lookup(sconn, sib, values):
-                if out.get(v) == "free":
-                    out[v] = "kept_shared"
-    return out
 
 
 # --------------------------------------------------------------------------- the lock
@@ -2274,34 +2205,43 @@ class _Run:
         media = self.settings.media
         if media is None or media.table not in scope.owned:
             return
-        store = _MediaStore(media)
+        store = MediaStore(media)
         # A killed run may have left files marked "deleting": finish them.
         left = self._media_rows(["deleting"])
         if left:
             for _rid, _state, path, _values in left:
-                if store.exists(path):
+                try:
                     store.delete(path)
+                except MediaProblem:
+                    pass  # it changed since it was classified: it stays (verification says so)
             with self.ledger.transaction() as conn:
                 self._set_media(conn, [r[0] for r in left], "deleted")
                 self._bump(conn, "media:files", len(left), 1)
-        refs = _MediaRefs(self.settings, src, scope, self.ledger)
-        cols = refs.columns
+        refs = _MediaRefs(self.settings, src, scope, self.ledger, store)
         try:
             todo = self._media_rows(["file"])
             for batch in _chunks(todo, self.batch):
-                values = [tuple(v.get(c) for c in cols) for _rid, _s, _p, v in batch]
-                classes = refs.classify(list(dict.fromkeys(values)))
                 marks: dict[str, list[int]] = {}
+                found: dict[int, FileId] = {}
+                for rid, _s, path, _v in batch:
+                    try:
+                        fid = store.identify(path)
+                    except MediaProblem:
+                        marks.setdefault("unsafe", []).append(rid)
+                        continue
+                    if not fid.exists:
+                        marks.setdefault("missing", []).append(rid)
+                    elif not fid.regular:
+                        marks.setdefault("unsafe", []).append(rid)
+                    else:
+                        found[rid] = fid
+                classes = refs.classify(list({f.real: f for f in found.values()}.values()))
                 doomed: list[tuple[int, str]] = []
-                for (rid, _s, path, _v), key in zip(batch, values, strict=True):
-                    cls = classes.get(key, "free")
+                paths = {rid: path for rid, _s, path, _v in batch}
+                for rid, fid in found.items():
+                    cls = classes.get(fid.real, "free")
                     if cls == "free":
-                        if not store.safe(path):
-                            cls = "unsafe"
-                        elif not store.exists(path):
-                            cls = "missing"
-                    if cls == "free":
-                        doomed.append((rid, path))
+                        doomed.append((rid, paths[rid]))
                     else:
                         marks.setdefault(cls, []).append(rid)
                 with self.ledger.transaction() as conn:
@@ -2309,14 +2249,19 @@ class _Run:
                         self._set_media(conn, ids, cls)
                     self._set_media(conn, [rid for rid, _ in doomed], "deleting")
                 _kill_point("pending")
-                for _rid, path in doomed:
-                    store.delete(path)
+                refused = []
+                for rid, path in doomed:
+                    try:
+                        store.delete(path)
+                    except MediaProblem:
+                        refused.append(rid)  # became a folder (or a link out) since: left alone
                 _kill_point("delete")
                 with self.ledger.transaction() as conn:
-                    self._set_media(conn, [rid for rid, _ in doomed], "deleted")
-                    self._bump(conn, "media:files", len(doomed), 1)
+                    self._set_media(conn, [rid for rid, _ in doomed if rid not in refused], "deleted")
+                    self._set_media(conn, refused, "unsafe")
+                    self._bump(conn, "media:files", len(doomed) - len(refused), 1)
                 _kill_point("batch")
-                self._report("media files", len(doomed))
+                self._report("media files", len(doomed) - len(refused))
         finally:
             refs.close()
             self.notes += refs.notes
@@ -2365,8 +2310,7 @@ class _Run:
         elif isinstance(exc, KeyboardInterrupt):
             text = "interrupted"
         else:
-            first = str(exc).strip().splitlines()
-            text = f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
+            text = first_line(exc)
         text = scrub(text)[:2000]
         try:
             with self.ledger.transaction() as conn:
@@ -2583,7 +2527,15 @@ class _Run:
             "backup_note": self.settings.purge.backup_note,
             "timezone": self.settings.contract.timezone,
             "actor": self.ledger.actor,
+            "delivered": self._delivered(),
         }
+
+    def _delivered(self) -> set[int]:
+        """The exports ``confirm`` recorded as delivered (the certificate lists only those)."""
+        from .handover import delivered_export_ids
+
+        with self.ledger.engine.connect() as conn:
+            return delivered_export_ids(conn, self.customer)
 
     def _started_at(self) -> datetime | None:
         with self.ledger.engine.connect() as conn:
@@ -2681,7 +2633,7 @@ class _Run:
             rows = self._media_rows(MEDIA_STATES)
             for _rid, state, _path, _values in rows:
                 media[state] = media.get(state, 0) + 1
-            store = _MediaStore(settings.media) if rows else None
+            store = MediaStore(settings.media) if rows else None
             still = sum(1 for _r, state, path, _v in rows if state == "deleted" and store and store.exists(path))
             if still:
                 problems.append(f"{still} media files marked deleted still exist")
@@ -2689,7 +2641,10 @@ class _Run:
                 if media.get(state):
                     problems.append(f"{media[state]} media files were not processed")
             if media.get("unsafe"):
-                problems.append(f"{media['unsafe']} media files are named outside the media root and were not deleted")
+                problems.append(
+                    f"{media['unsafe']} media files are refused by the media path rules (named outside the "
+                    "media root, or not a regular file) and were not deleted"
+                )
             media = {
                 "deleted": media.get("deleted", 0),
                 "kept_shared": media.get("kept_shared", 0),
@@ -2910,8 +2865,7 @@ def purge_due(
                 if status == "failed":
                     event("purge_due_failed", level=logging.ERROR, customer=customer, error=exc.message)
             except Exception as exc:  # noqa: BLE001 - one customer's bug must not stop the others
-                first = str(exc).strip().splitlines()
-                text = scrub(f"internal error: {type(exc).__name__}: {first[0] if first else ''}")
+                text = scrub(f"internal error: {first_line(exc)}")
                 result = PurgeResult(customer=customer, status="failed", error=text, exit_code=1)
                 event("purge_internal_error", level=logging.ERROR, customer=customer, error=text)
             report.results.append(result)

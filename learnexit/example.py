@@ -1960,6 +1960,7 @@ def build_legacy_example(dest: Path, *, seed: int = DEFAULT_SEED) -> None:
 
         _build_sqlite(dest / f"{slug}.db", build)
     (dest / "learnexit.toml").write_text(_LEGACY_CONFIG, encoding="utf-8")
+    (dest / "learnexit.toml").chmod(0o600)  # a config may hold a password: private, as init writes it
 
 
 def build_example(
@@ -1994,5 +1995,6 @@ def build_example(
 
     info = _build_sqlite(database, build)
     (dest / "learnexit.toml").write_text(_SHARED_CONFIG, encoding="utf-8")
+    (dest / "learnexit.toml").chmod(0o600)
     build_legacy_example(dest / "legacy", seed=seed)
     return info

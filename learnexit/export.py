@@ -67,7 +67,9 @@ from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
 from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
+from .roles import check_roles
 from .source import Edge, Source, describe_db_error
+from .valuefree import first_line
 
 # Seconds to sleep after each table of the read pass: lets tests interrupt an export
 # mid-way deterministically.  Never set it in production.
@@ -999,8 +1001,7 @@ def _error_text(exc: BaseException) -> str:
         return describe_db_error(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    first = str(exc).strip().splitlines()
-    return scrub(f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": "))
+    return scrub(first_line(exc))
 
 
 def export_lock_name(export_id: int) -> str:
@@ -1242,6 +1243,7 @@ def run_export(
     out_dir = Path(out).absolute() if out is not None else settings.export.out  # the ledger keeps this path
 
     with Ledger(settings.state_url) as ledger, open_source(settings, ledger, customer) as source:
+        check_roles(settings, source.datamap.by_name)  # (before anything is recorded)
         notes: list[str] = []
         deadline, late = check_window(settings, ledger, customer, started, late_reason, notes)
         unclassified = source.datamap.unclassified()
@@ -1304,6 +1306,7 @@ def run_export(
                         label, n, totals.get(label, everything if label in format_names else None)
                     )
                 run_formats(job, exporters, totals, format_names)
+                job.notes[:] = dict.fromkeys(job.notes)  # (a source note from each read pass: once)
             problems = list(job.problems)
             if problems:
                 if not allow_missing_media:
@@ -1313,7 +1316,7 @@ def run_export(
                     )
                 notes.extend(f"exported despite: {p}" for p in problems)
             packaged = finish_package(
-                build, job, formats=[(e.name, e.description) for e in exporters], recipients=recipients
+                build, job, formats=[(e.name, e.describe(job)) for e in exporters], recipients=recipients
             )
         except BaseException as exc:
             discard_package(build)

@@ -110,6 +110,22 @@ confirmations = sa.Table(
     sa.Column("recorded_by", sa.String(200), nullable=False),
 )
 
+# Which export package the customer confirmed it received (``confirm --package``; by
+# default the latest complete export).  The deletion certificate lists these as
+# delivered and every other package as a vendor copy.  (A table of its own: the
+# confirmations table is not altered.)
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer", sa.String(200), nullable=False, index=True),
+    sa.Column("confirmation_id", sa.Integer, nullable=False),
+    sa.Column("export_id", sa.Integer, nullable=False),
+    sa.Column("manifest_sha256", sa.String(64)),
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+)
+
 closures = sa.Table(
     "closures",
     metadata,

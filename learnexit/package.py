@@ -677,7 +677,7 @@ _TEXT = {
         "intro": "This package holds every row of {name}'s data, read from one consistent snapshot. "
         "It is a BagIt bag: manifest-sha256.txt, next to this folder, lists a SHA-256 checksum for every file.",
         "customer": "Customer",
-        "exported": "Exported at (UTC)",
+        "exported": "Exported at",
         "deadline": "Export deadline",
         "none": "none recorded",
         "formats": "Formats",
@@ -710,7 +710,7 @@ _TEXT = {
         "Det är en BagIt-påse: manifest-sha256.txt, bredvid den här mappen, anger en SHA-256-kontrollsumma "
         "för varje fil.",
         "customer": "Kund",
-        "exported": "Exporterat (UTC)",
+        "exported": "Exporterat",
         "deadline": "Sista exportdag",
         "none": "ingen registrerad",
         "formats": "Format",
@@ -749,13 +749,11 @@ code{background:#f4f4f4;padding:0 .2rem}li{margin:.2rem 0}
 """
 
 
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+def _human(size: int, lang: str = "en") -> str:
+    """Decimal units (kB, MB), as the export summary and the CLI write them."""
+    from .documents.i18n import format_bytes
+
+    return format_bytes(size, lang)
 
 
 def _link(rel: str, label: str | None = None) -> str:
@@ -788,7 +786,7 @@ def render_index(job: ExportJob, formats: Sequence[tuple[str, str]], sizes: dict
         f"<p>{e(t['intro'].format(name=job.customer_name))}</p>",
         "<table>",
         f"<tr><th>{e(t['customer'])}</th><td>{e(job.customer_name)} (<code>{e(job.customer)}</code>)</td></tr>",
-        f"<tr><th>{e(t['exported'])}</th><td>{started.strftime('%Y-%m-%d %H:%M:%S')}</td></tr>",
+        f"<tr><th>{e(t['exported'])}</th><td>{started.strftime('%Y-%m-%d %H:%M:%S')} UTC</td></tr>",
         f"<tr><th>{e(t['deadline'])}</th><td>"
         f"{e(job.export_deadline.isoformat() if job.export_deadline else t['none'])}</td></tr>",
         f"<tr><th>{e(t['formats'])}</th><td>"
@@ -814,7 +812,9 @@ def render_index(job: ExportJob, formats: Sequence[tuple[str, str]], sizes: dict
     )
     out.append(f"<h2>{e(t['notes'])}</h2>")
     if job.notes:
-        out.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in job.notes) + "</ul>")
+        from .documents.notes import note_sentence
+
+        out.append("<ul>" + "".join(f"<li>{e(note_sentence(n))}</li>" for n in job.notes) + "</ul>")
     else:
         out.append(f"<p>{e(t['no_notes'])}</p>")
     if job.media:
@@ -822,7 +822,9 @@ def render_index(job: ExportJob, formats: Sequence[tuple[str, str]], sizes: dict
     out.append(f"<h2>{e(t['files'])}</h2>")
     out.append(f"<table><tr><th>{e(t['path'])}</th><th class=n>{e(t['size'])}</th><th class=n>bytes</th></tr>")
     for rel in sorted(sizes):
-        out.append(f"<tr><td>{_link(rel)}</td><td class=n>{_human(sizes[rel])}</td><td class=n>{sizes[rel]}</td></tr>")
+        out.append(
+            f"<tr><td>{_link(rel)}</td><td class=n>{_human(sizes[rel], lang)}</td><td class=n>{sizes[rel]}</td></tr>"
+        )
     out.append("</table>")
     if any(name == "csv" for name, _desc in formats):  # formula-looking text stays exact in CSV
         out.append(f"<h2 id=csv-safety>{e(t['csv_safe'])}</h2><p>{e(t['csv_safe_text'])}</p>")

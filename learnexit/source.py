@@ -29,8 +29,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
+from . import text_decode
 from .config import Settings, mask_url, scrub
 from .errors import BadInput, ConfigError, OperationalError, Refused, UnknownCustomer
+from .valuefree import without_values
 
 # What a customer key may look like when it is spliced into a URL (tenancy
 # "database"): no path separators, no dots at the start, nothing a shell or a URL
@@ -128,6 +130,8 @@ def make_engine(url: str, *, what: str = "source", sqlite_begin: str = "BEGIN") 
         raise ConfigError(f"{what} URL {mask_url(url)}: {scrub(str(exc)).splitlines()[0]}") from None
     if parsed.drivername.startswith("sqlite"):
         _install_sqlite_transactions(engine, sqlite_begin)
+        if what != "state":
+            text_decode.install(engine)  # text that is not valid UTF-8: U+FFFD, never a failed read
     return engine
 
 
@@ -139,10 +143,11 @@ def _floats_stay_floats(_inspector: Any, _table: Any, column_info: dict[str, Any
 
 
 def describe_db_error(exc: BaseException) -> str:
-    """The first line of a driver error, secrets scrubbed."""
+    """The first line of a driver error, secrets scrubbed and the values it quotes
+    replaced (``valuefree``): it goes into messages, logs and the ledger."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()
-    return scrub(text[0] if text else type(orig).__name__)
+    return scrub(without_values(text[0]) if text else type(orig).__name__)
 
 
 def key_text(value: Any) -> str:

@@ -382,7 +382,7 @@ def test_missing_roles_skip_documents_with_a_note(settings, tmp_path) -> None:
     assert "pdf: certificates skipped: [roles.certificates] is not configured" in job.notes
     assert "pdf: feedback report skipped: [roles.feedback] is not configured" in job.notes
     summary = pdf_text(docs / "export-summary.pdf")
-    assert contains(summary, "certificates skipped: [roles.certificates] is not configured")
+    assert contains(summary, "Certificates skipped: [roles.certificates] is not configured.")  # a sentence
 
     bare = dataclasses.replace(settings, roles={})
     job = run_after(bare, "acme", tmp_path / "bare", ("docx",))

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import Settings, load_settings
+from learnexit.documents.notes import note_sentence
 from learnexit.errors import BadInput, OperationalError, Refused
 from learnexit.example import build_example
 from learnexit.export import ExportResult, run_export
@@ -170,7 +171,7 @@ def test_ledger_records_the_export(world: World) -> None:
 def test_index_html_lists_contents_and_notes(world: World) -> None:
     page = (world.folder / "data" / "index.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and '<html lang="en">' in page
-    assert "no termination notice recorded" in page
+    assert "No termination notice recorded: exported without an export window." in page  # a sentence
     assert '<a href="csv/quiz_attempts.csv">' in page and "datapackage.json" in page
     assert f"{world.counts['acme']['activity_log']:,}" in page
     assert "http://" not in page and "https://" not in page  # works offline
@@ -396,7 +397,7 @@ def test_export_refused_after_deadline_unless_late_with_reason(world: World, tmp
     late_note = [n for n in data["notes"] if "late export, 5 days after the export deadline 2025-12-31" in n]
     assert data["late"] is True and len(late_note) == 1
     page = (Path(data["path"]) / "data" / "index.html").read_text(encoding="utf-8")
-    assert html.escape(late_note[0]) in page
+    assert html.escape(note_sentence(late_note[0])) in page
     assert "auditor" not in page  # the reason is staff's record, not part of the package
     with Ledger(settings.state_url) as ledger:
         row = ledger.rows(exports, "acme")[-1]

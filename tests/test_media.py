@@ -199,7 +199,9 @@ def test_missing_file_is_a_problem_unless_allowed(example: Path, tmp_path: Path)
     rows = attachments(example)
     (example / "media" / rows[2][1]).unlink()
     job = export_media(example, tmp_path / "strict")
-    assert len(job.problems) == 1 and "missing file" in job.problems[0] and rows[2][1] in job.problems[0]
+    assert len(job.problems) == 1 and "missing file" in job.problems[0]
+    # named by table, row key and column: never by the path (a source value)
+    assert f"attachments row {rows[2][0]} (storage_path)" in job.problems[0] and rows[2][1] not in job.problems[0]
     assert any("missing file" in n for n in job.notes)  # listed for index.html either way
     assert index_rows(tmp_path / "strict")[2]["status"] == "missing"
     assert len(job.media) == 5

@@ -32,6 +32,7 @@ from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.example import SHARED_USER_NAME, build_example, build_shared_schema, populate_shared
 from learnexit.ledger import Ledger
+from learnexit.media_paths import MediaProblem
 
 RECORDED = datetime(2026, 11, 25, 12, tzinfo=UTC)
 RECEIVED = date(2026, 11, 20)  # timely: acme's period ends 2027-01-30 (E), purge due 2027-05-01
@@ -358,10 +359,14 @@ def test_purge_deletes_exactly_the_customer_and_nothing_else(lms: Lms) -> None:
     cert = pdf_text(result["certificate"])
     assert "Certificate of deletion" in cert and "Acme Lärande AB" in cert
     for table, n in deleted.items():
-        assert re.search(rf"\b{table}\s+{n}\b", cert), table
-    assert re.search(rf"Total\s+{sum(deleted.values())}\b", cert)
+        assert re.search(rf"\b{table}\s+{n:,}(?![\d,])", cert), table  # thousands separated
+    assert re.search(rf"Total\s+{sum(deleted.values()):,}(?![\d,])", cert)
     assert re.search(r"invoices\s+34\s+30 January 2034", cert) and "Bokföringslagen" in cert
-    assert "Media files deleted: 6" in cert and "ab" * 32 in cert
+    assert "Media files deleted: 6." in cert and "Page 1 of " in cert
+    # No confirmation named a delivered package: the bag is a vendor copy, destroyed.
+    assert "No delivery of an export package was confirmed." in cert
+    vendor_copies = cert.split("Vendor copies destroyed", 1)[1].split("Deleted", 1)[0].replace("\n", "")
+    assert "ab" * 32 in vendor_copies and "acme-2027-01-10T101500Z" in vendor_copies and "destroyed" in vendor_copies
     assert verified["hash"] in cert.replace("\n", "") and "35 days" in cert
     people = [before["users"][u] for u in o.acme["users"]]
     assert not [p["email"] for p in people if p["email"] in cert]
@@ -491,6 +496,56 @@ def test_not_due_held_forced_and_audited(lite: Lms) -> None:
         assert "purge.forced" in events
 
 
+def test_the_certificate_lists_the_confirmed_package_as_delivered(lite: Lms) -> None:
+    """``confirm --package`` records the package the customer received; the certificate
+    lists only that one as delivered, the others as vendor copies destroyed; without a
+    ``backup_note`` the plan warns and the certificate says nothing about backups."""
+    give_notice(lite)
+    bag, _ = fake_exports(lite)  # export #1 complete ("ab" * 32), #2 failed
+    with lite.ledger() as ledger, ledger.transaction() as conn:  # #3: a later export, kept by us
+        conn.execute(
+            L.exports.insert().values(
+                customer="acme", started_at=datetime(2027, 1, 12, 9), finished_at=datetime(2027, 1, 12, 9, 5),
+                status="complete", path=str(lite.root / "exports" / "acme-2027-01-12T090000Z"), formats="csv",
+                files=2, bytes=100, manifest_sha256="cd" * 32, recorded_by="tester@example",
+            )
+        )  # fmt: skip
+
+    def confirm(*args: str) -> Any:
+        argv = ["confirm", "acme", "--by", "Jane Doe", *args, "--config", str(lite.config)]
+        return runner.invoke(app, argv, env={"LEARNEXIT_NOW": EARLY_NOW}, catch_exceptions=False)
+
+    assert confirm("--package", "99").exit_code == 2  # no such export
+    assert confirm("--package", "2").exit_code == 3  # failed, not complete
+    done = confirm("--package", str(bag), "--json")  # by path (the latest, #3, is the default)
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["delivered_export_id"] == 1
+    assert confirm("--package", "3").exit_code == 2  # only with the first confirmation
+    with lite.ledger() as ledger:
+        assert [(d["export_id"], d["manifest_sha256"]) for d in ledger.rows(L.deliveries, "acme")] == [(1, "ab" * 32)]
+        entry = next(e for e in ledger.audit_entries("acme") if e["event"] == "handover.confirmed")
+        details = entry["details"] if isinstance(entry["details"], dict) else json.loads(entry["details"])
+        assert details["delivered_export_id"] == 1 and details["delivered_manifest"] == "ab" * 32
+
+    text = lite.config.read_text(encoding="utf-8")
+    lite.config.write_text(re.sub(r"(?m)^backup_note = .*\n", "", text), encoding="utf-8")
+    dry = purge(lite, "acme", "--dry-run")
+    assert dry.exit_code == 0 and "warning: [purge] backup_note is not set" in squashed(dry.stdout)
+    done = purge(lite, "acme", "--yes", "--json")
+    assert done.exit_code == 0, done.stderr
+    cert = pdf_text(as_json(done)["customers"][0]["certificate"])
+    delivered, rest = cert.split("Exports delivered to the customer", 1)[1].split("Vendor copies destroyed", 1)
+    delivered = delivered.replace("\n", "")
+    vendor = rest.split("Deleted", 1)[0].replace("\n", "")
+    assert "acme-2027-01-10T101500Z" in delivered and "ab" * 32 in delivered and "cd" * 32 not in delivered
+    assert "acme-2027-01-12T090000Z" in vendor and "cd" * 32 in vendor and "ab" * 32 not in vendor
+    assert "Copies outside the platform" not in cert and "backup" not in cert.lower()
+
+
+def squashed(text: str) -> str:
+    return " ".join(text.split())
+
+
 def test_yes_refuses_before_the_lock_and_records_every_batch(lite: Lms) -> None:
     """``--yes`` skips the counted pre-plan, yet a refusal still writes nothing; batches
     recorded lazily (with the next one's pending entry) all end up in the ledger."""
@@ -558,16 +613,17 @@ def test_unclassified_tables_refuse(lite: Lms) -> None:
 
 
 def test_cron_isolates_failures_and_resumes_them(lite: Lms) -> None:
-    """An acme media file that cannot be deleted fails acme; initech is purged anyway."""
+    """An acme media row that names a folder refuses acme's purge in its plan (before any
+    row goes); initech is purged anyway, and acme once the folder is dealt with."""
     give_notice(lite)
     give_notice(lite, "initech")
     with sa.create_engine(lite.url).connect() as conn:
-        stuck = conn.exec_driver_sql(
-            "SELECT a.storage_path FROM attachments a JOIN courses c ON c.id = a.course_id "
+        stuck_id, stuck = conn.exec_driver_sql(
+            "SELECT a.id, a.storage_path FROM attachments a JOIN courses c ON c.id = a.course_id "
             "JOIN organisations o ON o.id = c.organisation_id WHERE o.slug = 'acme' ORDER BY a.id LIMIT 1"
-        ).scalar()
+        ).one()
     (lite.media / stuck).unlink()
-    (lite.media / stuck).mkdir()  # a folder where the file should be: unlink fails
+    (lite.media / stuck).mkdir()  # a folder where the file should be: not a media file
     (lite.media / stuck / "x").write_text("x")
     nothing = purge(lite, "--due", "--yes", "--json", now="2026-12-01")
     assert nothing.exit_code == 0 and as_json(nothing)["customers"] == []
@@ -576,22 +632,26 @@ def test_cron_isolates_failures_and_resumes_them(lite: Lms) -> None:
         with ledger.engine.connect() as conn:  # the lock was taken and given back
             assert conn.execute(sa.select(L.locks)).all() == []
 
+    acme_rows = snapshot(lite.url)["attachments"]
     first = purge(lite, "--due", "--yes", "--json", now="2027-12-01")
-    assert first.exit_code == 1
+    assert first.exit_code == 3
     by = {r["customer"]: r for r in as_json(first)["customers"]}
-    assert by["initech"]["status"] == "done" and by["acme"]["status"] == "failed"
-    assert "cannot delete media file" in by["acme"]["error"]
-    assert "purge_failed customer=acme" in first.stderr  # logs go to stderr
+    assert by["initech"]["status"] == "done" and by["acme"]["status"] == "refused"
+    assert f"attachments rows {stuck_id}: storage_path names a folder" in by["acme"]["error"]
+    assert stuck not in first.stdout + first.stderr  # the row key, never the path
     with lite.ledger() as ledger:
-        attention = calendar.check_attention(lite.settings, ledger, now=calendar.parse_now("2027-12-01"))
-        assert ("acme", "purge_failed") in {(a["customer"], a["kind"]) for a in attention}
+        assert [p["customer"] for p in ledger.rows(L.purges)] == ["initech"]
+    assert (lite.media / stuck / "x").read_text() == "x"
+    assert {k: v for k, v in snapshot(lite.url)["attachments"].items() if k in acme_rows} == {
+        k: v for k, v in acme_rows.items() if k in snapshot(lite.url)["attachments"]
+    }
 
     shutil.rmtree(lite.media / stuck)
     again = purge(lite, "--due", "--yes", "--json", now="2027-12-01")
     assert again.exit_code == 0, again.stderr
     (acme,) = as_json(again)["customers"]
-    assert acme["customer"] == "acme" and acme["status"] == "done" and acme["resumed"] is True
-    assert acme["media"]["deleted"] == 6 and acme["deleted"]["activity_log"] > 0
+    assert acme["customer"] == "acme" and acme["status"] == "done"
+    assert acme["media"]["deleted"] == 5 and acme["media"]["missing"] == 1 and acme["deleted"]["activity_log"] > 0
     with lite.ledger() as ledger:
         assert [p["status"] for p in ledger.rows(L.purges, "acme")] == ["done"]
     assert not any(p.startswith("acme/") for p in files(lite.media))
@@ -877,5 +937,7 @@ def test_media_store_deletes_on_s3_and_never_outside_its_root(tmp_path: Path, mo
     assert local.safe("acme/ab/f")
     local.delete("acme/ab/f")
     assert not (root / "acme").exists() and root.is_dir()  # emptied folders go, the root stays
-    local.delete("link")  # a symlink is removed itself; its target is never touched
-    assert (tmp_path / "outside").read_bytes() == b"keep" and not (root / "link").exists()
+    assert not local.safe("link")  # a symlink out of the root: refused, neither it nor its target touched
+    with pytest.raises(MediaProblem):
+        local.delete("link")
+    assert (tmp_path / "outside").read_bytes() == b"keep" and (root / "link").is_symlink()

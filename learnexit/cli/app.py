@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - older typer uses the click package
 from .. import __version__
 from ..config import Settings, load_settings, scrub
 from ..errors import EXIT_FAILURE, LearnexitError, printable
+from ..valuefree import first_line
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done · 1 operational failure · 2 bad input or config · "
@@ -212,8 +213,7 @@ class Ctx:
             code, message = exc.exit_code, exc.message
         else:
             code = EXIT_FAILURE
-            first = str(exc).strip().splitlines()
-            message = printable(f"internal error: {type(exc).__name__}: {first[0] if first else ''}".rstrip(": "))
+            message = printable(f"internal error: {first_line(exc)}")
             if not self.show_traceback:
                 message += " (run again with --traceback for details)"
         if self.show_traceback:

@@ -463,6 +463,8 @@ def _render_confirm(out: Console, d: dict[str, Any]) -> None:
     conf = d["confirmation"]
     table = _kv_table()
     table.add_row("confirmed", f"{conf['confirmed_at']:%Y-%m-%d %H:%MZ} by {conf['confirmed_by']}")
+    if d.get("delivered_export_id") is not None:
+        table.add_row("delivered", f"export #{d['delivered_export_id']}")
     if conf["without_export_reason"]:
         table.add_row("without export", conf["without_export_reason"])
     c = d["closure"]
@@ -502,6 +504,15 @@ def confirm_command(
         typer.Option("--without-export", help="Confirm although no complete export was delivered (needs --reason)."),
     ] = False,
     reason: Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why no export is needed.")] = None,
+    package: Annotated[
+        str | None,
+        typer.Option(
+            "--package",
+            metavar="PATH|EXPORT_ID",
+            help="The export the customer received (default: the latest complete one); "
+            "the deletion certificate lists it as delivered.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     show_traceback: TracebackOpt = False,
@@ -511,11 +522,14 @@ def confirm_command(
     Needs a complete export first (or --without-export --reason).  The account closure
     ([closure] actions on this customer's rows only) runs now when the termination date
     has passed, else it is scheduled for 00:00 local time the day after it.  Confirming
-    again changes nothing; a later --waive-window adds the waiver.
+    again changes nothing; a later --waive-window adds the waiver.  The delivered
+    package (--package, else the latest complete export) is recorded with it.
 
     Examples:
 
         learnexit confirm acme --by "Jane Doe" --reference T-1240
+
+        learnexit confirm acme --by "Jane Doe" --package 3
 
         learnexit confirm acme --by "Jane Doe" --waive-window
 
@@ -546,6 +560,7 @@ def confirm_command(
                 reference=reference,
                 waive_window=waive_window,
                 without_export_reason=reason if without_export else None,
+                package=package,
                 now=now,
             )
         ctx.emit(data, lambda out: _render_confirm(out, data))

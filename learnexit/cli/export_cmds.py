@@ -15,12 +15,10 @@ from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n:,} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n:,} B"
+    """Decimal units (kB, MB), as the export summary and index.html write them."""
+    from ..documents.i18n import format_bytes
+
+    return format_bytes(n, "en")
 
 
 class _Bars:
@@ -174,8 +172,10 @@ def export_command(
                 f"{result.files} files, {_size(result.bytes)}; formats: {', '.join(result.formats)}; "
                 f"manifest sha256 {result.manifest_sha256}"
             )
+            from ..documents.notes import note_sentence
+
             for note in result.notes:
-                out_console.print(f"note: {note}")
+                out_console.print(f"note: {note_sentence(note)}")
 
         ctx.emit(result.as_dict(), render)
 

@@ -101,6 +101,11 @@ def _render_plan(out: Console, plan: Any) -> None:
             )
     if plan.backup_note:
         out.print(f"Backups: {plan.backup_note}")
+    else:
+        out.print(
+            "warning: [purge] backup_note is not set: the certificate will say nothing about "
+            "backups; say in the config what happens to copies outside the platform"
+        )
 
 
 def _render_result(out: Console, result: Any) -> None:

@@ -12,26 +12,6 @@ from rich.table import Table
 from ..errors import BadInput
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
 
-CONFIG_TEMPLATE = """# learnexit configuration — see README.md and docs/runbook.md
-[source]
-url = "sqlite:///lms.db"                 # any SQLAlchemy URL; relative SQLite paths are relative to this file
-[state]
-url = "sqlite:///learnexit-state.db"     # the ledger; use PostgreSQL for a team
-[vendor]
-name = "Your company"
-[contract]
-notice_days = 30
-export_window_days = 90
-timezone = "Europe/Stockholm"
-term_months = 12
-[customer]
-table = "organisations"
-key = "slug"
-tenancy = "shared"
-[export]
-out = "exports"
-"""
-
 
 @app.command("init")
 def init_command(
@@ -45,7 +25,10 @@ def init_command(
     as_json: JsonOpt = False,
     show_traceback: TracebackOpt = False,
 ) -> None:
-    """Write a starting config (or, with --example DIR, the example LMS and its config).
+    """Write a commented starting config, mode 0600 (or, with --example DIR, the example LMS).
+
+    The config names every section and key (see docs/configuration.md); the optional
+    ones are commented out.
 
     Examples:
 
@@ -78,10 +61,10 @@ def init_command(
 
             ctx.emit(data, render)
             return
+        from ..skeleton import write_skeleton
+
         target = config or Path("learnexit.toml")
-        if target.exists():
-            raise BadInput(f"{target} exists already; not overwriting it")
-        target.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+        write_skeleton(target)
         ctx.emit(
             {"config": str(target.resolve())}, lambda out: out.print(f"Wrote {target}; edit [source] and [customer].")
         )

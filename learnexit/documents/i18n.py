@@ -233,6 +233,72 @@ STRINGS: dict[str, dict[str, str]] = {
         ),
         "letter.closing": "If anything in this letter is not as you expect, please contact us.",
         "letter.regards": "Kind regards,",
+        # deletion certificate
+        "deletion.title": "Certificate of deletion",
+        "deletion.subtitle": "{name} ({customer}), deletion #{purge_id}",
+        "deletion.issued": "Issued {date} by {vendor}",
+        "deletion.intro": (
+            "{vendor} certifies that the data held for {name} in its learning platform has been "
+            "deleted as set out below, and that the deletion was verified afterwards."
+        ),
+        "deletion.intro_retention": (
+            "{vendor} certifies that the data it was obliged to keep for {name} after the main "
+            "deletion has now been deleted as set out below, and that the deletion was verified."
+        ),
+        "deletion.facts": "Summary",
+        "deletion.customer": "Customer",
+        "deletion.customer_key": "Customer key",
+        "deletion.termination": "Contract ended",
+        "deletion.kind": "Deletion",
+        "deletion.kind_full": "All data of the customer",
+        "deletion.kind_retention": "Data kept under a legal obligation, now due for deletion",
+        "deletion.purge_id": "Deletion number",
+        "deletion.started": "Started",
+        "deletion.finished": "Completed",
+        "deletion.forced": "Performed before it was due",
+        "deletion.forced_where": "Yes, on request; the reason is recorded with deletion #{id}.",
+        "deletion.exports": "Exports delivered to the customer",
+        "deletion.exports_none": "No delivery of an export package was confirmed.",
+        "deletion.export_done": "Completed",
+        "deletion.export_package": "Package",
+        "deletion.export_hash": "Manifest (SHA-256)",
+        "deletion.export_status": "Our copy",
+        "deletion.export_removed": "destroyed",
+        "deletion.export_kept": "not destroyed",
+        "deletion.vendor_copies": "Vendor copies destroyed",
+        "deletion.vendor_copies_text": (
+            "Export packages we made that were not delivered to the customer (earlier or repeated exports) "
+            "were kept only by us:"
+        ),
+        "deletion.deleted": "Deleted",
+        "deletion.table": "Table",
+        "deletion.rows": "Rows",
+        "deletion.total": "Total",
+        "deletion.media": "Media files deleted: {n}.",
+        "deletion.media_kept": "Media files kept because other data still uses them: {n}.",
+        "deletion.retained": "Kept under a legal obligation",
+        "deletion.retained_none": "Nothing is kept.",
+        "deletion.until": "Kept until",
+        "deletion.basis": "Legal basis",
+        "deletion.minimised": "Referenced by retained records; kept with {cols} removed.",
+        "deletion.minimised_none": "Referenced by retained records.",
+        "deletion.shared": "Kept because other customers still use it",
+        "deletion.shared_text": (
+            "These records also belong to other customers of the platform. Every link between "
+            "them and {name} was deleted; the records themselves stay for the other customers."
+        ),
+        "deletion.verification": "Verification",
+        "deletion.verified": (
+            "Passed. After the deletion the platform's database was searched again for the "
+            "customer's data: no record remains apart from what is listed as kept above, "
+            "and no deleted media file remains."
+        ),
+        "deletion.backups": "Copies outside the platform",
+        "deletion.audit": "Audit trail",
+        "deletion.audit_text": (
+            "Every step of this deletion is recorded in a hash-chained audit log. The head of "
+            "the chain when the deletion was verified:"
+        ),
         "duration.Y": "{n} year|{n} years",
         "duration.M": "{n} month|{n} months",
         "duration.W": "{n} week|{n} weeks",
@@ -418,6 +484,71 @@ STRINGS: dict[str, dict[str, str]] = {
         ),
         "letter.closing": "Hör gärna av er om något i brevet inte stämmer med er uppfattning.",
         "letter.regards": "Med vänliga hälsningar",
+        "deletion.title": "Raderingsintyg",
+        "deletion.subtitle": "{name} ({customer}), radering #{purge_id}",
+        "deletion.issued": "Utfärdat {date} av {vendor}",
+        "deletion.intro": (
+            "{vendor} intygar att de uppgifter som lagrats för {name} i lärplattformen har raderats "
+            "enligt nedan och att raderingen har kontrollerats i efterhand."
+        ),
+        "deletion.intro_retention": (
+            "{vendor} intygar att de uppgifter som enligt lag behölls för {name} efter den första "
+            "raderingen nu har raderats enligt nedan och att raderingen har kontrollerats."
+        ),
+        "deletion.facts": "Sammanfattning",
+        "deletion.customer": "Kund",
+        "deletion.customer_key": "Kundnyckel",
+        "deletion.termination": "Avtalet upphörde",
+        "deletion.kind": "Radering",
+        "deletion.kind_full": "Alla kundens uppgifter",
+        "deletion.kind_retention": "Uppgifter som behölls enligt lag och nu ska raderas",
+        "deletion.purge_id": "Raderingsnummer",
+        "deletion.started": "Påbörjad",
+        "deletion.finished": "Slutförd",
+        "deletion.forced": "Utförd före förfallodagen",
+        "deletion.forced_where": "Ja, på begäran; skälet finns registrerat för radering #{id}.",
+        "deletion.exports": "Exporter som lämnats till kunden",
+        "deletion.exports_none": "Ingen leverans av ett exportpaket bekräftades.",
+        "deletion.export_done": "Slutförd",
+        "deletion.export_package": "Paket",
+        "deletion.export_hash": "Manifest (SHA-256)",
+        "deletion.export_status": "Vår kopia",
+        "deletion.export_removed": "förstörd",
+        "deletion.export_kept": "inte förstörd",
+        "deletion.vendor_copies": "Leverantörens kopior förstörda",
+        "deletion.vendor_copies_text": (
+            "Exportpaket som vi skapade men som inte lämnades till kunden (tidigare eller upprepade "
+            "exporter) fanns bara hos oss:"
+        ),
+        "deletion.deleted": "Raderat",
+        "deletion.table": "Tabell",
+        "deletion.rows": "Rader",
+        "deletion.total": "Totalt",
+        "deletion.media": "Raderade mediefiler: {n}.",
+        "deletion.media_kept": "Mediefiler som behölls eftersom andra uppgifter använder dem: {n}.",
+        "deletion.retained": "Behålls enligt lag",
+        "deletion.retained_none": "Ingenting behålls.",
+        "deletion.until": "Behålls till och med",
+        "deletion.basis": "Rättslig grund",
+        "deletion.minimised": "Hänvisas till av bevarade poster; behålls utan {cols}.",
+        "deletion.minimised_none": "Hänvisas till av bevarade poster.",
+        "deletion.shared": "Behålls eftersom andra kunder använder dem",
+        "deletion.shared_text": (
+            "Dessa poster hör även till andra kunder på plattformen. Alla kopplingar mellan dem och "
+            "{name} har raderats; posterna finns kvar för de andra kunderna."
+        ),
+        "deletion.verification": "Kontroll",
+        "deletion.verified": (
+            "Godkänd. Efter raderingen genomsöktes plattformens databas på nytt efter kundens "
+            "uppgifter: inga poster finns kvar utöver det som anges som behållet ovan, och inga "
+            "raderade mediefiler finns kvar."
+        ),
+        "deletion.backups": "Kopior utanför plattformen",
+        "deletion.audit": "Granskningslogg",
+        "deletion.audit_text": (
+            "Varje steg i raderingen finns i en hashkedjad granskningslogg. Kedjans senaste "
+            "hashvärde när raderingen kontrollerades:"
+        ),
         "duration.Y": "{n} år|{n} år",
         "duration.M": "{n} månad|{n} månader",
         "duration.W": "{n} vecka|{n} veckor",
@@ -466,6 +597,24 @@ def format_date_short(value: date, lang: str) -> str:
 def format_month(year: int, month: int, lang: str) -> str:
     """``Mar 2025`` (en) / ``mar 2025`` (sv): the short form used on chart axes."""
     return f"{_MONTHS_SHORT[check_lang(lang)][month - 1]} {year}"
+
+
+def zone_label(value: datetime) -> str:
+    """The zone of an aware ``value`` as readers know it: ``CET``, ``CEST``, ``UTC``, or
+    ``UTC+03:00`` where the zone has no letters of its own."""
+    name = value.tzname() or ""
+    if name.isalpha():
+        return name
+    offset = value.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def format_instant(value: datetime, timezone: str, lang: str) -> str:
+    """An instant in ``timezone`` with its zone: ``1 May 2027, 00:04 CEST`` / ``1 maj 2027 kl. 00.04 CEST``."""
+    local = local_datetime(value, timezone)
+    return f"{format_time(local, lang)} {zone_label(local)}"
 
 
 def format_time(value: datetime, lang: str) -> str:

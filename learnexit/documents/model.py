@@ -20,7 +20,7 @@ class Heading:
 @dataclass(frozen=True)
 class Paragraph:
     text: str
-    style: str = "body"  # body | lead | muted | small | pre (keeps line breaks)
+    style: str = "body"  # body | lead | muted | small | pre (keeps line breaks) | code (a hash: monospace)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from typing import IO, Any
 from ..errors import OperationalError
 from ..logs import event
 from ..machine import usable_cores
+from ..valuefree import first_line
 from .layout import certificate_html, certificate_lines, certificate_title, document_html, page_css, stylesheet_text
 from .model import Certificate, Document
 
@@ -94,7 +95,7 @@ class PdfRenderer:
                 self._layouts[key] = CertificateLayout(self, lang, with_score, {f: v for f, _, _, v in lines})
             except Exception as exc:  # e.g. another WeasyPrint: render such certificates in full
                 if not lines:  # (with lines: two of them the same text, say)
-                    event("certificate_layout_unavailable", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+                    event("certificate_layout_unavailable", level=logging.WARNING, error=first_line(exc))
                 self._layouts[key] = None
         return self._layouts[key]
 
@@ -119,7 +120,7 @@ class PdfRenderer:
                 try:
                     document = self.fast_certificate(doc)
                 except Exception as exc:  # a bug here must not cost the certificate
-                    event("certificate_layout_failed", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+                    event("certificate_layout_failed", level=logging.WARNING, error=first_line(exc))
                     document = None
                 if document is not None:
                     return document.write_pdf(target)
@@ -518,8 +519,8 @@ class RenderQueue:
 
     @staticmethod
     def _failure(items: list[tuple[Document, str, str]], exc: BaseException) -> OperationalError:
-        names = ", ".join(Path(t).name for _, _, t in items[:3])
-        return OperationalError(f"rendering documents failed ({names}…): {type(exc).__name__}: {exc}")
+        # (document names come from the source's values: counted, never named)
+        return OperationalError(f"rendering {len(items)} documents failed: {first_line(exc)}")
 
     def finish(self) -> int:
         try:

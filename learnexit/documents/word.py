@@ -2,7 +2,9 @@
 
 Charts become a table of the same numbers (Word has no inline SVG we can rely on);
 everything else maps one to one: headings, paragraphs, lists, label/value lists,
-tables with a repeating header row, headline numbers, and a footer with page numbers.
+tables with a repeating header row and column widths that fit their content (fixed, so
+Word does not break an e-mail address mid-word), headline numbers, and a footer with
+page numbers.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ MUTED = RGBColor(0x6B, 0x77, 0x85)
 GOLD = RGBColor(0xB0, 0x8D, 0x57)
 FONT = "Calibri"
 SERIF = "Cambria"
+MONO = "Consolas"
 _LANG_TAG = {"en": "en-GB", "sv": "sv-SE"}
 
 # XML 1.0 forbids most control characters; a stray one in the data must not make the
@@ -147,19 +150,81 @@ def _cell_text(
     _run(paragraph, text, size=size, bold=bold, color=color)
 
 
-def _table(doc: Any, columns: tuple[str, ...], rows: tuple[tuple[str, ...], ...], numeric: tuple[bool, ...]) -> None:
+# Table cells: 8.5 pt Calibri is about 1.6 mm a character on average (a bold header a
+# little more), plus the cell's left and right margins.
+_CHAR_MM = 1.6
+_CELL_PAD_MM = 2.8
+
+
+def column_widths(
+    columns: tuple[str, ...], rows: tuple[tuple[str, ...], ...], total_mm: float, percent: tuple[int, ...] = ()
+) -> list[float]:
+    """Column widths (mm) summing to ``total_mm`` that fit the content: every column at
+    least as wide as its longest word (an e-mail address, a date's parts) where the page
+    allows, and the room left shared in proportion to how much more each column's
+    longest line wants.  ``percent`` (the document's own widths) is used as given."""
+    if percent and len(percent) == len(columns):
+        scale = total_mm / (sum(percent) or 1)
+        return [p * scale for p in percent]
+    least: list[float] = []
+    wanted: list[float] = []
+    for i, name in enumerate(columns):
+        texts = [name, *(row[i] for row in rows)]
+        lines = [line for text in texts for line in text.split("\n")]
+        word = max((len(w) for line in lines for w in line.split()), default=1)
+        line = max((len(line) for line in lines), default=1)
+        least.append(word * _CHAR_MM + _CELL_PAD_MM)
+        wanted.append(max(line, word) * _CHAR_MM + _CELL_PAD_MM)
+    if sum(least) >= total_mm:  # the longest words do not fit side by side: shrink them alike
+        return [w * total_mm / sum(least) for w in least]
+    if sum(wanted) <= total_mm:  # everything fits on one line: the rest shared alike
+        spare = total_mm - sum(wanted)
+        return [w + spare * w / sum(wanted) for w in wanted]
+    spare = total_mm - sum(least)
+    more = [w - m for w, m in zip(wanted, least, strict=True)]
+    return [m + spare * x / (sum(more) or 1) for m, x in zip(least, more, strict=True)]
+
+
+def _fixed_layout(table: Any, widths_mm: list[float]) -> None:
+    """Fixed column widths: Word then keeps them rather than re-measuring the content."""
+    table.autofit = False
+    props = table._tbl.tblPr
+    layout = OxmlElement("w:tblLayout")
+    layout.set(qn("w:type"), "fixed")
+    props.append(layout)
+    for column, width in zip(table.columns, widths_mm, strict=True):
+        column.width = Mm(width)
+
+
+def _text_width_mm(doc: Any) -> float:
+    section = doc.sections[-1]
+    return float((section.page_width - section.left_margin - section.right_margin) / Mm(1))
+
+
+def _table(
+    doc: Any,
+    columns: tuple[str, ...],
+    rows: tuple[tuple[str, ...], ...],
+    numeric: tuple[bool, ...],
+    percent: tuple[int, ...] = (),
+) -> None:
     numeric = numeric or (False,) * len(columns)
     table = doc.add_table(rows=1, cols=len(columns))
     table.style = doc.styles["Table Grid"]
     table.alignment = WD_TABLE_ALIGNMENT.LEFT
+    widths_mm = column_widths(columns, rows, _text_width_mm(doc), percent)
+    _fixed_layout(table, widths_mm)
+    widths = [Mm(w) for w in widths_mm]
     header = table.rows[0]
     _repeat_header(header)
-    for cell, name, num in zip(header.cells, columns, numeric, strict=True):
+    for cell, name, num, width in zip(header.cells, columns, numeric, widths, strict=True):
+        cell.width = width
         _shade(cell, "EEF2F6")
         _cell_text(cell, name, bold=True, right=num, color=INK)
     for row in rows:
         cells = table.add_row().cells
-        for cell, value, num in zip(cells, row, numeric, strict=True):
+        for cell, value, num, width in zip(cells, row, numeric, widths, strict=True):
+            cell.width = width
             _cell_text(cell, value, right=num)
     doc.add_paragraph().paragraph_format.space_after = Pt(2)
 
@@ -172,7 +237,10 @@ def _block(doc: Any, block: object) -> None:
         p = doc.add_paragraph()
         styles = {"lead": (11, False, None), "muted": (10, False, MUTED), "small": (8, False, MUTED)}
         size, italic, color = styles.get(block.style, (None, False, None))
-        _run(p, block.text.replace("`", ""), size=size, italic=italic, color=color)
+        if block.style == "code":
+            _run(p, block.text, size=8, font=MONO)
+        else:
+            _run(p, block.text.replace("`", ""), size=size, italic=italic, color=color)
     elif isinstance(block, Bullets):
         for item in block.items:
             _run(doc.add_paragraph(style="List Bullet"), item.replace("`", ""))
@@ -199,7 +267,7 @@ def _block(doc: Any, block: object) -> None:
         doc.add_paragraph().paragraph_format.space_after = Pt(2)
     elif isinstance(block, Table):
         if block.rows:
-            _table(doc, block.columns, block.rows, block.numeric)
+            _table(doc, block.columns, block.rows, block.numeric, block.widths)
         elif block.empty:
             _run(doc.add_paragraph(), block.empty, italic=True, color=MUTED)
     elif isinstance(block, BarChart):

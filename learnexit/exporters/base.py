@@ -26,6 +26,7 @@ from typing import IO, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import text_decode
 from ..config import Settings
 from ..errors import OperationalError, printable
 from ..source import Edge, Source
@@ -67,6 +68,8 @@ def result_processors(dialect: Any, stmt: sa.Select[Any], description: Any) -> l
 
 # While rows stream, the cycle collector runs only every this many batches (see ``streaming``).
 GC_EVERY_BATCHES = 50
+# Values with undecodable text named one by one per column (the rest are counted).
+NOTED_PER_COLUMN = 25
 
 
 @contextmanager
@@ -283,12 +286,11 @@ class ExportJob:
 
     def rows(self, name: str, where: Any = None, order_by: Any = None) -> Iterator[list[sa.Row[Any]]]:
         """Stream this customer's rows of ``name`` (optionally narrowed) from the snapshot."""
-        result = self.conn.execution_options(yield_per=self.options.batch_size).execute(
-            self.select(name, where, order_by)
-        )
+        stmt = self.select(name, where, order_by)
+        result = self.conn.execution_options(yield_per=self.options.batch_size).execute(stmt)
         try:
-            for part in result.partitions(self.options.batch_size):
-                yield list(part)
+            parts = (list(part) for part in result.partitions(self.options.batch_size))
+            yield from self._undecodable(name, stmt, parts, rows=True)
         finally:
             result.close()
 
@@ -301,12 +303,46 @@ class ExportJob:
         as text in SQLite, decimals, booleans…), a whole column at a time, so the values are
         exactly those ``rows`` gives."""
         stmt = self.select(name, where, order_by, columns)
-        yield from stream_tuples(self.conn, stmt, batch_size or self.options.batch_size)
+        batches = stream_tuples(self.conn, stmt, batch_size or self.options.batch_size)
+        yield from self._undecodable(name, stmt, batches, rows=True)
 
     def columns(self, name: str, where: Any = None) -> Iterator[list[Sequence[Any]]]:
         """This customer's rows of ``name`` (optionally narrowed) in batches, a batch as its
         columns (see ``stream_columns``): what ``TableWriter.write_columns`` takes."""
-        yield from stream_columns(self.conn, self.select(name, where), self.options.batch_size)
+        stmt = self.select(name, where)
+        yield from self._undecodable(name, stmt, stream_columns(self.conn, stmt, self.options.batch_size), rows=False)
+
+    def _undecodable(self, name: str, stmt: sa.Select[Any], batches: Iterator[Any], *, rows: bool) -> Iterator[Any]:
+        """Pass the batches on; once the source has replaced text that was not valid UTF-8
+        (``text_decode``; the driver may decode rows ahead of the batch that holds them),
+        note each value with U+FFFD in this and every later batch by table, column and row
+        key — never the value."""
+        start = text_decode.replaced()
+        dirty = False
+        for batch in batches:
+            dirty = dirty or text_decode.replaced() != start
+            if dirty and batch:
+                self._note_replaced(name, stmt, batch if not rows else list(zip(*batch, strict=True)))
+            yield batch
+
+    def _note_replaced(self, name: str, stmt: sa.Select[Any], columns: list[Sequence[Any]]) -> None:
+        selected = list(stmt.selected_columns)
+        pk = [i for i, c in enumerate(selected) if getattr(c, "primary_key", False)]
+        seen: dict[tuple[str, str], int] = self.shared.setdefault("undecodable", {})
+        for i, column in enumerate(columns):
+            for row, value in enumerate(column):
+                if type(value) is not str or text_decode.REPLACEMENT not in value:
+                    continue
+                where = (name, selected[i].name)
+                seen[where] = seen.get(where, 0) + 1
+                if seen[where] > NOTED_PER_COLUMN:
+                    continue
+                key = ",".join(str(columns[k][row]) for k in pk) if pk else "?"
+                self.note(
+                    "source",
+                    f"{name}.{selected[i].name} row {key}: text that is not valid UTF-8 in the source, "
+                    "exported with U+FFFD replacement characters",
+                )
 
     def note(self, fmt: str, text: str) -> None:
         """A note for index.html, the export summary and the command's result: one line,
@@ -425,6 +461,10 @@ class Exporter(ABC):
 
     def writer(self, job: ExportJob) -> TableWriter | None:
         return None
+
+    def describe(self, job: ExportJob) -> str:
+        """What this format holds in ``job``'s package (index.html)."""
+        return self.description
 
     def watcher(self, job: ExportJob) -> TableWriter | None:
         """A TableWriter that looks at the rows of a read pass other formats make anyway

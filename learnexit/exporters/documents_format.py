@@ -41,6 +41,7 @@ from ..documents.model import (
     Report,
     Table,
 )
+from ..documents.notes import note_sentence
 from ..documents.render import RenderQueue, default_workers, warm_pool
 from ..errors import printable
 from .base import REGISTRY, Exporter, ExportJob, TableSpec, TableWriter, register
@@ -736,6 +737,16 @@ class _Build:
             ),
         )
 
+    def _format_contents(self, fmt: str) -> str:
+        """What a format holds; the SQL dump with its dialect (SQLite, PostgreSQL, MySQL and MariaDB)."""
+        text = self.t(f"fmt.{fmt}")
+        if fmt == "sql":
+            from .sql_format import DIALECT_NAMES
+
+            dialect = DIALECT_NAMES.get(self.job.options.sql_dialect)
+            text += f" ({dialect})" if dialect else ""
+        return text
+
     def export_summary(self) -> None:
         job = self.job
         n = lambda v: i18n.format_int(v, self.lang)  # noqa: E731
@@ -743,7 +754,7 @@ class _Build:
         facts = [
             (self.t("summary.organisation"), self.organisation),
             (self.t("summary.customer"), job.customer),
-            (self.t("summary.exported"), i18n.format_time(i18n.local_datetime(job.started_at, self.tz), self.lang)),
+            (self.t("summary.exported"), i18n.format_instant(job.started_at, self.tz, self.lang)),
         ]
         if deadline is not None:
             facts.append((self.t("summary.deadline"), i18n.format_date(deadline, self.lang)))
@@ -755,7 +766,9 @@ class _Build:
         blocks.append(
             Table(
                 (self.t("summary.format"), self.t("summary.folder"), self.t("summary.contents")),
-                tuple((f, _folder_of(f), self.t(f"fmt.{f}")) for f in formats if f"fmt.{f}" in i18n.STRINGS["en"]),
+                tuple(
+                    (f, _folder_of(f), self._format_contents(f)) for f in formats if f"fmt.{f}" in i18n.STRINGS["en"]
+                ),
                 widths=(12, 18, 70),
             )
         )
@@ -813,7 +826,7 @@ class _Build:
         # PDF and the Word summary then say the same, whichever of them runs first.
         notes = [note for note in job.notes if not note.startswith(("pdf: ", "docx: "))] + self.own_notes
         if notes:
-            blocks += [Heading(self.t("summary.notes"))] + [Paragraph(note, "small") for note in notes]
+            blocks += [Heading(self.t("summary.notes"))] + [Paragraph(note_sentence(note), "small") for note in notes]
         self.emit("export-summary", self.report(self.t("summary.title"), self.t("summary.subtitle"), blocks))
 
 

@@ -8,7 +8,10 @@ rows point to, copied byte for byte into ``data/media/``.
 * **Never outside the root.** A path that is absolute, contains ``..``, holds control
   characters, or resolves (through symlinks) outside the root is refused before anything
   is opened: reported in the notes and the problems, never read.  Only regular files are
-  read (a FIFO or a device is refused too).
+  read (a FIFO or a device is refused too).  The rules are ``learnexit.media_paths``, the
+  same the purge applies.  Notes and problems name table, row key and column, never the
+  path or a recorded size or checksum (source values); ``index.csv`` (in the package)
+  keeps them.
 * **Streamed.** Files are copied in 1 MiB chunks; the SHA-256 is computed while copying,
   and the recorded size and checksum (md5/sha1/sha256), where configured, are checked.
   A mismatch is a problem: the file is still delivered as it is, and the index says so.
@@ -43,11 +46,20 @@ import stat
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, ClassVar
 
-from ..config import MediaSettings
-from ..errors import ConfigError, OperationalError
+from ..config import MediaSettings, scrub
+from ..errors import OperationalError
+from ..media_paths import (
+    LocalRoot,
+    MediaProblem,
+    PathTemplate,
+    check_relative,
+    recorded_path,
+    s3_client,
+    s3_key,
+    split_s3_root,
+)
 from .base import Exporter, ExportJob, register
 
 FOLDER = "media"
@@ -55,7 +67,6 @@ INDEX = "index.csv"
 CHUNK = 1 << 20
 MAX_NAME_BYTES = 200
 LISTED = 25  # problems of one kind listed one by one; the rest are counted
-S3_ENDPOINT_ENV = "LEARNEXIT_S3_ENDPOINT"
 
 # --------------------------------------------------------------------------- safe names
 
@@ -136,102 +147,7 @@ class NameAllocator:
 
 
 # --------------------------------------------------------------------------- paths
-
-
-class MediaProblem(Exception):
-    """A media row that cannot be delivered; ``kind`` says why."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind  # refused | missing | unreadable | invalid
-
-
-_FIELD = re.compile(r"\{(\w+)(?:\[(-?\d*)(?:(:)(-?\d*))?\])?\}")
-
-
-@dataclass(frozen=True)
-class PathTemplate:
-    """``filedir/{contenthash[0:2]}/{contenthash}`` parsed once, applied to each row."""
-
-    text: str
-    parts: tuple[str | tuple[str, slice | int | None], ...]
-
-    @classmethod
-    def parse(cls, text: str) -> PathTemplate:
-        parts: list[str | tuple[str, slice | int | None]] = []
-        pos = 0
-        for m in _FIELD.finditer(text):
-            literal = text[pos : m.start()]
-            if "{" in literal or "}" in literal:
-                raise ConfigError(f"[media] path_template: cannot read {text!r} near {literal!r}")
-            if literal:
-                parts.append(literal)
-            name, start, colon, stop = m.groups()
-            index: slice | int | None = None
-            if colon:
-                index = slice(int(start) if start else None, int(stop) if stop else None)
-            elif start is not None:
-                if not start:
-                    raise ConfigError(f"[media] path_template: empty index in {m.group(0)!r}")
-                index = int(start)
-            parts.append((name, index))
-            pos = m.end()
-        tail = text[pos:]
-        if "{" in tail or "}" in tail:
-            raise ConfigError(f"[media] path_template: cannot read {text!r} near {tail!r}")
-        if tail:
-            parts.append(tail)
-        if not any(isinstance(p, tuple) for p in parts):
-            raise ConfigError(f"[media] path_template: {text!r} names no column")
-        return cls(text, tuple(parts))
-
-    @property
-    def columns(self) -> list[str]:
-        return [p[0] for p in self.parts if isinstance(p, tuple)]
-
-    def apply(self, row: dict[str, Any]) -> str:
-        out = []
-        for part in self.parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            name, index = part
-            value = row.get(name)
-            if value is None:
-                raise MediaProblem("invalid", f"{name} is empty")
-            text = str(value)
-            if isinstance(index, int):
-                if not -len(text) <= index < len(text):
-                    raise MediaProblem("invalid", f"{name} {show(text)} has no character {index}")
-                text = text[index]
-            elif isinstance(index, slice):
-                text = text[index]
-            out.append(text)
-        return "".join(out)
-
-
-_ABSOLUTE = re.compile(r"^([/\\]|[A-Za-z]:[/\\])")
-
-
-def show(text: str, limit: int = 80) -> str:
-    """A path for a message: repr (control characters visible), shortened."""
-    return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
-def check_relative(path: str) -> str:
-    """``path`` as a clean relative path below the root, or MediaProblem("refused")."""
-    if not path.strip():
-        raise MediaProblem("invalid", "the recorded path is empty")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
-        raise MediaProblem("refused", f"path {show(path)} contains control characters")
-    if _ABSOLUTE.match(path):
-        raise MediaProblem("refused", f"path {show(path)} is absolute")
-    if ".." in re.split(r"[/\\]", path):
-        raise MediaProblem("refused", f"path {show(path)} leaves the media root (..)")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if not parts:
-        raise MediaProblem("invalid", f"path {show(path)} names no file")
-    return "/".join(parts)
+# The rules live in learnexit.media_paths (the purge applies the same ones).
 
 
 # --------------------------------------------------------------------------- stores
@@ -241,33 +157,32 @@ class LocalStore:
     """Files below a local folder; nothing outside it is ever opened."""
 
     def __init__(self, root: str) -> None:
-        self.root = Path(root)
-        self.real_root = Path(os.path.realpath(root))
-        self.available = self.real_root.is_dir()
+        self.paths = LocalRoot(root)
+        self.root = self.paths.root
+        self.real_root = self.paths.real_root
+        self.available = self.paths.available
 
     def describe(self) -> str:
         return str(self.root)
 
     def open(self, rel: str) -> io.RawIOBase:
-        real = Path(os.path.realpath(os.path.join(self.real_root, rel)))
-        if real == self.real_root or not real.is_relative_to(self.real_root):
-            raise MediaProblem("refused", f"path {show(rel)} resolves outside the media root (symlink)")
+        real = self.paths.resolve(rel)
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
-            raise MediaProblem("missing", f"{show(rel)} does not exist below {self.root}") from None
+            raise MediaProblem("missing", f"the file does not exist below {self.root}") from None
         except NotADirectoryError:
-            raise MediaProblem("missing", f"{show(rel)} does not exist below {self.root}") from None
+            raise MediaProblem("missing", f"the file does not exist below {self.root}") from None
         except OSError as exc:
-            raise MediaProblem("unreadable", f"cannot open {show(rel)}: {exc.strerror}") from None
+            raise MediaProblem("unreadable", f"cannot open the file: {exc.strerror}") from None
         try:
             mode = os.fstat(fd).st_mode
         except OSError as exc:
             os.close(fd)
-            raise MediaProblem("unreadable", f"cannot read {show(rel)}: {exc.strerror}") from None
+            raise MediaProblem("unreadable", f"cannot read the file: {exc.strerror}") from None
         if not stat.S_ISREG(mode):
             os.close(fd)
-            raise MediaProblem("refused", f"{show(rel)} is not a regular file")
+            raise MediaProblem("refused", "the path is not a regular file")
         os.set_blocking(fd, True)
         return io.FileIO(fd, "rb", closefd=True)
 
@@ -276,22 +191,9 @@ class S3Store:
     """Objects below ``s3://bucket/prefix``, read as streams."""
 
     def __init__(self, url: str, env: dict[str, str] | None = None) -> None:
-        env = dict(os.environ) if env is None else env
-        rest = url[len("s3://") :]
-        self.bucket, _, prefix = rest.partition("/")
-        if not self.bucket:
-            raise ConfigError(f"[media] root: {url!r} names no bucket")
-        self.prefix = prefix.strip("/")
+        self.bucket, self.prefix = split_s3_root(url)
         self.url = url
-        try:
-            import boto3
-            from botocore.config import Config
-        except ImportError:
-            raise ConfigError("[media] root is on S3: install boto3 (pip install 'learnexit[s3]')") from None
-        endpoint = env.get(S3_ENDPOINT_ENV) or env.get("AWS_ENDPOINT_URL") or None
-        self.client = boto3.client(
-            "s3", endpoint_url=endpoint, config=Config(retries={"max_attempts": 3, "mode": "standard"})
-        )
+        self.client = s3_client(env)
         self.available = True
 
     def describe(self) -> str:
@@ -300,20 +202,20 @@ class S3Store:
     def open(self, rel: str) -> io.RawIOBase:
         from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-        key = f"{self.prefix}/{rel}" if self.prefix else rel
+        key = s3_key(self.prefix, rel)
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise MediaProblem("missing", f"{show(rel)} does not exist in {self.url}") from None
+                raise MediaProblem("missing", f"the file does not exist in {self.url}") from None
             if code == "NoSuchBucket":
                 raise OperationalError(f"media root {self.url}: no such bucket") from None
-            raise MediaProblem("unreadable", f"cannot read {show(rel)} from {self.url}: {code}") from None
+            raise MediaProblem("unreadable", f"cannot read the file from {self.url}: {code}") from None
         except EndpointConnectionError as exc:
-            raise OperationalError(f"media root {self.url}: cannot connect: {exc}") from None
+            raise OperationalError(f"media root {self.url}: cannot connect: {scrub(str(exc))}") from None
         except BotoCoreError as exc:
-            raise OperationalError(f"media root {self.url}: {exc}") from None
+            raise OperationalError(f"media root {self.url}: {type(exc).__name__}") from None
         return _Body(response["Body"])
 
 
@@ -376,12 +278,12 @@ class _Run:
 
     def recorded_path(self, row: dict[str, Any]) -> str:
         """The path as the row gives it (not yet checked)."""
-        if self.template is not None:
-            return self.template.apply(row)
-        value = row.get(self.media.path_column or "")
-        if value is None:
-            raise MediaProblem("invalid", "no path recorded")
-        return str(value)
+        return recorded_path(self.media, row)
+
+    @property
+    def where(self) -> str:
+        """The column(s) the path comes from, for messages (never the value)."""
+        return self.media.path_column or "path_template"
 
     def run(self, store: LocalStore | S3Store) -> None:
         pk = [c.name for c in self.job.source.table(self.table).primary_key.columns]
@@ -417,7 +319,7 @@ class _Run:
             copy.rows.append(key)
         except MediaProblem as problem:
             self.index.append([key, "", original, recorded, "", "", problem.kind, str(problem)])
-            self.report(problem.kind, f"{self.table} row {key}: {problem}")
+            self.report(problem.kind, f"{self.table} row {key} ({self.where}): {problem}")
             return
         status, note = self.check(row, copy, key)
         self.index.append([key, copy.name, original, path, copy.size, copy.sha256, status, note])
@@ -439,9 +341,9 @@ class _Run:
                     try:
                         chunk = source.read(CHUNK)
                     except OSError as exc:
-                        raise MediaProblem("unreadable", f"reading {show(raw_path)} failed: {exc}") from None
+                        raise MediaProblem("unreadable", f"reading the file failed: {exc.strerror or exc}") from None
                     except Exception as exc:  # botocore stream errors
-                        raise MediaProblem("unreadable", f"reading {show(raw_path)} failed: {exc}") from None
+                        raise MediaProblem("unreadable", f"reading the file failed: {type(exc).__name__}") from None
                     if not chunk:
                         break
                     sha.update(chunk)
@@ -482,7 +384,11 @@ class _Run:
                     expected = Decimal(-1)
                 if expected != copy.size:
                     note = f"size {copy.size} bytes differs from the recorded {recorded}"
-                    self.report("size_mismatch", f"{self.table} row {key}: media/{copy.name}: {note}")
+                    self.report(
+                        "size_mismatch",
+                        f"{self.table} row {key}: the size of the file ({copy.size} bytes) differs from the "
+                        f"recorded {self.media.size_column}",
+                    )
                     copy.entry["verified"] = False
                     return "size_mismatch", note
         if self.algorithm and self.media.checksum_column:
@@ -491,7 +397,11 @@ class _Run:
                 checked = True
                 if str(recorded).strip().lower() != copy.checksum:
                     note = f"{self.algorithm} {copy.checksum} differs from the recorded {str(recorded)[:80]}"
-                    self.report("checksum_mismatch", f"{self.table} row {key}: media/{copy.name}: {note}")
+                    self.report(
+                        "checksum_mismatch",
+                        f"{self.table} row {key}: the {self.algorithm} of the file differs from the "
+                        f"recorded {self.media.checksum_column}",
+                    )
                     copy.entry["verified"] = False
                     return "checksum_mismatch", note
         if checked and copy.entry.get("verified") is None:

@@ -96,6 +96,7 @@ _MYSQL_ESCAPES = str.maketrans({"\\": "\\\\", "'": "''", "\x00": "\\0", "\r": "\
 _SQLITE_SPLICE = re.compile("([\x00\r])")
 _NATIVE_DIALECTS = {"sqlite": 0, "postgresql": 1, "mysql": 2}  # the dialect codes of _speedups.sql_inserts
 
+DIALECT_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL and MariaDB"}
 LOAD_HINTS = {
     "sqlite": "sqlite3 NEW.db < {file}",
     "postgresql": "psql -v ON_ERROR_STOP=1 -d NEWDB -f {file}",
@@ -864,6 +865,14 @@ class SqlExporter(Exporter):
     name = "sql"
     description = "an SQL script (CREATE TABLE + INSERT) for SQLite, PostgreSQL or MySQL/MariaDB"
     folder = FOLDER
+
+    def describe(self, job: ExportJob) -> str:
+        """The dump's actual dialect, and how to load it."""
+        dialect = job.options.sql_dialect
+        if dialect not in DIALECT_NAMES:
+            return self.description
+        hint = LOAD_HINTS[dialect].format(file=dump_path(job.customer))
+        return f"an SQL script (CREATE TABLE + INSERT) for {DIALECT_NAMES[dialect]}; load it with: {hint}"
 
     def writer(self, job: ExportJob) -> TableWriter:
         if job.options.sql_dialect not in DIALECTS:

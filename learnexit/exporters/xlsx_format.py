@@ -4,7 +4,9 @@ The workbook is written directly as SpreadsheetML (ECMA-376), a batch of rows at
 so memory stays flat however long a table is and a million rows take seconds, not
 minutes.  The first sheet, ``Contents``, lists every sheet with its table and the rows
 it holds (sheet names are shortened and made unique, so they need not equal the table
-name).  Each table sheet has a header row (bold, frozen) and one row per database row.
+name).  Each table sheet has a header row (bold, shaded, frozen) and one row per
+database row; column widths come from the column types and header names (dates and
+times wide enough not to show ``###``), not from measuring every value.
 
 * A table longer than ``MAX_DATA_ROWS`` (1,048,575: Excel's row limit minus the header)
   continues on further sheets named ``<table> (2)``, ``<table> (3)`` …
@@ -294,12 +296,16 @@ def _styles() -> str:
         '<numFmt numFmtId="165" formatCode="yyyy-mm-dd"/><numFmt numFmtId="166" formatCode="h:mm:ss"/></numFmts>'
         '<fonts count="2"><font><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
         '<font><b/><sz val="11"/><name val="Calibri"/><family val="2"/></font></fonts>'
-        '<fills count="2"><fill><patternFill patternType="none"/></fill>'
-        '<fill><patternFill patternType="gray125"/></fill></fills>'
-        '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+        '<fills count="3"><fill><patternFill patternType="none"/></fill>'
+        '<fill><patternFill patternType="gray125"/></fill>'
+        '<fill><patternFill patternType="solid"><fgColor rgb="FFEEF2F6"/><bgColor indexed="64"/></patternFill></fill>'
+        "</fills>"
+        '<borders count="2"><border><left/><right/><top/><bottom/><diagonal/></border>'
+        '<border><left/><right/><top/><bottom style="thin"><color rgb="FFC9D3DE"/></bottom><diagonal/></border>'
+        "</borders>"
         '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
         '<cellXfs count="5"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
-        '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
+        '<xf numFmtId="0" fontId="1" fillId="2" borderId="1" xfId="0" applyFont="1" applyFill="1" applyBorder="1"/>'
         '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
         '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
         '<xf numFmtId="166" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>'
@@ -389,8 +395,45 @@ _SHEET_START = (
     f'{_HEAD}<worksheet xmlns="{_NS}"><sheetViews><sheetView workbookViewId="0">'
     '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
     '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
-    '<sheetFormatPr defaultRowHeight="15"/><sheetData>'
-)
+    '<sheetFormatPr defaultRowHeight="15"/>'
+)  # then <cols> (known with the header) and <sheetData>
+
+# Column widths (in Excel's character widths) by what a column holds: set once from the
+# column types and header names, never by measuring values (the sheet is streamed).  A
+# date or time shown in "yyyy-mm-dd h:mm:ss" needs 19 characters, or Excel shows ###.
+_KIND_WIDTH = {"datetime": 20.0, "date": 12.0, "integer": 11.0, "number": 13.0, "boolean": 8.0, "binary": 24.0}
+_TEXT_WIDTH = (10.0, 36.0, 36.0)  # text: at least, when its length is unknown, at most (wider: wrap)
+
+
+def column_width(kind: str | None, header: str, length: int | None = None) -> float:
+    """The width of a column of ``kind`` headed ``header`` (``length``: a text column's
+    declared maximum, e.g. VARCHAR(20))."""
+    least, unknown, most = _TEXT_WIDTH
+    if kind in _KIND_WIDTH:
+        width = _KIND_WIDTH[kind]
+    elif length:
+        width = min(max(float(length) + 1, least), most)
+    else:
+        width = unknown
+    return min(max(width, len(header) * 1.1 + 3), 60.0)  # (the header is bold; a long name gets its room)
+
+
+def cols_xml(widths: Sequence[float]) -> str:
+    """``<cols>`` for ``widths`` (empty for no columns)."""
+    cols = "".join(f'<col min="{n}" max="{n}" width="{w:.6g}" customWidth="1"/>' for n, w in enumerate(widths, start=1))
+    return f"<cols>{cols}</cols>" if cols else ""
+
+
+def spec_widths(spec: TableSpec, names: Sequence[str]) -> list[float]:
+    """Widths for a table's columns (``names``: the headers as written)."""
+    widths = []
+    for column, name in zip(spec.columns, names, strict=False):
+        length = getattr(column.sql_type, "length", None) if column.kind == "string" else None
+        widths.append(column_width(column.kind, name, length if isinstance(length, int) else None))
+    return widths
+
+
+_CONTENTS_WIDTHS = (32.0, 32.0, 11.0, 11.0, 11.0)
 _SHEET_END = "</sheetData></worksheet>"
 _ZIP_PIECE = 4 << 20  # bytes compressed per call when zipping the workbook
 
@@ -406,6 +449,7 @@ class _Sheet:
         self.file: IO[bytes] | None = os.fdopen(fd, "wb", buffering=1 << 20)
         self.file.write(_SHEET_START.encode())
         self.rows = 0  # rows written, the header included
+        self.started = False  # <sheetData> written
 
     def write(self, xml: str) -> None:
         self.write_bytes(xml.encode("utf-8"))
@@ -414,13 +458,17 @@ class _Sheet:
         assert self.file is not None
         self.file.write(xml)
 
-    def header(self, names: Sequence[str]) -> None:
+    def header(self, names: Sequence[str], widths: Sequence[float] = ()) -> None:
+        """The column widths and the header row (bold, shaded, frozen: ``_SHEET_START``)."""
         self.rows = 1
         cells = "".join(text_cell(f"{column_letter(i)}1", name, _BOLD) for i, name in enumerate(names) if name)
-        self.write(f'<row r="1">{cells}</row>')
+        self.write(f'{cols_xml(widths)}<sheetData><row r="1">{cells}</row>')
+        self.started = True
 
     def finish(self) -> None:
         if self.file is not None:
+            if not self.started:
+                self.file.write(b"<sheetData>")
             self.file.write(_SHEET_END.encode())
             self.file.close()
             self.file = None
@@ -439,7 +487,7 @@ class XlsxWriter(TableWriter):
         self.used: set[str] = set()
         self.sheets: list[_Sheet] = []
         self.contents = self._sheet(sheet_title(CONTENTS_TITLE, self.used))
-        self.contents.header(["sheet", "table", "first_row", "last_row", "rows"])
+        self.contents.header(["sheet", "table", "first_row", "last_row", "rows"], _CONTENTS_WIDTHS)
         self.ws: _Sheet | None = None
         self.index: list[list[Any]] = []
         self.part = 0
@@ -466,7 +514,8 @@ class XlsxWriter(TableWriter):
         self.sheet_first = self.table_rows + 1
         self.on_sheet = 0
         self.ws = self._sheet(sheet_title(spec.name, self.used, self.part))
-        self.ws.header([self.values.excel_string(c, spec.name, "(header)") for c in spec.column_names[: self.columns]])
+        names = [self.values.excel_string(c, spec.name, "(header)") for c in spec.column_names[: self.columns]]
+        self.ws.header(names, spec_widths(spec, names))
 
     def _close_part(self, spec: TableSpec) -> None:
         if self.ws is not None:
