@@ -409,17 +409,15 @@ def test_a_not_null_cycle_is_reported_from_the_notice_day(lite: Site) -> None:
 
 
 def test_a_resumed_purge_never_touches_a_newcomer(lite: Site) -> None:
-    """acme's purge fails after deleting its organisation row (a media file that cannot
-    be deleted); a new organisation takes the key acme; purge --due must leave it alone."""
+    """acme's purge fails after deleting its organisation row (its export package cannot
+    be removed: the folder no longer looks like a package); a new organisation takes the
+    key acme; purge --due must leave the newcomer alone."""
     acme = org_id(lite, "acme")
     lite.sql(f"DELETE FROM developer_keys WHERE organisation_id = {acme}")  # nothing keeps acme's row
-    stuck = lite.value(
-        "SELECT a.storage_path FROM attachments a JOIN courses c ON c.id = a.course_id "
-        f"WHERE c.organisation_id = {acme} ORDER BY a.id LIMIT 1"
-    )
-    (lite.media / stuck).unlink()
-    (lite.media / stuck).mkdir()  # a folder where the file should be: unlink fails
-    (lite.media / stuck / "x").write_text("x")
+    exported = lite.cli("export", "acme", "--format", "csv", "--out", str(lite.root / "out"), "--json")
+    assert exported.exit_code == 0, output(exported)
+    package = Path(json.loads(exported.stdout)["path"])
+    (package / "bagit.txt").unlink()  # not a package any more: the purge will not remove it
     give_notice(lite, "acme")
     failed = lite.cli("purge", "acme", "--yes", "--json", now=DUE_NOW)
     assert failed.exit_code == 1, output(failed)
@@ -434,7 +432,7 @@ def test_a_resumed_purge_never_touches_a_newcomer(lite: Site) -> None:
         "INSERT INTO enrolments (id, course_id, user_id, role, state, enrolled_at) "
         f"VALUES (9203, 9202, {user}, 'student', 'active', '2026-06-30 00:00:00')",
     )
-    shutil.rmtree(lite.media / stuck)
+    shutil.rmtree(package)
     before = lite.rows()
     lite.cli("purge", "--due", "--yes", "--json", now=DUE_NOW)
     after = lite.rows()
