@@ -508,8 +508,16 @@ def check_world(world: World, url: str, folder: Path, victim: int) -> None:
     verdict = decide(schema, before, customer)
     notice = cli(config, EXPORT_NOW, "notice", customer, "--received", "2026-01-10", "--period-end", "2026-03-31")
     assert notice.exit_code == 0, notice.stderr
+    counts = {name: len(pks) for name, pks in verdict.deleted.items() if pks}
+    plan = cli(config, PURGE_NOW, "purge", customer, "--dry-run", "--json")
+    assert plan.exit_code == 0, (customer, plan.stderr, plan.stdout[-800:])
+    (planned,) = json.loads(plan.stdout)["customers"]
+    assert {t: n for t, n in planned["deleted"].items() if n} == counts, (customer, "plan", planned["deleted"])
+    assert read_all(url, schema) == before  # a dry run changes nothing
     done = cli(config, PURGE_NOW, "purge", customer, "--yes", "--json")
     assert done.exit_code == 0, (customer, done.stderr)
+    (result,) = json.loads(done.stdout)["customers"]
+    assert {t: n for t, n in result["deleted"].items() if n} == counts, (customer, "purge", result["deleted"])
     after = read_all(url, schema)
     want = expected_after(schema, before, verdict)
     for name in names:
