@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +26,7 @@ CONFIG_ENV = "LEARNEXIT_CONFIG"
 SOURCE_URL_ENV = "LEARNEXIT_SOURCE_URL"
 STATE_URL_ENV = "LEARNEXIT_STATE_URL"
 DEFAULT_CONFIG_NAME = "learnexit.toml"
+FILL_IN = "FILL IN"  # what `init --from-database` writes where only a person can answer
 
 CATEGORIES = ("users", "courses", "reports", "other")
 TENANCIES = ("shared", "database")
@@ -61,11 +62,11 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "notice_days", "export_window_days", "timezone", "term_months",
         "table", "customer_column", "start_column", "term_column",
     ),
-    "customer": ("table", "key", "name_column", "tenancy"),
+    "customer": ("table", "key", "name_column", "tenancy", "name", "name_query"),
     "relations": ("from", "to", "sentinels"),
     "tables.*": (
         "category", "retain", "legal_basis", "shared", "owned_via", "personal_columns", "ignore_references",
-        "sentinels",
+        "sentinels", "omit_columns", "export",
     ),
     "media": (
         "root", "table", "path_column", "path_template", "name_column",
@@ -146,6 +147,9 @@ class TableRule:
     def sentinels_of(self, column: str) -> tuple[Any, ...]:
         return next((values for col, values in self.sentinels if col == column), ())
 
+    omit_columns: tuple[str, ...] = ()  # never exported (any format); the rows are still purged
+    export: bool = True  # false: the table is not exported at all, still purged
+
 
 @dataclass(frozen=True)
 class MediaSettings:
@@ -184,6 +188,8 @@ class CustomerSettings:
     key: str = "slug"
     name_column: str | None = None
     tenancy: str = "shared"
+    name: str | None = None  # a literal display name (tenancy "database": one customer per config is rare)
+    name_query: str | None = None  # SQL returning the display name, run on the customer's database
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,20 @@ class Settings:
 
     def rule(self, table: str) -> TableRule:
         return self.tables.get(table) or TableRule(name=table)
+
+    def for_customer(self, customer: str) -> Settings:
+        """These settings with ``{customer}`` filled in where a path may hold it (the
+        media root: one file store per customer, like one database per customer)."""
+        if self.media is None or "{customer}" not in self.media.root:
+            return self
+        if not customer or "/" in customer or "\\" in customer or customer.startswith(".") or _has_control(customer):
+            raise ConfigError(
+                f"{self.label}: [media] root contains {{customer}}: the key {customer[:40]!r} cannot name a folder"
+            )
+        root = self.media.root.replace("{customer}", customer)
+        if not root.startswith("s3://"):
+            root = str(Path(root).resolve())
+        return replace(self, media=replace(self.media, root=root))
 
     def source_url_for(self, customer: str | None) -> str:
         """The source URL with ``{customer}`` filled in (tenancy = "database")."""
@@ -503,7 +523,13 @@ def _build(
         key=cu.text("key", "slug"),
         name_column=cu.text("name_column"),
         tenancy=tenancy,
+        name=cu.text("name"),
+        name_query=cu.text("name_query"),
     )
+    if sum(x is not None for x in (customer.name, customer.name_query, customer.name_column)) > 1:
+        cu.fail("name", "give at most one of name, name_query and name_column")
+    if customer.name_query is not None and not re.match(r"(?is)\s*(select|with)\b", customer.name_query):
+        cu.fail("name_query", "must be a SELECT query returning one value")
     cu.finish()
     if tenancy == "database" and "{customer}" not in source_url:
         raise ConfigError(f'{label}: [source] url: tenancy = "database" needs {{customer}} in the URL')
@@ -548,7 +574,11 @@ def _build(
             personal_columns=t.texts("personal_columns"),
             ignore_references=t.texts("ignore_references"),
             sentinels=_table_sentinels(t),
+            omit_columns=t.texts("omit_columns"),
+            export=t.flag("export", True),
         )
+        if rule.legal_basis is not None and rule.legal_basis.strip().upper().startswith(FILL_IN):
+            t.fail("legal_basis", "still says FILL IN: name the law that obliges you to keep these rows")
         if rule.retain and not rule.legal_basis:
             t.fail("legal_basis", "is required with retain: say which law obliges you")
         if rule.legal_basis and not rule.retain:
@@ -562,7 +592,14 @@ def _build(
     if "media" in data:
         m = _Section(label, "media", data["media"])
         root = m.text("root", required=True)
-        media_root = root if root.startswith("s3://") else str((base_dir / root).resolve())
+        if _has_control(root):
+            m.fail("root", "must not contain control characters")
+        if "{" in root.replace("{customer}", ""):
+            m.fail("root", "the only placeholder allowed is {customer}")
+        if root.startswith("s3://"):
+            media_root = root
+        else:  # (resolved with the placeholder in place: the customer's key never climbs out)
+            media_root = str(base_dir / root) if "{customer}" in root else str((base_dir / root).resolve())
         media = MediaSettings(
             root=media_root,
             table=m.text("table", required=True),
@@ -597,6 +634,12 @@ def _build(
             if value:
                 columns[key] = value
         ro.finish()
+        omitted = set(tables[table].omit_columns) if table in tables else set()
+        if not tables.get(table, TableRule(table)).export:
+            ro.fail("table", f"{table} has export = false: a role's table is exported (letters, nested documents)")
+        for key, column in columns.items():
+            if column in omitted:
+                ro.fail(key, f"{table}.{column} is in omit_columns: the documents would export it after all")
         roles[name] = Role(name, table, columns)
 
     closure: dict[str, Any] = {}

@@ -1342,6 +1342,7 @@ def plan_purge(
     before it takes the lock, while the counted plan is made once, under the lock.
     """
     check_customer_key(customer)
+    settings = settings.for_customer(customer)  # ({customer} in [media] root)
     if force_reason is not None:
         force_reason = " ".join(force_reason.split())
         if not force_reason:
@@ -1374,6 +1375,8 @@ def plan_purge(
     if tl is None:
         plan.refusals.append(f"no notice is recorded for {customer}; record it first (learnexit notice)")
         calendar.require_customer(settings, ledger, customer)
+        if count and not purges:  # the dry run still shows what a purge would delete
+            _count_without_notice(plan, settings, ledger, customer, now)
         return plan
     plan.termination_date = tl.termination_date
     plan.purge_due_at = contract.effective_purge_due_at(facts)
@@ -1460,6 +1463,24 @@ def plan_purge(
         else:
             plan.refusals += _back_edges(settings, src, scope)[1]
     return plan
+
+
+def _count_without_notice(plan: PurgePlan, settings: Settings, ledger: Ledger, customer: str, now: datetime) -> None:
+    """Count the plan of a customer without a notice (it stays refused): what a purge would
+    delete and keep if the contract ended today, for ``purge CUSTOMER --dry-run``."""
+    today = contract.today(settings.contract.timezone, now)
+    plan.notes.append(
+        f"no notice, so no termination date: counted as if the contract ended today ({today.isoformat()})"
+    )
+    with _open_source(settings, ledger, customer, row_may_be_gone=False) as src:
+        plan.name = src.customer_name()
+        unclassified = src.datamap.unclassified()
+        if unclassified:
+            plan.refusals.append(f"unclassified tables: {', '.join(unclassified)}; classify each in [tables]")
+            return
+        if settings.closure:
+            plan.closure_pending = [f"{ref} = {value!r}" for ref, value in settings.closure.items()]
+        _fill_plan(plan, settings, src, _Scope(settings, src, today, now, expire_all=False), {}, ledger)
 
 
 def _stored_name(purges: list[dict[str, Any]], customer: str) -> str:
@@ -2692,6 +2713,7 @@ def _execute(
     lang: str,
     progress: Progress | None,
 ) -> PurgeResult:
+    settings = settings.for_customer(customer)  # ({customer} in [media] root)
     plan = plan_purge(settings, ledger, customer, now, force_reason)
     if plan.refusals:
         raise Refused("; ".join(plan.refusals))

@@ -32,6 +32,7 @@ The run, in order (design §4, issue 4):
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -67,6 +68,7 @@ from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
 from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
+from .quiet_loss import quiet_loss_notes
 from .roles import check_roles
 from .source import Edge, Source, describe_db_error
 from .valuefree import first_line
@@ -351,9 +353,22 @@ def build_specs(
     one counts the rest (the drivers leave the GIL while the database works).
     """
     settings = source.settings
-    owned = source.owned_tables()
+    # ``export = false`` tables are owned (the purge deletes them) but never exported;
+    # ``omit_columns`` leave the export, and so do the references made of them.
+    owned = [name for name in source.owned_tables() if settings.rule(name).export]
     exported = set(owned)
-    edges = {name: [e for e in source.datamap.edges if e.child == name and e.parent in exported] for name in owned}
+    omitted = {name: set(settings.rule(name).omit_columns) for name in owned}
+    edges = {
+        name: [
+            e
+            for e in source.datamap.edges
+            if e.child == name
+            and e.parent in exported
+            and not omitted[name] & set(e.child_cols)
+            and not omitted[e.parent] & set(e.parent_cols)
+        ]
+        for name in owned
+    }
     # With a helper and a big table: the helper counts the second half of each big table
     # while this thread counts the first halves and then every small table.
     ours: list[tuple[str, Any]] = [(name, None) for name in owned]
@@ -384,7 +399,9 @@ def build_specs(
     for name in owned:
         table = source.table(name)
         columns = tuple(
-            ColumnSpec(c.name, column_kind(c), bool(c.nullable), bool(c.primary_key), c.type) for c in table.columns
+            ColumnSpec(c.name, column_kind(c), bool(c.nullable), bool(c.primary_key), c.type)
+            for c in table.columns
+            if c.name not in omitted[name]
         )
         found = counted[name][0] if len(counted[name]) == 1 else counted[name][0] + counted[name][1]
         if totals is not None:
@@ -526,10 +543,13 @@ def read_pass(
                     f"{spec.name}: read {rows} rows but counted {totals[spec.name]} in the same snapshot"
                 )
             job.counts[spec.name] = rows
+            # one line per table only when asked for (--log-level debug): 481 tables are 481 lines
             if label is None:
-                event("export_table", customer=job.customer, table=spec.name, rows=rows)
+                event("export_table", level=logging.DEBUG, customer=job.customer, table=spec.name, rows=rows)
             else:
-                event("export_table", customer=job.customer, table=spec.name, rows=rows, format=label)
+                event(
+                    "export_table", level=logging.DEBUG, customer=job.customer, table=spec.name, rows=rows, format=label
+                )
             if delay:
                 time.sleep(delay)
         for _, w in writers:
@@ -734,13 +754,13 @@ def _run_task(
     readers = [e for e in group if _reads(e)]
     done: dict[str, int] = {}
 
-    def progress(label: str, n: int) -> None:  # one bar per format: its rows over all tables
+    def progress(label: str, n: int, total: int | None = None) -> None:  # a bar per format: rows of all tables
         if label in totals:
             done[label] = n
             for exporter in readers:
                 report(exporter.name, sum(done.values()))
         else:
-            report(label, n)
+            report(label, n, total)
 
     job.progress = progress
     started = time.monotonic()
@@ -835,8 +855,8 @@ def _run_parallel(
             event("export_split", customer=job.customer, table=split.table, parts=split.parts)
         report = job.progress
 
-        def progress(label: str, n: int, *, forward: Any = report) -> None:
-            forward(label, n)
+        def progress(label: str, n: int, total: int | None = None, *, forward: Any = report) -> None:
+            forward(label, n, total)
             _relay(updates, forward)
 
         def parts() -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -899,10 +919,10 @@ def _relay(updates: Any, report: Any) -> None:
         return
     while True:
         try:
-            label, n = updates.get_nowait()
+            label, n, total = updates.get_nowait()
         except queue.Empty:
             return
-        report(label, n)
+        report(label, n, total)
 
 
 def _receive(process: Any, pipe: Any, updates: Any = None, report: Any = None) -> Any:
@@ -956,17 +976,17 @@ def _worker(
                 return
             own = replace(job, conn=conn, counts=dict(totals), notes=[], problems=[], media=[])
 
-            def progress(label: str, n: int) -> None:
+            def progress(label: str, n: int, total: int | None = None) -> None:
                 if os.getppid() != parent:  # the export was killed: stop
                     os._exit(1)
                 if updates is not None:
-                    updates.put((label, n))
+                    updates.put((label, n, total))
 
             own.progress = progress
             results = []
             if split is not None and part is not None:
 
-                def alive(label: str, n: int) -> None:  # (the export's process shows the table's progress)
+                def alive(label: str, n: int, total: int | None = None) -> None:  # (the export's process shows it)
                     if os.getppid() != parent:
                         os._exit(1)
 
@@ -1210,6 +1230,26 @@ def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> lis
 # --------------------------------------------------------------------------- the command
 
 
+def _progress_totals(report: Progress, totals: dict[str, int], format_names: list[str]) -> Callable[..., None]:
+    """``job.progress`` for a caller's ``report``: every step with its total.  The tables
+    of a read pass in this process add up to one bar (``rows``: a bar per table would be a
+    line per table); formats side by side have a bar each, over all rows; media and
+    documents bring their own totals."""
+    everything = sum(totals.values())
+    read: dict[str, int] = {}
+
+    def forward(label: str, n: int, total: int | None = None) -> None:
+        if total is None and label in totals and label not in format_names:
+            read[label] = n
+            report("rows", sum(read.values()), everything)
+        elif total is None and label in format_names:
+            report(label, n, everything)
+        else:
+            report(label, n, total)
+
+    return forward
+
+
 def run_export(
     settings: Settings,
     customer: str,
@@ -1226,6 +1266,7 @@ def run_export(
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export every row of ``customer`` into a verified package; see the module docstring."""
+    settings = settings.for_customer(customer)
     exporters = resolve_formats(formats, settings)
     format_names = [e.name for e in exporters]
     dialect = sql_dialect or settings.export.sql_dialect
@@ -1280,6 +1321,7 @@ def run_export(
                 totals: dict[str, int] = {}
                 with counting_helper(source, conn) as helper:
                     specs = build_specs(source, conn, notes, totals, helper)
+                notes.extend(quiet_loss_notes(source.datamap))
                 job = ExportJob(
                     settings=settings,
                     source=source,
@@ -1300,11 +1342,7 @@ def run_export(
                     notes=notes,
                 )
                 if progress is not None:
-                    report = progress
-                    everything = sum(totals.values())  # (a format's bar when formats run side by side)
-                    job.progress = lambda label, n: report(
-                        label, n, totals.get(label, everything if label in format_names else None)
-                    )
+                    job.progress = _progress_totals(progress, totals, format_names)
                 run_formats(job, exporters, totals, format_names)
                 job.notes[:] = dict.fromkeys(job.notes)  # (a source note from each read pass: once)
             problems = list(job.problems)

@@ -31,6 +31,8 @@ from .errors import Busy, OperationalError, Refused, VerificationFailed
 
 SCHEMA_VERSION = 2
 GENESIS = "0" * 64
+REHEARSAL_ENV = "LEARNEXIT_NOW"  # (calendar.NOW_ENV: the clock of tests and rehearsals)
+REHEARSED_KEY = "rehearsed_clock"  # meta row: records were made under $LEARNEXIT_NOW
 
 metadata = sa.MetaData()
 
@@ -476,7 +478,14 @@ class Ledger:
         customer: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> str:
-        """Append an entry to the chain inside the caller's transaction; returns its hash."""
+        """Append an entry to the chain inside the caller's transaction; returns its hash.
+
+        Under a rehearsed clock (``$LEARNEXIT_NOW``) the entry says so (``"clock":
+        "rehearsed"``) and the ledger is marked (``rehearsed_clock``): its dates may lie
+        in the real future, and ``status`` and ``audit`` say why."""
+        rehearsed = bool(os.environ.get(REHEARSAL_ENV))
+        if rehearsed:
+            details = {**(details or {}), "clock": "rehearsed"}
         # Serialise appenders so two entries never claim the same predecessor: the
         # audit_count row is locked until this transaction commits (SQLite: the
         # ledger's transactions are BEGIN IMMEDIATE, so they are serial anyway).
@@ -500,7 +509,26 @@ class Ledger:
         )
         if updated.rowcount == 0:
             conn.execute(meta_table.insert().values(key="audit_count", value=str(entry["id"])))
+        if rehearsed:
+            self._set_meta(conn, REHEARSED_KEY, f"{entry['at']:%Y-%m-%dT%H:%M:%SZ}")
         return str(entry["hash"])
+
+    @staticmethod
+    def _set_meta(conn: Connection, key: str, value: str) -> None:
+        updated = conn.execute(meta_table.update().where(meta_table.c.key == key).values(value=value))
+        if updated.rowcount == 0:
+            conn.execute(meta_table.insert().values(key=key, value=value))
+
+    def rehearsed_clock(self) -> str | None:
+        """When (real UTC) the last record under a rehearsed clock was made; None: never."""
+        from .source import describe_db_error
+
+        try:
+            with self.engine.connect() as conn:
+                value = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == REHEARSED_KEY)).scalar()
+        except sa.exc.SQLAlchemyError as exc:
+            raise OperationalError(f"cannot read the ledger: {describe_db_error(exc)}") from None
+        return None if value is None else str(value)
 
     def record(
         self, command: str, event: str, customer: str | None = None, details: dict[str, Any] | None = None

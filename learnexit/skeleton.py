@@ -45,6 +45,8 @@ term_months = 12                        # a contract period, unless the source s
 table = "organisations"                 # the tenant table: one row per customer
 key = "slug"                            # the column people type: `learnexit export acme`
 # name_column = "name"                  # the customer's name on the documents
+# name = "Skolverket"                   # tenancy "database": the name written out, or
+# name_query = "SELECT fullname FROM course WHERE id = 1"   # ...read from its own database
 tenancy = "shared"                      # or "database": one database per customer ({customer} in the URL)
 
 # References the database does not declare, one [[relations]] each:
@@ -65,6 +67,10 @@ tenancy = "shared"                      # or "database": one database per custom
 # personal_columns = ["name", "email"]  # blanked when a row must stay
 # ignore_references = ["editor_id"]     # references ownership does not follow
 # sentinels = { editor_id = [0] }       # per column: values that mean "no reference"
+# [tables.logins]
+# omit_columns = ["password_hash"]      # never exported (the rows are still deleted)
+# [tables.sessions]
+# export = false                        # the customer's and deleted, but not exported
 
 # Uploaded files:
 # [media]

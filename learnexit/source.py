@@ -356,6 +356,10 @@ class Source:
     def customer_name(self) -> str:
         """The organisation's display name (the key when none is configured)."""
         cust = self.settings.customer
+        if cust.name or cust.name_query:
+            from .naming import configured_name
+
+            return configured_name(self.settings, self.engine, self.customer)
         if self.tenancy != "shared" or not cust.name_column:
             return self.customer
         table = self.table(cust.table or "")
@@ -652,6 +656,19 @@ def _in(table: sa.Table | Any, cols: tuple[str, ...], sub: sa.Select[Any]) -> Co
     return sa.tuple_(*[table.c[c] for c in cols]).in_(sub)
 
 
+def _reaches(deps: dict[str, set[str]], a: str, b: str) -> bool:
+    """Does table ``a`` depend on table ``b``, directly or through others?"""
+    stack, seen = [a], set()
+    while stack:
+        x = stack.pop()
+        if x == b:
+            return True
+        if x not in seen:
+            seen.add(x)
+            stack.extend(deps[x])
+    return False
+
+
 class DataMap:
     """The classification of every table of a reflected source (no customer needed)."""
 
@@ -701,6 +718,12 @@ class DataMap:
                 self._need(f"[tables.{name}] personal_columns", name, col)
             for col in rule.ignore_references:
                 self._need(f"[tables.{name}] ignore_references", name, col)
+            for col in rule.omit_columns:
+                self._need(f"[tables.{name}] omit_columns", name, col)
+                if self.by_name[name].c[col].primary_key:
+                    raise ConfigError(
+                        f"{s.label}: [tables.{name}] omit_columns: {col} is the primary key; it must stay"
+                    )
         if s.contract.table:
             for key in ("customer_column", "start_column", "term_column"):
                 col = getattr(s.contract, key)
@@ -827,16 +850,7 @@ class DataMap:
         depends: dict[str, set[str]] = {n: set() for n in names}
 
         def reaches(a: str, b: str) -> bool:
-            stack, seen = [a], set()
-            while stack:
-                x = stack.pop()
-                if x == b:
-                    return True
-                if x in seen:
-                    continue
-                seen.add(x)
-                stack.extend(depends[x])
-            return False
+            return _reaches(depends, a, b)
 
         candidates = [e for e in self.edges if info[e.child].how == "chain" and e.parent in chain_tables]
         candidates.sort(
@@ -895,15 +909,7 @@ class DataMap:
         deps: dict[str, set[str]] = {n: set() for n in names}
 
         def reaches(a: str, b: str) -> bool:
-            stack, seen = [a], set()
-            while stack:
-                x = stack.pop()
-                if x == b:
-                    return True
-                if x not in seen:
-                    seen.add(x)
-                    stack.extend(deps[x])
-            return False
+            return _reaches(deps, a, b)
 
         used = [e for n in names for e in self.info[n].edges]
         others = sorted(
@@ -1047,7 +1053,9 @@ def inspect_customer(settings: Settings, customer: str, *, pinned: PinnedRow | N
                         by_table.get(name, 0),
                     )
                 )
-        notes = list(dm.notes)
+        from .quiet_loss import quiet_loss_notes
+
+        notes = list(dm.notes) + quiet_loss_notes(dm)
         if subs:
             notes.append(f"sub-organisations of {customer} (theirs is the customer's): {', '.join(subs)}")
         notes += [c.note() for c in contested]

@@ -2,12 +2,15 @@
 
 SQLite files live in tmp_path.  PostgreSQL (127.0.0.1:5432, trust auth) and MariaDB
 (127.0.0.1:3306, root, no password) get a fresh database per use, dropped afterwards.
-A server that is not running skips its tests locally; with CI=true it fails them.
+A server that is not running skips its tests locally; with CI=true it fails them.  The
+same holds for optional system programs (``needs_tool``): the README's set-up does not
+install them, ``.ci/run`` does.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +33,24 @@ def _unavailable(kind: str, exc: Exception) -> None:
     message = f"{kind} server not reachable: {str(exc).splitlines()[0]}"
     if os.environ.get("CI") == "true":
         pytest.fail(message + " (CI=true: a missing database server is a failure)")
+    pytest.skip(message)
+
+
+def missing_tools(*programs: str) -> list[str]:
+    """The programs of ``programs`` that are not on the PATH."""
+    return [p for p in programs if shutil.which(p) is None]
+
+
+def needs_tool(*programs: str, package: str, why: str = "") -> None:
+    """Skip the calling test when an optional system program is missing, with the reason
+    and the package that brings it; with CI=true fail it instead (``.ci/run`` installs
+    every one of them, so there a missing program is a broken set-up, not a choice)."""
+    missing = missing_tools(*programs)
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not installed (apt-get install {package}){': ' + why if why else ''}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: .ci/run installs it, so a missing program is a failure)")
     pytest.skip(message)
 
 

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import docx
 import pypdf
 import pytest
+from conftest import needs_tool
 
 from learnexit.calendar import record_notice
 from learnexit.config import Settings, load_settings
@@ -107,10 +108,9 @@ def spaced(text: str) -> str:
 def pdf_text(path: Path) -> str:
     raw = path.read_bytes()
     if b"/WP-Encod" in raw:
-        # WeasyPrint re-encodes a font when a glyph is missing (no emoji font installed);
-        # pypdf cannot read that encoding, poppler can.
-        if shutil.which("pdftotext") is None:
-            pytest.fail(f"{path.name} has glyphs without a font: install fonts-symbola (or poppler-utils)")
+        # WeasyPrint re-encodes a font when a glyph is missing (the example's Chinese names
+        # without a CJK font on the machine); pypdf cannot read that encoding, poppler can.
+        needs_tool("pdftotext", package="poppler-utils", why=f"{path.name} has glyphs without a font")
         return subprocess.run(
             ["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True, check=True
         ).stdout

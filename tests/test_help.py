@@ -57,6 +57,8 @@ def example_lines(text: str) -> list[str]:
         return []
     found = []
     for line in lines[start + 1 :]:
+        if line.strip() == "\b":
+            continue  # Click's "do not rewrap the next paragraph" marker
         if line.strip() and not line.startswith((" ", "\t")):
             break  # the next paragraph (e.g. "Exit codes:")
         stripped = line.strip()
@@ -132,6 +134,41 @@ def test_examples_in_help_are_real_commands(path: tuple[str, ...], cmd: Any) -> 
             parse_with_click(argv)
         except Exception as exc:  # noqa: BLE001 - Click's UsageError, whichever Click typer ships
             raise AssertionError(f"`{line}` in `learnexit {' '.join(path)} --help`: {exc}") from None
+
+
+def example_block(text: str) -> list[str]:
+    """The example block's lines as written (continuations and comments kept), stripped."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if re.fullmatch(r"\s*Examples?:\s*", line)), len(lines))
+    found = []
+    for line in lines[start + 1 :]:
+        if line.strip() == "\b" or not line.strip():
+            continue
+        if not line.startswith((" ", "\t")):
+            break
+        found.append(line.strip())
+    return found
+
+
+@pytest.mark.parametrize("columns", ["60", "200"])
+@pytest.mark.parametrize(("path", "cmd"), COMMANDS, ids=IDS)
+def test_help_examples_keep_their_lines_at_any_width(path: tuple[str, ...], cmd: Any, columns: str) -> None:
+    """Click rewraps help paragraphs to the terminal: an example must not be folded into
+    its neighbour or broken in the middle, at 60 columns or at 200."""
+    expected = example_block(help_text(cmd))
+    assert expected
+    result = runner.invoke(app, [*path, "--help"], env={"NO_COLOR": "1", "COLUMNS": columns})
+    assert result.exit_code == 0, result.output
+    shown = [line.strip() for line in result.stdout.splitlines()]
+    missing = [line for line in expected if line not in shown]
+    assert not missing, f"`learnexit {' '.join(path)} --help` at {columns} columns breaks: {missing}"
+
+
+def test_dash_h_is_help() -> None:
+    for path in [(), *[p for p, _ in COMMANDS]]:
+        short = runner.invoke(app, [*path, "-h"], env={"NO_COLOR": "1", "COLUMNS": "100"})
+        long = runner.invoke(app, [*path, "--help"], env={"NO_COLOR": "1", "COLUMNS": "100"})
+        assert short.exit_code == 0 and short.stdout == long.stdout, path
 
 
 @pytest.mark.parametrize(("path", "cmd"), [((), ROOT_COMMAND), *COMMANDS], ids=["learnexit", *IDS])

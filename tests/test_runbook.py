@@ -68,6 +68,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import typer
+from conftest import needs_tool
 
 from learnexit import __version__
 from learnexit.cli import app
@@ -510,12 +511,7 @@ def test_runbook_commands_run_and_print_what_the_runbook_says(session: Session) 
     text = RUNBOOK.read_text(encoding="utf-8")
     blocks = parse_runbook(text)
     have = _commands_in_tree()
-    missing = sorted(t for t in _tools(blocks) if shutil.which(t) is None)
-    if missing:
-        message = f"the runbook uses {', '.join(missing)}, not installed (apt-get install jq sqlite3 poppler-utils)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    needs_tool(*sorted(_tools(blocks)), package="jq sqlite3 poppler-utils", why="the runbook's commands use it")
     problems: list[str] = []
     updates: list[tuple[tuple[int, int], list[str]]] = []
     for block in blocks:

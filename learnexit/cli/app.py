@@ -39,9 +39,33 @@ EXIT_CODES_HELP = (
 )
 
 
+def keep_example_lines(text: str | None) -> str | None:
+    """Help text whose indented paragraphs (the example commands) keep their lines at any
+    terminal width: Click rewraps every paragraph unless it starts with a ``\\b`` line."""
+    if not text:
+        return text
+    out: list[str] = []
+    paragraph: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if line.strip():
+            paragraph.append(line)
+            continue
+        if paragraph and all(p.startswith((" ", "\t")) for p in paragraph):
+            paragraph.insert(0, "\b")  # (unindented: the lines keep their own indentation)
+        out += [*paragraph, line]
+        paragraph = []
+    return "\n".join(out[:-1])
+
+
 class _OneLineErrors(TyperGroup):
     """Click's usage errors (unknown option, bad value, missing argument) as the one-line
-    ``learnexit: error: ...`` every other error gets, exit 2 (design §3), not a usage block."""
+    ``learnexit: error: ...`` every other error gets, exit 2 (design §3), not a usage block.
+    Also keeps the commands' example lines whole (``keep_example_lines``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            command.help = keep_example_lines(command.help)
 
     def main(
         self,
@@ -81,6 +105,7 @@ app = typer.Typer(
         "account and purge everything when the window ends — provably.\n\n" + EXIT_CODES_HELP
     ),
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -107,6 +132,9 @@ def _version(value: bool) -> None:
 
         print(f"learnexit {__version__}\nC speedups: {speedups.status()}")
         raise typer.Exit()
+
+
+GLOBAL_OPTIONS: dict[str, Any] = {}  # --config, --json, --traceback given before the command
 
 
 @app.callback()
@@ -137,9 +165,26 @@ def _main(
             help="debug, info, warning or error (default: warning on a terminal, info otherwise).",
         ),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file for the command (default: $LEARNEXIT_CONFIG, else ./learnexit.toml).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The command prints one JSON document on stdout.")] = False,
+    show_traceback: Annotated[
+        bool, typer.Option("--traceback", help="On error, show the full Python traceback (for support).")
+    ] = False,
 ) -> None:
     """learnexit."""
     from .. import logs
+
+    # ``learnexit --config X status`` is ``learnexit status --config X`` (the command's own wins)
+    GLOBAL_OPTIONS.clear()
+    GLOBAL_OPTIONS.update(config=config, as_json=as_json, show_traceback=show_traceback)
 
     if log_format not in logs.FORMATS:
         sys.stderr.write(f"learnexit: error: --log-format must be text or json, not {log_format!r}\n")
@@ -184,6 +229,12 @@ class Ctx:
     config: Path | None
     as_json: bool
     show_traceback: bool
+
+    def __post_init__(self) -> None:
+        if self.config is None:
+            self.config = GLOBAL_OPTIONS.get("config")
+        self.as_json = self.as_json or bool(GLOBAL_OPTIONS.get("as_json"))
+        self.show_traceback = self.show_traceback or bool(GLOBAL_OPTIONS.get("show_traceback"))
 
     @property
     def out(self) -> Console:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.text import Text
 
 from ..errors import BadInput, OperationalError
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
+from .tables import PIPED_WIDTH, print_table
 
 CustomerArg = Annotated[str, typer.Argument(help="The customer's key (e.g. the organisation slug).")]
 
@@ -47,11 +49,18 @@ def _days(n: int | None) -> str:
     return f"{n} day{'s' if n != 1 else ''} left"
 
 
-def _wide(out: Console) -> Console:
-    """Piped output (logs, mail from cron) is not squeezed into 80 columns."""
-    if out.is_terminal:
-        return out
-    return Console(highlight=False, markup=False, soft_wrap=False, width=max(out.width, 160), force_terminal=False)
+def _rehearsal_warning(out: Console, marked: str | None) -> None:
+    """Say plainly that the ledger holds records of a rehearsal (``$LEARNEXIT_NOW``), whose
+    dates may lie in the future, when this command runs on the real clock."""
+    if marked is not None and not os.environ.get("LEARNEXIT_NOW"):
+        out.print(
+            Text.assemble(
+                ("warning: ", "bold yellow"),
+                "this ledger holds records made under a rehearsed clock (LEARNEXIT_NOW; the last on "
+                f"{marked} real time): their dates may lie in the future; the audit log marks them clock=rehearsed",
+            ),
+            soft_wrap=False,  # (wrapped between words at the terminal's width)
+        )
 
 
 def _details(details: dict[str, Any]) -> str:
@@ -311,7 +320,7 @@ def _render_list(out: Console, statuses: list[dict[str, Any]], as_of: datetime) 
             _purge_text(d),
             "HELD" if d["hold_active"] else "",
         )
-    _wide(out).print(table)
+    print_table(out, table, piped_width=PIPED_WIDTH)
 
 
 def _render_one(out: Console, d: dict[str, Any], audit: list[dict[str, Any]]) -> None:
@@ -365,7 +374,7 @@ def _render_one(out: Console, d: dict[str, Any], audit: list[dict[str, Any]]) ->
                 e["event"],
                 _details(e["details"]),
             )
-        _wide(out).print(events)
+        print_table(out, events, piped_width=PIPED_WIDTH)
 
 
 def _render_attention(out: Console, items: list[dict[str, Any]]) -> None:
@@ -430,11 +439,14 @@ def status_command(
                 statuses = cal.all_statuses(settings, ledger, now)
                 data = {"customers": statuses}
                 items = cal.check_attention(settings, ledger, None, now) if check else []
+            rehearsed = ledger.rehearsed_clock()
         data["as_of"] = now
+        data["rehearsed_clock"] = rehearsed is not None
         if check:
             data["attention"] = items
 
         def render(out: Console) -> None:
+            _rehearsal_warning(out, rehearsed)
             if customer is not None:
                 _render_one(out, data, data["audit"])
             else:
@@ -680,8 +692,11 @@ def audit_command(
         settings = ctx.settings()
         with Ledger(settings.state_url) as ledger:
             data = cal.audit_report(ledger, customer, verify=verify)
+            rehearsed = ledger.rehearsed_clock()
+        data["rehearsed_clock"] = rehearsed is not None
 
         def render(out: Console) -> None:
+            _rehearsal_warning(out, rehearsed)
             table = Table(title="Audit log" + (f" — {customer}" if customer else ""))
             for col in ("#", "at (UTC)", "who", "command", "customer", "event", "details"):
                 table.add_column(col)
@@ -695,16 +710,16 @@ def audit_command(
                     e["event"],
                     _details(e["details"]),
                 )
-            _wide(out).print(table)
+            print_table(out, table, piped_width=PIPED_WIDTH)
             if verify:
                 if data["valid"]:
-                    out.print(f"Chain intact: {data['checked']} entries, head {data['head']}.")
+                    out.print(f"Chain intact: {data['checked']} entries, head {data['head']}.", soft_wrap=False)
                 else:
                     out.print(Text.assemble(("Chain BROKEN", "bold red"), f" ({data['checked']} entries):"))
                     for problem in data["problems"]:
                         out.print(f"  - {problem}")
             else:
-                out.print(f"{len(data['entries'])} entries; head {data['head']}.")
+                out.print(f"{len(data['entries'])} entries; head {data['head']}.", soft_wrap=False)
 
         ctx.emit(data, render)
         if verify and not data["valid"]:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..errors import BadInput, VerificationFailed, printable
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
+from .tables import print_table
 
 
 def _size(n: int) -> str:
@@ -22,16 +23,26 @@ def _size(n: int) -> str:
 
 
 class _Bars:
-    """One progress bar per table on stderr (only used when stderr is a terminal)."""
+    """A progress bar per step (each format's rows, media files, documents) on stderr, with
+    its total and the time left (only used when stderr is a terminal)."""
 
     def __init__(self, console: Console) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             console=console,
             transient=False,
         )
@@ -133,7 +144,7 @@ def export_command(
                 table.add_column("description")
                 for item in listing:
                     table.add_row(item["name"], item["description"])
-                out_console.print(table)
+                print_table(out_console, table)
 
             ctx.emit({"formats": listing}, render_formats)
             return
@@ -166,7 +177,7 @@ def export_command(
             table.add_column("rows", justify="right")
             for name, rows in result.tables.items():
                 table.add_row(printable(name), f"{rows:,}")  # a name with a line break: one row
-            out_console.print(table)
+            print_table(out_console, table)
             out_console.print(f"Package: {result.path}")
             out_console.print(
                 f"{result.files} files, {_size(result.bytes)}; formats: {', '.join(result.formats)}; "

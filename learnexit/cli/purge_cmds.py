@@ -12,19 +12,29 @@ from rich.table import Table
 
 from ..errors import BadInput, Refused
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, is_interactive, run
+from .tables import print_table
 
 
 class _Bars:
     """One progress bar per table on stderr (only when stderr is a terminal)."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
         )
@@ -65,6 +75,8 @@ def _render_plan(out: Console, plan: Any) -> None:
         out.print(f"REFUSED: {refusal}")
     if plan.kind == "none" or not plan.tables:
         return
+    if plan.refusals:
+        out.print("Not now; once it is allowed, the purge would do this:")
     for action in plan.closure_pending:
         out.print(f"Would first close the accounts: {action}")
     for column in plan.unlink:
@@ -140,7 +152,7 @@ def _render_result(out: Console, result: Any) -> None:
             f"{result.kept_shared.get(name, 0):,}" if result.kept_shared.get(name) else "",
             f"{left:,}" if left else "",
         )
-    out.print(table)
+    print_table(out, table)
     out.print(f"Deleted {_n(sum(result.deleted.values()), 'row')}; {_n(result.media.get('deleted', 0), 'media file')}.")
     for e in result.exports:
         out.print(f"Export package {e.get('package')} (export #{e.get('id')}): {e.get('status')}")

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import BadInput
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
+from .tables import print_table
 
 
 @app.command("init")
@@ -21,6 +22,25 @@ def init_command(
             "--example", help="Write the example LMS (SQLite + media) and its config into DIR.", metavar="DIR"
         ),
     ] = None,
+    from_database: Annotated[
+        str | None,
+        typer.Option(
+            "--from-database",
+            help="Draft the config from this database's schema and data (a SQLAlchemy URL).",
+            metavar="URL",
+        ),
+    ] = None,
+    customer_table: Annotated[
+        str | None,
+        typer.Option("--customer-table", help="With --from-database: the tenant table (shared tenancy).", metavar="T"),
+    ] = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="With --from-database: count every row instead of sampling big tables.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write the config ('-': print it). Default: --config or ./learnexit.toml."),
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     show_traceback: TracebackOpt = False,
@@ -30,6 +50,11 @@ def init_command(
     The config names every section and key (see docs/configuration.md); the optional
     ones are commented out.
 
+    With --from-database URL the config is drafted from the database: references the
+    schema does not declare are measured in the data and proposed with their evidence,
+    system tables as shared, payments as retained (legal basis to FILL IN), secret
+    columns as not exported, roles from the names.  Read it, edit it, then `inspect`.
+
     Examples:
 
         learnexit init                       # ./learnexit.toml to edit
@@ -37,11 +62,20 @@ def init_command(
         learnexit init --example demo        # demo/lms.db, demo/media/, demo/learnexit.toml,
                                              # demo/legacy/ (database tenancy, no foreign keys)
 
-    Exit codes: 0 written · 2 the target exists already.
+        learnexit init --from-database postgresql://lms@db/site_a --out learnexit.toml
+
+    Exit codes: 0 written · 1 database unreachable · 2 the target exists already or bad input.
     """
     ctx = Ctx(config, as_json, show_traceback)
 
     def body() -> None:
+        if from_database is not None:
+            from .draft_cmd import write_draft
+
+            write_draft(ctx, from_database, customer_table, exact, out or ctx.config or Path("learnexit.toml"))
+            return
+        if customer_table is not None or exact:
+            raise BadInput("--customer-table and --exact go with --from-database URL")
         if example is not None:
             from ..example import build_example
 
@@ -63,7 +97,7 @@ def init_command(
             return
         from ..skeleton import write_skeleton
 
-        target = config or Path("learnexit.toml")
+        target = ctx.config or Path("learnexit.toml")
         write_skeleton(target)
         ctx.emit(
             {"config": str(target.resolve())}, lambda out: out.print(f"Wrote {target}; edit [source] and [customer].")
@@ -92,7 +126,8 @@ def inspect_command(
     def body() -> None:
         from ..source import inspect_customer
 
-        report = inspect_customer(ctx.settings(), customer)
+        settings = ctx.settings()
+        report = inspect_customer(settings, customer)
 
         def render(out: Console) -> None:
             table = Table(title=f"{report.name} ({report.customer}) — {report.source}")
@@ -100,6 +135,11 @@ def inspect_command(
                 table.add_column(col, justify="right" if col == "rows" else "left")
             for t in report.tables:
                 extra = f" · keep {t.retain}: {t.legal_basis}" if t.retain else ""
+                rule = settings.rule(t.table)
+                if t.status == "owned" and not rule.export:
+                    extra += " · purged, not exported"
+                elif t.status == "owned" and rule.omit_columns:
+                    extra += f" · not exported: {', '.join(rule.omit_columns)}"
                 if report.tenancy == "database" and t.references:
                     extra += " · " + "; ".join(t.references)
                 table.add_row(
@@ -109,7 +149,7 @@ def inspect_command(
                     t.category or "",
                     (t.via or t.note or "") + extra,
                 )
-            out.print(table)
+            print_table(out, table)
             owned = [t for t in report.tables if t.status == "owned"]
             out.print(
                 f"{len(owned)} owned tables, {sum(t.rows or 0 for t in owned):,} rows; "

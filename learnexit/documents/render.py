@@ -12,8 +12,8 @@ imported already.  Few documents are rendered in the calling process: starting w
 costs more than it saves.
 
 Installing Debian's ``libharfbuzz-subset0`` lets WeasyPrint subset fonts natively,
-which makes every PDF faster and smaller; ``fonts-symbola`` draws the emoji that people
-put in their names (without it they become empty boxes).
+which makes every PDF faster and smaller.  Emoji and other scripts in names are drawn
+with the Noto fonts registered by ``fonts.register_fonts``.
 
 Files are written with mode 0600 (folders are made by the caller, 0700).
 """
@@ -37,6 +37,7 @@ from ..errors import OperationalError
 from ..logs import event
 from ..machine import usable_cores
 from ..valuefree import first_line
+from .fonts import register_fonts
 from .layout import certificate_html, certificate_lines, certificate_title, document_html, page_css, stylesheet_text
 from .model import Certificate, Document
 
@@ -57,6 +58,7 @@ class PdfRenderer:
         from weasyprint.urls import URLFetcher
 
         self.font_config = FontConfiguration()
+        register_fonts(self.font_config)  # emoji and other scripts, on any machine
         # Documents never need anything from outside: refuse file:, http: and the rest.
         self.url_fetcher = URLFetcher(allowed_protocols=("data",))
         self._sheets: dict[tuple[str, str], list[Any]] = {}
@@ -454,8 +456,10 @@ class RenderQueue:
     ``add(doc, fmt, target)`` never blocks for long: at most a few chunks are in flight,
     so memory stays bounded however many certificates there are.  ``finish()`` waits for
     everything and returns the number of files written; errors surface as
-    ``OperationalError`` naming the file.  ``progress(done)`` is called with the number
-    of files written so far.
+    ``OperationalError`` naming the file.  ``progress(done, total)`` is called with the
+    number of files written so far and the number expected: ``expected`` (an estimate
+    made before the documents are known) or the files added so far, if more; from
+    ``finish()`` on, exactly the files added.
 
     Workers start from a fork server, so a script that calls this (directly or through
     an export) needs the usual ``if __name__ == "__main__":`` guard; the ``learnexit``
@@ -463,7 +467,13 @@ class RenderQueue:
     """
 
     def __init__(
-        self, workers: int | None = None, *, chunk: int = 12, parallel_from: int = 40, progress: Any = None
+        self,
+        workers: int | None = None,
+        *,
+        chunk: int = 12,
+        parallel_from: int = 40,
+        progress: Any = None,
+        expected: int = 0,
     ) -> None:
         self.workers = default_workers() if workers is None else max(1, workers)
         self.chunk = chunk
@@ -473,6 +483,9 @@ class RenderQueue:
         self.in_flight: deque[tuple[Future[int], list[tuple[Document, str, str]]]] = deque()
         self.pool: ProcessPoolExecutor | None = None
         self.done = 0
+        self.added = 0
+        self.expected = expected
+        self.finishing = False  # every file is added: the total is exact
 
     def __enter__(self) -> RenderQueue:
         return self
@@ -483,6 +496,7 @@ class RenderQueue:
 
     def add(self, doc: Document, fmt: str, target: Path) -> None:
         self.pending.append((doc, fmt, str(target)))
+        self.added += 1
         if self.pool is None and self.workers > 1 and len(self.pending) >= self.parallel_from:
             try:
                 self.pool = ProcessPoolExecutor(self.workers, mp_context=_context(), initializer=_warm_up)
@@ -515,7 +529,7 @@ class RenderQueue:
     def _count(self, n: int) -> None:
         self.done += n
         if self.progress is not None:
-            self.progress(self.done)
+            self.progress(self.done, self.added if self.finishing else max(self.expected, self.added))
 
     @staticmethod
     def _failure(items: list[tuple[Document, str, str]], exc: BaseException) -> OperationalError:
@@ -523,6 +537,7 @@ class RenderQueue:
         return OperationalError(f"rendering {len(items)} documents failed: {first_line(exc)}")
 
     def finish(self) -> int:
+        self.finishing = True
         try:
             if self.pool is not None:
                 if self.pending:

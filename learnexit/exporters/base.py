@@ -237,7 +237,8 @@ class ExportJob:
     notes: list[str] = field(default_factory=list)  # shown in index.html and the command's result
     problems: list[str] = field(default_factory=list)  # make the export fail (exit 1) unless allowed
     media: list[dict[str, Any]] = field(default_factory=list)  # media files copied (for index.html)
-    progress: Callable[[str, int], None] = lambda label, n: None
+    # (label, done, total): a total only where the label's own is not the rows of a table
+    progress: Callable[..., None] = lambda label, n, total=None: None
     # True while the formats run side by side, each in its own process: what must see every
     # format's notes and files (the export summary) then waits for ``Exporter.finish``.
     parallel: bool = False
@@ -276,6 +277,10 @@ class ExportJob:
     def select(self, name: str, where: Any = None, order_by: Any = None, columns: Any = None) -> sa.Select[Any]:
         """This customer's rows of ``name`` (optionally narrowed, reordered, or only some columns)."""
         stmt = self.source.owned_select(name)
+        if columns is None and self.settings.rule(name).omit_columns:
+            table = self.source.table(name)  # (omitted columns are never read, not only not written)
+            omit = set(self.settings.rule(name).omit_columns)
+            columns = [c for c in table.columns if c.name not in omit]
         if columns is not None:
             stmt = stmt.with_only_columns(*columns)
         if where is not None:

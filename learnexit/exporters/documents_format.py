@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from ..config import Role
 from ..contract import retention_until
 from ..documents import i18n
+from ..documents.fonts import document_characters, undrawable_note
 from ..documents.model import (
     BarChart,
     Block,
@@ -145,6 +146,7 @@ class _Build:
         self.unknown_people: set[str] = set()
         self.names = NameAllocator()
         self.own_notes: list[str] = []
+        self.pdf_chars: set[str] = set()  # every character outside ASCII the PDFs hold
 
     # -- helpers ---------------------------------------------------------------
 
@@ -234,6 +236,8 @@ class _Build:
         return stats
 
     def emit(self, relpath: str, doc: Any) -> None:
+        if "pdf" in self.fmts:
+            self.pdf_chars |= document_characters(doc)
         for fmt in self.fmts:
             target: Path = self.job.path(f"{FOLDER}/{relpath}.{fmt}")
             self.queue.add(doc, fmt, target)
@@ -286,6 +290,9 @@ class _Build:
                 f"{len(self.unknown_people)} people referenced by the documents are not among this customer's "
                 "people rows; they are shown by id"
             )
+        boxes = undrawable_note(self.pdf_chars) if self.pdf_chars else None
+        if boxes is not None:
+            self.note(boxes)
         if not self.job.parallel:  # (side by side, it waits for every format: ``finish``)
             self.export_summary()
 
@@ -860,6 +867,18 @@ class ActivityWatcher(TableWriter):
             self.build.activity_watched = True
 
 
+def _expected_documents(job: ExportJob) -> int:
+    """How many documents of one format an export will make, at most, known before they
+    are made (the progress bar's total): a certificate per certificates row, a completion
+    report per course, three reports and the summary."""
+    roles = job.settings.roles
+    expected = 4
+    for role in ("certificates", "courses"):
+        if role in roles:
+            expected += job.counts.get(roles[role].table, 0)
+    return expected
+
+
 def _folder_of(fmt: str) -> str:
     exporter = REGISTRY.get(fmt)
     return f"{exporter.folder}/" if exporter is not None else ""
@@ -887,7 +906,8 @@ class _DocumentsExporter(Exporter):
         if fmts is None:
             return  # made with the first
         label = f"{'/'.join(fmts)} documents"
-        with RenderQueue(progress=lambda done: job.progress(label, done)) as queue:
+        expected = _expected_documents(job) * len(fmts)
+        with RenderQueue(progress=lambda done, total: job.progress(label, done, total), expected=expected) as queue:
             build = job.shared.pop(_WATCHED, None)  # (fed by the read pass: ``watcher``)
             if build is None or build.job is not job or build.fmts != fmts:
                 build = _Build(job, fmts, queue)

@@ -288,13 +288,14 @@ class _Run:
     def run(self, store: LocalStore | S3Store) -> None:
         pk = [c.name for c in self.job.source.table(self.table).primary_key.columns]
         number = 0
+        total = self.job.counts.get(self.table)
         for batch in self.job.rows(self.table):
             for record in batch:
                 number += 1
                 row = dict(record._mapping)
                 key = self.row_key(row, number, pk)
                 self.one(store, row, key)
-                self.job.progress("media", number)
+                self.job.progress("media", number, total)  # one file a row
         self.write_index()
         self.publish()
 
