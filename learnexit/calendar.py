@@ -692,6 +692,14 @@ def open_source(settings: Settings, ledger: Ledger, customer: str) -> Source:
     return Source(settings, customer, pinned=pinned)
 
 
+def _require_same_row(settings: Settings, ledger: Ledger, customer: str) -> None:
+    """Refused (3) when the key now names another source row than the open case pinned."""
+    case = ledger.case_of(customer)
+    if case is not None and case["row_pk"] is not None and case["finished_at"] is None:
+        with open_source(settings, ledger, customer):
+            pass
+
+
 def _records_for_row(ledger: Ledger, conn: Connection, customer: str, row_pk: str | None) -> _Records:
     """The records a new record for the source row ``row_pk`` joins: none when the key's
     last case was finished by a purge and the key now names another row (a new customer)."""
@@ -854,6 +862,7 @@ def confirm_handover(
     without_export_reason = _check_text(without_export_reason, "--reason", 2000)
     at = _now(settings, now)
     _require_known(settings, ledger, _read(ledger, customer))  # an unknown customer is bad input (2), not a refusal
+    _require_same_row(settings, ledger, customer)
     with ledger.transaction() as conn:
         rec = _read_in(ledger, conn, customer)
         active = rec.active

@@ -709,7 +709,8 @@ class _Scope:
         self._busy: set[str] = set()
         self._held: dict[str, ColumnElement[bool] | None] = {}
         self._held_by: dict[str, set[str]] = {}
-        self._held_busy: set[str] = set()
+        self._held_busy: list[str] = []
+        self._held_cut = False
         self._via_busy: set[str] = set()
         self._alias_n = 0
 
@@ -749,6 +750,7 @@ class _Scope:
                     cond = self._ancestors(table, self.self_edges.get(t, []), cond)
                     if t not in self.via:
                         cond = sa.and_(cond, self.src.predicate(t))
+                    cond = self.src.keyed(t, cond, "kept")
                 else:
                     cond = None
             self._ret[t] = cond
@@ -834,13 +836,21 @@ class _Scope:
         """The customer's rows of ``t`` kept because data outside it still references them.
 
         Closed upwards: the rows such a row references are kept too.  (owned_via tables
-        are decided row by row from their candidates instead.)
+        are decided row by row from their candidates instead.)  Tables that reference
+        each other in a cycle are followed round it twice, and a condition built while
+        the cycle was cut short is not remembered: the table asked for first sees the
+        others complete.
         """
         if t in self._held:
             return self._held[t]
-        if t in self._held_busy or t in self.via:
+        if t in self.via:
             return None
-        self._held_busy.add(t)
+        if self._held_busy.count(t) >= 2:
+            self._held_cut = True
+            return None
+        outer_cut = self._held_cut
+        self._held_cut = False
+        self._held_busy.append(t)
         try:
             table = self.src.table(t)
             outside, sources = self._outside_refs(t)
@@ -860,12 +870,14 @@ class _Scope:
             cond: ColumnElement[bool] | None = None
             if conds:
                 cond = self._ancestors(table, self.self_edges.get(t, []), sa.or_(*conds))
-                cond = sa.and_(cond, self.src.predicate(t))
-            self._held[t] = cond
+                cond = self.src.keyed(t, sa.and_(cond, self.src.predicate(t)), "held")
+            if not self._held_cut or len(self._held_busy) == 1:
+                self._held[t] = cond
             self._held_by[t] = sources
             return cond
         finally:
-            self._held_busy.discard(t)
+            self._held_busy.pop()
+            self._held_cut = self._held_cut or outer_cut
 
     def held_by(self, t: str) -> list[str]:
         self.held(t)
@@ -895,6 +907,15 @@ class _Scope:
         pred = self.src.predicate(t)
         keep = self.keep(t)
         return pred if keep is None else sa.and_(pred, _not_true(keep))
+
+    def going(self, t: str) -> ColumnElement[bool]:
+        """Rows of ``t`` the purge deletes: for owned_via tables only those no row that
+        stays references (a person kept for another organisation is never changed)."""
+        if t not in self.via:
+            return self.doomed(t)
+        keep = self.ret(t)
+        conds = [self.src.predicate(t), _not_true(self.other_ref(t))]
+        return sa.and_(*conds, *([_not_true(keep)] if keep is not None else []))
 
     def _ref_exists(self, t: str, e: Edge, extra: Callable[[Any], ColumnElement[bool]] | None) -> Any:
         table = self.src.table(t)
@@ -2191,7 +2212,7 @@ class _Run:
             self._update_in_batches(
                 src,
                 table,
-                [scope.doomed(e.child), linked],
+                [scope.going(e.child), linked],
                 {c: None for c in e.child_cols},
                 f"unlink:{e.child}.{','.join(e.child_cols)}",
                 f"unlinking {e.label} failed",

@@ -403,11 +403,11 @@ class Source:
                     self.predicate(src_name), *_present(src, (src_col,), ((src_col, sentinels),))
                 )
                 conditions.append(table.c[target_col].in_(sub))
-            return self._keyed(name, sa.or_(*conditions) if conditions else sa.false(), "via")
+            return self.keyed(name, sa.or_(*conditions) if conditions else sa.false(), "via")
         mine = sa.and_(self._reach(name, mine=True), sa.not_(self._reach(name, mine=False)))
-        return self._keyed(name, mine, "own")
+        return self.keyed(name, mine, "own")
 
-    def _keyed(self, name: str, cond: ColumnElement[bool], label: str) -> ColumnElement[bool]:
+    def keyed(self, name: str, cond: ColumnElement[bool], label: str) -> ColumnElement[bool]:
         """On SQLite, ``cond`` as "the key is in a named set of keys" (a CTE the statement's
         WITH clause defines once): nested ownership conditions stay flat however long the
         chain of tables, where SQLite's parser refuses deeply nested statements ("parser
@@ -465,7 +465,7 @@ class Source:
             cond = sa.or_(*parts) if parts else sa.false()
             if info.self_edges:
                 cond = self._tree(table, info.self_edges, cond)
-        cond = self._keyed(name, cond, "mine" if mine else "other")
+        cond = self.keyed(name, cond, "mine" if mine else "other")
         self._reach_cache[key] = cond
         return cond
 
@@ -910,8 +910,11 @@ class DataMap:
             return _reaches(deps, a, b)
 
         used = [e for n in names for e in self.info[n].edges]
+        # NOT NULL references before nullable ones: where a cycle must be broken, it is
+        # broken at a column the purge can set NULL.
         others = sorted(
-            (e for e in self.edges if not e.is_self and e not in used), key=lambda e: (e.child, e.child_cols)
+            (e for e in self.edges if not e.is_self and e not in used),
+            key=lambda e: (self._nullable(e), e.child, e.child_cols),
         )
         for e in used + others:
             if e.child != e.parent and e.parent not in deps[e.child] and not reaches(e.parent, e.child):
@@ -930,6 +933,10 @@ class DataMap:
         for n in names:
             visit(n)
         return order
+
+    def _nullable(self, edge: Edge) -> bool:
+        table = self.by_name[edge.child]
+        return all(table.c[c].nullable for c in edge.child_cols)
 
     def back_edges(self) -> list[Edge]:
         """References that point against the parent-first order (they close a cycle)."""
