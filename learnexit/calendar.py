@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection
 from . import contract
 from . import ledger as L
 from .config import Settings, scrub
+from .consistency import all_problems, require_consistent
 from .contract import Facts, Timeline
 from .errors import BadInput, ConfigError, InvalidDate, LearnexitError, OperationalError, Refused
 from .ledger import Ledger, aware, naive_utc
@@ -671,6 +672,7 @@ def record_notice(
                 "termination_date": tl.termination_date,
                 "export_deadline": tl.export_deadline,
                 "purge_due_at": tl.purge_due_at,
+                "recorded_at": values["recorded_at"],
                 "back_dated_days": (today - tl.received).days,
             },
         )
@@ -784,7 +786,7 @@ def withdraw_notice(
             "notice",
             "notice.withdrawn",
             customer,
-            {"notice_id": active["id"], "received": active["received"]},
+            {"notice_id": active["id"], "received": active["received"], "withdrawn_at": naive_utc(at)},
         )
         rec = _read_in(ledger, conn, customer)
         row = next(n for n in rec.notices if n["id"] == active["id"])
@@ -847,6 +849,7 @@ def confirm_handover(
     without_export_reason = _check_text(without_export_reason, "--reason", 2000)
     at = _now(settings, now)
     _require_known(settings, ledger, _read(ledger, customer))  # an unknown customer is bad input (2), not a refusal
+    require_consistent(ledger, customer)  # the purge-due date it records comes from these records
     with ledger.transaction() as conn:
         rec = _read_in(ledger, conn, customer)
         active = rec.active
@@ -887,6 +890,7 @@ def confirm_handover(
                     "notice_id": active["id"],
                     "waived": bool(waive_window),
                     "without_export": bool(values["without_export_reason"]),
+                    "confirmed_at": values["confirmed_at"],
                     "complete_exports": len(rec.complete_exports),
                     "purge_due_at": contract.effective_purge_due_at(facts),
                     "closure_due_at": _closure_due(rec),
@@ -996,6 +1000,7 @@ def run_closure(settings: Settings, ledger: Ledger, customer: str, *, now: datet
 
     check_customer_key(customer)
     at = _now(settings, now)
+    require_consistent(ledger, customer)
     rec = _read(ledger, customer)
     if rec.active is None:
         raise Refused(f"no active notice for {customer}; the accounts stay open")
@@ -1051,7 +1056,7 @@ def _record_closure(
             "closure",
             "closure.performed" if not already else "closure.repeated",
             customer,
-            {"closure_id": closure_id, "rows": counts, "configured": configured},
+            {"closure_id": closure_id, "rows": counts, "configured": configured, "performed_at": naive_utc(at)},
         )
 
 
@@ -1120,7 +1125,7 @@ def place_hold(
                 "placed_at": naive_utc(at),
             },
         )
-        ledger.append_audit(conn, "hold", "hold.placed", customer, {"hold_id": hold_id})
+        ledger.append_audit(conn, "hold", "hold.placed", customer, {"hold_id": hold_id, "placed_at": naive_utc(at)})
         _only_one(ledger, conn, L.holds, L.holds.c.released_at, customer, "hold")
         row = dict(conn.execute(sa.select(L.holds).where(L.holds.c.id == hold_id)).one()._mapping)
     return _hold_dict(row, "placed")
@@ -1132,12 +1137,15 @@ def release_hold(settings: Settings, ledger: Ledger, customer: str, *, now: date
 
     check_customer_key(customer)
     at = _now(settings, now)
+    require_consistent(ledger, customer)  # a hold released by hand in the ledger is not released
+    known = _read(ledger, customer)
+    if not known.holds and not known.notices:
+        # (before the transaction: it reads the ledger too, which would wait for it)
+        _require_known(settings, ledger, known)
     with ledger.transaction() as conn:
         rec = _read_in(ledger, conn, customer)
         current = rec.hold
         if current is None:
-            if not rec.holds and not rec.notices:
-                _require_known(settings, ledger, rec)
             last = rec.holds[-1] if rec.holds else None
             out = _hold_dict(last, "no_active_hold") if last else {"customer": customer, "action": "no_active_hold"}
             return out
@@ -1153,7 +1161,12 @@ def release_hold(settings: Settings, ledger: Ledger, customer: str, *, now: date
             "release",
             "hold.released",
             customer,
-            {"hold_id": current["id"], "held_since": placed, "held_days": (at - placed).days},  # type: ignore[operator]
+            {
+                "hold_id": current["id"],
+                "held_since": placed,
+                "held_days": (at - placed).days,  # type: ignore[operator]
+                "released_at": naive_utc(at),
+            },
         )
         row = dict(conn.execute(sa.select(L.holds).where(L.holds.c.id == current["id"])).one()._mapping)
     return _hold_dict(row, "released")
@@ -1531,7 +1544,9 @@ def _unclassified(
 
 
 def audit_report(ledger: Ledger, customer: str | None = None, *, verify: bool = False) -> dict[str, Any]:
-    """The audit log (optionally one customer's entries) and, with ``verify``, the chain check."""
+    """The audit log (optionally one customer's entries) and, with ``verify``, the chain check
+    and every ledger record that disagrees with its audit entries (``ledger_problems``, also
+    in ``problems``; ``valid`` only when both are clean)."""
     entries = []
     for e in ledger.audit_entries(customer):
         entries.append(
@@ -1549,5 +1564,14 @@ def audit_report(ledger: Ledger, customer: str | None = None, *, verify: bool = 
     out: dict[str, Any] = {"customer": customer, "entries": entries, "head": ledger.audit_head()}
     if verify:
         check = ledger.verify_audit()
-        out.update(valid=check.valid, checked=check.entries, problems=check.problems, head=check.head)
+        # The state tables must say what their entries recorded (edited entries are the chain's).
+        ledger_problems = [p for found in all_problems(ledger, hashes=False).values() for p in found]
+        out.update(
+            valid=check.valid and not ledger_problems,
+            chain_valid=check.valid,
+            checked=check.entries,
+            problems=check.problems + ledger_problems,
+            ledger_problems=ledger_problems,
+            head=check.head,
+        )
     return out

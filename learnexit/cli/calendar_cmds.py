@@ -638,7 +638,9 @@ def release_command(
 @app.command("audit")
 def audit_command(
     customer: Annotated[str | None, typer.Argument(help="Only this customer's entries.")] = None,
-    verify: Annotated[bool, typer.Option("--verify", help="Recompute the hash chain; exit 1 if it is broken.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Recompute the hash chain, check the records against it; exit 1 if not.")
+    ] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     show_traceback: TracebackOpt = False,
@@ -653,8 +655,13 @@ def audit_command(
 
         learnexit audit --verify --json
 
-    Exit codes: 0 done (chain intact) · 1 ledger unreachable or the chain is broken (an
-    entry edited, reordered or deleted) · 2 bad config.
+    With --verify, the ledger's records (notices, holds, confirmations, closures, exports,
+    purges) are also checked against the entries that recorded them: a record edited,
+    added or deleted by hand is reported.
+
+    Exit codes: 0 done (chain intact, records agree) · 1 ledger unreachable, the chain is
+    broken (an entry edited, reordered or deleted) or a record disagrees with its entries
+    · 2 bad config.
     """
     ctx = Ctx(config, as_json, show_traceback)
 
@@ -684,8 +691,17 @@ def audit_command(
             if verify:
                 if data["valid"]:
                     out.print(f"Chain intact: {data['checked']} entries, head {data['head']}.")
-                else:
+                elif not data["chain_valid"]:
                     out.print(Text.assemble(("Chain BROKEN", "bold red"), f" ({data['checked']} entries):"))
+                    for problem in data["problems"]:
+                        out.print(f"  - {problem}")
+                else:
+                    out.print(
+                        Text.assemble(
+                            ("Ledger DISAGREES", "bold red"),
+                            f" with its intact chain ({data['checked']} entries, head {data['head']}):",
+                        )
+                    )
                     for problem in data["problems"]:
                         out.print(f"  - {problem}")
             else:
@@ -693,7 +709,8 @@ def audit_command(
 
         ctx.emit(data, render)
         if verify and not data["valid"]:
-            sys.stderr.write(f"learnexit: error: audit chain broken: {data['problems'][0]}\n")
+            what = "audit chain broken" if not data["chain_valid"] else "ledger disagrees with the audit chain"
+            sys.stderr.write(f"learnexit: error: {what}: {data['problems'][0]}\n")
             return 1
         return 0
 
