@@ -202,21 +202,20 @@ def _purge(c: _Check, row: dict[str, Any], entry: dict[str, Any]) -> None:
         c.compare("purges", row, last, "retained=retained_sha256:sha256 finished_at:instant")
 
 
+_EXPORT_STATUS = {"export_completed": "complete", "export_failed": "failed", "export_interrupted": "failed"}
+
+
 def _export(c: _Check, row: dict[str, Any], entry: dict[str, Any]) -> None:
     export_id = int(row["id"])
-    ended = c.ix.last(["export_completed", "export_failed", "export_interrupted"], "export_id", export_id)
-    completed = c.ix.last(["export_completed"], "export_id", export_id)
-    removed = c.ix.last(["export_removed"], "export_id", export_id)
-    if removed is not None:
-        expected, by = "removed", removed
-    elif ended is None:
-        expected, by = "running", entry
-    else:
-        expected, by = ("complete" if ended["event"] == "export_completed" else "failed"), ended
-    if row["status"] == "removed" and removed is None and export_id in c.ix.removed_by_purges:
+    # Its status is the last one an entry set (a purge may remove a running export's build
+    # and the export then record its failure, or the other way round).
+    last = c.ix.last([*_EXPORT_STATUS, "export_removed"], "export_id", export_id) or entry
+    expected = _EXPORT_STATUS.get(last["event"], "removed" if last is not entry else "running")
+    if row["status"] == "removed" and export_id in c.ix.removed_by_purges:
         expected = "removed"  # removed by a purge of an older learnexit (no export_removed entry)
     if row["status"] != expected:
-        return c.disagree("exports", row, by, "status")
+        return c.disagree("exports", row, last, "status")
+    completed = c.ix.last(["export_completed"], "export_id", export_id)
     c.compare("exports", row, completed or entry, "path:value")
     if completed is not None:
         c.compare("exports", row, completed, "files:value bytes:value manifest_sha256:value")
