@@ -10,19 +10,23 @@ example LMS (SQLite).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 import test_purge
-from test_purge import DUE_NOW, EARLY_NOW, RECORDED, Lms, as_json, give_notice, purge, snapshot
+from test_purge import DUE_NOW, EARLY_NOW, RECEIVED, RECORDED, Lms, as_json, give_notice, purge, snapshot
 from typer.testing import CliRunner
 
-from learnexit import calendar
+from learnexit import calendar, deletion
 from learnexit import ledger as L
 from learnexit.cli import app
+from learnexit.config import load_settings
+from learnexit.consistency import all_problems, customer_problems
 from learnexit.errors import VerificationFailed
+from learnexit.ledger import Ledger
 
 # test_purge's fixtures: the example built once per session, a private SQLite copy per test
 template = test_purge.template
@@ -268,3 +272,30 @@ def test_an_untampered_flow_passes(lite: Lms, tmp_path: Path) -> None:
     later = purge(lite, "--due", "--yes", "--json", now=BOTH_DUE)  # initech's turn; acme has nothing left due
     assert later.exit_code == 0, later.stderr
     assert set(due_by_customer(later)) == {"initech"}
+
+
+def test_edits_are_found_on_every_ledger_engine(dbs: Any, lite: Lms) -> None:
+    """Dates, instants and flags read back from PostgreSQL and MariaDB as they were
+    written: an honest ledger has no problems there, an edited one does."""
+    settings = load_settings(lite.config, state_url=dbs.new("state"))
+    now = calendar.parse_now("2026-11-29")
+    with Ledger(settings.state_url) as ledger:
+        calendar.record_notice(settings, ledger, "acme", RECEIVED, now=now)
+        calendar.place_hold(settings, ledger, "acme", "case 1", now=now)
+        calendar.release_hold(settings, ledger, "acme", now=now)
+        calendar.place_hold(settings, ledger, "acme", "case 2", now=now)
+        calendar.confirm_handover(settings, ledger, "acme", by="Jane Doe", without_export_reason="paper", now=now)
+        assert customer_problems(ledger, "acme") == [] and all_problems(ledger) == {}
+        notice_id, hold_id = ledger.rows(L.notices)[0]["id"], ledger.rows(L.holds)[-1]["id"]
+        with ledger.engine.begin() as conn:
+            conn.execute(L.notices.update().values(purge_due_at=datetime(2026, 11, 30, 23)))
+            conn.execute(L.holds.update().where(L.holds.c.id == hold_id).values(released_at=datetime(2026, 11, 30)))
+        assert customer_problems(ledger, "acme") == [
+            f"acme: ledger record notices #{notice_id} disagrees with its audit entry 1 (purge_due_at)",
+            f"acme: ledger record holds #{hold_id} disagrees with its audit entries (released_at set, "
+            "no hold.released entry)",
+        ]
+        with pytest.raises(VerificationFailed, match=r"notices #\d+ .*\(1 more: see `learnexit audit --verify`\)"):
+            deletion.plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
+        report = calendar.audit_report(ledger, verify=True)
+        assert (report["valid"], report["chain_valid"], len(report["ledger_problems"])) == (False, True, 2)
