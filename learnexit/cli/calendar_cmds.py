@@ -523,7 +523,8 @@ def confirm_command(
             --reason "the customer keeps its own copy"
 
     Exit codes: 0 done · 1 ledger or source failure (the closure is retried by purge
-    --due) · 2 bad input · 3 refused (no export yet, no notice, already purged).
+    --due), or the customer's ledger records disagree with the audit (audit --verify) · 2
+    bad input · 3 refused (no export yet, no notice, already purged).
     """
     ctx = Ctx(config, as_json, show_traceback)
 
@@ -616,7 +617,8 @@ def release_command(
 
         learnexit release acme
 
-    Exit codes: 0 done (or no hold was active) · 1 ledger unreachable · 2 unknown customer.
+    Exit codes: 0 done (or no hold was active) · 1 ledger unreachable, or the customer's
+    ledger records disagree with the audit (audit --verify) · 2 unknown customer.
     """
     ctx = Ctx(config, as_json, show_traceback)
 
