@@ -1140,8 +1140,7 @@ def release_hold(settings: Settings, ledger: Ledger, customer: str, *, now: date
     require_consistent(ledger, customer)  # a hold released by hand in the ledger is not released
     known = _read(ledger, customer)
     if not known.holds and not known.notices:
-        # (before the transaction: it reads the ledger too, which would wait for it)
-        _require_known(settings, ledger, known)
+        _require_known(settings, ledger, known)  # (the source, before the ledger's write lock)
     with ledger.transaction() as conn:
         rec = _read_in(ledger, conn, customer)
         current = rec.hold
@@ -1402,6 +1401,7 @@ def check_attention(
     items: list[dict[str, Any]] = []
     names = known_customers(ledger) if customers is None else customers
     datamaps: dict[str, list[str] | LearnexitError] = {}
+    items += _disagreements(ledger, customers)  # kind ledger_disagrees
     for customer in names:
         rec = _read(ledger, customer)
         facts = _facts(rec)
@@ -1541,6 +1541,18 @@ def _unclassified(
 
 
 # --------------------------------------------------------------------------- audit
+
+
+def _disagreements(ledger: Ledger, customers: list[str] | None) -> list[dict[str, Any]]:
+    """``status --check`` items of kind ``ledger_disagrees``: ledger records that disagree
+    with their audit entries (every decision for the customer is refused until settled)."""
+    items = []
+    for customer, problems in all_problems(ledger).items():
+        if customers is None or customer in customers:
+            more = f" ({len(problems) - 1} more: see `learnexit audit --verify`)" if len(problems) > 1 else ""
+            items.append({"customer": customer, "kind": "ledger_disagrees", "problems": problems,
+                          "message": problems[0] + more})  # fmt: skip
+    return items
 
 
 def audit_report(ledger: Ledger, customer: str | None = None, *, verify: bool = False) -> dict[str, Any]:

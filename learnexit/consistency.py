@@ -189,7 +189,9 @@ def _closure(c: _Check, row: dict[str, Any], entry: dict[str, Any]) -> None:
     c.compare("closures", row, entry, "rows:json performed_at:instant")
 
 
-_PURGE_STATUS = {"purge.started": "running", "purge.resumed": "running", "purge.failed": "failed", "purge.done": "done"}
+_PURGE_STARTED = ("purge.started", "purge.reapply_started")  # (reapply: a restore deleted again)
+_PURGE_STATUS = dict.fromkeys((*_PURGE_STARTED, "purge.resumed"), "running")
+_PURGE_STATUS.update({"purge.failed": "failed", "purge.done": "done", "purge.reapplied": "done"})
 
 
 def _purge(c: _Check, row: dict[str, Any], entry: dict[str, Any]) -> None:
@@ -227,7 +229,7 @@ _CREATED = {
     "holds": (("hold.placed",), "hold_id", _hold),
     "confirmations": (("handover.confirmed", "handover.window_waived"), "confirmation_id", _confirmation),
     "closures": (("closure.performed", "closure.repeated"), "closure_id", _closure),
-    "purges": (("purge.started",), "purge_id", _purge),
+    "purges": (_PURGE_STARTED, "purge_id", _purge),
     "exports": (("export_started",), "export_id", _export),
 }
 

@@ -76,7 +76,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from . import calendar, contract
 from . import ledger as L
 from .config import LANGS, MediaSettings, Settings, mask_url, scrub
-from .consistency import all_problems, digest, refusal, require_consistent
+from .consistency import all_problems, refusal, require_consistent
+from .consistency import digest as text_sha256
 from .errors import (
     BadInput,
     ConfigError,
@@ -1789,7 +1790,7 @@ class _Run:
                 "rows": sum(self.before.values()),
                 "tables": len(plan.tables),
                 "forced": plan.forced_reason is not None,
-                "plan_sha256": digest(_dumps(stored)),
+                "plan_sha256": text_sha256(_dumps(stored)),
             }
             self.ledger.append_audit(conn, "purge", "purge.started", self.customer, details)
             if plan.forced_reason is not None:
@@ -2522,7 +2523,7 @@ class _Run:
         finished = self._clock()
         from .certificate import write_certificate
 
-        path, cert_sha256 = write_certificate(self.settings, result, self._certificate_facts(finished), self.lang)
+        path, digest = write_certificate(self.settings, result, self._certificate_facts(finished), self.lang)
         result.certificate = str(path)
         with self.ledger.transaction() as conn:
             # No file names stay in the ledger once the files are gone: keep their hashes.
@@ -2562,8 +2563,8 @@ class _Run:
             )
             self.ledger.append_audit(
                 conn, "purge", "purge.done", self.customer,
-                {"purge_id": self.purge_id, "certificate_sha256": cert_sha256, "audit_head": head,
-                 "retained_sha256": digest(_dumps(retention)), "finished_at": finished},
+                {"purge_id": self.purge_id, "certificate_sha256": digest, "audit_head": head,
+                 "retained_sha256": text_sha256(_dumps(retention)), "finished_at": finished},
             )  # fmt: skip
             if self.plan.kind == "full":
                 # The customer's row is gone: a row that later gets the same key is a new

@@ -299,3 +299,15 @@ def test_edits_are_found_on_every_ledger_engine(dbs: Any, lite: Lms) -> None:
             deletion.plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
         report = calendar.audit_report(ledger, verify=True)
         assert (report["valid"], report["chain_valid"], len(report["ledger_problems"])) == (False, True, 2)
+
+
+def test_status_check_says_which_records_disagree(lite: Lms) -> None:
+    give_notice(lite)
+    assert cli(lite, "status", "--check", now="2026-12-01").exit_code == 0
+    notice_id = only_id(lite, L.notices)
+    ledger_sql(lite, "UPDATE notices SET timely = 0 WHERE id = :id", id=notice_id)
+    check = cli(lite, "status", "--check", "--json", now="2026-12-01")
+    assert check.exit_code == 5
+    (item,) = json.loads(check.stdout)["attention"]
+    assert (item["customer"], item["kind"]) == ("acme", "ledger_disagrees")
+    assert item["message"] == f"acme: ledger record notices #{notice_id} disagrees with its audit entry 1 (timely)"
