@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection
 from . import contract
 from . import ledger as L
 from .config import Settings, scrub
+from .consistency import all_problems, require_consistent
 from .contract import Facts, Timeline
 from .errors import BadInput, ConfigError, InvalidDate, LearnexitError, OperationalError, Refused
 from .handover import record_delivery, resolve_package
@@ -672,6 +673,7 @@ def record_notice(
                 "termination_date": tl.termination_date,
                 "export_deadline": tl.export_deadline,
                 "purge_due_at": tl.purge_due_at,
+                "recorded_at": values["recorded_at"],
                 "back_dated_days": (today - tl.received).days,
             },
         )
@@ -793,7 +795,7 @@ def withdraw_notice(
             "notice",
             "notice.withdrawn",
             customer,
-            {"notice_id": active["id"], "received": active["received"]},
+            {"notice_id": active["id"], "received": active["received"], "withdrawn_at": naive_utc(at)},
         )
         rec = _read_in(ledger, conn, customer)
         row = next(n for n in rec.notices if n["id"] == active["id"])
@@ -862,6 +864,7 @@ def confirm_handover(
     without_export_reason = _check_text(without_export_reason, "--reason", 2000)
     at = _now(settings, now)
     _require_known(settings, ledger, _read(ledger, customer))  # an unknown customer is bad input (2), not a refusal
+    require_consistent(ledger, customer)  # the purge-due date it records comes from these records
     _require_same_row(settings, ledger, customer)
     with ledger.transaction() as conn:
         rec = _read_in(ledger, conn, customer)
@@ -910,6 +913,7 @@ def confirm_handover(
                     "notice_id": active["id"],
                     "waived": bool(waive_window),
                     "without_export": bool(values["without_export_reason"]),
+                    "confirmed_at": values["confirmed_at"],
                     "complete_exports": len(rec.complete_exports),
                     **(
                         {"delivered_export_id": delivered["id"], "delivered_manifest": delivered["manifest_sha256"]}
@@ -1025,6 +1029,7 @@ def run_closure(settings: Settings, ledger: Ledger, customer: str, *, now: datet
 
     check_customer_key(customer)
     at = _now(settings, now)
+    require_consistent(ledger, customer)
     rec = _read(ledger, customer)
     if rec.active is None:
         raise Refused(f"no active notice for {customer}; the accounts stay open")
@@ -1080,7 +1085,7 @@ def _record_closure(
             "closure",
             "closure.performed" if not already else "closure.repeated",
             customer,
-            {"closure_id": closure_id, "rows": counts, "configured": configured},
+            {"closure_id": closure_id, "rows": counts, "configured": configured, "performed_at": naive_utc(at)},
         )
 
 
@@ -1149,7 +1154,7 @@ def place_hold(
                 "placed_at": naive_utc(at),
             },
         )
-        ledger.append_audit(conn, "hold", "hold.placed", customer, {"hold_id": hold_id})
+        ledger.append_audit(conn, "hold", "hold.placed", customer, {"hold_id": hold_id, "placed_at": naive_utc(at)})
         _only_one(ledger, conn, L.holds, L.holds.c.released_at, customer, "hold")
         row = dict(conn.execute(sa.select(L.holds).where(L.holds.c.id == hold_id)).one()._mapping)
     return _hold_dict(row, "placed")
@@ -1161,6 +1166,7 @@ def release_hold(settings: Settings, ledger: Ledger, customer: str, *, now: date
 
     check_customer_key(customer)
     at = _now(settings, now)
+    require_consistent(ledger, customer)  # a hold released by hand in the ledger is not released
     known = _read(ledger, customer)
     if not known.holds and not known.notices:
         _require_known(settings, ledger, known)  # (the source, before the ledger's write lock)
@@ -1183,7 +1189,12 @@ def release_hold(settings: Settings, ledger: Ledger, customer: str, *, now: date
             "release",
             "hold.released",
             customer,
-            {"hold_id": current["id"], "held_since": placed, "held_days": (at - placed).days},  # type: ignore[operator]
+            {
+                "hold_id": current["id"],
+                "held_since": placed,
+                "held_days": (at - placed).days,  # type: ignore[operator]
+                "released_at": naive_utc(at),
+            },
         )
         row = dict(conn.execute(sa.select(L.holds).where(L.holds.c.id == current["id"])).one()._mapping)
     return _hold_dict(row, "released")
@@ -1421,6 +1432,7 @@ def check_attention(
     items: list[dict[str, Any]] = []
     names = known_customers(ledger) if customers is None else customers
     datamaps: dict[str, list[str] | LearnexitError] = {}
+    items += _disagreements(ledger, customers)  # kind ledger_disagrees
     for customer in names:
         rec = _read(ledger, customer)
         facts = _facts(rec)
@@ -1565,8 +1577,22 @@ def _unclassified(
 # --------------------------------------------------------------------------- audit
 
 
+def _disagreements(ledger: Ledger, customers: list[str] | None) -> list[dict[str, Any]]:
+    """``status --check`` items of kind ``ledger_disagrees``: ledger records that disagree
+    with their audit entries (every decision for the customer is refused until settled)."""
+    items = []
+    for customer, problems in all_problems(ledger).items():
+        if customers is None or customer in customers:
+            more = f" ({len(problems) - 1} more: see `learnexit audit --verify`)" if len(problems) > 1 else ""
+            items.append({"customer": customer, "kind": "ledger_disagrees", "problems": problems,
+                          "message": problems[0] + more})  # fmt: skip
+    return items
+
+
 def audit_report(ledger: Ledger, customer: str | None = None, *, verify: bool = False) -> dict[str, Any]:
-    """The audit log (optionally one customer's entries) and, with ``verify``, the chain check."""
+    """The audit log (optionally one customer's entries) and, with ``verify``, the chain check
+    and every ledger record that disagrees with its audit entries (``ledger_problems``, also
+    in ``problems``; ``valid`` only when both are clean)."""
     entries = []
     for e in ledger.audit_entries(customer):
         entries.append(
@@ -1584,5 +1610,14 @@ def audit_report(ledger: Ledger, customer: str | None = None, *, verify: bool = 
     out: dict[str, Any] = {"customer": customer, "entries": entries, "head": ledger.audit_head()}
     if verify:
         check = ledger.verify_audit()
-        out.update(valid=check.valid, checked=check.entries, problems=check.problems, head=check.head)
+        # The state tables must say what their entries recorded (edited entries are the chain's).
+        ledger_problems = [p for found in all_problems(ledger, hashes=False).values() for p in found]
+        out.update(
+            valid=check.valid and not ledger_problems,
+            chain_valid=check.valid,
+            checked=check.entries,
+            problems=check.problems + ledger_problems,
+            ledger_problems=ledger_problems,
+            head=check.head,
+        )
     return out

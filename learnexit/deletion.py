@@ -76,6 +76,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from . import calendar, contract
 from . import ledger as L
 from .config import LANGS, MediaSettings, Settings, mask_url, scrub
+from .consistency import all_problems, refusal, require_consistent
+from .consistency import digest as text_sha256
 from .errors import (
     BadInput,
     ConfigError,
@@ -83,6 +85,7 @@ from .errors import (
     OperationalError,
     Refused,
     UnknownCustomer,
+    VerificationFailed,
 )
 from .ledger import Ledger, aware, naive_utc, utcnow
 from .logs import event
@@ -1373,6 +1376,7 @@ def plan_purge(
         if not force_reason:
             raise BadInput("--reason must say why the purge is forced")
     now = _aware_now(settings, now)
+    require_consistent(ledger, customer)  # decide on records that agree with the audit chain
     facts = calendar.customer_facts(ledger, customer)
     purges = _ledger_rows(ledger, L.purges, customer)
     plan = PurgePlan(
@@ -1778,6 +1782,7 @@ class _Run:
                 "rows": sum(self.before.values()),
                 "tables": len(plan.tables),
                 "forced": plan.forced_reason is not None,
+                "plan_sha256": text_sha256(_dumps(stored)),
             }
             if addendum_to is not None:
                 details["addendum_to"] = addendum_to
@@ -2344,6 +2349,9 @@ class _Run:
             with self.ledger.transaction() as conn:
                 conn.execute(L.exports.update().where(L.exports.c.id == row["id"]).values(status="removed"))
                 self._bump(conn, "exports", 1, 1)
+                self.ledger.append_audit(
+                    conn, "purge", "export_removed", self.customer, {"export_id": row["id"], "purge_id": self.purge_id}
+                )
             removed.append(row["id"])
             event("purge_export_removed", customer=self.customer, export_id=row["id"])
         return removed
@@ -2563,7 +2571,8 @@ class _Run:
                     error=None,
                 )
             )
-            done = {"purge_id": self.purge_id, "certificate_sha256": digest, "audit_head": head}
+            done = {"purge_id": self.purge_id, "certificate_sha256": digest, "audit_head": head,
+                    "retained_sha256": text_sha256(_dumps(retention)), "finished_at": finished}  # fmt: skip
             if addendum is not None:
                 done["addendum_to"] = addendum.get("purge_id")
             finished_event = _DONE_EVENTS.get(self.plan.kind, "purge.done")
@@ -2801,31 +2810,44 @@ def execute_purge(
 
 def due_work(
     settings: Settings, ledger: Ledger, now: datetime | None = None
-) -> tuple[list[tuple[str, str, int | None]], list[dict[str, Any]]]:
+) -> tuple[list[tuple[str, str, int | None]], list[dict[str, Any]], list[dict[str, Any]]]:
     """(customers to purge now with the reason and, for an earlier case of a key that now
-    names a new customer, that case's id; customers skipped and why) — reads only."""
+    names a new customer, that case's id; customers skipped and why; customers whose
+    ledger records disagree with the audit, with the error: failed, nothing decided for
+    them) — reads only."""
     now = _aware_now(settings, now)
     work: list[tuple[str, str, int | None]] = []
     skipped: list[dict[str, Any]] = []
-    for customer in calendar.known_customers(ledger):
-        for case_id in [*ledger.earlier_cases(customer), None]:
-            if case_id is None:
-                found = _due_reason(settings, ledger, customer, now)
-            else:
-                with ledger.use_case(customer, case_id):
-                    found = _due_reason(settings, ledger, customer, now)
-            if found is None:
-                continue
-            why, skip = found
-            if skip is not None:
-                skipped.append({"customer": customer, "reason": skip, "would": why})
-            else:
-                work.append((customer, why, case_id))
-    return work, skipped
+    failed: list[dict[str, Any]] = []
+    disagree = all_problems(ledger)  # one read of the ledger for every customer
+    for customer in sorted(set(calendar.known_customers(ledger)) | disagree.keys()):
+        try:
+            for case_id in [*ledger.earlier_cases(customer), None]:
+                if case_id is None:
+                    found = _due_reason(settings, ledger, customer, now, disagree.get(customer, []))
+                else:
+                    with ledger.use_case(customer, case_id):
+                        found = _due_reason(settings, ledger, customer, now, disagree.get(customer, []))
+                if found is None:
+                    continue
+                why, skip = found
+                if skip is not None:
+                    skipped.append({"customer": customer, "reason": skip, "would": why})
+                else:
+                    work.append((customer, why, case_id))
+        except VerificationFailed as exc:
+            failed.append({"customer": customer, "error": exc.message})
+    return work, skipped, failed
 
 
-def _due_reason(settings: Settings, ledger: Ledger, customer: str, now: datetime) -> tuple[str, str | None] | None:
-    """Why the customer's current case is due for a purge now (and why it is skipped)."""
+def _due_reason(
+    settings: Settings, ledger: Ledger, customer: str, now: datetime, problems: list[str]
+) -> tuple[str, str | None] | None:
+    """Why the customer's current case is due for a purge now (and why it is skipped).
+    VerificationFailed when its records disagree with the audit (``problems``): whatever
+    they say is not acted on, due or not."""
+    if problems:
+        raise refusal(problems)
     facts = calendar.customer_facts(ledger, customer)
     purges = _ledger_rows(ledger, L.purges, customer)
     last = purges[-1] if purges else None
@@ -2870,8 +2892,13 @@ def plan_due(
     The plans include deleting again what came back after a finished purge (``reapply``)."""
     now = _aware_now(settings, now)
     closures = calendar.due_closures(settings, ledger, now)
-    work, skipped = due_work(settings, ledger, now)
+    work, skipped, failed = due_work(settings, ledger, now)
     plans = []
+    for item in failed:
+        plan = PurgePlan(customer=item["customer"], name=item["customer"], kind="full",
+                         tenancy=settings.customer.tenancy, now=now)  # fmt: skip
+        plan.refusals.append(item["error"])
+        plans.append(plan)
     for customer, _why, case_id in work:
         try:
             with _case(ledger, customer, case_id):
@@ -2920,7 +2947,12 @@ def purge_due(
             except LearnexitError as exc:
                 report.closures.append({"customer": customer, "error": exc.message})
                 event("closure_failed", level=logging.ERROR, customer=customer, error=exc.message)
-        work, report.skipped = due_work(settings, ledger, now)
+        work, report.skipped, failed = due_work(settings, ledger, now)
+        for item in failed:  # a failure of this run (exit 1); the other customers go on
+            event("purge_due_failed", level=logging.ERROR, customer=item["customer"], error=item["error"])
+            report.results.append(
+                PurgeResult(customer=item["customer"], status="failed", error=item["error"], exit_code=1)
+            )
         for customer, why, case_id in work:
             if confirmed is not None and customer not in confirmed:
                 report.skipped.append({"customer": customer, "reason": "not confirmed", "would": why})

@@ -51,6 +51,7 @@ from . import contract, errors
 from .calendar import active_notice, open_source
 from .calendar import now as current_time
 from .config import LANGS, SQL_DIALECTS, Settings, scrub
+from .consistency import require_consistent
 from .errors import BadInput, LearnexitError, OperationalError, Refused, printable
 from .exporters.base import (
     Background,
@@ -196,7 +197,9 @@ def _aware(settings: Settings, now: datetime | None) -> datetime:
 def check_window(
     settings: Settings, ledger: Ledger, customer: str, now: datetime, late_reason: str | None, notes: list[str]
 ) -> tuple[date | None, bool]:
-    """(export deadline, late?) — or Refused when the window has closed and no reason is given."""
+    """(export deadline, late?) — or Refused when the window has closed and no reason is
+    given; VerificationFailed when the customer's ledger records disagree with the audit."""
+    require_consistent(ledger, customer)  # the deadline must be the one the notice recorded
     notice = active_notice(ledger, customer)  # the latest notice not withdrawn
     if notice is None:
         notes.append("no termination notice recorded: exported without an export window")

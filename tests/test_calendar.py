@@ -61,9 +61,10 @@ def ledger(settings):
 
 
 def add_export(ledger: Ledger, customer: str, status: str = "complete") -> None:
-    """What the export command records when a package is delivered."""
+    """What the export command records when a package is delivered (or fails): the row
+    and its audit entries, which every decision checks the row against."""
     with ledger.transaction() as conn:
-        conn.execute(
+        export_id = conn.execute(
             L.exports.insert().values(
                 customer=customer,
                 identity_id=ledger.case_id(conn, customer),
@@ -73,12 +74,18 @@ def add_export(ledger: Ledger, customer: str, status: str = "complete") -> None:
                 path=f"/exports/{customer}",
                 recorded_by="tester@example",
             )
+        ).inserted_primary_key[0]
+        ledger.append_audit(
+            conn, "export", "export_started", customer, {"export_id": export_id, "path": f"/exports/{customer}"}
         )
+        ended = "export_completed" if status == "complete" else "export_failed"
+        ledger.append_audit(conn, "export", ended, customer, {"export_id": export_id})
 
 
 def add_purge(ledger: Ledger, customer: str, status: str, kind: str = "full", retained: dict | None = None) -> None:
+    """What a purge records (the row and its audit entries), without purging."""
     with ledger.transaction() as conn:
-        conn.execute(
+        purge_id = conn.execute(
             L.purges.insert().values(
                 customer=customer,
                 identity_id=ledger.case_id(conn, customer),
@@ -90,11 +97,14 @@ def add_purge(ledger: Ledger, customer: str, status: str, kind: str = "full", re
                 error="disk full" if status == "failed" else None,
                 recorded_by="tester@example",
             )
-        )
+        ).inserted_primary_key[0]
+        ledger.append_audit(conn, "purge", "purge.started", customer, {"purge_id": purge_id, "kind": kind})
+        ledger.append_audit(conn, "purge", f"purge.{status}", customer, {"purge_id": purge_id})
 
 
 def audit_events(ledger: Ledger, customer: str | None = None) -> list[str]:
-    return [e["event"] for e in ledger.audit_entries(customer)]
+    """The calendar's audit events (those add_export and add_purge write left out)."""
+    return [e["event"] for e in ledger.audit_entries(customer) if e["command"] not in ("export", "purge")]
 
 
 # =========================================================================== now
@@ -506,7 +516,8 @@ def test_cli_notice_status_confirm_status(site: Path, settings) -> None:
     code, st, _ = cli(site, "status", "--json", now="2027-02-01")
     assert code == 0 and [(c["customer"], c["state"]) for c in st["customers"]] == [("acme", "closed")]
     assert NOTICE_KEYS <= set(st["customers"][0]) and st["as_of"] == "2027-02-01T11:00:00Z"
-    assert [e["event"] for e in cal.audit_report(Ledger(settings.state_url), "acme")["entries"]] == [
+    entries = cal.audit_report(Ledger(settings.state_url), "acme")["entries"]
+    assert [e["event"] for e in entries if e["command"] != "export"] == [
         "notice.recorded",
         "handover.confirmed",
         "closure.performed",

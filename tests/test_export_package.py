@@ -343,8 +343,10 @@ def test_verify_rejects_truncated_and_zip_slip(world: World, tmp_path: Path) -> 
 
 
 def add_notice(settings: Settings, received: date, deadline: date) -> None:
+    """A notice with this export deadline, as ``learnexit notice`` records it (the row and
+    its audit entry: the export window is checked against the entry)."""
     with Ledger(settings.state_url) as ledger, ledger.transaction() as conn:
-        conn.execute(
+        notice_id = conn.execute(
             notices.insert().values(
                 customer="acme",
                 identity_id=ledger.case_id(conn, "acme"),
@@ -359,6 +361,9 @@ def add_notice(settings: Settings, received: date, deadline: date) -> None:
                 purge_due_at=datetime(2027, 3, 31, 23),
                 terms="{}",
             )
+        ).inserted_primary_key[0]
+        ledger.append_audit(
+            conn, "notice", "notice.recorded", "acme", {"notice_id": notice_id, "export_deadline": deadline}
         )
 
 

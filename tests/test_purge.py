@@ -267,7 +267,7 @@ def fake_exports(lms: Lms) -> list[Path]:
     leftover.write_bytes(b"PK\x03\x04 half a zip")
     with lms.ledger() as ledger, ledger.transaction() as conn:
         for path, status, sha in ((bag, "complete", "ab" * 32), (out / "acme-2027-01-11T080000Z.zip", "failed", None)):
-            conn.execute(
+            export_id = conn.execute(
                 L.exports.insert().values(
                     customer="acme",
                     identity_id=ledger.case_id(conn, "acme"),
@@ -281,7 +281,11 @@ def fake_exports(lms: Lms) -> list[Path]:
                     manifest_sha256=sha,
                     recorded_by="tester@example",
                 )
-            )
+            ).inserted_primary_key[0]
+            # (and their audit entries: the purge checks every ledger record against them)
+            ledger.append_audit(conn, "export", "export_started", "acme", {"export_id": export_id, "path": str(path)})
+            ended = "export_completed" if status == "complete" else "export_failed"
+            ledger.append_audit(conn, "export", ended, "acme", {"export_id": export_id, "manifest_sha256": sha})
     return [bag, leftover]
 
 
@@ -349,7 +353,9 @@ def test_purge_deletes_exactly_the_customer_and_nothing_else(lms: Lms) -> None:
         assert {e["status"] for e in ledger.rows(L.exports, "acme")} == {"removed"}
         events = [e["event"] for e in ledger.audit_entries("acme")]
         # the accounts are closed first (they were never closed: no confirmation), then deleted
-        assert events[-4:] == ["purge.started", "closure.performed", "purge.verified", "purge.done"]
+        assert events[-6:] == [
+            "purge.started", "closure.performed", "export_removed", "export_removed", "purge.verified", "purge.done"
+        ]  # fmt: skip
         verified = next(e for e in ledger.audit_entries("acme") if e["event"] == "purge.verified")
         assert ledger.verify_audit().valid
         keys = ledger.rows(L.purge_keys)
@@ -503,13 +509,18 @@ def test_the_certificate_lists_the_confirmed_package_as_delivered(lite: Lms) -> 
     give_notice(lite)
     bag, _ = fake_exports(lite)  # export #1 complete ("ab" * 32), #2 failed
     with lite.ledger() as ledger, ledger.transaction() as conn:  # #3: a later export, kept by us
-        conn.execute(
+        path = str(lite.root / "exports" / "acme-2027-01-12T090000Z")
+        export_id = conn.execute(
             L.exports.insert().values(
-                customer="acme", started_at=datetime(2027, 1, 12, 9), finished_at=datetime(2027, 1, 12, 9, 5),
-                status="complete", path=str(lite.root / "exports" / "acme-2027-01-12T090000Z"), formats="csv",
+                customer="acme", identity_id=ledger.case_id(conn, "acme"), started_at=datetime(2027, 1, 12, 9),
+                finished_at=datetime(2027, 1, 12, 9, 5), status="complete", path=path, formats="csv",
                 files=2, bytes=100, manifest_sha256="cd" * 32, recorded_by="tester@example",
             )
-        )  # fmt: skip
+        ).inserted_primary_key[0]  # fmt: skip
+        ledger.append_audit(conn, "export", "export_started", "acme", {"export_id": export_id, "path": path})
+        ledger.append_audit(
+            conn, "export", "export_completed", "acme", {"export_id": export_id, "manifest_sha256": "cd" * 32}
+        )
 
     def confirm(*args: str) -> Any:
         argv = ["confirm", "acme", "--by", "Jane Doe", *args, "--config", str(lite.config)]

@@ -549,7 +549,8 @@ def confirm_command(
             --reason "the customer keeps its own copy"
 
     Exit codes: 0 done · 1 ledger or source failure (the closure is retried by purge
-    --due) · 2 bad input · 3 refused (no export yet, no notice, already purged).
+    --due), or the customer's ledger records disagree with the audit (audit --verify) · 2
+    bad input · 3 refused (no export yet, no notice, already purged).
     """
     ctx = Ctx(config, as_json, show_traceback)
 
@@ -643,7 +644,8 @@ def release_command(
 
         learnexit release acme
 
-    Exit codes: 0 done (or no hold was active) · 1 ledger unreachable · 2 unknown customer.
+    Exit codes: 0 done (or no hold was active) · 1 ledger unreachable, or the customer's
+    ledger records disagree with the audit (audit --verify) · 2 unknown customer.
     """
     ctx = Ctx(config, as_json, show_traceback)
 
@@ -665,7 +667,9 @@ def release_command(
 @app.command("audit")
 def audit_command(
     customer: Annotated[str | None, typer.Argument(help="Only this customer's entries.")] = None,
-    verify: Annotated[bool, typer.Option("--verify", help="Recompute the hash chain; exit 1 if it is broken.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Recompute the hash chain, check the records against it; exit 1 if not.")
+    ] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     show_traceback: TracebackOpt = False,
@@ -680,8 +684,13 @@ def audit_command(
 
         learnexit audit --verify --json
 
-    Exit codes: 0 done (chain intact) · 1 ledger unreachable or the chain is broken (an
-    entry edited, reordered or deleted) · 2 bad config.
+    With --verify, the ledger's records (notices, holds, confirmations, closures, exports,
+    purges) are also checked against the entries that recorded them: a record edited,
+    added or deleted by hand is reported.
+
+    Exit codes: 0 done (chain intact, records agree) · 1 ledger unreachable, the chain is
+    broken (an entry edited, reordered or deleted) or a record disagrees with its entries
+    · 2 bad config.
     """
     ctx = Ctx(config, as_json, show_traceback)
 
@@ -714,8 +723,17 @@ def audit_command(
             if verify:
                 if data["valid"]:
                     out.print(f"Chain intact: {data['checked']} entries, head {data['head']}.", soft_wrap=False)
-                else:
+                elif not data["chain_valid"]:
                     out.print(Text.assemble(("Chain BROKEN", "bold red"), f" ({data['checked']} entries):"))
+                    for problem in data["problems"]:
+                        out.print(f"  - {problem}")
+                else:
+                    out.print(
+                        Text.assemble(
+                            ("Ledger DISAGREES", "bold red"),
+                            f" with its intact chain ({data['checked']} entries, head {data['head']}):",
+                        )
+                    )
                     for problem in data["problems"]:
                         out.print(f"  - {problem}")
             else:
@@ -723,7 +741,8 @@ def audit_command(
 
         ctx.emit(data, render)
         if verify and not data["valid"]:
-            sys.stderr.write(f"learnexit: error: audit chain broken: {data['problems'][0]}\n")
+            what = "audit chain broken" if not data["chain_valid"] else "ledger disagrees with the audit chain"
+            sys.stderr.write(f"learnexit: error: {what}: {data['problems'][0]}\n")
             return 1
         return 0
 

@@ -128,7 +128,8 @@ def export_command(
 
         learnexit export --list-formats
 
-    Exit codes: 0 exported · 1 failed (nothing delivered) · 2 bad input · 3 export window closed.
+    Exit codes: 0 exported · 1 failed (nothing delivered; also when the customer's ledger
+    records disagree with the audit) · 2 bad input · 3 export window closed.
     """
     ctx = Ctx(config, as_json, show_traceback)
 

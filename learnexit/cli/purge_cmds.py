@@ -270,9 +270,9 @@ def purge_command(
         learnexit purge acme --force --reason "customer asked in writing, ticket 4711" --yes
 
     Exit codes: 0 done (or nothing due) · 1 failure or verification failed (run again to
-    resume) · 2 bad input or config · 3 refused (not due, hold, unclassified tables, not
-    confirmed; a dry run exits 3 when the real run would be refused) · 4 busy: another
-    purge holds the lock.
+    resume), or the ledger's records disagree with the audit (audit --verify) · 2 bad
+    input or config · 3 refused (not due, hold, unclassified tables, not confirmed; a dry
+    run exits 3 when the real run would be refused) · 4 busy: another purge holds the lock.
     """
     ctx = Ctx(config, as_json, show_traceback)
 
