@@ -12,6 +12,7 @@ saying why, and loads.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 from datetime import UTC, date, datetime
@@ -19,10 +20,13 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+import docx
 import frictionless
 import pytest
+from typer.testing import CliRunner
 
 from learnexit.calendar import record_notice
+from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.export import run_export
 from learnexit.ledger import Ledger
@@ -204,3 +208,206 @@ def test_a_none_value_in_the_primary_key_leaves_the_key_undeclared_with_one_note
         "the references are not declared in datapackage.json"
     ]
     assert frictionless.validate(str(data / "datapackage.json")).valid
+
+
+# --------------------------------------------------------------------------- roles on real schemas
+
+ROLE_SCHEMA = """
+CREATE TABLE sites (id INTEGER PRIMARY KEY, slug TEXT NOT NULL UNIQUE, name TEXT NOT NULL);
+CREATE TABLE users (id INTEGER PRIMARY KEY, site_id INTEGER NOT NULL REFERENCES sites(id), name TEXT NOT NULL);
+CREATE TABLE courses (id INTEGER PRIMARY KEY, site_id INTEGER NOT NULL REFERENCES sites(id), fullname TEXT NOT NULL);
+CREATE TABLE course_completions (id INTEGER PRIMARY KEY, site_id INTEGER NOT NULL REFERENCES sites(id),
+    userid INTEGER NOT NULL, course INTEGER NOT NULL, timecompleted DATETIME);
+CREATE TABLE quiz (id INTEGER PRIMARY KEY, site_id INTEGER NOT NULL REFERENCES sites(id), name TEXT, grade REAL);
+CREATE TABLE quiz_grades (id INTEGER PRIMARY KEY, site_id INTEGER NOT NULL REFERENCES sites(id),
+    quiz INTEGER NOT NULL, userid INTEGER NOT NULL, grade REAL);
+CREATE TABLE badge (id INTEGER PRIMARY KEY, site_id INTEGER NOT NULL REFERENCES sites(id), name TEXT NOT NULL);
+CREATE TABLE badge_issued (id INTEGER PRIMARY KEY, site_id INTEGER NOT NULL REFERENCES sites(id),
+    badgeid INTEGER NOT NULL, userid INTEGER NOT NULL, dateissued DATETIME, uniquehash TEXT NOT NULL);
+INSERT INTO sites VALUES (1, 'site_a', 'Site A');
+INSERT INTO users VALUES (1, 1, 'Ada Lind'), (2, 1, 'Bo Berg');
+INSERT INTO courses VALUES (10, 1, 'Welding'), (11, 1, 'Painting');
+INSERT INTO course_completions VALUES
+    (1, 1, 1, 10, '2026-10-01 10:00:00'), (2, 1, 2, 10, NULL), (3, 1, 0, 10, '2026-10-02 10:00:00'),
+    (4, 1, 2, 11, '2026-10-05 10:00:00');
+INSERT INTO quiz VALUES (50, 1, 'Safety quiz', 10.0);
+INSERT INTO quiz_grades VALUES (60, 1, 50, 1, 8.0), (61, 1, 50, 2, 5.0), (62, 1, 50, 0, 3.0);
+INSERT INTO badge VALUES (80, 1, 'Welding badge');
+INSERT INTO badge_issued VALUES (70, 1, 80, 1, '2026-10-03 09:00:00', 'abc123'),
+    (71, 1, 80, 0, '2026-10-04 09:00:00', 'zero999');
+"""
+
+ROLE_CONFIG = """
+[source]
+url = "sqlite:///lms.db"
+[state]
+url = "sqlite:///state.db"
+[customer]
+table = "sites"
+key = "slug"
+name_column = "name"
+[[relations]]
+from = "course_completions.userid"
+to = "users.id"
+[[relations]]
+from = "course_completions.course"
+to = "courses.id"
+[[relations]]
+from = "quiz_grades.userid"
+to = "users.id"
+[[relations]]
+from = "quiz_grades.quiz"
+to = "quiz.id"
+[[relations]]
+from = "badge_issued.userid"
+to = "users.id"
+sentinels = [0]
+[[relations]]
+from = "badge_issued.badgeid"
+to = "badge.id"
+[roles.people]
+table = "users"
+id = "id"
+name = "name"
+nobody = [0]
+[roles.courses]
+table = "courses"
+id = "id"
+title = "fullname"
+[roles.completions]
+table = "course_completions"
+person = "userid"
+course = "course"
+completed_at = "timecompleted"
+completed_only = true
+[roles.certificates]
+table = "badge_issued"
+person = "userid"
+title = "badge.name"
+issued_at = "dateissued"
+number = "uniquehash"
+[roles.quiz_results]
+table = "quiz_grades"
+person = "userid"
+quiz = "quiz"
+score = "grade"
+max_score = "quiz.grade"
+"""
+
+
+def pdf_lines(path: Path) -> list[str]:
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True)
+    return [" ".join(line.split()) for line in text.stdout.splitlines() if line.strip()]
+
+
+def build_roles(root: Path, config: str = ROLE_CONFIG) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(root / "lms.db") as db:
+        db.executescript(ROLE_SCHEMA)
+    db.close()
+    path = root / "learnexit.toml"
+    path.write_text(config, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def role_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    config = build_roles(tmp_path_factory.mktemp("roles") / "lms")
+    return export(config, ["pdf", "docx"])
+
+
+def test_completions_count_only_once_completed_and_never_for_no_one(role_export: Any) -> None:
+    docs = Path(role_export.path) / "data" / "documents"
+    welding = pdf_lines(docs / "reports" / "completions" / "10-Welding.pdf")
+    # Bo's row has no timecompleted (enrolled, not completed); userid 0 is no one
+    assert welding[welding.index("Summary") :][:9] == [
+        "Summary",
+        "Completions 1",
+        "Average score —",
+        "Certificates issued 0",
+        "First and last completion 1 October 2026 – 1 October 2026",
+        "Completions",
+        "Person Completed Score Certificate",
+        "Ada Lind 1 October 2026 — —",
+        "Site A · Completion report Page 1 of 1",
+    ]
+    painting = pdf_lines(docs / "reports" / "completions" / "11-Painting.pdf")
+    assert painting[painting.index("Person Completed Score Certificate") + 1 :] == [
+        "Bo Berg 5 October 2026 — —",
+        "Site A · Completion report Page 1 of 1",
+    ]
+
+
+def test_user_statistics_have_real_people_only_with_the_remote_maximum(role_export: Any) -> None:
+    docs = Path(role_export.path) / "data" / "documents"
+    lines = pdf_lines(docs / "reports" / "user-statistics.pdf")
+    start = next(i for i, line in enumerate(lines) if line.startswith("Person Courses Completions"))
+    # quiz_grades.grade of 10 (quiz.grade, through quiz_grades.quiz → quiz.id): 8 → 80 %, 5 → 50 %
+    assert lines[start + 1 : start + 3] == [
+        "Ada Lind 1 1 1 — 1 80.0% 0 — —",
+        "Bo Berg 1 1 0 — 1 50.0% 0 — —",
+    ]
+    assert lines[start + 3].startswith("Site A · User statistics")
+
+
+def test_a_badge_without_a_course_is_awarded_by_its_name(role_export: Any) -> None:
+    docs = Path(role_export.path) / "data" / "documents"
+    assert sorted(p.name for p in (docs / "certificates").iterdir()) == ["abc123.docx", "abc123.pdf"]
+    assert pdf_lines(docs / "certificates" / "abc123.pdf")[:7] == [
+        "Site A",
+        "Certificate of Completion",
+        "This is to certify that",
+        "Ada Lind",
+        "has been awarded",
+        "Welding badge",
+        "3 October 2026 ✓ abc123",
+    ]
+    word = docx.Document(str(docs / "certificates" / "abc123.docx"))
+    texts = [p.text for p in word.paragraphs if p.text.strip()]
+    assert texts[:6] == [
+        "Site A",
+        "Certificate of Completion",
+        "This is to certify that",
+        "Ada Lind",
+        "has been awarded",
+        "Welding badge",
+    ]
+    no_one = [
+        "1 row of badge_issued names no person (userid empty or meaning no one): no certificate for it",
+        "1 row of course_completions names no person (userid empty or meaning no one): no completion for it",
+    ]
+    expected = [f"{fmt}: {text}" for text in no_one for fmt in ("pdf", "docx")]
+    assert sorted(n for n in role_export.notes if "no person" in n) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        (
+            'max_score = "quiz.grade"',
+            'max_score = "badge.name"',
+            r"\[roles.quiz_results\] max_score: badge.name must be reached from quiz_grades by one reference, "
+            r"but no foreign key or \[\[relations\]\] leads there",
+        ),
+        (
+            'max_score = "quiz.grade"',
+            'max_score = "quiz.points"',
+            r"\[roles.quiz_results\] max_score: quiz has no column points",
+        ),
+        (
+            'completed_at = "timecompleted"\n',
+            "",
+            r"\[roles.completions\] completed_only: needs completed_at",
+        ),
+    ],
+)
+def test_role_options_that_cannot_work_are_config_errors(old: str, new: str, message: str, tmp_path: Path) -> None:
+    assert old in ROLE_CONFIG
+    config = build_roles(tmp_path / "lms", ROLE_CONFIG.replace(old, new))
+    runner = CliRunner()
+    notice = ["notice", "site_a", "--received", "2026-11-20", "--period-end", "2027-01-30", "--config", str(config)]
+    done = runner.invoke(app, notice)
+    if done.exit_code == 0:
+        done = runner.invoke(app, ["export", "site_a", "--format", "pdf", "--config", str(config)])
+    assert done.exit_code == 2, done.output
+    assert re.search(message, done.stderr), done.stderr
