@@ -23,6 +23,7 @@ from xml.etree import ElementTree
 import docx
 import frictionless
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from learnexit.calendar import record_notice
@@ -411,3 +412,93 @@ def test_role_options_that_cannot_work_are_config_errors(old: str, new: str, mes
         done = runner.invoke(app, ["export", "site_a", "--format", "pdf", "--config", str(config)])
     assert done.exit_code == 2, done.output
     assert re.search(message, done.stderr), done.stderr
+
+
+# --------------------------------------------------------------------------- on every engine
+
+
+def build_on(url: str) -> None:
+    """The sentinel schema without declared person/course keys (Moodle declares none;
+    PostgreSQL and MariaDB would refuse a 0 under a declared one)."""
+    md = sa.MetaData()
+    sites = sa.Table(
+        "sites", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("slug", sa.String(20), nullable=False, unique=True), sa.Column("name", sa.String(50), nullable=False),
+    )  # fmt: skip
+    site = lambda: sa.Column("site_id", sa.Integer, sa.ForeignKey("sites.id"), nullable=False)  # noqa: E731
+    users = sa.Table(
+        "users", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False), site(),
+        sa.Column("name", sa.String(50), nullable=False),
+    )  # fmt: skip
+    logs = sa.Table(
+        "logs", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False), site(),
+        sa.Column("userid", sa.Integer, nullable=False), sa.Column("courseid", sa.Integer, nullable=False),
+    )  # fmt: skip
+    courses = sa.Table(
+        "courses", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False), site(),
+        sa.Column("fullname", sa.String(50), nullable=False),
+    )  # fmt: skip
+    engine = sa.create_engine(url)
+    try:
+        md.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(sites.insert(), [{"id": 1, "slug": "site_a", "name": "Site A"}])
+            conn.execute(
+                users.insert(),
+                [{"id": 0, "site_id": 1, "name": "Person Zero"}, {"id": 1, "site_id": 1, "name": "Ada"}],
+            )
+            conn.execute(courses.insert(), [{"id": 10, "site_id": 1, "fullname": "Welding"}])
+            conn.execute(
+                logs.insert(),
+                [
+                    {"id": 100, "site_id": 1, "userid": 1, "courseid": 10},
+                    {"id": 101, "site_id": 1, "userid": 0, "courseid": 10},
+                    {"id": 102, "site_id": 1, "userid": 1, "courseid": 0},
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+ENGINE_CONFIG = """
+[customer]
+table = "sites"
+key = "slug"
+name_column = "name"
+[[relations]]
+from = "logs.userid"
+to = "users.id"
+sentinels = [0]
+[[relations]]
+from = "logs.courseid"
+to = "courses.id"
+sentinels = [0]
+[roles.people]
+table = "users"
+id = "id"
+name = "name"
+"""
+
+
+def test_none_values_nest_under_no_one_and_validate_on_every_engine(dbs: Any, tmp_path: Path) -> None:
+    url = dbs.new("sentinels")
+    build_on(url)
+    config = tmp_path / "learnexit.toml"
+    config.write_text(ENGINE_CONFIG, encoding="utf-8")
+    settings = load_settings(config, source_url=url, state_url=f"sqlite:///{tmp_path / 'state.db'}")
+    with Ledger(settings.state_url) as ledger:
+        record_notice(settings, ledger, "site_a", date(2026, 11, 20), period_end=date(2027, 1, 30), now=STARTED)
+    result = run_export(settings, "site_a", formats=["csv", "json", "xml"], out=tmp_path / "out", now=STARTED)
+    assert not [n for n in result.notes if "not part of this export" in n or n.startswith("csv:")], result.notes
+    data = Path(result.path) / "data"
+    nested = json.loads((data / "json" / "site_a.json").read_text(encoding="utf-8"))
+    assert {p["id"]: [r["id"] for r in p["logs"]] for p in nested["people"]} == {0: [], 1: [100, 102]}
+    assert [r["id"] for r in nested["other"]["logs"]] == [101]
+    package = json.loads((data / "datapackage.json").read_text(encoding="utf-8"))
+    logs = next(r["schema"] for r in package["resources"] if r["name"] == "logs")
+    assert {f["name"]: f.get("missingValues") for f in logs["fields"]} == {
+        "id": None, "site_id": None, "userid": ["", "0"], "courseid": ["", "0"],
+    }  # fmt: skip
+    assert sorted(k["fields"][0] for k in logs["foreignKeys"]) == ["courseid", "site_id", "userid"]
+    report = frictionless.validate(str(data / "datapackage.json"))
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])
