@@ -40,11 +40,21 @@ ROLE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "people": (("id", "name"), ("email",)),
     "courses": (("id", "title"), ()),
     "completions": (("person", "course"), ("completed_at", "score")),
-    "certificates": (("person", "course"), ("issued_at", "number")),
+    "certificates": (("person",), ("course", "title", "issued_at", "number")),
     "quiz_results": (("person",), ("quiz", "score", "max_score")),
     "feedback": (("person",), ("question", "answer")),
     "activity": (("person",), ("at",)),
 }
+
+# Role keys that are no column: [roles.people] nobody (person ids that mean no one),
+# [roles.completions] completed_only (a row counts only with its completed_at set).
+ROLE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "people": ("nobody",),
+    "completions": ("completed_only",),
+}
+# Role columns that may live in another table, reached through a reference from the
+# role's table: ``max_score = "quiz.grade"``, a badge's ``title = "badge.name"``.
+ROLE_REMOTE_COLUMNS: dict[str, tuple[str, ...]] = {"quiz_results": ("max_score",), "certificates": ("title",)}
 
 # Every key the loader accepts, per section: the one table that both the validation
 # (an unknown key is an error) and the documentation test (docs/configuration.md lists
@@ -82,7 +92,7 @@ def allowed_keys() -> dict[str, frozenset[str]]:
     """Section → the keys it accepts (``[roles.NAME]`` one entry per role)."""
     keys = {section: frozenset(names) for section, names in SECTION_KEYS.items()}
     for role, (required, optional) in ROLE_COLUMNS.items():
-        keys[f"roles.{role}"] = frozenset(("table", *required, *optional))
+        keys[f"roles.{role}"] = frozenset(("table", *required, *optional, *ROLE_OPTIONS.get(role, ())))
     return keys
 
 
@@ -167,7 +177,11 @@ class MediaSettings:
 class Role:
     name: str
     table: str
-    columns: dict[str, str]
+    columns: dict[str, str]  # key → column of ``table``
+    # key → (table, column) reached through a reference from ``table`` (ROLE_REMOTE_COLUMNS)
+    remote: dict[str, tuple[str, str]] = field(default_factory=dict)
+    nobody: tuple[Any, ...] = ()  # [roles.people] nobody: person ids that mean no one
+    completed_only: bool = False  # [roles.completions] completed_only
 
 
 @dataclass(frozen=True)
@@ -629,10 +643,24 @@ def _build(
         columns = {}
         for key in required:
             columns[key] = ro.text(key, required=True)
+        remote: dict[str, tuple[str, str]] = {}
         for key in optional:
             value = ro.text(key)
-            if value:
+            if value and key in ROLE_REMOTE_COLUMNS.get(name, ()) and "." in value:
+                other, _, column = value.partition(".")
+                if not other or not column or "." in column:
+                    ro.fail(key, f"must be a column or TABLE.COLUMN, not {value!r}")
+                remote[key] = (other, column)
+            elif value:
                 columns[key] = value
+        nobody: tuple[Any, ...] = ()
+        if "nobody" in ROLE_OPTIONS.get(name, ()):
+            nobody = _sentinel_values(ro, "nobody", ro._get("nobody", (list,), "a list of values", []))
+        completed_only = False
+        if "completed_only" in ROLE_OPTIONS.get(name, ()):
+            completed_only = ro.flag("completed_only")
+            if completed_only and "completed_at" not in columns:
+                ro.fail("completed_only", "needs completed_at (the column that is set once completed)")
         ro.finish()
         omitted = set(tables[table].omit_columns) if table in tables else set()
         if not tables.get(table, TableRule(table)).export:
@@ -640,7 +668,10 @@ def _build(
         for key, column in columns.items():
             if column in omitted:
                 ro.fail(key, f"{table}.{column} is in omit_columns: the documents would export it after all")
-        roles[name] = Role(name, table, columns)
+        for key, (other, column) in remote.items():
+            if other in tables and column in tables[other].omit_columns:
+                ro.fail(key, f"{other}.{column} is in omit_columns: the documents would export it after all")
+        roles[name] = Role(name, table, columns, remote, nobody, completed_only)
 
     closure: dict[str, Any] = {}
     if "closure" in data:

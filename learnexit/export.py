@@ -68,6 +68,7 @@ from .exporters.sql_format import check_mysql_names
 from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
+from .none_values import no_none
 from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
 from .quiet_loss import quiet_loss_notes
 from .roles import check_roles
@@ -229,7 +230,8 @@ def check_window(
 def _outside(source: Source, owned: Any, edge: Edge) -> Any:
     """1 for an exported row of ``edge.child`` (``owned``: its exported rows) whose reference
     points outside the exported rows of ``edge.parent``, else 0 (frictionless semantics: a
-    key with any value set must match)."""
+    key with any value set must match).  A "no reference" value (``sentinels``) counts as
+    NULL: such a row points nowhere (``none_values``)."""
     parent = source.table(edge.parent)
     parent_keys = (
         sa.select(*[parent.c[c] for c in edge.parent_cols])
@@ -239,7 +241,9 @@ def _outside(source: Source, owned: Any, edge: Edge) -> Any:
     cols = [owned.c[c] for c in edge.child_cols]
     key = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
     matched = sa.and_(*[c.is_not(None) for c in cols], key.in_(parent_keys))
-    return sa.case((sa.and_(sa.or_(*[c.is_not(None) for c in cols]), sa.not_(matched)), 1), else_=0)
+    return sa.case(
+        (sa.and_(sa.or_(*[c.is_not(None) for c in cols]), *no_none(owned, edge), sa.not_(matched)), 1), else_=0
+    )
 
 
 def _integer_key(table: sa.Table) -> str | None:

@@ -47,6 +47,7 @@ from .exporters.base import ExportJob, TableSpec
 from .exporters.csv_format import csv_paths
 from .exporters.values import unique_stems
 from .machine import usable_cores
+from .none_values import declare_none, none_wording
 from .package_limits import (
     MANIFEST_LIMIT,
     TAG_FILE_LIMIT,
@@ -600,6 +601,7 @@ def build_datapackage(job: ExportJob, data_dir: Path, hashes: dict[str, tuple[st
         if spec.primary_key:
             schema["primaryKey"] = list(spec.primary_key)
         foreign_keys = []
+        undeclared: list[str] = []  # "no reference" values a field cannot declare
         for edge in spec.foreign_keys:
             if edge.parent not in names:
                 continue
@@ -610,6 +612,9 @@ def build_datapackage(job: ExportJob, data_dir: Path, hashes: dict[str, tuple[st
                     "csv",
                     f"{edge.label}: column types differ, so datapackage.json does not declare this foreign key",
                 )
+                continue
+            if not declare_none(schema["fields"], edge, spec.primary_key):
+                undeclared.append(none_wording(edge, spec.name))
                 continue
             foreign_keys.append(
                 {
@@ -622,6 +627,9 @@ def build_datapackage(job: ExportJob, data_dir: Path, hashes: dict[str, tuple[st
             )
         if foreign_keys:
             schema["foreignKeys"] = foreign_keys
+        if undeclared:
+            which = "the reference is" if len(undeclared) == 1 else "the references are"
+            job.note("csv", f"{'; '.join(undeclared)}; {which} not declared in datapackage.json")
         resources.append(
             {
                 "name": names[spec.name],

@@ -89,6 +89,7 @@ tenancy = "shared"                      # or "database": one database per custom
 # id = "id"
 # name = "name"
 # email = "email"
+# nobody = [0]                          # person ids that mean no one (besides NULL)
 # [roles.courses]
 # table = "courses"
 # id = "id"
@@ -99,10 +100,12 @@ tenancy = "shared"                      # or "database": one database per custom
 # course = "course_id"
 # completed_at = "completed_at"
 # score = "score"
+# completed_only = true                 # a row counts once completed_at is set
 # [roles.certificates]
 # table = "certificates"
 # person = "user_id"
-# course = "course_id"
+# course = "course_id"                  # optional (badges): then title
+# title = "name"                        # or "badges.name", through a reference
 # issued_at = "issued_at"
 # number = "code"
 # [roles.quiz_results]
@@ -110,7 +113,7 @@ tenancy = "shared"                      # or "database": one database per custom
 # person = "user_id"
 # quiz = "quiz_id"
 # score = "score"
-# max_score = "max_score"
+# max_score = "max_score"              # or "quizzes.max_score", through a reference
 # [roles.feedback]
 # table = "survey_answers"
 # person = "user_id"

@@ -165,7 +165,7 @@ def certificate_html(doc: Certificate) -> str:
         person=esc(lines["person"]),
         course=esc(lines["course"]),
         certifies=esc(t("certificate.certifies")),
-        completed=esc(t("certificate.completed")),
+        completed=esc(doc.completed or t("certificate.completed")),
         score=score,
         issued=esc(lines["issued"]),
         issued_label=esc(t("certificate.issued")),

@@ -93,6 +93,7 @@ class Certificate:
     number: str  # certificate number, or "—"
     score: str | None = None
     reproduced: str = ""  # the small print: where this copy comes from
+    completed: str | None = None  # the line above ``course`` when not "has completed the course"
 
 
 Document = Report | Certificate

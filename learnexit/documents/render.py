@@ -102,7 +102,10 @@ class PdfRenderer:
         return self._layouts[key]
 
     def fast_certificate(self, doc: Certificate) -> Any:
-        """``doc`` as a WeasyPrint document from a reused layout (None: render it in full)."""
+        """``doc`` as a WeasyPrint document from a reused layout (None: render it in full;
+        so is a certificate with its own ``completed`` line, which the layout does not set)."""
+        if doc.completed is not None:
+            return None
         layout = self.certificate_layout(doc.lang, bool(doc.score))
         if layout is None:
             return None

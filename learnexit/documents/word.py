@@ -351,7 +351,7 @@ def certificate_docx(cert: Certificate, target: str | IO[bytes]) -> None:
     centred(t("certificate.title"), space_before=14, space_after=18, size=30, font=SERIF, color=INK)
     centred(t("certificate.certifies"), size=11, italic=True, color=MUTED)
     centred(cert.person, space_before=6, space_after=10, size=26, font=SERIF, color=INK)
-    centred(t("certificate.completed"), size=11, italic=True, color=MUTED)
+    centred(cert.completed or t("certificate.completed"), size=11, italic=True, color=MUTED)
     centred(cert.course, space_before=6, space_after=6, size=16, bold=True, color=RGBColor(0x1F, 0x3B, 0x57))
     if cert.score:
         centred(f"{t('certificate.score')}: {cert.score}", size=10, color=MUTED)

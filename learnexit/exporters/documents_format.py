@@ -44,7 +44,9 @@ from ..documents.model import (
 )
 from ..documents.notes import note_sentence
 from ..documents.render import RenderQueue, default_workers, warm_pool
+from ..documents.role_rules import no_one_note, remote_values
 from ..errors import printable
+from ..roles import nobody
 from .base import REGISTRY, Exporter, ExportJob, TableSpec, TableWriter, register
 from .media import NameAllocator, safe_filename
 
@@ -144,6 +146,7 @@ class _Build:
         self.feedback_answers: int | None = None
         self.certificates_read: int | None = None
         self.unknown_people: set[str] = set()
+        self.nobody: dict[str, frozenset[str]] = {}  # role → person values that mean no one
         self.names = NameAllocator()
         self.own_notes: list[str] = []
         self.pdf_chars: set[str] = set()  # every character outside ASCII the PDFs hold
@@ -183,13 +186,15 @@ class _Build:
     def column(self, role: Role, key: str) -> sa.Column[Any]:
         return self.job.source.table(role.table).c[role.columns[key]]
 
-    def rows(self, role: Role, order: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-        """The role table's rows (only the role's columns and the primary key), as dicts."""
+    def rows(self, role: Role, order: tuple[str, ...] = (), extra: str | None = None) -> Iterator[dict[str, Any]]:
+        """The role table's rows (only the role's columns, ``extra`` and the primary key),
+        as dicts."""
         table = self.job.source.table(role.table)
         order_by = [self.column(role, k) for k in order if k in role.columns] or None
         if order_by is not None:
             order_by += list(table.primary_key.columns)
-        names = list(dict.fromkeys([*role.columns.values(), *(c.name for c in table.primary_key.columns)]))
+        more = [extra] if extra else []
+        names = list(dict.fromkeys([*role.columns.values(), *more, *(c.name for c in table.primary_key.columns)]))
         columns = [table.c[n] for n in names]
         for batch in self.job.tuples(role.table, order_by=order_by, columns=columns):
             yield from (dict(zip(names, row, strict=True)) for row in batch)
@@ -197,6 +202,27 @@ class _Build:
     def value(self, row: Any, role: Role, key: str) -> Any:
         column = role.columns.get(key)
         return None if column is None else row[column]
+
+    def who(self, row: Any, role: Role) -> str | None:
+        """The row's person as a key; None when it names no one: NULL, or a value that
+        means no one (``[roles.people] nobody``, the column's ``sentinels``)."""
+        return self.person_key(self.value(row, role, "person"), role)
+
+    def person_key(self, value: Any, role: Role) -> str | None:
+        key = _key(value)
+        if role.name not in self.nobody:
+            self.nobody[role.name] = nobody(self.job.settings, role)
+        return None if key is None or key in self.nobody[role.name] else key
+
+    def award_title(self, row: Any, role: Role, titles: tuple[str, dict[str, Any]] | None) -> str:
+        """What a certificate without a course was awarded for: its ``title`` (in its own
+        table or, ``titles``, in another), else "this certificate"."""
+        title = self.value(row, role, "title") if titles is None else titles[1].get(str(row[titles[0]]))
+        return self.t("certificate.this") if title is None else str(title)
+
+    def activity_key(self, raw: Any) -> str | None:
+        role = self.job.settings.roles.get("activity")
+        return _key(raw) if role is None else self.person_key(raw, role)
 
     def person_name(self, person: str | None) -> str:
         if person is None:
@@ -261,7 +287,7 @@ class _Build:
         if people is not None:
             self.people = {}
             for row in self.rows(people):
-                key = _key(self.value(row, people, "id"))
+                key = self.person_key(self.value(row, people, "id"), people)
                 if key is not None:
                     name = self.value(row, people, "name")
                     self.people[key] = self.t("none") if name is None else str(name)
@@ -298,18 +324,25 @@ class _Build:
 
     def certificates(self) -> None:
         role = self.role("certificates", document="certificates")
-        if role is None or self.people is None or self.courses is None:
+        with_course = role is not None and "course" in role.columns
+        if role is None or self.people is None or (with_course and self.courses is None):
             if role is not None:
-                self.note("certificates skipped: they need [roles.people] and [roles.courses] too")
+                needs = "[roles.people] and [roles.courses]" if with_course else "[roles.people]"
+                self.note(f"certificates skipped: they need {needs} too")
             return
         reproduced = self.t(
             "certificate.reproduced", vendor=self.vendor, date=i18n.format_date(self.exported_on, self.lang)
         )
         pk = list(self.job.source.table(role.table).primary_key.columns)
         self.certificates_read = 0
-        for row in self.rows(role):
+        no_one = 0
+        titles = remote_values(self.job, role, "title")
+        for row in self.rows(role, extra=titles[0] if titles else None):
             self.certificates_read += 1
-            person = _key(self.value(row, role, "person"))
+            person = self.who(row, role)
+            if person is None:
+                no_one += 1
+                continue
             course = _key(self.value(row, role, "course"))
             number = self.value(row, role, "number")
             number_text = self.t("none") if number is None else str(number)
@@ -325,10 +358,11 @@ class _Build:
                     organisation=self.organisation,
                     vendor=self.vendor,
                     person=self.person_name(person),
-                    course=self.course_title(course),
+                    course=self.course_title(course) if with_course else self.award_title(row, role, titles),
                     issued=self.date_text(self.value(row, role, "issued_at")),
                     number=number_text,
                     reproduced=reproduced,
+                    completed=None if with_course else self.t("certificate.awarded"),
                 ),
             )
             if person is not None and course is not None:
@@ -339,6 +373,8 @@ class _Build:
                     self.person(person).courses.add(course)
             if course is not None:
                 self.course_stats.setdefault(course, _Course()).certificates += 1
+        if no_one:
+            self.note(no_one_note(no_one, role, "certificate"))
 
     def completions(self) -> None:
         role = self.role("completions", document="completion reports")
@@ -349,28 +385,32 @@ class _Build:
         current: str | None = None
         entries: list[tuple[date | None, str, Any, float | None]] = []
         reported: set[str] = set()
+        no_one = 0
         for row in self.rows(role, order=("course", "completed_at")):
+            person = self.who(row, role)
+            at = self.value(row, role, "completed_at")
+            if person is None or (role.completed_only and at is None):
+                if person is None:  # (not completed yet: no completion at all, no note)
+                    no_one += 1
+                continue
             course = _key(self.value(row, role, "course"))
             if course != current:
                 if current is not None and self.courses is not None:
                     self.course_report(current, entries)
                     reported.add(current)
                 current, entries = course, []
-            person = _key(self.value(row, role, "person"))
-            at = self.value(row, role, "completed_at")
             day = i18n.local_date(at, self.tz)
             score = _number(self.value(row, role, "score"))
-            entries.append((day, person or "", at, score))
+            entries.append((day, person, at, score))
             if day is not None:
                 self.months[(day.year, day.month)] += 1
-            if person is not None:
-                stats = self.person(person)
-                stats.completions += 1
-                if course is not None:
-                    stats.courses.add(course)
-                if score is not None:
-                    stats.score_sum += score
-                    stats.score_n += 1
+            stats = self.person(person)
+            stats.completions += 1
+            if course is not None:
+                stats.courses.add(course)
+            if score is not None:
+                stats.score_sum += score
+                stats.score_n += 1
             if course is not None:
                 cs = self.course_stats.setdefault(course, _Course())
                 cs.completions += 1
@@ -383,6 +423,8 @@ class _Build:
         for course in self.courses or {}:
             if course not in reported:
                 self.course_report(course, [])
+        if no_one:
+            self.note(no_one_note(no_one, role, "completion"))
 
     def course_report(self, course: str, entries: list[tuple[date | None, str, Any, float | None]]) -> None:
         scores = [s for *_, s in entries if s is not None]
@@ -434,11 +476,18 @@ class _Build:
         role = self.quiet_role("quiz_results")
         if role is None:
             return
-        for row in self.rows(role):
+        maxima = remote_values(self.job, role, "max_score")
+        if maxima is None and "max_score" in role.remote:
+            other, column = role.remote["max_score"]
+            self.note(f"quiz results: {other}.{column} is not part of this customer's export; no maximum scores")
+        for row in self.rows(role, extra=maxima[0] if maxima else None):
             self.quiz_total += 1
-            person = _key(self.value(row, role, "person"))
+            person = self.who(row, role)
             score = _number(self.value(row, role, "score"))
-            maximum = _number(self.value(row, role, "max_score"))
+            if maxima is not None:
+                maximum = _number(maxima[1].get(str(row[maxima[0]])))
+            else:
+                maximum = _number(self.value(row, role, "max_score"))
             pct = None
             if score is not None and maximum:
                 pct = max(0.0, min(100.0, 100.0 * score / maximum))
@@ -478,7 +527,7 @@ class _Build:
         for person, (rows, earliest, latest) in self.activity_spans.items():
             edge_days = [d for d in (i18n.local_date(earliest, self.tz), i18n.local_date(latest, self.tz)) if d]
             days.extend(edge_days)
-            key = _key(person)
+            key = self.activity_key(person)
             if key is None:
                 continue
             stats = self.person(key)
@@ -522,7 +571,7 @@ class _Build:
             if day is not None:
                 first = day if first is None or day < first else first
                 last = day if last is None or day > last else last
-            person = _key(raw)
+            person = self.activity_key(raw)
             if person is None:
                 continue
             stats = self.person(person)

@@ -31,7 +31,8 @@ Nested (``<customer>.json``), so a receiving system need not re-join tables::
   table is.
 * ``other``: per owned table (parents first), every row not placed under a person:
   tables that do not reference people at all (courses, the organisation…) and rows
-  whose reference is NULL or points outside this export.
+  whose reference is NULL, holds a "no reference" value (``sentinels``: ``userid = 0``
+  is nobody's) or points outside this export.
 
 Every owned row therefore appears exactly once in the nested document.  Memory stays
 bounded (see ``NestedReader``): on SQLite and PostgreSQL each table nested under people
@@ -54,6 +55,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import OperationalError
+from ..none_values import no_none
 from ..source import Edge
 from .base import Exporter, ExportJob, TableSpec, TableWriter, register, stream_columns, stream_tuples
 from .values import NUL, SEP, Sanitiser, file_stem, has_surrogates, iso_by_orjson, marked, unique_stems
@@ -313,16 +315,19 @@ class NestedReader:
         self.index = {t.name: {c: i for i, c in enumerate(t.column_names)} for t in job.tables}
 
     def placed(self, table: str, ids: Any) -> ColumnElement[bool]:
-        """Rows of ``table`` that sit under one of the people ``ids`` (values or a SELECT)."""
+        """Rows of ``table`` that sit under one of the people ``ids`` (values or a SELECT).
+        A row whose reference holds a "no reference" value (``sentinels``) sits under no one,
+        even when a row has that value as its key ("person #0")."""
         nest = self.plan.nests[table]
         t = self.source.table(table)
+        nobody = no_none(t, nest.edge)
         if nest.parent == self.plan.people:
-            return _in(t, nest.edge.child_cols, ids)
+            return sa.and_(_in(t, nest.edge.child_cols, ids), *nobody)
         parent = self.source.table(nest.parent)
         sub = sa.select(*[parent.c[c] for c in nest.edge.parent_cols]).where(
             self.source.predicate(nest.parent), self.placed(nest.parent, ids)
         )
-        return _in(t, nest.edge.child_cols, sub)
+        return sa.and_(_in(t, nest.edge.child_cols, sub), *nobody)
 
     def all_people(self) -> sa.Select[Any]:
         assert self.plan.people and self.plan.person_id

@@ -62,6 +62,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import AddConstraint, CreateTable
 
 from ..errors import BadInput, printable
+from ..none_values import holds_none, none_wording
 from ..source import Edge
 from . import speedups
 from .base import Exporter, ExportJob, TableSpec, TableWriter, append_file, register
@@ -424,6 +425,12 @@ class Literals:
 # --------------------------------------------------------------------------- the writer
 
 
+def _none_reason(edge: Edge) -> str:
+    """Why a foreign key whose rows hold a "no reference" value (``sentinels``) that no
+    row has as its key is left out: the database would refuse the value."""
+    return f"{none_wording(edge)}, and no exported row has that key"
+
+
 @dataclass
 class ForeignKey:
     edge: Edge
@@ -627,7 +634,10 @@ class SqlWriter(TableWriter):
                     for c in fk.edge.child_cols:
                         values[index[c]] = None
                 elif not fk.deferred and fk.dropped is None:
-                    fk.dropped = "some rows reference rows that are not part of this export"
+                    none = holds_none(fk.edge, ref)
+                    fk.dropped = (
+                        _none_reason(fk.edge) if none else "some rows reference rows that are not part of this export"
+                    )
             for cols, keyset in own_keys:
                 keyset.add(tuple(row[index[c]] for c in cols))
             out.append(values)
@@ -706,8 +716,12 @@ class SqlWriter(TableWriter):
         self.rows[spec.name] += output["rows"]
         self.values.changes.update(output["changes"])
         for fk, refs in zip(self.plans[spec.name].fks, output["refs"], strict=True):
-            if fk.dropped is None and not refs <= self.keys[(fk.edge.parent, fk.edge.parent_cols)]:
-                fk.dropped = "some rows reference rows that are not part of this export"
+            unknown = refs - self.keys[(fk.edge.parent, fk.edge.parent_cols)]
+            if fk.dropped is None and unknown:
+                none = all(holds_none(fk.edge, r) for r in unknown)
+                fk.dropped = (
+                    _none_reason(fk.edge) if none else "some rows reference rows that are not part of this export"
+                )
 
     def abort_part(self, spec: TableSpec, part: int) -> None:
         if self.body is not None:
@@ -727,7 +741,12 @@ class SqlWriter(TableWriter):
                 for _pk, vals in plan.pending:
                     ref = tuple(vals.get(c) for c in cols)
                     if all(c in vals for c in cols) and ref not in known:
-                        fk.dropped = "some rows reference rows that are not part of this export"
+                        none = holds_none(fk.edge, ref)
+                        fk.dropped = (
+                            _none_reason(fk.edge)
+                            if none
+                            else "some rows reference rows that are not part of this export"
+                        )
                         break
 
     def _metadata(self) -> tuple[sa.MetaData, dict[str, list[sa.ForeignKeyConstraint]], list[sa.ForeignKeyConstraint]]:
