@@ -702,6 +702,21 @@ def _require_same_row(settings: Settings, ledger: Ledger, customer: str) -> None
             pass
 
 
+def _a_new_customer(settings: Settings, ledger: Ledger, customer: str) -> bool:
+    """After a finished case, does the key now name another source row (a new customer)?
+    Asked only then, so ``status`` reads the source for nothing else."""
+    case = ledger.case_of(customer)
+    if case is None or case["finished_at"] is None or case["row_pk"] is None:
+        return False
+    from .source import Source
+
+    try:
+        with Source(settings, customer) as src:
+            return src.customer_row_pk not in (None, case["row_pk"])
+    except LearnexitError:
+        return False  # the row is gone (or the source is away): the old case is what there is
+
+
 def _records_for_row(ledger: Ledger, conn: Connection, customer: str, row_pk: str | None) -> _Records:
     """The records a new record for the source row ``row_pk`` joins: none when the key's
     last case was finished by a purge and the key now names another row (a new customer)."""
@@ -1278,6 +1293,8 @@ def customer_status(
     """
     at = _now(settings, now)
     rec = _rec if _rec is not None else _read(ledger, customer)
+    if _rec is None and _a_new_customer(settings, ledger, customer):
+        rec = _Records(customer)  # the key names a new row: its own case, nothing recorded yet
     facts = _facts(rec)
     state = contract.derive_state(facts, at)
     cur = rec.current

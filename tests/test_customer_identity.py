@@ -152,7 +152,9 @@ def test_a_hold_cannot_be_bypassed_by_another_spelling(folding: tuple[Path, str]
         assert done.get("status") != "done", done
     held = cli(config, "purge", "acme", "--yes", now=DUE_NOW)
     assert held.exit_code == 3, output(held)
-    assert rows(url) == before
+    # nothing deleted (the account closure, due since the confirmation, may have run: a
+    # hold keeps the data, it does not keep the accounts open)
+    assert {t: len(r) for t, r in rows(url).items()} == {t: len(r) for t, r in before.items()}
     status = cli(config, "status", "acme", "--json", now=DUE_NOW)
     assert status.exit_code == 0 and json.loads(status.stdout)["state"] != "purged"
 

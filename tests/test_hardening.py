@@ -115,7 +115,7 @@ def one_line_events(stderr: str, log_format: str) -> list[dict[str, Any]]:
             events.append(json.loads(line))  # a forged or broken line does not parse
         else:
             assert line.startswith("learnexit: "), f"not an event line: {line!r}"
-            name, *fields = line.removeprefix("learnexit: ").split(" ")
+            name, *fields = line.removeprefix("learnexit: ").removeprefix("debug: ").split(" ")
             events.append({"event": name, **dict(f.split("=", 1) for f in fields if "=" in f)})
     return events
 
@@ -125,7 +125,9 @@ def test_identifiers_with_control_characters_keep_logs_one_line_and_the_package_
     evil: Evil, log_format: str
 ) -> None:
     out = evil.root / f"out-{log_format}"
-    done = learnexit("--log-format", log_format, "export", "a", "--config", str(evil.config), "--out", str(out))
+    done = learnexit(  # (per-table events are debug level)
+        "--log-format", log_format, "--log-level", "debug", "export", "a", "--config", str(evil.config), "--out", str(out)
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     events = one_line_events(done.stderr, log_format)
     tables = [e["table"] for e in events if e["event"] == "export_table"]
