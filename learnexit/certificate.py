@@ -181,6 +181,17 @@ def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) 
                 numeric=(False, True),
             ),
         ]
+    contested = facts.get("contested") or {}
+    if contested:  # (counts per table only: whose else they are is another customer's business)
+        blocks += [
+            Heading(t("deletion.contested")),
+            Paragraph(t("deletion.contested_text", name=name)),
+            Table(
+                (t("deletion.table"), t("deletion.rows")),
+                tuple((table, n(count)) for table, count in contested.items()),
+                numeric=(False, True),
+            ),
+        ]
     blocks += [Heading(t("deletion.verification")), Paragraph(t("deletion.verified"))]
     if facts.get("backup_note"):  # (not set: say nothing rather than "no policy"; purge warns)
         blocks += [Heading(t("deletion.backups")), Paragraph(str(facts["backup_note"]))]

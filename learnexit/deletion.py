@@ -2595,6 +2595,7 @@ class _Run:
             "actor": self.ledger.actor,
             "delivered": self._delivered(),
             "addendum_to": self._addendum() if self.plan.kind == "reapply" else None,
+            "contested": dict(self.plan.contested),
         }
 
     def _delivered(self) -> set[int]:

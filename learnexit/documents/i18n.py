@@ -300,6 +300,11 @@ STRINGS: dict[str, dict[str, str]] = {
             "These records also belong to other customers of the platform. Every link between "
             "them and {name} was deleted; the records themselves stay for the other customers."
         ),
+        "deletion.contested": "Kept because their owner is disputed",
+        "deletion.contested_text": (
+            "These records refer both to {name} and to another customer of the platform. They were "
+            "neither exported nor deleted; they stay until the vendor settles whose they are."
+        ),
         "deletion.verification": "Verification",
         "deletion.verified": (
             "Passed. After the deletion the platform's database was searched again for the "
@@ -562,6 +567,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "deletion.shared_text": (
             "Dessa poster hör även till andra kunder på plattformen. Alla kopplingar mellan dem och "
             "{name} har raderats; posterna finns kvar för de andra kunderna."
+        ),
+        "deletion.contested": "Behålls eftersom ägaren är omtvistad",
+        "deletion.contested_text": (
+            "Dessa poster hänvisar både till {name} och till en annan kund på plattformen. De har "
+            "varken exporterats eller raderats; de finns kvar tills leverantören har avgjort vems de är."
         ),
         "deletion.verification": "Kontroll",
         "deletion.verified": (

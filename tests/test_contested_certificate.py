@@ -1,0 +1,60 @@
+"""A contested row (its references lead to two customers) is reported everywhere the
+ownership rules say — inspect, the export's notes, the purge plan, the deletion
+certificate and ``status --check`` — and is neither exported nor deleted (issue 16, rule 3)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from test_purge import Lms, as_json, give_notice, lite, pdf_text, purge, runner, template  # noqa: F401
+
+from learnexit.cli import app
+
+
+def contest_one_activity_row(lms: Lms) -> int:
+    """An activity row of globex whose course is acme's: owned by both, so by neither."""
+    with sqlite3.connect(lms.root / "lms.db") as db:
+        acme_course = db.execute(
+            "SELECT c.id FROM courses c JOIN organisations o ON o.id = c.organisation_id WHERE o.slug = 'acme' LIMIT 1"
+        ).fetchone()[0]
+        row = db.execute(
+            "SELECT a.id FROM activity_log a JOIN organisations o ON o.id = a.organisation_id "
+            "WHERE o.slug = 'globex' ORDER BY a.id LIMIT 1"
+        ).fetchone()[0]
+        db.execute("UPDATE activity_log SET course_id = ? WHERE id = ?", (acme_course, row))
+    return int(row)
+
+
+def test_a_contested_row_is_reported_everywhere_and_stays(lite: Lms, tmp_path: Path) -> None:  # noqa: F811
+    row = contest_one_activity_row(lite)
+    config = ["--config", str(lite.config)]
+
+    inspected = runner.invoke(app, ["inspect", "acme", "--json", *config])
+    assert inspected.exit_code == 0, inspected.stderr
+    report = json.loads(inspected.stdout)
+    assert report["contested"] == [
+        {"table": "activity_log", "rows": 1, "references": ["activity_log.organisation_id → organisations"]}
+    ]
+
+    exported = runner.invoke(app, ["export", "acme", "-f", "csv", "--out", str(tmp_path / "out"), "--json", *config])
+    assert exported.exit_code == 0, exported.stderr
+    assert any("activity_log: 1 row contested" in n for n in json.loads(exported.stdout)["notes"])
+    package = Path(json.loads(exported.stdout)["path"])
+    ids = [line.split(",", 1)[0] for line in (package / "data" / "csv" / "activity_log.csv").read_text().splitlines()]
+    assert str(row) not in ids[1:]
+
+    give_notice(lite)
+    check = runner.invoke(app, ["status", "--check", "--json", *config], env={"LEARNEXIT_NOW": "2026-12-01"})
+    assert check.exit_code == 5
+    kinds = {(a["customer"], a["kind"]) for a in json.loads(check.stdout)["attention"]}
+    assert ("acme", "contested_rows") in kinds
+
+    done = purge(lite, "acme", "--yes", "--json")
+    assert done.exit_code == 0, done.stderr
+    with sqlite3.connect(lite.root / "lms.db") as db:
+        assert db.execute("SELECT count(*) FROM activity_log WHERE id = ?", (row,)).fetchone() == (1,)
+    certificate = as_json(done)["customers"][0]["certificate"]
+    text = " ".join(pdf_text(certificate).split())
+    assert "Kept because their owner is disputed" in text and "activity_log" in text
