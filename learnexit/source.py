@@ -314,6 +314,7 @@ class Source:
             self._customer_value = self._find_customer()
         self._preds: dict[str, ColumnElement[bool]] = {}
         self._reach_cache: dict[tuple[str, bool], ColumnElement[bool]] = {}
+        self._key_sets: dict[tuple[str, tuple[str, ...], bool], sa.Select[Any]] = {}
         self._cte_counter = 0
         self._watches: dict[int, tuple[Connection, Any]] = {}
 
@@ -403,9 +404,8 @@ class Source:
                     self.predicate(src_name), *_present(src, (src_col,), ((src_col, sentinels),))
                 )
                 conditions.append(table.c[target_col].in_(sub))
-            return self.keyed(name, sa.or_(*conditions) if conditions else sa.false(), "via")
-        mine = sa.and_(self._reach(name, mine=True), sa.not_(self._reach(name, mine=False)))
-        return self.keyed(name, mine, "own")
+            return sa.or_(*conditions) if conditions else sa.false()
+        return sa.and_(self._reach(name, mine=True), sa.not_(self._reach(name, mine=False)))
 
     def keyed(self, name: str, cond: ColumnElement[bool], label: str) -> ColumnElement[bool]:
         """On SQLite, ``cond`` as "the key is in a named set of keys" (a CTE the statement's
@@ -436,6 +436,11 @@ class Source:
             return None
         return sa.and_(self._reach(name, mine=True), self._reach(name, mine=False))
 
+    def reaches_another(self, name: str) -> ColumnElement[bool]:
+        """Rows of ``name`` (a chain table) with an ownership reference that leads to
+        another customer: of the rows that reach this customer, the contested ones."""
+        return self._reach(name, mine=False)
+
     def leads_elsewhere(self, name: str, edge: Edge) -> ColumnElement[bool]:
         """Rows of ``name`` whose reference ``edge`` leads to a customer other than this one."""
         return self._edge_leads(self.table(name), edge, mine=False)
@@ -450,7 +455,9 @@ class Source:
 
     def _reach(self, name: str, *, mine: bool) -> ColumnElement[bool]:
         """Rows of ``name`` whose ownership references lead to this customer (``mine``) or
-        to any other customer (not ``mine``); both hold for a contested row."""
+        to any other customer (not ``mine``); both hold for a contested row.  The
+        condition is on the table's own columns; the parents' rows it needs are key sets
+        (``_key_set``), so it stays flat however long the chain."""
         key = (name, mine)
         if key in self._reach_cache:
             return self._reach_cache[key]
@@ -465,15 +472,30 @@ class Source:
             cond = sa.or_(*parts) if parts else sa.false()
             if info.self_edges:
                 cond = self._tree(table, info.self_edges, cond)
-        cond = self.keyed(name, cond, "mine" if mine else "other")
         self._reach_cache[key] = cond
         return cond
 
     def _edge_leads(self, table: sa.Table, edge: Edge, *, mine: bool) -> ColumnElement[bool]:
-        parent = self.table(edge.parent)
-        parent_cols = [parent.c[c] for c in edge.parent_cols]
-        sub = sa.select(*parent_cols).where(self._reach(edge.parent, mine=mine), *[c.isnot(None) for c in parent_cols])
+        sub = self._key_set(edge.parent, edge.parent_cols, mine=mine)
         return sa.and_(*_present(table, edge.child_cols, edge.sentinels), _in(table, edge.child_cols, sub))
+
+    def _key_set(self, name: str, cols: tuple[str, ...], *, mine: bool) -> sa.Select[Any]:
+        """The ``cols`` of the rows of ``name`` that ``_reach`` selects.  On SQLite a named
+        CTE, which the statement's WITH clause defines once: SQLite's parser refuses deeply
+        nested statements ("parser stack overflow"); PostgreSQL and MariaDB take the
+        nesting (and MariaDB limits the number of WITH elements), so they keep it inline."""
+        key = (name, cols, mine)
+        if key in self._key_sets:
+            return self._key_sets[key]
+        table = self.table(name)
+        columns = [table.c[c] for c in cols]
+        keys = sa.select(*columns).where(self._reach(name, mine=mine), *[c.isnot(None) for c in columns])
+        if self.engine.dialect.name == "sqlite":
+            self._cte_counter += 1
+            cte = keys.cte(name=f"le_{'mine' if mine else 'other'}_{self._cte_counter}")
+            keys = sa.select(*cte.c)
+        self._key_sets[key] = keys
+        return keys
 
     def _tree(self, table: sa.Table, edges: list[Edge], base: ColumnElement[bool]) -> ColumnElement[bool]:
         """Rows matching ``base`` and all their descendants through the self-references."""
