@@ -814,16 +814,9 @@ class _Scope:
                     sources.add(e.child)
                 continue
             if e.child in self.owned:
-                info = self.dm.info[e.child]
-                if info.how == "database":
+                if self.dm.info[e.child].how == "database":
                     continue  # the whole database is the customer's
-                if e.child != t and e in info.edges:
-                    # A row that reaches ours by a reference ownership follows leads to this
-                    # customer: it is not the customer's only when it is contested, i.e.
-                    # when it also reaches another (one condition instead of two).
-                    tests.append(self._ref_exists(t, e, _outside_of(_not_true(self.src.reaches_another(e.child)))))
-                else:
-                    tests.append(self._ref_exists(t, e, _not_owned_by(self.src, e.child)))
+                tests.append(self._ref_exists(t, e, _not_owned_by(self.src, e.child)))
             else:
                 tests.append(self._ref_exists(t, e, None))
             sources.add(e.child)

@@ -436,11 +436,6 @@ class Source:
             return None
         return sa.and_(self._reach(name, mine=True), self._reach(name, mine=False))
 
-    def reaches_another(self, name: str) -> ColumnElement[bool]:
-        """Rows of ``name`` (a chain table) with an ownership reference that leads to
-        another customer: of the rows that reach this customer, the contested ones."""
-        return self._reach(name, mine=False)
-
     def leads_elsewhere(self, name: str, edge: Edge) -> ColumnElement[bool]:
         """Rows of ``name`` whose reference ``edge`` leads to a customer other than this one."""
         return self._edge_leads(self.table(name), edge, mine=False)
