@@ -175,11 +175,7 @@ class _RecheckSource(_PurgeSource):
         self.pinned = pinned
         self.customer_row_gone = False
         self.customer_pk = None
-        # every condition built so far names the previous case's row
-        for cache in ("_preds", "_reach_cache", "_owned_keys"):
-            found = getattr(self, cache, None)
-            if isinstance(found, dict):
-                found.clear()
+        self.forget_conditions()  # every condition built so far names the previous case's row
         if self.tenancy == "shared":
             self._customer_value = self._find_customer()
 

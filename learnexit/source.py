@@ -430,6 +430,13 @@ class Source:
         keys = sa.select(*[table.c[c] for c in pk]).where(self.predicate(name)).correlate(None)
         return sa.not_(_in(row, pk, keys))
 
+    def forget_conditions(self) -> None:
+        """Drop every condition built so far (they name the customer's row): for a Source
+        re-pointed at another customer of the same database."""
+        self._preds.clear()
+        self._reach_cache.clear()
+        self._key_sets.clear()
+
     def contested(self, name: str) -> ColumnElement[bool] | None:
         """Rows of ``name`` whose references lead to this customer and to another one."""
         if self.datamap.info[name].how != "chain":
