@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .exporters.values import csv_text
-from .source import Edge
+from .source import Edge, sentinels_typed
 
 
 def _as_text(value: Any) -> str:
@@ -86,22 +86,7 @@ def no_none(table: Any, edge: Edge) -> list[Any]:
     conds: list[Any] = []
     for column, values in edge.sentinels:
         col = table.c[column]
-        typed = _typed(col, values)
+        typed = sentinels_typed(col, values)
         if typed:
             conds.append(sa.or_(col.is_(None), col.not_in(typed)))
     return conds
-
-
-def _typed(column: Any, values: tuple[Any, ...]) -> list[Any]:
-    """The values in the column's own type (0 for an integer column, '0' for text)."""
-    try:
-        python_type = column.type.python_type
-    except NotImplementedError:
-        return list(values)
-    out = []
-    for value in values:
-        try:
-            out.append(python_type(value))
-        except (TypeError, ValueError, ArithmeticError):
-            continue
-    return out

@@ -244,14 +244,14 @@ def _present(table: Any, cols: tuple[str, ...], sentinels: tuple[tuple[str, tupl
     """Conditions that a reference is set: no column NULL, none holding a "none" value."""
     conds: list[Any] = [table.c[c].isnot(None) for c in cols]
     for col, values in sentinels:
-        typed = _coerce_all(table.c[col], values)
+        typed = sentinels_typed(table.c[col], values)
         if typed:
             conds.append(table.c[col].not_in(typed))
     return conds
 
 
-def _coerce_all(column: Any, values: tuple[Any, ...]) -> list[Any]:
-    """Sentinel values in the column's own type (0 for an integer column, '0' for text)."""
+def sentinels_typed(column: Any, values: tuple[Any, ...]) -> list[Any]:
+    """Sentinel ("none") values in the column's own type (0 for an integer column, '0' for text)."""
     try:
         python_type = column.type.python_type
     except NotImplementedError:
