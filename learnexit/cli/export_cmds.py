@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..errors import BadInput, VerificationFailed, printable
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
+from .progress import progress_bars
 from .tables import print_table
 
 
@@ -27,25 +28,7 @@ class _Bars:
     its total and the time left (only used when stderr is a terminal)."""
 
     def __init__(self, console: Console) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description:<28}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        self.progress = progress_bars(console, transient=False)
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> _Bars:

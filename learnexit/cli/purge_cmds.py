@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..errors import BadInput, Refused
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, is_interactive, run
+from .progress import progress_bars
 from .tables import print_table
 
 
@@ -19,25 +20,7 @@ class _Bars:
     """One progress bar per table on stderr (only when stderr is a terminal)."""
 
     def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description:<28}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
+        self.progress = progress_bars(Console(stderr=True), transient=True)
         self.tasks: dict[str, Any] = {}
         self.done: dict[str, int] = {}
 
