@@ -90,6 +90,7 @@ from .errors import (
 from .ledger import Ledger, aware, naive_utc, utcnow
 from .logs import event
 from .media_paths import FileId, MediaProblem, media_columns
+from .package import destroy_path, looks_like_package, package_paths
 from .purge_media import Matcher, MediaStore, media_path
 from .source import (
     Edge,
@@ -128,7 +129,6 @@ KILL_AT_ENV = "LEARNEXIT_TEST_KILL_AT"  # batch (default) | delete | pending
 MAX_PASSES = 3  # the first pass deletes; the next ones sweep rows written meanwhile
 _CHUNK = 500  # keys per DELETE/UPDATE statement (bind-parameter limits)
 _WIDE_CHUNK = 2000  # keys per plain DELETE (SQLite since 3.32, PostgreSQL and MySQL take far more)
-_OVERWRITE_CHUNK = 1 << 20
 _SCAN_ROWS = 2000  # media rows streamed per fetch while checking which files stay
 _KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
@@ -1216,63 +1216,6 @@ def _plan_media(
 # --------------------------------------------------------------------------- exports
 
 
-def _package_paths(recorded: str) -> list[Path]:
-    """The package at ``recorded`` and any ``.partial`` leftovers of it."""
-    final = Path(recorded)
-    stem = final.name
-    for suffix in (".zip.age", ".zip"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    names = [final.name] + [f"{stem}{s}.partial" for s in ("", ".zip", ".zip.age")]
-    return [final.parent / n for n in dict.fromkeys(names)]
-
-
-def _looks_like_package(path: Path) -> bool:
-    if path.is_symlink() or path.is_file():
-        return True
-    if path.is_dir():
-        return path.name.endswith(".partial") or (path / "bagit.txt").is_file()
-    return False
-
-
-def _overwrite(path: Path) -> None:
-    """Overwrite a regular file with zeros and flush it (best effort on SSD/copy-on-write)."""
-    try:
-        size = path.stat().st_size
-        with open(path, "r+b", buffering=0) as fh:
-            zeros = bytes(min(size, _OVERWRITE_CHUNK))
-            left = size
-            while left > 0:
-                n = fh.write(zeros[: min(left, len(zeros))]) or 0
-                left -= n
-            os.fsync(fh.fileno())
-    except OSError:
-        pass  # unlinking is what counts; overwriting is an extra
-
-
-def _destroy(path: Path) -> None:
-    """Overwrite and remove a file or a folder tree (symlinks are removed, not followed)."""
-    if path.is_symlink() or not path.is_dir():
-        if path.is_file() and not path.is_symlink():
-            _overwrite(path)
-        path.unlink(missing_ok=True)
-        return
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for name in filenames:
-            file = Path(dirpath) / name
-            if not file.is_symlink() and file.is_file():
-                _overwrite(file)
-            file.unlink(missing_ok=True)
-        for name in dirnames:
-            sub = Path(dirpath) / name
-            if sub.is_symlink():
-                sub.unlink(missing_ok=True)
-            else:
-                os.rmdir(sub)
-    os.rmdir(path)
-
-
 # --------------------------------------------------------------------------- ledger reads
 
 
@@ -2332,8 +2275,8 @@ class _Run:
         for row in _ledger_rows(self.ledger, L.exports, self.customer):
             if not row.get("path") or row["status"] == "removed":
                 continue
-            paths = _package_paths(str(row["path"]))
-            odd = [p for p in paths if os.path.lexists(p) and not _looks_like_package(p)]
+            paths = package_paths(str(row["path"]))
+            odd = [p for p in paths if os.path.lexists(p) and not looks_like_package(p)]
             if odd:
                 self.errors["exports"] = (
                     f"export #{row['id']}: {odd[0]} does not look like an export package; not removed"
@@ -2342,7 +2285,7 @@ class _Run:
             try:
                 for p in paths:
                     if os.path.lexists(p):
-                        _destroy(p)
+                        destroy_path(p)
             except OSError as exc:
                 self.errors["exports"] = f"export #{row['id']}: cannot remove {exc.filename}: {exc.strerror}"
                 continue
@@ -2728,7 +2671,7 @@ class _Run:
                 "left": still,
             }
         for row in _ledger_rows(self.ledger, L.exports, self.customer):
-            if row.get("path") and any(os.path.lexists(p) for p in _package_paths(str(row["path"]))):
+            if row.get("path") and any(os.path.lexists(p) for p in package_paths(str(row["path"]))):
                 problems.append(f"export #{row['id']} is still at {Path(str(row['path'])).name}")
         verification = {"tables": tables, "media": media, "problems": problems, "checked_at": self.now}
         return json.loads(_dumps(verification)), problems, retention, kept, media

@@ -69,7 +69,16 @@ from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores
 from .none_values import no_none
-from .package import PackageBuild, discard_package, finish_package, plan_package, prehash
+from .package import (
+    PackageBuild,
+    destroy_path,
+    discard_package,
+    finish_package,
+    looks_like_package,
+    package_paths,
+    plan_package,
+    prehash,
+)
 from .quiet_loss import quiet_loss_notes
 from .roles import check_roles
 from .source import Edge, Source, describe_db_error
@@ -1159,8 +1168,6 @@ def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> lis
     export reaped: export_id, customer, package, holder, removed (the names destroyed),
     left (what could not be removed, with the reason: the customer's purge tries again),
     published."""
-    from .deletion import _destroy, _looks_like_package, _package_paths
-
     query = sa.select(exports.c.id, exports.c.customer, exports.c.path).where(exports.c.status == "running")
     if customer is not None:
         query = query.where(exports.c.customer == customer)
@@ -1179,18 +1186,18 @@ def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> lis
         removed: list[str] = []
         left: list[str] = []
         published = False
-        for path in _package_paths(str(row.path)) if row.path else []:
+        for path in package_paths(str(row.path)) if row.path else []:
             if not os.path.lexists(path):
                 continue
             if not path.name.endswith(".partial"):
-                published = _looks_like_package(path)
+                published = looks_like_package(path)
                 continue
-            if not _looks_like_package(path):
+            if not looks_like_package(path):
                 left.append(f"{path.name}: not a package build, left alone")
                 continue
             for attempt in range(3):  # (a worker of the killed export may still be writing)
                 try:
-                    _destroy(path)
+                    destroy_path(path)
                 except OSError as exc:
                     if not os.path.lexists(path):  # (another reaper was removing it too)
                         removed.append(path.name)
@@ -1412,11 +1419,9 @@ def run_export(
                     },
                 )
         except Refused as exc:
-            from .deletion import _destroy
-
             if overtaken is None:
                 raise
-            _destroy(packaged.path)
+            destroy_path(packaged.path)
             _record_failure(ledger, customer, export_id, exc)
             raise
         except LearnexitError as exc:

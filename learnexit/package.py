@@ -1247,12 +1247,78 @@ __all__ = [
     "VerifyResult",
     "build_datapackage",
     "count_csv_rows",
+    "destroy_path",
     "discard_package",
     "finish_package",
+    "looks_like_package",
     "package_name",
+    "package_paths",
     "plan_package",
     "read_tags",
     "render_index",
     "tag_text",
     "verify_package",
 ]
+
+
+# --------------------------------------------------------------------------- removal
+
+OVERWRITE_CHUNK = 1 << 20
+
+
+def package_paths(recorded: str) -> list[Path]:
+    """The package at ``recorded`` and any ``.partial`` leftovers of it."""
+    final = Path(recorded)
+    stem = final.name
+    for suffix in (".zip.age", ".zip"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    names = [final.name] + [f"{stem}{s}.partial" for s in ("", ".zip", ".zip.age")]
+    return [final.parent / n for n in dict.fromkeys(names)]
+
+
+def looks_like_package(path: Path) -> bool:
+    """Whether ``path`` is what learnexit builds: a file (zip or encrypted zip), a bag folder or a ``.partial`` build."""
+    if path.is_symlink() or path.is_file():
+        return True
+    if path.is_dir():
+        return path.name.endswith(".partial") or (path / "bagit.txt").is_file()
+    return False
+
+
+def _overwrite(path: Path) -> None:
+    """Overwrite a regular file with zeros and flush it (best effort on SSD/copy-on-write)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "r+b", buffering=0) as fh:
+            zeros = bytes(min(size, OVERWRITE_CHUNK))
+            left = size
+            while left > 0:
+                n = fh.write(zeros[: min(left, len(zeros))]) or 0
+                left -= n
+            os.fsync(fh.fileno())
+    except OSError:
+        pass  # unlinking is what counts; overwriting is an extra
+
+
+def destroy_path(path: Path) -> None:
+    """Overwrite and remove a file or a folder tree (symlinks are removed, not followed)."""
+    if path.is_symlink() or not path.is_dir():
+        if path.is_file() and not path.is_symlink():
+            _overwrite(path)
+        path.unlink(missing_ok=True)
+        return
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames:
+            file = Path(dirpath) / name
+            if not file.is_symlink() and file.is_file():
+                _overwrite(file)
+            file.unlink(missing_ok=True)
+        for name in dirnames:
+            sub = Path(dirpath) / name
+            if sub.is_symlink():
+                sub.unlink(missing_ok=True)
+            else:
+                os.rmdir(sub)
+    os.rmdir(path)

@@ -288,12 +288,12 @@ def test_two_reapers_at_once_record_the_export_once(ledger: Ledger, tmp_path: Pa
 def test_a_build_that_cannot_be_removed_is_said_and_left_to_the_purge(
     ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from learnexit import deletion
+    from learnexit import export
 
     def refuse(path: Path) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(deletion, "_destroy", refuse)
+    monkeypatch.setattr(export, "destroy_path", refuse)
     monkeypatch.setattr(time, "sleep", lambda s: None)
     _, build = fake_export(ledger, tmp_path / "out", 1, None)
     (reaped,) = reap_interrupted_exports(ledger)
