@@ -489,28 +489,64 @@ def _build(
     for key in data:
         if key not in known:
             raise ConfigError(f"{label}: [{key}]: unknown section")
+    source_url, schema = _source(data, label, base_dir, env, source_url_flag)
+    state_url = _state(data, label, base_dir, env, state_url_flag)
+    vendor = _Section(label, "vendor", data.get("vendor", {}))
+    vendor_name = vendor.text("name", "The vendor")
+    vendor.finish()
+    contract = _contract(data, label)  # (sections checked in the file's documented order)
+    customer = _customer(data, label, source_url)
+    relations = _relations(data, label)
+    tables = _tables(data, label)
+    media = _media(data["media"], label, base_dir) if "media" in data else None
+    roles = _roles(data, label, tables)
+    closure = _closure(data, label)
+    export = _export(data, label, base_dir)
+    return Settings(
+        path=path,
+        base_dir=base_dir,
+        source_url=source_url,
+        state_url=state_url,
+        vendor_name=vendor_name,
+        source_schema=schema,
+        contract=contract,
+        customer=customer,
+        relations=relations,
+        tables=tables,
+        media=media,
+        roles=roles,
+        closure=closure,
+        export=export,
+        purge=_purge(data, label, base_dir),
+    )
 
+
+def _source(
+    data: dict[str, Any], label: str, base_dir: Path, env: dict[str, str], flag: str | None
+) -> tuple[str, str | None]:
+    """[source]: the URL (flag < environment < file) and the schema."""
     source = _Section(label, "source", data.get("source", {}))
-    url = source_url_flag or env.get(SOURCE_URL_ENV) or source.text("url")
+    url = flag or env.get(SOURCE_URL_ENV) or source.text("url")
     source.used.add("url")
     schema = source.text("schema")
     source.finish()
     if not url:
         raise ConfigError(f"{label}: [source] url: is required (or set {SOURCE_URL_ENV})")
-    source_url = _resolve_url(_normalise_driver(url), base_dir, label, "[source] url")
+    return _resolve_url(_normalise_driver(url), base_dir, label, "[source] url"), schema
 
+
+def _state(data: dict[str, Any], label: str, base_dir: Path, env: dict[str, str], flag: str | None) -> str:
+    """[state] url: the ledger's database (one for every customer)."""
     state = _Section(label, "state", data.get("state", {}))
-    surl = state_url_flag or env.get(STATE_URL_ENV) or state.text("url", "sqlite:///learnexit-state.db")
+    surl = flag or env.get(STATE_URL_ENV) or state.text("url", "sqlite:///learnexit-state.db")
     state.used.add("url")
     state.finish()
     if "{customer}" in surl:
         state.fail("url", "must not contain {customer}: the ledger is one database")
-    state_url = _resolve_url(_normalise_driver(surl), base_dir, label, "[state] url")
+    return _resolve_url(_normalise_driver(surl), base_dir, label, "[state] url")
 
-    vendor = _Section(label, "vendor", data.get("vendor", {}))
-    vendor_name = vendor.text("name", "The vendor")
-    vendor.finish()
 
+def _contract(data: dict[str, Any], label: str) -> ContractSettings:
     c = _Section(label, "contract", data.get("contract", {}))
     contract = ContractSettings(
         notice_days=c.integer("notice_days", 30, maximum=3650),
@@ -529,7 +565,10 @@ def _build(
     if contract.table and not (contract.customer_column and contract.start_column):
         c.fail("table", "needs customer_column and start_column too")
     c.finish()
+    return contract
 
+
+def _customer(data: dict[str, Any], label: str, source_url: str) -> CustomerSettings:
     cu = _Section(label, "customer", data.get("customer", {}))
     tenancy = cu.choice("tenancy", "shared", TENANCIES)
     customer = CustomerSettings(
@@ -549,7 +588,10 @@ def _build(
         raise ConfigError(f'{label}: [source] url: tenancy = "database" needs {{customer}} in the URL')
     if tenancy == "shared" and "{customer}" in source_url:
         raise ConfigError(f'{label}: [source] url: {{customer}} in the URL needs tenancy = "database"')
+    return customer
 
+
+def _relations(data: dict[str, Any], label: str) -> tuple[Relation, ...]:
     relations = []
     raw_rel = data.get("relations", [])
     if not isinstance(raw_rel, list):
@@ -563,73 +605,84 @@ def _build(
         sentinels = _sentinel_values(r, "sentinels", r._get("sentinels", (list,), "a list of values", []))
         r.finish()
         relations.append(Relation(ft, fcs, tt, tcs, sentinels))
+    return tuple(relations)
 
+
+def _tables(data: dict[str, Any], label: str) -> dict[str, TableRule]:
     tables: dict[str, TableRule] = {}
     raw_tables = data.get("tables", {})
     if not isinstance(raw_tables, dict):
         raise ConfigError(f"{label}: [tables]: must be a table of tables")
     for name, item in raw_tables.items():
-        t = _Section(label, f"tables.{name}", item, "tables.*")
-        category = t.text("category")
-        if category is not None and category not in CATEGORIES:
-            t.fail("category", f"must be one of {', '.join(CATEGORIES)}, not {category!r}")
-        retain = t.text("retain")
-        if retain is not None:
-            if not re.fullmatch(r"P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?", retain):
-                t.fail("retain", f"must be an ISO-8601 duration such as P7Y, not {retain!r}")
-        owned_via = tuple(_column_ref(t, "owned_via", v) for v in t.texts("owned_via"))
-        rule = TableRule(
-            name=name,
-            category=category,
-            retain=retain,
-            legal_basis=t.text("legal_basis"),
-            shared=t.flag("shared"),
-            owned_via=owned_via,
-            personal_columns=t.texts("personal_columns"),
-            ignore_references=t.texts("ignore_references"),
-            sentinels=_table_sentinels(t),
-            omit_columns=t.texts("omit_columns"),
-            export=t.flag("export", True),
-        )
-        if rule.legal_basis is not None and rule.legal_basis.strip().upper().startswith(FILL_IN):
-            t.fail("legal_basis", "still says FILL IN: name the law that obliges you to keep these rows")
-        if rule.retain and not rule.legal_basis:
-            t.fail("legal_basis", "is required with retain: say which law obliges you")
-        if rule.legal_basis and not rule.retain:
-            t.fail("retain", "is required with legal_basis")
-        if rule.shared and (rule.owned_via or rule.retain):
-            t.fail("shared", "a shared table cannot also be owned_via or retained")
-        t.finish()
-        tables[name] = rule
+        tables[name] = _table_rule(label, name, item)
+    return tables
 
-    media = None
-    if "media" in data:
-        m = _Section(label, "media", data["media"])
-        root = m.text("root", required=True)
-        if _has_control(root):
-            m.fail("root", "must not contain control characters")
-        if "{" in root.replace("{customer}", ""):
-            m.fail("root", "the only placeholder allowed is {customer}")
-        if root.startswith("s3://"):
-            media_root = root
-        else:  # (resolved with the placeholder in place: the customer's key never climbs out)
-            media_root = str(base_dir / root) if "{customer}" in root else str((base_dir / root).resolve())
-        media = MediaSettings(
-            root=media_root,
-            table=m.text("table", required=True),
-            path_column=m.text("path_column"),
-            path_template=m.text("path_template"),
-            name_column=m.text("name_column"),
-            size_column=m.text("size_column"),
-            checksum_column=m.text("checksum_column"),
-            checksum_algorithm=m.text("checksum_algorithm"),
-        )
-        if bool(media.path_column) == bool(media.path_template):
-            m.fail("path_column", "give exactly one of path_column and path_template")
-        if media.checksum_column and media.checksum_algorithm not in CHECKSUM_ALGORITHMS:
-            m.fail("checksum_algorithm", f"must be one of {', '.join(CHECKSUM_ALGORITHMS)}")
-        m.finish()
 
+def _table_rule(label: str, name: str, item: Any) -> TableRule:
+    t = _Section(label, f"tables.{name}", item, "tables.*")
+    category = t.text("category")
+    if category is not None and category not in CATEGORIES:
+        t.fail("category", f"must be one of {', '.join(CATEGORIES)}, not {category!r}")
+    retain = t.text("retain")
+    if retain is not None:
+        if not re.fullmatch(r"P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?", retain):
+            t.fail("retain", f"must be an ISO-8601 duration such as P7Y, not {retain!r}")
+    owned_via = tuple(_column_ref(t, "owned_via", v) for v in t.texts("owned_via"))
+    rule = TableRule(
+        name=name,
+        category=category,
+        retain=retain,
+        legal_basis=t.text("legal_basis"),
+        shared=t.flag("shared"),
+        owned_via=owned_via,
+        personal_columns=t.texts("personal_columns"),
+        ignore_references=t.texts("ignore_references"),
+        sentinels=_table_sentinels(t),
+        omit_columns=t.texts("omit_columns"),
+        export=t.flag("export", True),
+    )
+    if rule.legal_basis is not None and rule.legal_basis.strip().upper().startswith(FILL_IN):
+        t.fail("legal_basis", "still says FILL IN: name the law that obliges you to keep these rows")
+    if rule.retain and not rule.legal_basis:
+        t.fail("legal_basis", "is required with retain: say which law obliges you")
+    if rule.legal_basis and not rule.retain:
+        t.fail("retain", "is required with legal_basis")
+    if rule.shared and (rule.owned_via or rule.retain):
+        t.fail("shared", "a shared table cannot also be owned_via or retained")
+    t.finish()
+    return rule
+
+
+def _media(raw: Any, label: str, base_dir: Path) -> MediaSettings:
+    m = _Section(label, "media", raw)
+    root = m.text("root", required=True)
+    if _has_control(root):
+        m.fail("root", "must not contain control characters")
+    if "{" in root.replace("{customer}", ""):
+        m.fail("root", "the only placeholder allowed is {customer}")
+    if root.startswith("s3://"):
+        media_root = root
+    else:  # (resolved with the placeholder in place: the customer's key never climbs out)
+        media_root = str(base_dir / root) if "{customer}" in root else str((base_dir / root).resolve())
+    media = MediaSettings(
+        root=media_root,
+        table=m.text("table", required=True),
+        path_column=m.text("path_column"),
+        path_template=m.text("path_template"),
+        name_column=m.text("name_column"),
+        size_column=m.text("size_column"),
+        checksum_column=m.text("checksum_column"),
+        checksum_algorithm=m.text("checksum_algorithm"),
+    )
+    if bool(media.path_column) == bool(media.path_template):
+        m.fail("path_column", "give exactly one of path_column and path_template")
+    if media.checksum_column and media.checksum_algorithm not in CHECKSUM_ALGORITHMS:
+        m.fail("checksum_algorithm", f"must be one of {', '.join(CHECKSUM_ALGORITHMS)}")
+    m.finish()
+    return media
+
+
+def _roles(data: dict[str, Any], label: str, tables: dict[str, TableRule]) -> dict[str, Role]:
     roles: dict[str, Role] = {}
     raw_roles = data.get("roles", {})
     if not isinstance(raw_roles, dict):
@@ -637,42 +690,49 @@ def _build(
     for name, item in raw_roles.items():
         if name not in ROLE_COLUMNS:
             raise ConfigError(f"{label}: [roles.{name}]: unknown role (known: {', '.join(ROLE_COLUMNS)})")
-        ro = _Section(label, f"roles.{name}", item)
-        required, optional = ROLE_COLUMNS[name]
-        table = ro.text("table", required=True)
-        columns = {}
-        for key in required:
-            columns[key] = ro.text(key, required=True)
-        remote: dict[str, tuple[str, str]] = {}
-        for key in optional:
-            value = ro.text(key)
-            if value and key in ROLE_REMOTE_COLUMNS.get(name, ()) and "." in value:
-                other, _, column = value.partition(".")
-                if not other or not column or "." in column:
-                    ro.fail(key, f"must be a column or TABLE.COLUMN, not {value!r}")
-                remote[key] = (other, column)
-            elif value:
-                columns[key] = value
-        nobody: tuple[Any, ...] = ()
-        if "nobody" in ROLE_OPTIONS.get(name, ()):
-            nobody = _sentinel_values(ro, "nobody", ro._get("nobody", (list,), "a list of values", []))
-        completed_only = False
-        if "completed_only" in ROLE_OPTIONS.get(name, ()):
-            completed_only = ro.flag("completed_only")
-            if completed_only and "completed_at" not in columns:
-                ro.fail("completed_only", "needs completed_at (the column that is set once completed)")
-        ro.finish()
-        omitted = set(tables[table].omit_columns) if table in tables else set()
-        if not tables.get(table, TableRule(table)).export:
-            ro.fail("table", f"{table} has export = false: a role's table is exported (letters, nested documents)")
-        for key, column in columns.items():
-            if column in omitted:
-                ro.fail(key, f"{table}.{column} is in omit_columns: the documents would export it after all")
-        for key, (other, column) in remote.items():
-            if other in tables and column in tables[other].omit_columns:
-                ro.fail(key, f"{other}.{column} is in omit_columns: the documents would export it after all")
-        roles[name] = Role(name, table, columns, remote, nobody, completed_only)
+        roles[name] = _role(label, name, item, tables)
+    return roles
 
+
+def _role(label: str, name: str, item: Any, tables: dict[str, TableRule]) -> Role:
+    ro = _Section(label, f"roles.{name}", item)
+    required, optional = ROLE_COLUMNS[name]
+    table = ro.text("table", required=True)
+    columns = {}
+    for key in required:
+        columns[key] = ro.text(key, required=True)
+    remote: dict[str, tuple[str, str]] = {}
+    for key in optional:
+        value = ro.text(key)
+        if value and key in ROLE_REMOTE_COLUMNS.get(name, ()) and "." in value:
+            other, _, column = value.partition(".")
+            if not other or not column or "." in column:
+                ro.fail(key, f"must be a column or TABLE.COLUMN, not {value!r}")
+            remote[key] = (other, column)
+        elif value:
+            columns[key] = value
+    nobody: tuple[Any, ...] = ()
+    if "nobody" in ROLE_OPTIONS.get(name, ()):
+        nobody = _sentinel_values(ro, "nobody", ro._get("nobody", (list,), "a list of values", []))
+    completed_only = False
+    if "completed_only" in ROLE_OPTIONS.get(name, ()):
+        completed_only = ro.flag("completed_only")
+        if completed_only and "completed_at" not in columns:
+            ro.fail("completed_only", "needs completed_at (the column that is set once completed)")
+    ro.finish()
+    omitted = set(tables[table].omit_columns) if table in tables else set()
+    if not tables.get(table, TableRule(table)).export:
+        ro.fail("table", f"{table} has export = false: a role's table is exported (letters, nested documents)")
+    for key, column in columns.items():
+        if column in omitted:
+            ro.fail(key, f"{table}.{column} is in omit_columns: the documents would export it after all")
+    for key, (other, column) in remote.items():
+        if other in tables and column in tables[other].omit_columns:
+            ro.fail(key, f"{other}.{column} is in omit_columns: the documents would export it after all")
+    return Role(name, table, columns, remote, nobody, completed_only)
+
+
+def _closure(data: dict[str, Any], label: str) -> dict[str, Any]:
     closure: dict[str, Any] = {}
     if "closure" in data:
         cl = _Section(label, "closure", data["closure"])
@@ -683,7 +743,10 @@ def _build(
                 cl.fail(f"set.{ref}", "must be a string, number or boolean")
             closure[ref] = value
         cl.finish()
+    return closure
 
+
+def _export(data: dict[str, Any], label: str, base_dir: Path) -> ExportSettings:
     e = _Section(label, "export", data.get("export", {}))
     formats = e.texts("formats", ALL_FORMATS)
     for fmt in formats:
@@ -697,7 +760,10 @@ def _build(
         batch_size=e.integer("batch_size", 5000, minimum=1, maximum=1_000_000),
     )
     e.finish()
+    return export
 
+
+def _purge(data: dict[str, Any], label: str, base_dir: Path) -> PurgeSettings:
     p = _Section(label, "purge", data.get("purge", {}))
     purge = PurgeSettings(
         batch_size=p.integer("batch_size", 20000, minimum=1, maximum=1_000_000),
@@ -706,21 +772,4 @@ def _build(
         lock_stale_minutes=p.integer("lock_stale_minutes", 60, minimum=1, maximum=10_000),
     )
     p.finish()
-
-    return Settings(
-        path=path,
-        base_dir=base_dir,
-        source_url=source_url,
-        state_url=state_url,
-        vendor_name=vendor_name,
-        source_schema=schema,
-        contract=contract,
-        customer=customer,
-        relations=tuple(relations),
-        tables=tables,
-        media=media,
-        roles=roles,
-        closure=closure,
-        export=export,
-        purge=purge,
-    )
+    return purge
