@@ -416,7 +416,7 @@ def _resolve_url(url: str, base_dir: Path, label: str, key: str) -> str:
     return f"{prefix}:///{base_dir / path_part}{qmark}{query}"
 
 
-def _normalise_driver(url: str) -> str:
+def normalise_driver(url: str) -> str:
     """Pick the installed driver when the URL names none (postgresql:// → psycopg 3)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -471,10 +471,10 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{label}: invalid TOML: {exc}") from None
         base_dir = path.resolve().parent
-    return _build(data, label, path, base_dir, env, source_url, state_url)
+    return settings_from_data(data, label, path, base_dir, env, source_url, state_url)
 
 
-def _build(
+def settings_from_data(
     data: dict[str, Any],
     label: str,
     path: Path | None,
@@ -483,6 +483,9 @@ def _build(
     source_url_flag: str | None,
     state_url_flag: str | None,
 ) -> Settings:
+    """Settings from the parsed TOML ``data`` (``label`` names it in errors; the flags
+    and ``env`` override its URLs), validated section by section.  ``load_settings`` reads
+    the file; the draft checks the file it writes with this."""
     if not isinstance(data, dict):  # (tomllib always gives a table)
         raise ConfigError(f"{label}: must be a TOML table")
     known = set(SECTIONS)
@@ -532,7 +535,7 @@ def _source(
     source.finish()
     if not url:
         raise ConfigError(f"{label}: [source] url: is required (or set {SOURCE_URL_ENV})")
-    return _resolve_url(_normalise_driver(url), base_dir, label, "[source] url"), schema
+    return _resolve_url(normalise_driver(url), base_dir, label, "[source] url"), schema
 
 
 def _state(data: dict[str, Any], label: str, base_dir: Path, env: dict[str, str], flag: str | None) -> str:
@@ -543,7 +546,7 @@ def _state(data: dict[str, Any], label: str, base_dir: Path, env: dict[str, str]
     state.finish()
     if "{customer}" in surl:
         state.fail("url", "must not contain {customer}: the ledger is one database")
-    return _resolve_url(_normalise_driver(surl), base_dir, label, "[state] url")
+    return _resolve_url(normalise_driver(surl), base_dir, label, "[state] url")
 
 
 def _contract(data: dict[str, Any], label: str) -> ContractSettings:

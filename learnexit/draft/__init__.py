@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from ..config import _normalise_driver, mask_url
+from ..config import mask_url, normalise_driver
 from ..errors import BadInput, OperationalError
 from ..source import describe_db_error, make_engine
 from .evidence import Measurer
@@ -72,7 +72,7 @@ def draft_config(
 ) -> Draft:
     """Read ``url`` and draft its config (see the module's doc)."""
     started = time.monotonic()
-    url = _normalise_driver(url)
+    url = normalise_driver(url)
     engine = make_engine(url)
     try:
         metadata = sa.MetaData()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ..config import _build
+from ..config import settings_from_data
 from ..errors import LearnexitError
 from ..source import DataMap
 from .propose import FILL_IN, Proposal
@@ -27,7 +27,7 @@ MEMBERSHIP_WORDS = ("membership", "login", "pseudonym", "account_user", "associa
 def _datamap(proposal: Proposal, metadata: sa.MetaData, tables: int) -> DataMap | None:
     text = render(proposal, tables, "").replace(f'"{FILL_IN}"', '"(to fill in)"')
     try:
-        settings = _build(tomllib.loads(text), "(draft)", None, Path.cwd(), {}, None, "sqlite://")
+        settings = settings_from_data(tomllib.loads(text), "(draft)", None, Path.cwd(), {}, None, "sqlite://")
         return DataMap(settings, metadata)
     except (LearnexitError, tomllib.TOMLDecodeError):
         return None
