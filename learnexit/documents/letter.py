@@ -68,18 +68,7 @@ def notice_letter(
         Paragraph(t("letter.service", termination=d(timeline.termination_date))),
         Paragraph(t("letter.deletion", deletion=d(timeline.purge_due), timezone=timeline.timezone)),
     ]
-    retained = [
-        t(
-            "letter.retained",
-            table=name,
-            duration=i18n.format_duration(rule.retain, lang),
-            basis=rule.legal_basis or "",
-        )
-        for name, rule in sorted(settings.tables.items())
-        if rule.retain
-    ]
-    if retained:
-        blocks += [Paragraph(t("letter.retained_intro")), Bullets(tuple(retained))]
+    blocks += _retained(settings, lang)
     requests = [
         t("letter.req_export", formats=i18n.join_list(formats, lang), deadline=d(timeline.export_deadline)),
         t("letter.req_lang"),
@@ -103,6 +92,24 @@ def notice_letter(
         blocks=tuple(blocks),
         letter=True,
     )
+
+
+def _retained(settings: Settings, lang: str) -> list[Block]:
+    """What the vendor keeps after the deletion, table by table, with the law and how long."""
+    retained = [
+        i18n.text(
+            lang,
+            "letter.retained",
+            table=name,
+            duration=i18n.format_duration(rule.retain, lang),
+            basis=rule.legal_basis or "",
+        )
+        for name, rule in sorted(settings.tables.items())
+        if rule.retain
+    ]
+    if not retained:
+        return []
+    return [Paragraph(i18n.text(lang, "letter.retained_intro")), Bullets(tuple(retained))]
 
 
 def write_notice_letter(
