@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from ..errors import BadInput, VerificationFailed, printable
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
 from .progress import progress_bars
 from .tables import print_table
+
+if TYPE_CHECKING:  # (the library is imported when a command runs: --help stays fast)
+    from ..export import ExportResult
 
 
 def _size(n: int) -> str:
@@ -44,49 +47,56 @@ class _Bars:
         self.progress.update(self.tasks[label], completed=done, total=total)
 
 
+CustomerArg = Annotated[
+    str | None, typer.Argument(help="The customer's key (e.g. the organisation slug).", show_default=False)
+]
+FormatsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Formats, comma-separated or repeated (default: [export] formats of the config).",
+        metavar="FORMAT[,FORMAT...]",
+        show_default=False,
+    ),
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder to write the package in (default: [export] out).")]
+ZipOpt = Annotated[bool, typer.Option("--zip", help="Deliver one .zip instead of a folder.")]
+DialectOpt = Annotated[str | None, typer.Option("--sql-dialect", help="SQL dump dialect: sqlite, postgresql or mysql.")]
+LangOpt = Annotated[str | None, typer.Option("--lang", help="Language of index.html and documents: en or sv.")]
+LateOpt = Annotated[bool, typer.Option("--late", help="Export after the export deadline (needs --reason; recorded).")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why the export is late (with --late).")]
+MissingMediaOpt = Annotated[
+    bool,
+    typer.Option("--allow-missing-media", help="Finish even if media files are missing; they are listed as notes."),
+]
+ListFormatsOpt = Annotated[
+    bool, typer.Option("--list-formats", help="List the available formats and exit (no customer needed).")
+]
+EncryptOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--encrypt-to",
+        help="Encrypt for this age recipient (age1… or ssh- key, or a file of them); repeatable; implies --zip.",
+        metavar="AGE_RECIPIENT",
+        show_default=False,
+    ),
+]
+
+
 @app.command("export")
 def export_command(
-    customer: Annotated[
-        str | None, typer.Argument(help="The customer's key (e.g. the organisation slug).", show_default=False)
-    ] = None,
-    formats: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Formats, comma-separated or repeated (default: [export] formats of the config).",
-            metavar="FORMAT[,FORMAT...]",
-            show_default=False,
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Folder to write the package in (default: [export] out).")
-    ] = None,
-    zip_output: Annotated[bool, typer.Option("--zip", help="Deliver one .zip instead of a folder.")] = False,
-    sql_dialect: Annotated[
-        str | None, typer.Option("--sql-dialect", help="SQL dump dialect: sqlite, postgresql or mysql.")
-    ] = None,
-    lang: Annotated[str | None, typer.Option("--lang", help="Language of index.html and documents: en or sv.")] = None,
-    late: Annotated[
-        bool, typer.Option("--late", help="Export after the export deadline (needs --reason; recorded).")
-    ] = False,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why the export is late (with --late).")] = None,
-    allow_missing_media: Annotated[
-        bool,
-        typer.Option("--allow-missing-media", help="Finish even if media files are missing; they are listed as notes."),
-    ] = False,
-    list_formats: Annotated[
-        bool, typer.Option("--list-formats", help="List the available formats and exit (no customer needed).")
-    ] = False,
-    encrypt_to: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--encrypt-to",
-            help="Encrypt for this age recipient (age1… or ssh- key, or a file of them); repeatable; implies --zip.",
-            metavar="AGE_RECIPIENT",
-            show_default=False,
-        ),
-    ] = None,
+    customer: CustomerArg = None,
+    formats: FormatsOpt = None,
+    out: OutOpt = None,
+    zip_output: ZipOpt = False,
+    sql_dialect: DialectOpt = None,
+    lang: LangOpt = None,
+    late: LateOpt = False,
+    reason: ReasonOpt = None,
+    allow_missing_media: MissingMediaOpt = False,
+    list_formats: ListFormatsOpt = False,
+    encrypt_to: EncryptOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     show_traceback: TracebackOpt = False,
@@ -121,16 +131,7 @@ def export_command(
 
         if list_formats:
             listing = available_formats()
-
-            def render_formats(out_console: Console) -> None:
-                table = Table(title="Export formats")
-                table.add_column("format")
-                table.add_column("description")
-                for item in listing:
-                    table.add_row(item["name"], item["description"])
-                print_table(out_console, table)
-
-            ctx.emit({"formats": listing}, render_formats)
+            ctx.emit({"formats": listing}, lambda console: _render_formats(console, listing))
             return
         if not customer:
             raise BadInput("name a customer: learnexit export CUSTOMER (or --list-formats)")
@@ -154,27 +155,36 @@ def export_command(
                 result = run_export(settings, customer, progress=bars, **kwargs)
         else:
             result = run_export(settings, customer, **kwargs)
-
-        def render(out_console: Console) -> None:
-            table = Table(title=f"Exported {result.customer} — {result.rows:,} rows")
-            table.add_column("table")
-            table.add_column("rows", justify="right")
-            for name, rows in result.tables.items():
-                table.add_row(printable(name), f"{rows:,}")  # a name with a line break: one row
-            print_table(out_console, table)
-            out_console.print(f"Package: {result.path}")
-            out_console.print(
-                f"{result.files} files, {_size(result.bytes)}; formats: {', '.join(result.formats)}; "
-                f"manifest sha256 {result.manifest_sha256}"
-            )
-            from ..documents.notes import note_sentence
-
-            for note in result.notes:
-                out_console.print(f"note: {note_sentence(note)}")
-
-        ctx.emit(result.as_dict(), render)
+        ctx.emit(result.as_dict(), lambda console: _render_export(console, result))
 
     run(ctx, body)
+
+
+def _render_formats(console: Console, listing: list[dict[str, str]]) -> None:
+    table = Table(title="Export formats")
+    table.add_column("format")
+    table.add_column("description")
+    for item in listing:
+        table.add_row(item["name"], item["description"])
+    print_table(console, table)
+
+
+def _render_export(console: Console, result: ExportResult) -> None:
+    from ..documents.notes import note_sentence
+
+    table = Table(title=f"Exported {result.customer} — {result.rows:,} rows")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in result.tables.items():
+        table.add_row(printable(name), f"{rows:,}")  # a name with a line break: one row
+    print_table(console, table)
+    console.print(f"Package: {result.path}")
+    console.print(
+        f"{result.files} files, {_size(result.bytes)}; formats: {', '.join(result.formats)}; "
+        f"manifest sha256 {result.manifest_sha256}"
+    )
+    for note in result.notes:
+        console.print(f"note: {note_sentence(note)}")
 
 
 @app.command("verify")
