@@ -64,7 +64,7 @@ from .exporters.base import (
     column_kind,
     load_builtin,
 )
-from .exporters.sql_format import check_mysql_names
+from .exporters.sql_dialect import check_mysql_names
 from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores

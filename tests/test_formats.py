@@ -791,7 +791,7 @@ def test_mysql_doubles_are_read_as_floats(db_factory, tmp_path: Path) -> None:
 
 def test_sql_non_finite_numbers_and_time_zones_per_dialect() -> None:
     san = values.Sanitiser("sql")
-    from learnexit.exporters.sql_format import Literals, TargetColumn
+    from learnexit.exporters.sql_dialect import Literals, TargetColumn
 
     col = TargetColumn("x", sa.Double(), "float", True, False)
     dcol = TargetColumn("d", sa.Numeric(), "decimal", True, False)
