@@ -385,10 +385,6 @@ class NestedJson(NestedSink):
             self.file = None
 
 
-def write_nested_json(job: ExportJob, plan: NestingPlan) -> None:
-    write_nested(job, plan, [NestedJson(job, plan)])
-
-
 register_sink("json", NestedJson)
 
 

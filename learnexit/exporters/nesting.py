@@ -63,6 +63,8 @@ class Nest:
 
 @dataclass
 class NestingPlan:
+    """Where each owned table goes in the nested documents (made by ``nesting_plan``)."""
+
     people: str | None  # the [roles.people] table, None when there is no nesting
     person_id: str | None
     reason: str | None  # why there is no nesting
@@ -162,6 +164,8 @@ def nesting_plan(job: ExportJob) -> NestingPlan:
 
 @dataclass
 class Record:
+    """One row of the nested structure with the records nested under it."""
+
     table: str
     row: tuple[Any, ...]  # the row's values, in the table's column order
     children: list[tuple[Nest, list[Record] | Leaves]]
