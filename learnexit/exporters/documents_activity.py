@@ -9,19 +9,8 @@ from datetime import date
 from typing import Any
 
 from ..documents import i18n
-from ..documents.model import (
-    Block,
-    Heading,
-    Paragraph,
-    Report,
-    Table,
-)
-from .documents_build import (
-    REPORTS,
-    DocumentBuild,
-    PersonStats,
-    instant_kind,
-)
+from ..documents.model import Block, Heading, Paragraph, Report, Table
+from .documents_build import REPORTS, DocumentBuild, PersonStats, instant_kind
 
 __all__ = ["activity", "activity_batch", "feedback", "user_statistics"]
 

@@ -7,22 +7,9 @@ from datetime import date
 from typing import Any
 
 from ..documents import i18n
-from ..documents.model import (
-    Block,
-    Certificate,
-    Facts,
-    Heading,
-    Table,
-)
+from ..documents.model import Block, Certificate, Facts, Heading, Table
 from ..documents.role_rules import no_one_note, remote_values
-from .documents_build import (
-    CERTIFICATES,
-    REPORTS,
-    CourseStats,
-    DocumentBuild,
-    key_text,
-    score_number,
-)
+from .documents_build import CERTIFICATES, REPORTS, CourseStats, DocumentBuild, key_text, score_number
 from .media import safe_filename
 
 __all__ = ["certificates", "completions", "quiz_results"]
