@@ -533,7 +533,7 @@ def pg_database(scale: int, work: Path) -> tuple[str, Callable[[], None], float]
 def load_postgres(scale: int, url: str) -> None:
     import sqlalchemy as sa
 
-    from learnexit.example import build_shared_schema, populate_shared
+    from learnexit.demo import build_shared_schema, populate_shared
 
     engine = sa.create_engine(url)
     build_shared_schema(engine)
@@ -818,7 +818,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         render_certificates(int(args.render_certificates[0]), Path(args.render_certificates[1]))
         return 0
     if args.build_example:
-        from learnexit.example import build_example
+        from learnexit.demo import build_example
 
         build_example(Path(args.build_example[1]), activity_rows=int(args.build_example[0]))
         return 0

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .documents.i18n import LANGS
 from .errors import ConfigError
 
 CONFIG_ENV = "LEARNEXIT_CONFIG"
@@ -32,7 +33,6 @@ CATEGORIES = ("users", "courses", "reports", "other")
 TENANCIES = ("shared", "database")
 SQL_DIALECTS = ("sqlite", "postgresql", "mysql")
 CHECKSUM_ALGORITHMS = ("md5", "sha1", "sha256")
-LANGS = ("en", "sv")
 ALL_FORMATS = ("csv", "xlsx", "json", "xml", "pdf", "docx", "media", "sql")
 
 # Which columns each role must name (design §2).  Optional columns may be left out.

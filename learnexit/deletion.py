@@ -75,9 +75,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from . import calendar, contract
 from . import ledger as L
-from .config import LANGS, MediaSettings, Settings, mask_url, scrub
+from .config import MediaSettings, Settings, mask_url, scrub
 from .consistency import all_problems, refusal, require_consistent
 from .consistency import digest as text_sha256
+from .documents.i18n import LANGS
 from .errors import (
     BadInput,
     ConfigError,

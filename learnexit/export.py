@@ -50,8 +50,9 @@ import sqlalchemy as sa
 from . import contract, errors
 from .calendar import active_notice, open_source
 from .calendar import now as current_time
-from .config import LANGS, SQL_DIALECTS, Settings, scrub
+from .config import SQL_DIALECTS, Settings, scrub
 from .consistency import require_consistent
+from .documents.i18n import LANGS
 from .errors import BadInput, LearnexitError, OperationalError, Refused, printable
 from .exporters.base import (
     Background,
@@ -64,7 +65,7 @@ from .exporters.base import (
     column_kind,
     load_builtin,
 )
-from .exporters.sql_format import check_mysql_names
+from .exporters.sql_dialect import check_mysql_names
 from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
 from .logs import event
 from .machine import usable_cores

@@ -23,8 +23,8 @@ from learnexit import calendar as cal
 from learnexit import ledger as L
 from learnexit.cli import app
 from learnexit.config import load_settings
+from learnexit.demo import build_example
 from learnexit.errors import BadInput, InvalidDate, OperationalError, Refused, UnknownCustomer
-from learnexit.example import build_example
 from learnexit.ledger import Ledger
 
 D = date

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from learnexit import __version__
 from learnexit.cli import app
-from learnexit.example import build_example, build_shared_schema, populate_shared
+from learnexit.demo import build_example, build_shared_schema, populate_shared
 from learnexit.exporters import speedups
 
 NATIVE_BUILT = importlib.util.find_spec("learnexit._speedups") is not None

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from learnexit import calendar as cal
 from learnexit import ledger as L
 from learnexit.config import load_settings
+from learnexit.demo import build_example, build_shared_schema, populate_shared
 from learnexit.errors import ConfigError
-from learnexit.example import build_example, build_shared_schema, populate_shared
 from learnexit.ledger import Ledger
 
 CLOSURE = '[closure]\nset = { "logins.workflow_state" = "deleted", "users.phone" = "closed", "course_sections.title" = "(closed)" }\n'

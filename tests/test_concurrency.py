@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from test_purge import DUE_NOW, give_notice, make_lms, set_batch_size
 
 from learnexit import ledger as L
-from learnexit.example import build_example
+from learnexit.demo import build_example
 from learnexit.ledger import Ledger
 
 

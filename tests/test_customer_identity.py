@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from learnexit.cli.app import app
-from learnexit.example import build_example, build_shared_schema, populate_shared
+from learnexit.demo import build_example, build_shared_schema, populate_shared
 
 runner = CliRunner()
 

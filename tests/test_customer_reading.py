@@ -19,9 +19,9 @@ from docx.shared import Mm
 from typer.testing import CliRunner
 
 from learnexit.cli import app
+from learnexit.demo import build_example
 from learnexit.documents.notes import note_sentence
 from learnexit.documents.word import column_widths
-from learnexit.example import build_example
 
 
 @dataclass

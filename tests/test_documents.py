@@ -29,11 +29,11 @@ from conftest import needs_tool
 from learnexit.calendar import record_notice
 from learnexit.config import Settings, load_settings
 from learnexit.contract import compute_timeline
+from learnexit.demo import build_example
 from learnexit.documents import i18n
 from learnexit.documents.letter import write_notice_letter
 from learnexit.documents.model import Certificate
 from learnexit.documents.render import render_file
-from learnexit.example import build_example
 from learnexit.export import run_export
 from learnexit.exporters.base import ColumnSpec, ExportJob, ExportOptions, TableSpec, column_kind, load_builtin
 from learnexit.ledger import Ledger

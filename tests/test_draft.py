@@ -258,7 +258,7 @@ def test_drafts_on_server_databases(engine_kind: str, dbs: Any) -> None:
 
 
 def test_shared_tenancy_draft_of_the_example_matches_the_hand_written_config(tmp_path: Path) -> None:
-    from learnexit.example import build_example
+    from learnexit.demo import build_example
 
     build_example(tmp_path / "ex")
     config = tmp_path / "ex" / "drafted.toml"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_tool
 
-from learnexit.example import build_example
+from learnexit.demo import build_example
 
 pyrage = pytest.importorskip("pyrage")
 AGE = shutil.which("age")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from learnexit.example import (
+from learnexit.demo import (
     CUSTOMERS,
     SHARED_METADATA,
     SHARED_USER_NAME,

@@ -34,9 +34,9 @@ from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import Settings, load_settings
+from learnexit.demo import build_example
 from learnexit.documents.notes import note_sentence
 from learnexit.errors import BadInput, OperationalError, Refused
-from learnexit.example import build_example
 from learnexit.export import ExportResult, run_export
 from learnexit.exporters.base import REGISTRY, Exporter, ExportJob, load_builtin
 from learnexit.ledger import Ledger, audit, exports, notices

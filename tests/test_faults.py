@@ -43,7 +43,7 @@ from conftest import PG_ADMIN
 from test_purge import DUE_NOW, files, give_notice, make_lms, purge_outcome, set_batch_size, snapshot
 
 from learnexit import ledger as L
-from learnexit.example import build_example, build_shared_schema, populate_shared
+from learnexit.demo import build_example, build_shared_schema, populate_shared
 from learnexit.ledger import Ledger
 from learnexit.package import verify_package
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pypdf
 
+from learnexit.demo import build_example
 from learnexit.documents.fonts import bundled_font_files, document_characters, undrawable, undrawable_note
 from learnexit.documents.model import Certificate, Paragraph, Report, Table
 from learnexit.documents.render import render_file
-from learnexit.example import build_example
 
 # emoji (with a flag and a variation selector), Arabic, Hebrew, Devanagari, Thai, Greek,
 # Cyrillic, symbols: no CJK (that needs a system font)

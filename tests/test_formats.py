@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from learnexit.config import Settings, load_settings
-from learnexit.example import build_example, build_shared_schema, populate_shared
+from learnexit.demo import build_example, build_shared_schema, populate_shared
 from learnexit.export import run_export
 from learnexit.exporters import values, xlsx_format
 from learnexit.exporters.base import Exporter, load_builtin
@@ -791,7 +791,7 @@ def test_mysql_doubles_are_read_as_floats(db_factory, tmp_path: Path) -> None:
 
 def test_sql_non_finite_numbers_and_time_zones_per_dialect() -> None:
     san = values.Sanitiser("sql")
-    from learnexit.exporters.sql_format import Literals, TargetColumn
+    from learnexit.exporters.sql_dialect import Literals, TargetColumn
 
     col = TargetColumn("x", sa.Double(), "float", True, False)
     dcol = TargetColumn("d", sa.Numeric(), "decimal", True, False)

@@ -211,7 +211,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from learnexit.example import build_example
+    from learnexit.demo import build_example
 
     dest = tmp_path_factory.mktemp("help") / "demo"
     build_example(dest)

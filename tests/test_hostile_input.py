@@ -42,7 +42,7 @@ import pytest
 from typer.testing import CliRunner
 
 from learnexit.cli import app
-from learnexit.example import build_example
+from learnexit.demo import build_example
 
 NOW = "2026-11-29T11:15:00"  # Stockholm local time = 10:15:00Z: the package name is known
 PACKAGE_NOW = "acme-2026-11-29T101500Z"

@@ -49,7 +49,7 @@ def json_lines(stderr: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from learnexit.example import build_example
+    from learnexit.demo import build_example
 
     dest = tmp_path_factory.mktemp("logs") / "demo"
     build_example(dest)

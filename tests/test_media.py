@@ -18,8 +18,8 @@ import pytest
 from test_documents import run_after  # the ExportJob harness (tests/ is on sys.path)
 
 from learnexit.config import load_settings
+from learnexit.demo import build_example
 from learnexit.errors import ConfigError
-from learnexit.example import build_example
 from learnexit.exporters.media import (
     MediaProblem,
     NameAllocator,

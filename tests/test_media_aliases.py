@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from test_purge import Lms, as_json, files, give_notice, make_lms, purge, snapshot
 
-from learnexit.example import build_example
+from learnexit.demo import build_example
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 import learnexit
 from learnexit.cli import app
-from learnexit.example import build_example
+from learnexit.demo import build_example
 from learnexit.source import describe_db_error
 
 runner = CliRunner()

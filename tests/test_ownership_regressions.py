@@ -24,7 +24,7 @@ from test_ownership_oracle import Ref, Rows, Schema, decide, expected_after, exp
 from typer.testing import CliRunner
 
 from learnexit.cli.app import app
-from learnexit.example import build_example, build_shared_schema, populate_shared
+from learnexit.demo import build_example, build_shared_schema, populate_shared
 
 runner = CliRunner()
 

@@ -25,8 +25,8 @@ from test_documents import docx_text, pdf_text
 
 from learnexit import export as export_module
 from learnexit.config import Settings, load_settings
+from learnexit.demo import build_example, build_shared_schema, populate_shared
 from learnexit.errors import OperationalError
-from learnexit.example import build_example, build_shared_schema, populate_shared
 from learnexit.export import ExportResult, run_export
 from learnexit.exporters import xml_format
 from learnexit.exporters.csv_format import CsvWriter

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from learnexit.config import load_settings
-from learnexit.example import build_example
+from learnexit.demo import build_example
 from learnexit.export import run_export
 
 

@@ -30,7 +30,7 @@ from learnexit import calendar, deletion
 from learnexit import ledger as L
 from learnexit.cli import app
 from learnexit.config import load_settings
-from learnexit.example import SHARED_USER_NAME, build_example, build_shared_schema, populate_shared
+from learnexit.demo import SHARED_USER_NAME, build_example, build_shared_schema, populate_shared
 from learnexit.ledger import Ledger
 from learnexit.media_paths import MediaProblem
 

@@ -29,7 +29,7 @@ from test_purge import DUE_NOW, give_notice, make_lms, purge_outcome, set_batch_
 
 from learnexit import calendar, deletion
 from learnexit import ledger as L
-from learnexit.example import build_example
+from learnexit.demo import build_example
 from learnexit.ledger import Ledger
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import load_settings
+from learnexit.demo import build_example
 from learnexit.draft import draft_config
-from learnexit.example import build_example
 from learnexit.source import inspect_customer
 
 runner = CliRunner()

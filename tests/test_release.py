@@ -24,7 +24,7 @@ import pytest
 from learnexit import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
-IGNORE = shutil.ignore_patterns(
+_IGNORE_EVERYWHERE = shutil.ignore_patterns(
     ".git",
     ".venv",
     "venv",
@@ -36,13 +36,23 @@ IGNORE = shutil.ignore_patterns(
     ".mypy_cache",
     ".ruff_cache",
     ".hypothesis",
-    "demo",
     "exports",
     "certificates",
     "results",
     "*.db",
     "*.so",
 )
+
+
+def _ignored(folder: str, names: list[str]) -> set[str]:
+    """What the copy leaves out: build and cache folders everywhere, and at the top the
+    example a reader made with ``learnexit init --example demo`` (not ``learnexit/demo``)."""
+    ignored = set(_IGNORE_EVERYWHERE(folder, names))
+    if Path(folder) == ROOT and "demo" in names:
+        ignored.add("demo")
+    return ignored
+
+
 TEMPLATES = {"certificate.html", "certificate.css", "report.html", "report.css"}
 
 pytestmark = pytest.mark.slow
@@ -68,7 +78,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(message)
     work = tmp_path_factory.mktemp("release")
     source = work / "src"
-    shutil.copytree(ROOT, source, ignore=IGNORE)
+    shutil.copytree(ROOT, source, ignore=_ignored)
     out = work / "dist"
     _run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], cwd=work)
     return out

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import load_settings
+from learnexit.demo import build_example
 from learnexit.errors import ConfigError
-from learnexit.example import build_example
 from learnexit.roles import check_roles
 
 

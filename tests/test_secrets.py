@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from learnexit import config as config_module
 from learnexit.cli import app
-from learnexit.example import build_example, build_shared_schema, populate_shared
+from learnexit.demo import build_example, build_shared_schema, populate_shared
 
 PASSWORD = "Hunter2-S3cr3t!x#y/z@w%q"
 runner = CliRunner()

@@ -55,7 +55,8 @@ from learnexit.export import ExportResult, run_export
 from learnexit.exporters import speedups, sql_format, xlsx_format
 from learnexit.exporters.base import ColumnSpec, ExportJob, ExportOptions, TableSpec, column_kind
 from learnexit.exporters.csv_format import CsvWriter
-from learnexit.exporters.sql_format import DIALECTS, Literals, SqlWriter
+from learnexit.exporters.sql_dialect import DIALECTS, Literals
+from learnexit.exporters.sql_format import SqlWriter
 from learnexit.exporters.values import Sanitiser
 from learnexit.exporters.xlsx_format import XlsxWriter, cell, column_letter
 

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 from learnexit import calendar
 from learnexit.cli import app
 from learnexit.config import load_settings
+from learnexit.demo import build_example
 from learnexit.errors import ConfigError
-from learnexit.example import build_example
 from learnexit.export import run_export
 from learnexit.ledger import Ledger
 from learnexit.source import Source, inspect_customer

@@ -24,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from learnexit.cli import app
-from learnexit.example import build_example
+from learnexit.demo import build_example
 
 runner = CliRunner()
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..documents.i18n import LANGS
 from ..errors import BadInput, Refused
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, is_interactive, run
 from .progress import progress_bars
@@ -274,7 +275,7 @@ def purge_command(
             raise BadInput("--force cannot be used with --due: force one customer at a time")
         if force and reason is not None and not reason.strip():
             raise BadInput("--reason must say why the purge is forced")
-        if lang is not None and lang not in ("en", "sv"):
+        if lang is not None and lang not in LANGS:
             raise BadInput(f"--lang must be en or sv, not {lang!r}")
         settings = ctx.settings()
         now = clock(settings.contract.timezone)

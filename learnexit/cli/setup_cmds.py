@@ -77,7 +77,7 @@ def init_command(
         if customer_table is not None or exact:
             raise BadInput("--customer-table and --exact go with --from-database URL")
         if example is not None:
-            from ..example import build_example
+            from ..demo import build_example
 
             if (example / "lms.db").exists() or (example / "learnexit.toml").exists():
                 raise BadInput(f"{example} already holds an example; choose an empty folder")

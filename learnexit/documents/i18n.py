@@ -16,6 +16,8 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 LANGS = ("en", "sv")
+"""The languages of the documents and certificates (``--lang``, ``[export] lang``): the one
+definition (this module imports nothing of learnexit, so the render workers stay light)."""
 
 _MONTHS = {
     "en": (

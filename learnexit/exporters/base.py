@@ -497,6 +497,12 @@ class Exporter(ABC):
         pass
 
 
+def generated_at(job: ExportJob) -> str:
+    """The export's start as ISO 8601 (a naive time is UTC, as the ledger stores it)."""
+    at = job.started_at
+    return at.isoformat() if at.tzinfo is not None else at.isoformat() + "Z"
+
+
 REGISTRY: dict[str, Exporter] = {}
 BUILTIN_MODULES = ("csv_format", "xlsx_format", "json_format", "xml_format", "sql_format", "documents_format", "media")
 

@@ -17,7 +17,7 @@ The document (streamed with ``lxml.etree.xmlfile``; memory stays bounded as for 
 
 One element per row, named after its table; inside it one element per column (in table
 order, every column present: NULL is ``xsi:nil="true"``), then the nested rows (see
-``json_format``: same plan, same placement, every owned row exactly once).  Without
+``nesting``: same plan, same placement, every owned row exactly once).  Without
 ``[roles.people]`` there is no ``<people>``: every table is in ``<other>``, flat.
 
 Text is the canonical text of ``values.text`` (non-finite numbers spelt ``NaN``/``INF``/
@@ -45,15 +45,15 @@ from typing import IO, Any
 import orjson
 from lxml import etree
 
-from .base import Exporter, ExportJob, TableSpec, register
-from .json_format import (
+from .base import Exporter, ExportJob, TableSpec, generated_at, register
+from .nesting import (
     NESTED_FORMAT,
     Leaves,
     NestedSink,
     NestingPlan,
     Record,
-    generated_at,
     nesting_plan,
+    register_sink,
     write_nested,
 )
 from .values import NUL, SEP, Sanitiser, file_stem, iso_by_orjson, marked, xml_legal
@@ -161,48 +161,57 @@ class XmlLayout:
 # --------------------------------------------------------------------------- the schema
 
 
-def build_xsd(layout: XmlLayout, job: ExportJob) -> etree._Element:
-    def xs(tag: str, parent: etree._Element | None = None, **attrib: str) -> etree._Element:
-        el = (
-            etree.Element(f"{{{XS}}}{tag}", nsmap={"xs": XS})
-            if parent is None
-            else etree.SubElement(parent, f"{{{XS}}}{tag}")
-        )
-        for k, v in attrib.items():
-            el.set(k.rstrip("_"), v)
-        return el
+def _xs(tag: str, parent: etree._Element | None = None, **attrib: str) -> etree._Element:
+    """An XML Schema element ``xs:tag`` (under ``parent``); a trailing ``_`` in a name is dropped."""
+    el = (
+        etree.Element(f"{{{XS}}}{tag}", nsmap={"xs": XS})
+        if parent is None
+        else etree.SubElement(parent, f"{{{XS}}}{tag}")
+    )
+    for k, v in attrib.items():
+        el.set(k.rstrip("_"), v)
+    return el
 
-    schema = xs("schema", elementFormDefault="unqualified")
-    doc = xs("annotation", schema)
-    xs("documentation", doc).text = (
+
+def build_xsd(layout: XmlLayout, job: ExportJob) -> etree._Element:
+    schema = _xs("schema", elementFormDefault="unqualified")
+    doc = _xs("annotation", schema)
+    _xs("documentation", doc).text = (
         f"learnexit export of {job.customer}: one element per row, named after its table; "
         "one child element per column (NULL: xsi:nil); nested rows follow the columns."
     )
-    number = xs("simpleType", schema, name=NUMBER_TYPE)
-    xs("union", number, memberTypes="xs:decimal xs:double")
+    number = _xs("simpleType", schema, name=NUMBER_TYPE)
+    _xs("union", number, memberTypes="xs:decimal xs:double")
 
+    _table_types(schema, layout)
+    _export_element(schema, layout)
+    return schema
+
+
+def _table_types(schema: etree._Element, layout: XmlLayout) -> None:
+    """Per table its flat type (the columns) and, when tables nest in it, its nested type."""
     for spec in layout.specs.values():
-        flat = xs("complexType", schema, name=_flat_type(layout, spec.name))
-        seq = xs("sequence", flat)
+        flat = _xs("complexType", schema, name=_flat_type(layout, spec.name))
+        seq = _xs("sequence", flat)
         for column in spec.column_names:
             element_name = layout.columns[spec.name][column]
-            el = xs("element", seq, name=element_name, nillable="true")
+            el = _xs("element", seq, name=element_name, nillable="true")
             base = column_xsd_type(spec, column)
             if element_name == column:
                 el.set("type", base)
             else:
-                ext = xs("extension", xs("simpleContent", xs("complexType", el)), base=base)
-                xs("attribute", ext, name="name", type="xs:string", fixed=xml_legal(column)[0])
-        xs("attribute", flat, name="table", type="xs:string", use="optional")
+                ext = _xs("extension", _xs("simpleContent", _xs("complexType", el)), base=base)
+                _xs("attribute", ext, name="name", type="xs:string", fixed=xml_legal(column)[0])
+        _xs("attribute", flat, name="table", type="xs:string", use="optional")
     for spec in layout.specs.values():
         nests = layout.plan.kids(spec.name)
         if not nests:
             continue
-        nested = xs("complexType", schema, name=_type_of(layout, spec.name))
-        ext = xs("extension", xs("complexContent", nested), base=_flat_type(layout, spec.name))
-        seq = xs("sequence", ext)
+        nested = _xs("complexType", schema, name=_type_of(layout, spec.name))
+        ext = _xs("extension", _xs("complexContent", nested), base=_flat_type(layout, spec.name))
+        seq = _xs("sequence", ext)
         for nest in nests:
-            xs(
+            _xs(
                 "element",
                 seq,
                 name=layout.child_element[nest.table],
@@ -211,15 +220,18 @@ def build_xsd(layout: XmlLayout, job: ExportJob) -> etree._Element:
                 maxOccurs="unbounded",
             )
 
-    root = xs("element", schema, name="export")
-    ctype = xs("complexType", root)
-    seq = xs("sequence", ctype)
+
+def _export_element(schema: etree._Element, layout: XmlLayout) -> None:
+    """The root element: ``<people>`` (when rows nest), ``<other>`` and the attributes."""
+    root = _xs("element", schema, name="export")
+    ctype = _xs("complexType", root)
+    seq = _xs("sequence", ctype)
     plan = layout.plan
     if plan.nested:
         assert plan.people
-        people = xs("element", seq, name="people", minOccurs="0")
-        pseq = xs("sequence", xs("complexType", people))
-        xs(
+        people = _xs("element", seq, name="people", minOccurs="0")
+        pseq = _xs("sequence", _xs("complexType", people))
+        _xs(
             "element",
             pseq,
             name=layout.row_element[plan.people],
@@ -227,10 +239,10 @@ def build_xsd(layout: XmlLayout, job: ExportJob) -> etree._Element:
             minOccurs="0",
             maxOccurs="unbounded",
         )
-    other = xs("element", seq, name="other")
-    oseq = xs("sequence", xs("complexType", other))
+    other = _xs("element", seq, name="other")
+    oseq = _xs("sequence", _xs("complexType", other))
     for table in plan.other_tables:
-        xs(
+        _xs(
             "element",
             oseq,
             name=layout.row_element[table],
@@ -245,8 +257,7 @@ def build_xsd(layout: XmlLayout, job: ExportJob) -> etree._Element:
         ("format", "required"),
         ("people_table", "optional"),
     ):
-        xs("attribute", ctype, name=attr, type="xs:dateTime" if attr == "generated_at" else "xs:string", use=use)
-    return schema
+        _xs("attribute", ctype, name=attr, type="xs:dateTime" if attr == "generated_at" else "xs:string", use=use)
 
 
 def _flat_type(layout: XmlLayout, table: str) -> str:
@@ -397,7 +408,7 @@ class XmlDocument(NestedSink):
                     self.record_xml(tag, child, slot, out)
         out.append(f"</{element}>".encode())
 
-    # -- the document, as a sink of ``json_format.write_nested`` ---------------------
+    # -- the document, as a sink of ``nesting.write_nested`` -------------------------
 
     def prepare(self, table: str, columns: list[Sequence[Any]]) -> list[Any]:
         return self.rows_xml(table, columns)
@@ -455,6 +466,13 @@ class XmlDocument(NestedSink):
 
     def write(self) -> None:
         write_nested(self.job, self.layout.plan, [self])
+
+
+def _nested_xml(job: ExportJob, plan: NestingPlan) -> XmlDocument:
+    return XmlDocument(job, XmlLayout.build(job, plan))
+
+
+register_sink("xml", _nested_xml)
 
 
 @register
