@@ -13,34 +13,38 @@ from ..errors import BadInput
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, run
 from .tables import print_table
 
+ExampleOpt = Annotated[
+    Path | None,
+    typer.Option("--example", help="Write the example LMS (SQLite + media) and its config into DIR.", metavar="DIR"),
+]
+FromDatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from-database",
+        help="Draft the config from this database's schema and data (a SQLAlchemy URL).",
+        metavar="URL",
+    ),
+]
+CustomerTableOpt = Annotated[
+    str | None,
+    typer.Option("--customer-table", help="With --from-database: the tenant table (shared tenancy).", metavar="T"),
+]
+ExactOpt = Annotated[
+    bool, typer.Option("--exact", help="With --from-database: count every row instead of sampling big tables.")
+]
+InitOutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Where to write the config ('-': print it). Default: --config or ./learnexit.toml."),
+]
+
 
 @app.command("init")
 def init_command(
-    example: Annotated[
-        Path | None,
-        typer.Option(
-            "--example", help="Write the example LMS (SQLite + media) and its config into DIR.", metavar="DIR"
-        ),
-    ] = None,
-    from_database: Annotated[
-        str | None,
-        typer.Option(
-            "--from-database",
-            help="Draft the config from this database's schema and data (a SQLAlchemy URL).",
-            metavar="URL",
-        ),
-    ] = None,
-    customer_table: Annotated[
-        str | None,
-        typer.Option("--customer-table", help="With --from-database: the tenant table (shared tenancy).", metavar="T"),
-    ] = None,
-    exact: Annotated[
-        bool, typer.Option("--exact", help="With --from-database: count every row instead of sampling big tables.")
-    ] = False,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Where to write the config ('-': print it). Default: --config or ./learnexit.toml."),
-    ] = None,
+    example: ExampleOpt = None,
+    from_database: FromDatabaseOpt = None,
+    customer_table: CustomerTableOpt = None,
+    exact: ExactOpt = False,
+    out: InitOutOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     show_traceback: TracebackOpt = False,
@@ -77,23 +81,7 @@ def init_command(
         if customer_table is not None or exact:
             raise BadInput("--customer-table and --exact go with --from-database URL")
         if example is not None:
-            from ..demo import build_example
-
-            if (example / "lms.db").exists() or (example / "learnexit.toml").exists():
-                raise BadInput(f"{example} already holds an example; choose an empty folder")
-            info = build_example(example)
-            data = {
-                "path": str(example.resolve()),
-                "config": str((example / "learnexit.toml").resolve()),
-                "legacy_config": str((example / "legacy" / "learnexit.toml").resolve()),
-                "customers": info.customers,
-            }
-
-            def render(out: Console) -> None:
-                out.print(f"Wrote the example LMS to {example}/ (customers: {', '.join(info.customers)}).")
-                out.print(f"Next: cd {example} && learnexit inspect acme")
-
-            ctx.emit(data, render)
+            _write_example(ctx, example)
             return
         from ..skeleton import write_skeleton
 
@@ -104,6 +92,26 @@ def init_command(
         )
 
     run(ctx, body)
+
+
+def _write_example(ctx: Ctx, example: Path) -> None:
+    from ..demo import build_example
+
+    if (example / "lms.db").exists() or (example / "learnexit.toml").exists():
+        raise BadInput(f"{example} already holds an example; choose an empty folder")
+    info = build_example(example)
+    data = {
+        "path": str(example.resolve()),
+        "config": str((example / "learnexit.toml").resolve()),
+        "legacy_config": str((example / "legacy" / "learnexit.toml").resolve()),
+        "customers": info.customers,
+    }
+
+    def render(out: Console) -> None:
+        out.print(f"Wrote the example LMS to {example}/ (customers: {', '.join(info.customers)}).")
+        out.print(f"Next: cd {example} && learnexit inspect acme")
+
+    ctx.emit(data, render)
 
 
 @app.command("inspect")
