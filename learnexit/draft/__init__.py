@@ -31,7 +31,7 @@ from .propose import (
     propose_tables,
 )
 from .render import render
-from .schema import PEOPLE_NAMES, collect_facts, find_named
+from .schema import PEOPLE_NAMES, Candidate, collect_facts, find_named
 from .schema import candidates as name_candidates
 from .tenancy import classify_shared
 
@@ -105,7 +105,10 @@ def draft_config(
         try:
             with engine.connect() as conn:
                 measurer = Measurer(conn, facts.tables, exact=exact, **({"sample": sample} if sample else {}))
-                measured = [measurer.measure(c) for c in found]
+                by_column: dict[tuple[str, str], list[Candidate]] = {}
+                for c in found:
+                    by_column.setdefault((c.table, c.column), []).append(c)
+                measured = [e for cands in by_column.values() for e in measurer.measure_column(cands)]
                 propose_site_name(facts, proposal, conn)
                 conn.rollback()
         except sa.exc.SQLAlchemyError as exc:

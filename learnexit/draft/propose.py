@@ -88,14 +88,34 @@ def describe(ev: Evidence) -> str:
     return text
 
 
+def enough_values(ev: Evidence) -> bool:
+    """Whether the values can tell a reference from a flag: a column holding only ``1``
+    (besides "none") is found in every table.  A name ending in ``id`` (or a ``parent``)
+    is trusted with one value (a site with one root account); a bare noun
+    (``nosubmissions``, ``shared``) needs two when its name is the target's, three when
+    it only resembles it (two in a table of fewer than six rows)."""
+    c = ev.candidate
+    if c.column.lower().endswith("id") or c.reason.startswith("a parent"):
+        return ev.distinct >= 1
+    if c.rank <= 1:
+        return ev.distinct >= 2
+    return ev.distinct >= (3 if ev.checked >= 6 else 2)
+
+
 def choose_relations(facts: SchemaFacts, measured: list[Evidence], proposal: Proposal) -> None:
-    """One reference per column: the surest name whose values the data bears out."""
+    """One reference per column: the surest name whose values the data bears out; among
+    names as sure, the target whose keys the values cover best, then one of the table's
+    own module."""
     by_column: dict[tuple[str, str], list[Evidence]] = {}
     for ev in measured:
         by_column.setdefault((ev.candidate.table, ev.candidate.column), []).append(ev)
     for (table, column), options in sorted(by_column.items()):
         # a name that matches only through a module or a qualifier needs near-perfect data
-        good = [e for e in options if e.checked and e.share >= (ACCEPT_SHARE if e.candidate.rank <= 1 else SURE_SHARE)]
+        good = [
+            e
+            for e in options
+            if e.checked and e.share >= (ACCEPT_SHARE if e.candidate.rank <= 1 else SURE_SHARE) and enough_values(e)
+        ]
         if not good:
             empty = [e for e in options if not e.checked and e.candidate.rank <= 1]
             targets = {(e.candidate.target.table, e.candidate.target.column) for e in empty}
@@ -103,9 +123,21 @@ def choose_relations(facts: SchemaFacts, measured: list[Evidence], proposal: Pro
                 good = empty[:1]
         if not good:
             best = max(options, key=lambda e: e.share)
-            proposal.rejected.append(f"{table}.{column} → {best.candidate.target.table}: {describe(best)}")
+            why = describe(best)
+            if best.checked and not enough_values(best):
+                why += f"; only {best.distinct} distinct value(s): a flag or a count, not a reference"
+            proposal.rejected.append(f"{table}.{column} → {best.candidate.target.table}: {why}")
             continue
-        pick = min(good, key=lambda e: (e.candidate.rank, -e.share, e.candidate.target.table))
+        pick = min(
+            good,
+            key=lambda e: (
+                e.candidate.rank,
+                e.share < SURE_SHARE,
+                -round(e.coverage, 1),
+                not e.candidate.local,
+                e.candidate.target.table,
+            ),
+        )
         c = pick.candidate
         proposal.relations.append(
             RelationProposal(pick, table, column, c.target.table, c.target.column, pick.sentinels, describe(pick))
