@@ -19,9 +19,11 @@ from sqlalchemy.engine import make_url
 from ..config import _normalise_driver, mask_url
 from ..errors import BadInput, OperationalError
 from ..source import describe_db_error, make_engine
+from . import composite
 from .evidence import Measurer
 from .propose import (
     Proposal,
+    add_composites,
     choose_relations,
     drop_from_shared,
     propose_customer,
@@ -109,11 +111,14 @@ def draft_config(
                 for c in found:
                     by_column.setdefault((c.table, c.column), []).append(c)
                 measured = [e for cands in by_column.values() for e in measurer.measure_column(cands)]
+                choose_relations(facts, measured, proposal)
+                single = {(r.from_table, r.from_column) for r in proposal.relations}
+                tuples = [composite.measure(measurer, c) for c in composite.candidates(facts, single)]
+                add_composites(proposal, *composite.accepted(tuples))
                 propose_site_name(facts, proposal, conn)
                 conn.rollback()
         except sa.exc.SQLAlchemyError as exc:
             raise OperationalError(f"cannot read {mask_url(url)}: {describe_db_error(exc)}") from None
-        choose_relations(facts, measured, proposal)
         propose_tables(facts, proposal)
         drop_from_shared(proposal)
         propose_roles(facts, proposal)

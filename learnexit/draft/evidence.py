@@ -89,20 +89,26 @@ class Measurer:
 
     def _values(self, cand: Candidate) -> tuple[sa.Subquery, bool]:
         """The child's non-NULL values to look at, as a subquery with column ``v``."""
-        t = self.tables[cand.table]
+        return self.sample_of(cand.table, [cand.column])
+
+    def sample_of(self, table: str, columns: list[str]) -> tuple[sa.Subquery, bool]:
+        """The rows of ``table`` with no NULL in ``columns``, as a subquery with columns
+        ``v`` (one column) or ``v0``, ``v1``… (several); sampled on a big table."""
+        t = self.tables[table]
         pk_cols = [c.name for c in t.primary_key.columns]
-        lt = light(t, *dict.fromkeys([cand.column, *pk_cols]))
-        col = lt.c[cand.column]
-        base = sa.select(col.label("v")).where(col.is_not(None))
-        if self.exact or self.rows(cand.table) <= self.sample:
+        lt = light(t, *dict.fromkeys([*columns, *pk_cols]))
+        labels = ["v"] if len(columns) == 1 else [f"v{i}" for i in range(len(columns))]
+        base = sa.select(*[lt.c[c].label(n) for c, n in zip(columns, labels, strict=True)])
+        base = base.where(*[lt.c[c].is_not(None) for c in columns])
+        if self.exact or self.rows(table) <= self.sample:
             return base.subquery("le_values"), False
-        starts = self._starts(cand.table)
+        starts = self._starts(table)
         if starts is None:
             return base.limit(self.sample).subquery("le_values"), True
         pk = lt.c[pk_cols[0]]
         each = max(1, self.sample // len(starts))
         parts = [base.where(pk >= s).order_by(pk).limit(each).subquery(f"le_part{i}") for i, s in enumerate(starts)]
-        union = sa.union_all(*[sa.select(p.c.v) for p in parts])
+        union = sa.union_all(*[sa.select(*[p.c[n] for n in labels]) for p in parts])
         return union.subquery("le_values"), True
 
     def target_has(self, cand: Candidate, value: int) -> bool:

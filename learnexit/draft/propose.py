@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .composite import CompositeEvidence
 from .evidence import Evidence
 from .schema import (
     COURSE_NAMES,
@@ -37,13 +38,24 @@ PERSONAL_WORDS = ("name", "email", "phone", "address", "city", "birth", "ip", "u
 
 @dataclass
 class RelationProposal:
-    evidence: Evidence | None
+    """One ``[[relations]]`` entry; a composite one has ``from_columns``/``to_columns``
+    (and its ``from_column``/``to_column`` are those lists as text, for messages only)."""
+
+    evidence: Evidence | CompositeEvidence | None
     from_table: str
     from_column: str
     to_table: str
     to_column: str
     sentinels: tuple[int, ...] = ()
     comment: str = ""
+    from_columns: tuple[str, ...] = ()
+    to_columns: tuple[str, ...] = ()
+
+    def ends(self) -> tuple[list[str], list[str]]:
+        """``from`` and ``to`` as lists of ``table.column``."""
+        froms = self.from_columns or (self.from_column,)
+        tos = self.to_columns or (self.to_column,)
+        return [f"{self.from_table}.{c}" for c in froms], [f"{self.to_table}.{c}" for c in tos]
 
 
 @dataclass
@@ -144,6 +156,28 @@ def choose_relations(facts: SchemaFacts, measured: list[Evidence], proposal: Pro
         )
 
 
+def add_composites(proposal: Proposal, good: list[CompositeEvidence], rest: list[CompositeEvidence]) -> None:
+    """Composite references the data bears out, after the single-column ones."""
+    for ev in sorted(good, key=lambda e: (e.candidate.table, e.candidate.columns)):
+        c = ev.candidate
+        proposal.relations.append(
+            RelationProposal(
+                ev,
+                c.table,
+                ", ".join(c.columns),
+                c.target,
+                ", ".join(c.target_columns),
+                comment=ev.describe(),
+                from_columns=c.columns,
+                to_columns=c.target_columns,
+            )
+        )
+    for ev in rest:
+        if ev.checked and ev.share >= 0.5:  # near misses only: most pairs match nothing, by design
+            c = ev.candidate
+            proposal.rejected.append(f"{c.table}.({', '.join(c.columns)}) → {c.target}: {ev.describe()}")
+
+
 def drop_from_shared(proposal: Proposal) -> None:
     """A shared table keeps every row it references (the purge must not break it), so a
     reference from a system table to people would keep those people: not proposed."""
@@ -161,7 +195,11 @@ def drop_from_shared(proposal: Proposal) -> None:
 
 
 def _refs_to(proposal: Proposal, facts: SchemaFacts, table: str, target: str) -> list[str]:
-    cols = [r.from_column for r in proposal.relations if r.from_table == table and r.to_table == target]
+    cols = [
+        r.from_column
+        for r in proposal.relations
+        if r.from_table == table and r.to_table == target and not r.from_columns
+    ]
     for fk in facts.tables[table].foreign_key_constraints:
         if fk.referred_table.name == target and len(fk.columns) == 1:
             cols.append(list(fk.columns)[0].name)

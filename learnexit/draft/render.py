@@ -79,8 +79,9 @@ def render(proposal: Proposal, tables: int, masked_source: str) -> str:
         add("# delete any you know to be wrong.  sentinels: values that mean 'none' (not a reference).")
     for r in proposal.relations:
         add(f"[[relations]]  # {r.comment}")
-        add(f"from = {q(f'{r.from_table}.{r.from_column}')}")
-        add(f"to = {q(f'{r.to_table}.{r.to_column}')}")
+        froms, tos = r.ends()
+        add(f"from = {q(froms if r.from_columns else froms[0])}")
+        add(f"to = {q(tos if r.to_columns else tos[0])}")
         if r.sentinels:
             add(f"sentinels = {q(list(r.sentinels))}")
         add("")

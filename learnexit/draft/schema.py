@@ -200,6 +200,7 @@ class SchemaFacts:
     tables: dict[str, sa.Table]
     keys: dict[str, list[Key]] = field(default_factory=dict)
     declared: set[tuple[str, str]] = field(default_factory=set)  # (table, column) with a declared key
+    composite_keys: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # unique, several columns
 
     def base(self, table: str) -> str:
         return strip_prefix(table, self.prefix).lower()
@@ -229,10 +230,23 @@ def collect_facts(metadata: sa.MetaData) -> SchemaFacts:
                 if (k := kind(col)) and not any(x.column == col.name for x in keys):
                     keys.append(Key(name, col.name, k))
         facts.keys[name] = keys
+        facts.composite_keys[name] = _composite_keys(table)
         for fk in table.foreign_key_constraints:
             for col in fk.columns:
                 facts.declared.add((name, col.name))
     return facts
+
+
+def _composite_keys(table: sa.Table) -> list[tuple[str, ...]]:
+    """Unique keys of several key-like columns (indexes and constraints alike)."""
+    out: list[tuple[str, ...]] = []
+    groups = [list(i.columns) for i in table.indexes if i.unique]
+    groups += [list(c.columns) for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
+    for cols in groups:
+        names = tuple(c.name for c in cols)
+        if len(cols) > 1 and all(kind(c) for c in cols) and names not in out:
+            out.append(names)
+    return out
 
 
 def _stems(column: str) -> list[tuple[str, bool]]:
