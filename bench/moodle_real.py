@@ -194,6 +194,20 @@ def hand_lines(config: dict[str, object]) -> list[str]:
     return out
 
 
+def inspect_draft(text: str, url: str, tmp: Path) -> dict[str, object]:
+    """``learnexit inspect`` with the draft, its FILL IN lines filled: what an operator
+    sees before exporting (tables, unclassified, notes)."""
+    config = tmp / "filled.toml"
+    config.write_text(text.replace('"FILL IN"', '"Bookkeeping law, section (bench)"'), encoding="utf-8")
+    customer = Path(url.split("///", 1)[1]).stem if url.startswith("sqlite") else url.rsplit("/", 1)[-1]
+    command = [sys.executable, "-m", "learnexit", "inspect", customer, "--config", str(config), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp)
+    if done.returncode != 0:
+        return {"exit_code": done.returncode, "error": done.stderr.strip()[-500:]}
+    data = json.loads(done.stdout)
+    return {k: data[k] if not isinstance(data[k], (list, dict)) else len(data[k]) for k in data if k != "source"}
+
+
 def measure(args: argparse.Namespace, schema: Schema, tmp: Path) -> dict[str, object]:
     db = Path(args.db) if args.db else tmp / "site_a.db"
     url = args.url or f"sqlite:///{db}"
@@ -217,12 +231,13 @@ def measure(args: argparse.Namespace, schema: Schema, tmp: Path) -> dict[str, ob
     text = out.read_text(encoding="utf-8")
     if args.keep_draft:
         Path(args.keep_draft).write_text(text, encoding="utf-8")
-    config = tomllib.loads(text.replace('"FILL IN"', '"FILL IN"'))
+    config = tomllib.loads(text)
     truth = {
         (PREFIX + fk.table, fk.fields, PREFIX + fk.reftable, fk.reffields)
         for fk in schema.foreign_keys
         if fk.reftable in schema.tables
     }
+    inspected = inspect_draft(text, url, tmp)
     proposed = proposed_relations(summary)
     false = proposed - truth
     effects = impact(false, proposed, config, sorted(metadata.tables))
@@ -264,6 +279,7 @@ def measure(args: argparse.Namespace, schema: Schema, tmp: Path) -> dict[str, ob
         "false_confirmed_list": {show(r): [confirmed[r], effect(r)] for r in sorted(confirmed)},
         "missed": sorted(show(r) for r in truth - proposed),
         "rejected_name_matches": len(summary["rejected"]),  # type: ignore[arg-type]
+        "inspect": inspected,
         "hand_written_lines": len(fill_ins) + media,
         "hand_written": fill_ins + ([f"[media] ({media} lines)"] if media else []),
     }

@@ -115,15 +115,9 @@ def _order(schema: Schema) -> list[str]:
 
 def _plain(rng: random.Random, f: Field, row_id: int, table: str) -> Any:
     """A value for a column that is no declared reference."""
+    if f.type == "int":  # LENGTH is Moodle's number of digits (4: a SMALLINT)
+        return min(_int(rng, f), 10 ** (f.length or 10) - 1, 32_767 if (f.length or 10) <= 4 else 2**31 - 1)
     name = f.name.lower()
-    if f.type == "int":
-        if name.startswith("time") or any(name.endswith(w) for w in _TIME_WORDS):
-            return rng.randint(1_600_000_000, 1_750_000_000)
-        if f.length is not None and f.length <= 2:
-            return rng.randint(0, 1)
-        if name.endswith("id") or name in ("instance", "itemid", "objectid"):
-            return rng.randint(0, 200)  # an undeclared (often polymorphic) reference
-        return rng.randint(0, 100) if rng.random() < 0.4 else rng.randint(101, 1_000_000)
     if f.type in ("number", "float"):
         return round(rng.random() * 100, 5)
     if f.type == "binary":
@@ -132,6 +126,17 @@ def _plain(rng: random.Random, f: Field, row_id: int, table: str) -> Any:
         text = f"{name}{row_id}.{table}"  # no two tables share a text value by chance
         return text[: f.length] if f.length else text
     return f"{name} text {row_id}"
+
+
+def _int(rng: random.Random, f: Field) -> int:
+    name = f.name.lower()
+    if name.startswith("time") or any(name.endswith(w) for w in _TIME_WORDS):
+        return rng.randint(1_600_000_000, 1_750_000_000)
+    if f.length is not None and f.length <= 2:
+        return rng.randint(0, 1)
+    if name.endswith("id") or name in ("instance", "itemid", "objectid"):
+        return rng.randint(0, 200)  # an undeclared (often polymorphic) reference
+    return rng.randint(0, 100) if rng.random() < 0.4 else rng.randint(101, 1_000_000)
 
 
 def _table_rows(
