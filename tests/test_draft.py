@@ -99,7 +99,8 @@ def test_tables_secrets_retention_roles(drafted: Any) -> None:
     assert 'legal_basis = "FILL IN"' in drafted.text
     assert "mdl_files" not in tables  # contenthash is the media path, not a secret
     roles = data["roles"]
-    assert roles["people"] == {"table": "mdl_user", "id": "id", "name": "username", "email": "email"}
+    # nobody: the relations to mdl_user hold 0 for "no user"
+    assert roles["people"] == {"table": "mdl_user", "id": "id", "name": "username", "email": "email", "nobody": [0]}
     assert roles["courses"] == {"table": "mdl_course", "id": "id", "title": "fullname"}
     assert roles["completions"]["table"] == "mdl_course_completions"
     assert roles["quiz_results"] == {
@@ -107,6 +108,7 @@ def test_tables_secrets_retention_roles(drafted: Any) -> None:
         "person": "userid",
         "quiz": "quiz",
         "score": "sumgrades",
+        "max_score": "mdl_quiz.sumgrades",  # the quiz's own sumgrades is the maximum
     }
     assert roles["activity"] == {"table": "mdl_logstore_standard_log", "person": "userid", "at": "timecreated"}
 

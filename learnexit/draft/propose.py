@@ -77,7 +77,7 @@ class Proposal:
     relations: list[RelationProposal] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # name matches the data did not bear out
     tables: dict[str, TableProposal] = field(default_factory=dict)
-    roles: dict[str, dict[str, str]] = field(default_factory=dict)
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
     role_comments: dict[str, str] = field(default_factory=dict)
     media: dict[str, str] | None = None
     notes: list[str] = field(default_factory=list)
@@ -256,9 +256,11 @@ def propose_roles(facts: SchemaFacts, proposal: Proposal) -> None:
         pk = _pk_name(t)
         name = first_column(t, PERSON_NAME_COLUMNS) or first_column(t, ("lastname", "last_name", "surname"))
         if pk and name:
-            role = {"table": person, "id": pk, "name": name}
+            role: dict[str, Any] = {"table": person, "id": pk, "name": name}
             if email := first_column(t, PERSON_EMAIL_COLUMNS):
                 role["email"] = email
+            if any(r.to_table == person and 0 in r.sentinels for r in proposal.relations):
+                role["nobody"] = [0]  # the data writes 0 for "no person": never person #0
             proposal.roles["people"] = role
         retained_refs = [
             tp.name
@@ -304,7 +306,8 @@ def _record_roles(facts: SchemaFacts, proposal: Proposal, person: str, course: s
             cols = _refs_to(proposal, facts, name, person)
             if cols:
                 out.append((name, cols[0]))
-        return out
+        # the module's own tables first: feedback_completed before assignfeedback_editpdf_quick
+        return sorted(out, key=lambda x: not any(facts.base(x[0]).startswith(w + "_") for w in words))
 
     def course_col(table: str) -> str | None:
         cols = _refs_to(proposal, facts, table, course) if course else []
@@ -312,9 +315,11 @@ def _record_roles(facts: SchemaFacts, proposal: Proposal, person: str, course: s
 
     for name, pcol in with_person(("completion",), ("modules",)):
         if (ccol := course_col(name)) and "completions" not in proposal.roles:
-            role = {"table": name, "person": pcol, "course": ccol}
+            role: dict[str, Any] = {"table": name, "person": pcol, "course": ccol}
             if at := first_column(facts.tables[name], ("timecompleted", "completed_at", "completion_date")):
                 role["completed_at"] = at
+                if facts.tables[name].c[at].nullable:  # a row per enrolment, completed when set
+                    role["completed_only"] = True
             proposal.roles["completions"] = role
     for name, pcol in with_person(("certificate",)):
         if (ccol := course_col(name)) and "certificates" not in proposal.roles:
@@ -327,13 +332,15 @@ def _record_roles(facts: SchemaFacts, proposal: Proposal, person: str, course: s
         name, pcol = quiz[0]
         role = {"table": name, "person": pcol}
         t = facts.tables[name]
-        quiz_refs = [c for q in find_named(facts, ("quiz", "quizzes")) for c in _refs_to(proposal, facts, name, q)]
+        quiz_refs = [(c, q) for q in find_named(facts, ("quiz", "quizzes")) for c in _refs_to(proposal, facts, name, q)]
         if quiz_refs:
-            role["quiz"] = quiz_refs[0]
+            role["quiz"] = quiz_refs[0][0]
         if score := first_column(t, ("score", "sumgrades", "grade", "kept_score")):
             role["score"] = score
         if most := first_column(t, ("max_score", "quiz_points_possible", "points_possible", "maxmark")):
             role["max_score"] = most
+        elif quiz_refs and score and score in facts.tables[quiz_refs[0][1]].c:
+            role["max_score"] = f"{quiz_refs[0][1]}.{score}"  # the quiz's own column of that name (quiz.sumgrades)
         proposal.roles["quiz_results"] = role
     feedback = with_person(("feedback", "survey"))
     if feedback:
