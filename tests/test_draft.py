@@ -439,3 +439,47 @@ def test_flags_history_initials_and_coverage(tmp_path: Path) -> None:
         "quiz.allowofflineattempts → quiz_attempts: 100.0 % of 5 values found in quiz_attempts.id; "
         "5 rows hold 0, taken to mean none; only 1 distinct value(s): a flag or a count, not a reference"
     ]
+
+
+def test_last_words_every_word_person_by_and_own_name(tmp_path: Path) -> None:
+    script = """
+    CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT);
+    CREATE TABLE oauth2_issuer (id INTEGER PRIMARY KEY, name TEXT);
+    CREATE TABLE linked_login (id INTEGER PRIMARY KEY, issuerid INTEGER, userid INTEGER);
+    CREATE TABLE event (id INTEGER PRIMARY KEY, name TEXT);
+    CREATE TABLE events_queue (id INTEGER PRIMARY KEY, eventdata TEXT);
+    CREATE TABLE events_queue_handlers (id INTEGER PRIMARY KEY, queuedeventid INTEGER);
+    CREATE TABLE status (id INTEGER PRIMARY KEY, type_id INTEGER, created_by INTEGER);
+    CREATE TABLE status_type (id INTEGER PRIMARY KEY, name TEXT);
+    CREATE TABLE badge (id INTEGER PRIMARY KEY, name TEXT);
+    CREATE TABLE badge_external_backpack (id INTEGER PRIMARY KEY, url TEXT);
+    CREATE TABLE badge_backpack (id INTEGER PRIMARY KEY, externalbackpackid INTEGER, userid INTEGER);
+    """
+    url = _sqlite(
+        tmp_path / "names.db",
+        script,
+        {
+            "users": [(i, f"u{i}") for i in range(1, 41)],
+            "oauth2_issuer": [(i, f"issuer {i}") for i in range(1, 5)],
+            "linked_login": [(i, 1 + i % 4, 1 + i % 40) for i in range(1, 21)],
+            "event": [(i, "e") for i in range(1, 51)],
+            "events_queue": [(i, "d") for i in range(1, 11)],
+            # drawn from the 10 queued events: found among the 50 events too
+            "events_queue_handlers": [(i, 1 + i % 10) for i in range(1, 21)],
+            "status": [(i, 1 + i % 3, 1 + (i * 3) % 40) for i in range(1, 21)],
+            "status_type": [(i, f"t{i}") for i in range(1, 4)],
+            "badge": [(i, "b") for i in range(1, 6)],
+            "badge_external_backpack": [(i, "https://b") for i in range(1, 4)],
+            "badge_backpack": [(i, 1 + i % 3, 1 + i % 40) for i in range(1, 13)],
+        },
+    )
+    draft = draft_config(url)
+    assert relations_of(draft) == {
+        ("linked_login", ("issuerid",), "oauth2_issuer", ("id",)),  # a table's last word, not a person
+        ("linked_login", ("userid",), "users", ("id",)),
+        ("events_queue_handlers", ("queuedeventid",), "events_queue", ("id",)),  # every word of it
+        ("status", ("type_id",), "status_type", ("id",)),  # the table's own name as its module
+        ("status", ("created_by",), "users", ("id",)),  # …by: a person
+        ("badge_backpack", ("externalbackpackid",), "badge_external_backpack", ("id",)),  # words run together
+        ("badge_backpack", ("userid",), "users", ("id",)),
+    }
