@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from ..errors import BadInput
 from .app import Ctx
+
+if TYPE_CHECKING:  # the drafter (SQLAlchemy and all) loads only when a draft is made
+    from ..draft.propose import RelationProposal
+
+
+def _relation(r: RelationProposal) -> dict[str, Any]:
+    """One relation for --json: ``from``/``to`` a ``table.column``, or lists of them."""
+    froms, tos = r.ends()
+    out: dict[str, Any] = {
+        "from": froms if r.from_columns else froms[0],
+        "to": tos if r.to_columns else tos[0],
+        "evidence": r.comment,
+    }
+    return out | ({"sentinels": list(r.sentinels)} if r.sentinels else {})
 
 
 def write_draft(ctx: Ctx, url: str, customer_table: str | None, exact: bool, target: Path) -> None:
@@ -29,11 +44,7 @@ def write_draft(ctx: Ctx, url: str, customer_table: str | None, exact: bool, tar
         "tables": draft.tables,
         "tenancy": p.tenancy,
         "customer_table": p.customer_table,
-        "relations": [
-            {"from": f"{r.from_table}.{r.from_column}", "to": f"{r.to_table}.{r.to_column}", "evidence": r.comment}
-            | ({"sentinels": list(r.sentinels)} if r.sentinels else {})
-            for r in p.relations
-        ],
+        "relations": [_relation(r) for r in p.relations],
         "rejected": p.rejected,
         "shared": sorted(n for n, t in p.tables.items() if t.settings.get("shared")),
         "retained": sorted(n for n, t in p.tables.items() if t.settings.get("retain")),

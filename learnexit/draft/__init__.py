@@ -19,9 +19,11 @@ from sqlalchemy.engine import make_url
 from ..config import mask_url, normalise_driver
 from ..errors import BadInput, OperationalError
 from ..source import describe_db_error, make_engine
+from . import composite
 from .evidence import Measurer
 from .propose import (
     Proposal,
+    add_composites,
     choose_relations,
     drop_from_shared,
     propose_customer,
@@ -31,7 +33,7 @@ from .propose import (
     propose_tables,
 )
 from .render import render
-from .schema import PEOPLE_NAMES, collect_facts, find_named
+from .schema import PEOPLE_NAMES, Candidate, collect_facts, find_named
 from .schema import candidates as name_candidates
 from .tenancy import classify_shared
 
@@ -105,12 +107,18 @@ def draft_config(
         try:
             with engine.connect() as conn:
                 measurer = Measurer(conn, facts.tables, exact=exact, **({"sample": sample} if sample else {}))
-                measured = [measurer.measure(c) for c in found]
+                by_column: dict[tuple[str, str], list[Candidate]] = {}
+                for c in found:
+                    by_column.setdefault((c.table, c.column), []).append(c)
+                measured = [e for cands in by_column.values() for e in measurer.measure_column(cands)]
+                choose_relations(facts, measured, proposal)
+                single = {(r.from_table, r.from_column) for r in proposal.relations}
+                tuples = [composite.measure(measurer, c) for c in composite.candidates(facts, single)]
+                add_composites(proposal, *composite.accepted(tuples))
                 propose_site_name(facts, proposal, conn)
                 conn.rollback()
         except sa.exc.SQLAlchemyError as exc:
             raise OperationalError(f"cannot read {mask_url(url)}: {describe_db_error(exc)}") from None
-        choose_relations(facts, measured, proposal)
         propose_tables(facts, proposal)
         drop_from_shared(proposal)
         propose_roles(facts, proposal)

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .composite import CompositeEvidence
 from .evidence import Evidence
 from .schema import (
     COURSE_NAMES,
@@ -37,13 +38,24 @@ PERSONAL_WORDS = ("name", "email", "phone", "address", "city", "birth", "ip", "u
 
 @dataclass
 class RelationProposal:
-    evidence: Evidence | None
+    """One ``[[relations]]`` entry; a composite one has ``from_columns``/``to_columns``
+    (and its ``from_column``/``to_column`` are those lists as text, for messages only)."""
+
+    evidence: Evidence | CompositeEvidence | None
     from_table: str
     from_column: str
     to_table: str
     to_column: str
     sentinels: tuple[int, ...] = ()
     comment: str = ""
+    from_columns: tuple[str, ...] = ()
+    to_columns: tuple[str, ...] = ()
+
+    def ends(self) -> tuple[list[str], list[str]]:
+        """``from`` and ``to`` as lists of ``table.column``."""
+        froms = self.from_columns or (self.from_column,)
+        tos = self.to_columns or (self.to_column,)
+        return [f"{self.from_table}.{c}" for c in froms], [f"{self.to_table}.{c}" for c in tos]
 
 
 @dataclass
@@ -65,7 +77,7 @@ class Proposal:
     relations: list[RelationProposal] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # name matches the data did not bear out
     tables: dict[str, TableProposal] = field(default_factory=dict)
-    roles: dict[str, dict[str, str]] = field(default_factory=dict)
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
     role_comments: dict[str, str] = field(default_factory=dict)
     media: dict[str, str] | None = None
     notes: list[str] = field(default_factory=list)
@@ -88,14 +100,34 @@ def describe(ev: Evidence) -> str:
     return text
 
 
+def enough_values(ev: Evidence) -> bool:
+    """Whether the values can tell a reference from a flag: a column holding only ``1``
+    (besides "none") is found in every table.  A name ending in ``id`` (or a ``parent``)
+    is trusted with one value (a site with one root account); a bare noun
+    (``nosubmissions``, ``shared``) needs two when its name is the target's, three when
+    it only resembles it (two in a table of fewer than six rows)."""
+    c = ev.candidate
+    if c.column.lower().endswith("id") or c.reason.startswith("a parent"):
+        return ev.distinct >= 1
+    if c.rank <= 1:
+        return ev.distinct >= 2
+    return ev.distinct >= (3 if ev.checked >= 6 else 2)
+
+
 def choose_relations(facts: SchemaFacts, measured: list[Evidence], proposal: Proposal) -> None:
-    """One reference per column: the surest name whose values the data bears out."""
+    """One reference per column: the surest name whose values the data bears out; among
+    names as sure, the target whose keys the values cover best, then one of the table's
+    own module."""
     by_column: dict[tuple[str, str], list[Evidence]] = {}
     for ev in measured:
         by_column.setdefault((ev.candidate.table, ev.candidate.column), []).append(ev)
     for (table, column), options in sorted(by_column.items()):
         # a name that matches only through a module or a qualifier needs near-perfect data
-        good = [e for e in options if e.checked and e.share >= (ACCEPT_SHARE if e.candidate.rank <= 1 else SURE_SHARE)]
+        good = [
+            e
+            for e in options
+            if e.checked and e.share >= (ACCEPT_SHARE if e.candidate.rank <= 1 else SURE_SHARE) and enough_values(e)
+        ]
         if not good:
             empty = [e for e in options if not e.checked and e.candidate.rank <= 1]
             targets = {(e.candidate.target.table, e.candidate.target.column) for e in empty}
@@ -103,13 +135,47 @@ def choose_relations(facts: SchemaFacts, measured: list[Evidence], proposal: Pro
                 good = empty[:1]
         if not good:
             best = max(options, key=lambda e: e.share)
-            proposal.rejected.append(f"{table}.{column} → {best.candidate.target.table}: {describe(best)}")
+            why = describe(best)
+            if best.checked and not enough_values(best):
+                why += f"; only {best.distinct} distinct value(s): a flag or a count, not a reference"
+            proposal.rejected.append(f"{table}.{column} → {best.candidate.target.table}: {why}")
             continue
-        pick = min(good, key=lambda e: (e.candidate.rank, -e.share, e.candidate.target.table))
+        pick = min(
+            good,
+            key=lambda e: (
+                e.candidate.rank,
+                e.share < SURE_SHARE,
+                -round(e.coverage, 1),
+                not e.candidate.local,
+                e.candidate.target.table,
+            ),
+        )
         c = pick.candidate
         proposal.relations.append(
             RelationProposal(pick, table, column, c.target.table, c.target.column, pick.sentinels, describe(pick))
         )
+
+
+def add_composites(proposal: Proposal, good: list[CompositeEvidence], rest: list[CompositeEvidence]) -> None:
+    """Composite references the data bears out, after the single-column ones."""
+    for ev in sorted(good, key=lambda e: (e.candidate.table, e.candidate.columns)):
+        c = ev.candidate
+        proposal.relations.append(
+            RelationProposal(
+                ev,
+                c.table,
+                ", ".join(c.columns),
+                c.target,
+                ", ".join(c.target_columns),
+                comment=ev.describe(),
+                from_columns=c.columns,
+                to_columns=c.target_columns,
+            )
+        )
+    for ev in rest:
+        if ev.checked and ev.share >= 0.5:  # near misses only: most pairs match nothing, by design
+            c = ev.candidate
+            proposal.rejected.append(f"{c.table}.({', '.join(c.columns)}) → {c.target}: {ev.describe()}")
 
 
 def drop_from_shared(proposal: Proposal) -> None:
@@ -129,7 +195,11 @@ def drop_from_shared(proposal: Proposal) -> None:
 
 
 def _refs_to(proposal: Proposal, facts: SchemaFacts, table: str, target: str) -> list[str]:
-    cols = [r.from_column for r in proposal.relations if r.from_table == table and r.to_table == target]
+    cols = [
+        r.from_column
+        for r in proposal.relations
+        if r.from_table == table and r.to_table == target and not r.from_columns
+    ]
     for fk in facts.tables[table].foreign_key_constraints:
         if fk.referred_table.name == target and len(fk.columns) == 1:
             cols.append(list(fk.columns)[0].name)
@@ -186,9 +256,11 @@ def propose_roles(facts: SchemaFacts, proposal: Proposal) -> None:
         pk = _pk_name(t)
         name = first_column(t, PERSON_NAME_COLUMNS) or first_column(t, ("lastname", "last_name", "surname"))
         if pk and name:
-            role = {"table": person, "id": pk, "name": name}
+            role: dict[str, Any] = {"table": person, "id": pk, "name": name}
             if email := first_column(t, PERSON_EMAIL_COLUMNS):
                 role["email"] = email
+            if any(r.to_table == person and 0 in r.sentinels for r in proposal.relations):
+                role["nobody"] = [0]  # the data writes 0 for "no person": never person #0
             proposal.roles["people"] = role
         retained_refs = [
             tp.name
@@ -234,7 +306,8 @@ def _record_roles(facts: SchemaFacts, proposal: Proposal, person: str, course: s
             cols = _refs_to(proposal, facts, name, person)
             if cols:
                 out.append((name, cols[0]))
-        return out
+        # the module's own tables first: feedback_completed before assignfeedback_editpdf_quick
+        return sorted(out, key=lambda x: not any(facts.base(x[0]).startswith(w + "_") for w in words))
 
     def course_col(table: str) -> str | None:
         cols = _refs_to(proposal, facts, table, course) if course else []
@@ -242,9 +315,11 @@ def _record_roles(facts: SchemaFacts, proposal: Proposal, person: str, course: s
 
     for name, pcol in with_person(("completion",), ("modules",)):
         if (ccol := course_col(name)) and "completions" not in proposal.roles:
-            role = {"table": name, "person": pcol, "course": ccol}
+            role: dict[str, Any] = {"table": name, "person": pcol, "course": ccol}
             if at := first_column(facts.tables[name], ("timecompleted", "completed_at", "completion_date")):
                 role["completed_at"] = at
+                if facts.tables[name].c[at].nullable:  # a row per enrolment, completed when set
+                    role["completed_only"] = True
             proposal.roles["completions"] = role
     for name, pcol in with_person(("certificate",)):
         if (ccol := course_col(name)) and "certificates" not in proposal.roles:
@@ -257,13 +332,15 @@ def _record_roles(facts: SchemaFacts, proposal: Proposal, person: str, course: s
         name, pcol = quiz[0]
         role = {"table": name, "person": pcol}
         t = facts.tables[name]
-        quiz_refs = [c for q in find_named(facts, ("quiz", "quizzes")) for c in _refs_to(proposal, facts, name, q)]
+        quiz_refs = [(c, q) for q in find_named(facts, ("quiz", "quizzes")) for c in _refs_to(proposal, facts, name, q)]
         if quiz_refs:
-            role["quiz"] = quiz_refs[0]
+            role["quiz"] = quiz_refs[0][0]
         if score := first_column(t, ("score", "sumgrades", "grade", "kept_score")):
             role["score"] = score
         if most := first_column(t, ("max_score", "quiz_points_possible", "points_possible", "maxmark")):
             role["max_score"] = most
+        elif quiz_refs and score and score in facts.tables[quiz_refs[0][1]].c:
+            role["max_score"] = f"{quiz_refs[0][1]}.{score}"  # the quiz's own column of that name (quiz.sumgrades)
         proposal.roles["quiz_results"] = role
     feedback = with_person(("feedback", "survey"))
     if feedback:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .propose import FILL_IN, Proposal
+from .propose import FILL_IN, Proposal, RelationProposal
 
 HEADER = """\
 # learnexit configuration drafted by `learnexit init --from-database` from
@@ -32,6 +32,17 @@ def _key(name: str) -> str:
     """A table name as a TOML key (quoted when it is not a bare key)."""
     bare = name.replace("_", "").replace("-", "").isalnum() and name.isascii()
     return name if bare else q(name)
+
+
+def _relation(r: RelationProposal) -> list[str]:
+    """One ``[[relations]]`` entry: ``from``/``to`` a column, or lists for a composite key."""
+    froms, tos = r.ends()
+    lines = [
+        f"[[relations]]  # {r.comment}",
+        f"from = {q(froms if r.from_columns else froms[0])}",
+        f"to = {q(tos if r.to_columns else tos[0])}",
+    ]
+    return lines + ([f"sentinels = {q(list(r.sentinels))}"] if r.sentinels else []) + [""]
 
 
 def render(proposal: Proposal, tables: int, masked_source: str) -> str:
@@ -78,12 +89,7 @@ def render(proposal: Proposal, tables: int, masked_source: str) -> str:
         add("# References the schema does not declare, found in the data.  Each names its evidence;")
         add("# delete any you know to be wrong.  sentinels: values that mean 'none' (not a reference).")
     for r in proposal.relations:
-        add(f"[[relations]]  # {r.comment}")
-        add(f"from = {q(f'{r.from_table}.{r.from_column}')}")
-        add(f"to = {q(f'{r.to_table}.{r.to_column}')}")
-        if r.sentinels:
-            add(f"sentinels = {q(list(r.sentinels))}")
-        add("")
+        out += _relation(r)
     if proposal.rejected:
         add("# Name matches the data did not bear out (not references):")
         for text in proposal.rejected:

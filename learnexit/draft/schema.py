@@ -9,6 +9,7 @@ naming conventions of Rails/Django (``user_id``), Moodle (``userid``, ``course``
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -62,7 +63,15 @@ _PERSON_WORDS = (
     "rater",
     "issuer",
     "assessor",
+    "importer",
+    "contact",
+    "requester",
+    "approver",
 )
+# Tables that keep earlier versions of another table's rows (``grade_items_history``):
+# their own ids are not what ``oldid`` or ``parent`` point at, the kept table's are.
+_HISTORY = ("history", "archive", "versions_log")
+_OLD = ("old", "orig", "original")
 # Bare nouns that are a row's own attribute, never a reference (assign.grade is a number,
 # not an mdl_assign_grades row, however well its values happen to match).
 _ATTRIBUTES = frozenset(
@@ -137,13 +146,14 @@ def singular(word: str) -> str:
     return word
 
 
-def forms(word: str) -> set[str]:
+@functools.lru_cache(maxsize=8192)
+def forms(word: str) -> frozenset[str]:
     """A noun in the forms a table may use: singular, plural, without underscores."""
     one = singular(word)
     out = {word, one, one + "s", one + "es"} | {p for p, o in _IRREGULAR.items() if o == one}
     if one.endswith("y"):
         out.add(one[:-1] + "ies")
-    return out | {f.replace("_", "") for f in out}
+    return frozenset(out | {f.replace("_", "") for f in out})
 
 
 def kind(column: sa.Column[object]) -> str | None:
@@ -171,15 +181,17 @@ class Key:
 
 @dataclass(frozen=True)
 class Candidate:
-    """``table.column`` may reference ``target``; ``rank``: 0 the name says so exactly,
-    1 through the table's own module (``forum_posts.discussion`` → ``forum_discussions``),
-    2 through a qualifier or a person word."""
+    """``table.column`` may reference ``target``; ``rank``: 0 through the table's own
+    module (``forum_posts.discussion`` → ``forum_discussions``), 1 the name alone
+    (``userid`` → ``user``), 2 through a qualifier, an abbreviation or a table's last
+    words (``issuerid`` → ``oauth2_issuer``), 3 a person word (``importer`` → people)."""
 
     table: str
     column: str
     target: Key
     rank: int
     reason: str
+    local: bool = False  # the target's name lies in the table's module (forum_* for forum_read)
 
 
 @dataclass
@@ -188,6 +200,7 @@ class SchemaFacts:
     tables: dict[str, sa.Table]
     keys: dict[str, list[Key]] = field(default_factory=dict)
     declared: set[tuple[str, str]] = field(default_factory=set)  # (table, column) with a declared key
+    composite_keys: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # unique, several columns
 
     def base(self, table: str) -> str:
         return strip_prefix(table, self.prefix).lower()
@@ -217,10 +230,23 @@ def collect_facts(metadata: sa.MetaData) -> SchemaFacts:
                 if (k := kind(col)) and not any(x.column == col.name for x in keys):
                     keys.append(Key(name, col.name, k))
         facts.keys[name] = keys
+        facts.composite_keys[name] = _composite_keys(table)
         for fk in table.foreign_key_constraints:
             for col in fk.columns:
                 facts.declared.add((name, col.name))
     return facts
+
+
+def _composite_keys(table: sa.Table) -> list[tuple[str, ...]]:
+    """Unique keys of several key-like columns (indexes and constraints alike)."""
+    out: list[tuple[str, ...]] = []
+    groups = [list(i.columns) for i in table.indexes if i.unique]
+    groups += [list(c.columns) for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
+    for cols in groups:
+        names = tuple(c.name for c in cols)
+        if len(cols) > 1 and all(kind(c) for c in cols) and names not in out:
+            out.append(names)
+    return out
 
 
 def _stems(column: str) -> list[tuple[str, bool]]:
@@ -249,7 +275,11 @@ def _stems(column: str) -> list[tuple[str, bool]]:
                 rest = rest[:-3] if rest.endswith("_id") else rest[:-2] if rest.endswith("id") else rest
                 out.append((rest, True))
     words = stem.split("_")
-    if any(w == stem or stem.endswith("_" + w) for w in _PERSON_WORDS) or "user" in words or stem.endswith("overby"):
+    if (
+        any(w == stem or stem.endswith("_" + w) for w in _PERSON_WORDS)
+        or "user" in words
+        or (stem.endswith("by") and len(stem) > 4)  # created_by, requestedby
+    ):
         out.append(("@person", True))
     return out
 
@@ -258,7 +288,7 @@ def _families(facts: SchemaFacts, base: str, first_words: set[str]) -> list[str]
     """The module prefixes of a table: ``forum`` for ``forum_read``, ``user_info`` and
     ``user`` for ``user_info_data``, ``grading`` for ``gradingform_rubric_fillings``."""
     words = base.split("_")
-    modules = ["_".join(words[:i]) for i in range(len(words) - 1, 0, -1)]
+    modules = ["_".join(words[:i]) for i in range(len(words), 0, -1)]  # its own name first: T.x → T_x
     modules += [singular(m) for m in modules if singular(m) != m]
     if len(words) == 1:
         modules.append(singular(base))
@@ -275,11 +305,15 @@ class _Names:
     by_form: dict[str, list[str]]
     families: dict[str, list[tuple[str, str]]]
     first_words: set[str]
+    by_tail: dict[str, list[str]]  # the last words of a name, run together: "issuer" → oauth2_issuer
+    by_initials: dict[str, list[str]]  # "cm" → course_modules
 
 
 def _names(facts: SchemaFacts) -> _Names:
     by_form: dict[str, list[str]] = {}
     families: dict[str, list[tuple[str, str]]] = {}
+    by_tail: dict[str, list[str]] = {}
+    by_initials: dict[str, list[str]] = {}
     for name in sorted(facts.tables):
         base = facts.base(name)
         for f in forms(base):
@@ -287,25 +321,29 @@ def _names(facts: SchemaFacts) -> _Names:
         words = base.split("_")
         for i in range(1, len(words)):
             families.setdefault("_".join(words[:i]), []).append((name, "_".join(words[i:])))
-    return _Names(by_form, families, {facts.base(n).split("_")[0] for n in facts.tables})
+            by_tail.setdefault("".join(words[i:]), []).append(name)
+        if len(words) > 1 and all(w.isalpha() for w in words):
+            by_initials.setdefault("".join(w[0] for w in words), []).append(name)
+    first = {facts.base(n).split("_")[0] for n in facts.tables}
+    return _Names(by_form, families, first, by_tail, by_initials)
 
 
 def candidates(facts: SchemaFacts, people: str | None) -> list[Candidate]:
     """Every (column, key) pair the names suggest, for columns of a key-like type that
-    are not a table's own key and have no declared reference.  Rank 0: the table's own
-    module has it (``forum_read.postid`` → ``forum_posts``); 1: the name alone
-    (``userid`` → ``user``); 2: through a qualifier, a suffix or a person word."""
+    are not a table's own key and have no declared reference (ranks: see ``Candidate``)."""
     names = _names(facts)
     out: list[Candidate] = []
     for name, table in sorted(facts.tables.items()):
         modules = _families(facts, facts.base(name), names.first_words)
+        kept = _kept_table(facts, names, name)
         own = {c.name for c in table.primary_key.columns}
         for col in table.columns:
             ck = kind(col)
             if ck is None or col.name in own or (name, col.name) in facts.declared:
                 continue
             seen: set[tuple[str, str]] = set()
-            for target, rank, why in _targets(names, modules, name, col.name, people):
+            found = _targets(names, modules, name, col.name, people, kept)
+            for target, rank, why in sorted(found, key=lambda x: x[1]):
                 for key in facts.keys.get(target, []):
                     if key.kind != ck or (target == name and key.column == col.name):
                         continue
@@ -314,51 +352,106 @@ def candidates(facts: SchemaFacts, people: str | None) -> list[Candidate]:
                     if (target, key.column) in seen:
                         continue
                     seen.add((target, key.column))
-                    out.append(Candidate(name, col.name, key, rank, why))
+                    local = any(facts.base(target).startswith(m + "_") for m in modules)
+                    out.append(Candidate(name, col.name, key, rank, why, local))
     return out
 
 
+def _kept_table(facts: SchemaFacts, names: _Names, name: str) -> str | None:
+    """The table a history table keeps earlier rows of (``grade_items_history`` →
+    ``grade_items``), when there is one."""
+    base = facts.base(name)
+    for word in _HISTORY:
+        if base.endswith("_" + word):
+            kept = [t for t in names.by_form.get(base[: -len(word) - 1], []) if t != name]
+            return kept[0] if kept else None
+    return None
+
+
 def _targets(
-    names: _Names, modules: list[str], name: str, column: str, people: str | None
+    names: _Names, modules: list[str], name: str, column: str, people: str | None, kept: str | None
 ) -> list[tuple[str, int, str]]:
-    by_form = names.by_form
     out: list[tuple[str, int, str]] = []
     for stem, sure in _stems(column):
-        weak = 2 if sure else None
         if stem == "@self":
-            out.append((name, 0, "a parent in the same table"))
+            if kept:  # a history row's parent is a row of the table it keeps the history of
+                out.append((kept, 0, f"a parent in {kept}, which {name} keeps the history of"))
+            else:
+                out.append((name, 0, "a parent in the same table"))
             continue
         if stem == "@person":
             if people:
-                out.append((people, 2, "a person column"))
+                out.append((people, 3, "a person column"))
             continue
-        local = False
-        for m in modules:
-            for f in forms(stem):
-                for t in by_form.get(f"{m}_{f}", []):
-                    if t != name:  # (course_modules.module is not a course_modules row)
-                        out.append((t, weak or 0, f"the name {column!r} in {m}_*"))
-                        local = True
-            if stem in (m + "ment", m + "ments"):  # assign_submission.assignment → assign
-                out += [(t, weak or 0, f"the name {column!r} in {m}_*") for t in by_form.get(m, [])]
-        if not local:
-            for t in by_form.get(stem, []) + by_form.get(stem.replace("_", ""), []):
-                out.append((t, weak or 1, f"the name {column!r}"))
-        if len(stem) < 4:
+        if kept and stem in _OLD:
+            out.append((kept, 1, f"the name {column!r} in a history of {kept}"))
             continue
-        for m in modules:  # an abbreviation or a qualified noun within the module
-            for t, last in names.families.get(m, []):
-                if "_" in last or (t == name and not sure):
-                    continue
-                if (last.startswith(stem) and last != stem) or any(
-                    len(f) >= 4 and stem.endswith(f) and stem != f for f in forms(last)
-                ):
-                    out.append((t, 2, f"the name {column!r} in {m}_*"))
-        for i in range(1, len(stem) - 3):  # issuerrole → role
-            suffix = stem[i:]
-            if "_" not in suffix:
-                out += [(t, 2, f"the name {column!r}") for t in by_form.get(suffix, [])]
-    return [(t, r, why) for t, r, why in out if t != name or r == 2 or why.startswith("a parent")]
+        out += _named(names, modules, name, column, stem, sure)
+    return [(t, r, why) for t, r, why in out if t != name or r >= 2 or why.startswith("a parent")]
+
+
+def _every_word(names: _Names, modules: list[str], name: str, column: str, stem: str) -> list[tuple[str, int, str]]:
+    """A table of the module every word of whose name the column's name holds, in any
+    order (``events_queue_handlers.queuedeventid`` → ``events_queue``): rank 1."""
+    out = []
+    for m in modules[1:]:
+        for words, t in [(m.split("_"), x) for x in names.by_form.get(m, [])]:
+            if t != name and len(words) > 1 and all(singular(w) in stem for w in words):
+                out.append((t, 1, f"the name {column!r}: every word of {t}"))
+    return out
+
+
+def _named(
+    names: _Names, modules: list[str], name: str, column: str, stem: str, sure: bool
+) -> list[tuple[str, int, str]]:
+    """The tables a stem names: in the table's module (rank 0, 2 when qualified), by
+    the name alone (1), or by an abbreviation, initials or a table's last words (2)."""
+    by_form = names.by_form
+    weak = 2 if sure else None
+    out: list[tuple[str, int, str]] = []
+    flat = stem.replace("_", "")
+    local = False
+    for m in modules:
+        why = f"the name {column!r} in {m}_*"
+        for f in forms(stem):
+            for t in by_form.get(f"{m}_{f}", []):
+                if t != name or sure:  # (course_modules.module is not a course_modules row)
+                    out.append((t, weak or 0, why))
+                    local = True
+        for t, last in names.families.get(m, []):  # several words run together: externalbackpack
+            if "_" in last and flat in forms(last.replace("_", "")) and t != name:
+                out.append((t, weak or 0, why))
+                local = True
+        if stem in (m + "ment", m + "ments"):  # assign_submission.assignment → assign
+            out += [(t, weak or 0, why) for t in by_form.get(m, [])]
+    out += _every_word(names, modules, name, column, stem)
+    # the name alone; as sure as the module's table when there is one too (grade_outcomes.courseid:
+    # course or grade_outcomes_courses?), the data then decides
+    for t in by_form.get(stem, []) + by_form.get(flat, []):
+        out.append((t, weak or (0 if local else 1), f"the name {column!r}"))
+    if len(flat) >= 6 and not local:
+        for f in forms(flat):
+            tails = [t for t in names.by_tail.get(f, []) if t != name]
+            out += [(t, 2, f"the name {column!r} (a table named *_{f})") for t in tails]
+    if 2 <= len(stem) <= 3 and stem.isalpha():
+        out += [(t, 2, f"the name {column!r} (initials of {t})") for t in names.by_initials.get(stem, [])]
+    if len(stem) < 4:
+        return out
+    for m in modules:  # an abbreviation or a qualified noun within the module
+        if "_" not in m and m.startswith(stem) and m != stem:  # commid → communication
+            out += [(t, 2, f"the name {column!r} (short for {m})") for t in by_form.get(m, []) if t != name]
+        for t, last in names.families.get(m, []):
+            if "_" in last or (t == name and not sure):
+                continue
+            if (last.startswith(stem) and last != stem) or any(
+                len(f) >= 4 and stem.endswith(f) and stem != f for f in forms(last)
+            ):
+                out.append((t, 2, f"the name {column!r} in {m}_*"))
+    for i in range(1, len(stem) - 3):  # issuerrole → role
+        suffix = stem[i:]
+        if "_" not in suffix:
+            out += [(t, 2, f"the name {column!r}") for t in by_form.get(suffix, [])]
+    return out
 
 
 def _pk(facts: SchemaFacts, table: str) -> str | None:
