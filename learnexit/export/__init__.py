@@ -17,9 +17,9 @@ The run, in order (design §4, issue 4):
    references among exported tables whose targets are all exported), count each table,
    then read each table once, feeding every selected format's ``TableWriter``; then run
    each format's ``after`` step in ``order``, still in the snapshot.  With several cores
-   (``parallel.run_formats``) the formats run side by side instead, in groups (one read pass feeds
-   every writer of a group; ``parallel.group_formats``) spread over several processes, each reading its
-   own snapshot of the same data: PostgreSQL imports this
+   (``parallel.run_formats``) the formats run side by side instead, in groups (one read
+   pass feeds every writer of a group; ``parallel.group_formats``) spread over several
+   processes, each reading its own snapshot of the same data: PostgreSQL imports this
    process's exported snapshot (``SET TRANSACTION SNAPSHOT``); SQLite has no such thing,
    so the workers begin their own read transactions and the parallel run goes ahead only
    if nothing was committed since this process's snapshot began (``PRAGMA
@@ -29,7 +29,7 @@ The run, in order (design §4, issue 4):
    processes (CSV, SQL: ``TableWriter.start_part``/``join_part``); the files come out
    as one process writes them.
 5. Problems reported by the formats (missing media) fail the export unless allowed.
-6. ``package.build.finish_package`` writes datapackage.json, index.html and the bag, and renames
-   the package into place.  Only then is the ledger row marked ``complete``; any failure
+6. ``package.build.finish_package`` writes datapackage.json, index.html and the bag, and
+   renames the package into place.  Only then is the ledger row marked ``complete``; any failure
    marks it ``failed`` and removes the partial build.
 """
