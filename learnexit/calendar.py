@@ -45,8 +45,8 @@ from .config import Settings, scrub
 from .consistency import all_problems, require_consistent
 from .contract import Facts, Timeline
 from .errors import BadInput, ConfigError, InvalidDate, LearnexitError, OperationalError, Refused
-from .handover import record_delivery, resolve_package
 from .ledger import Ledger, aware, naive_utc
+from .package.handover import record_delivery, resolve_package
 
 if TYPE_CHECKING:
     from .source import Source

@@ -230,7 +230,7 @@ def render_certificate(result: PurgeResult, facts: dict[str, Any], lang: str) ->
 
 def write_certificate(settings: Settings, result: PurgeResult, facts: dict[str, Any], lang: str) -> tuple[Path, str]:
     """Render and store the certificate under ``[purge] certificates``; (path, sha256)."""
-    from .package import safe_file_name
+    from .package.build import safe_file_name
 
     data = render_certificate(result, facts, lang)
     folder = Path(settings.purge.certificates)

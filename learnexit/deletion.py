@@ -91,7 +91,7 @@ from .errors import (
 from .ledger import Ledger, aware, naive_utc, utcnow
 from .logs import event
 from .media_paths import FileId, MediaProblem, media_columns
-from .package import destroy_path, looks_like_package, package_paths
+from .package.build import destroy_path, looks_like_package, package_paths
 from .purge_media import Matcher, MediaStore, media_path
 from .source import (
     Edge,
@@ -1234,7 +1234,7 @@ def _exports_running(settings: Settings, ledger: Ledger, customer: str) -> list[
     Running means the export's lock is held by a live process: on this host one that
     exists; on another host one whose lock is younger than ``lock_stale_minutes``.  A
     killed export therefore blocks nothing (on another host: not for long)."""
-    from .export import export_lock_name
+    from .export.records import export_lock_name
 
     stale = timedelta(minutes=settings.purge.lock_stale_minutes)
     here = f" host {socket.gethostname()} pid "
@@ -1247,7 +1247,7 @@ def _exports_running(settings: Settings, ledger: Ledger, customer: str) -> list[
                 lock = conn.execute(sa.select(L.locks).where(L.locks.c.name == export_lock_name(row["id"]))).first()
         except sa.exc.SQLAlchemyError as exc:
             raise _db_error("cannot read the ledger", exc) from None
-        if lock is None or L._holder_is_dead(lock.holder):
+        if lock is None or L.holder_is_dead(lock.holder):
             continue
         if here in lock.holder or utcnow() - lock.heartbeat_at < stale:
             live.append(row)
@@ -2544,7 +2544,7 @@ class _Run:
 
     def _delivered(self) -> set[int]:
         """The exports ``confirm`` recorded as delivered (the certificate lists only those)."""
-        from .handover import delivered_export_ids
+        from .package.handover import delivered_export_ids
 
         with self.ledger.engine.connect() as conn:
             return delivered_export_ids(conn, self.customer)
@@ -2881,7 +2881,7 @@ def purge_due(
     language = _lang(settings, lang)
     report = DueReport(now=now)
     with _purge_lock(settings, ledger):
-        from .export import reap_interrupted_exports
+        from .export.records import reap_interrupted_exports
 
         report.interrupted_exports = reap_interrupted_exports(ledger)
         for customer in calendar.due_closures(settings, ledger, now):

@@ -250,7 +250,7 @@ def current_actor() -> str:
     return f"{user}@{socket.gethostname()}"[:200]
 
 
-def _holder_is_dead(holder: str) -> bool:
+def holder_is_dead(holder: str) -> bool:
     """True when the lock was taken on this host by a process that no longer exists
     (killed by the OOM killer, a reboot, SIGKILL): its lock need not wait to go stale."""
     match = re.search(r" host (\S+) pid (\d+)$", holder)
@@ -590,7 +590,7 @@ class Ledger:
             with self.engine.begin() as conn:
                 current = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
                 if current is not None:
-                    if now - current.heartbeat_at < stale_after and not _holder_is_dead(current.holder):
+                    if now - current.heartbeat_at < stale_after and not holder_is_dead(current.holder):
                         raise Busy(
                             f"another purge is running ({current.holder}, since {current.acquired_at:%Y-%m-%dT%H:%M:%SZ})"
                         )

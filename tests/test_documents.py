@@ -34,10 +34,10 @@ from learnexit.documents import i18n
 from learnexit.documents.letter import write_notice_letter
 from learnexit.documents.model import Certificate
 from learnexit.documents.render import render_file
-from learnexit.export import run_export
+from learnexit.export.run import run_export
 from learnexit.exporters.base import ColumnSpec, ExportJob, ExportOptions, TableSpec, column_kind, load_builtin
 from learnexit.ledger import Ledger
-from learnexit.package import verify_package
+from learnexit.package.verify import verify_package
 from learnexit.source import Source
 
 STARTED = datetime(2026, 11, 29, 10, 15, tzinfo=UTC)

@@ -37,10 +37,10 @@ from learnexit.config import Settings, load_settings
 from learnexit.demo import build_example
 from learnexit.documents.notes import note_sentence
 from learnexit.errors import BadInput, OperationalError, Refused
-from learnexit.export import ExportResult, run_export
+from learnexit.export.run import ExportResult, run_export
 from learnexit.exporters.base import REGISTRY, Exporter, ExportJob, load_builtin
 from learnexit.ledger import Ledger, audit, exports, notices
-from learnexit.package import count_csv_rows, verify_package
+from learnexit.package.verify import count_csv_rows, verify_package
 from learnexit.source import Source
 
 runner = CliRunner()
@@ -708,7 +708,7 @@ def base64_of(data: bytes) -> bytes:
 
 
 def test_digests_taken_ahead_are_used_only_for_files_unchanged_since(tmp_path: Path) -> None:
-    from learnexit.package import _hash_files, prehash
+    from learnexit.package.build import hash_files, prehash
 
     data = tmp_path / "data"
     (data / "csv").mkdir(parents=True)
@@ -721,7 +721,7 @@ def test_digests_taken_ahead_are_used_only_for_files_unchanged_since(tmp_path: P
     (data / "index.html").write_bytes(b"<html></html>")  # new
     poisoned = dict(ahead)
     poisoned["csv/a.csv"] = ("0" * 64, ahead["csv/a.csv"][1], ahead["csv/a.csv"][2])  # proves reuse
-    hashes = _hash_files(data, ["csv/a.csv", "csv/b.csv", "index.html"], poisoned)
+    hashes = hash_files(data, ["csv/a.csv", "csv/b.csv", "index.html"], poisoned)
     assert hashes["csv/a.csv"] == ("0" * 64, 7)  # unchanged: not read again
     assert hashes["csv/b.csv"] == (hashlib.sha256(b"id\r\n2\r\n3\r\n").hexdigest(), 10)
     assert hashes["index.html"] == (hashlib.sha256(b"<html></html>").hexdigest(), 13)

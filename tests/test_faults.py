@@ -15,7 +15,7 @@
 * A ledger that cannot take the record of an account closure leaves the source
   unchanged; once the ledger works again the closure runs and is recorded.
 
-``LEARNEXIT_TEST_SLOW_EXPORT=<seconds>`` (test-only, see ``learnexit.export``) makes the
+``LEARNEXIT_TEST_SLOW_EXPORT=<seconds>`` (test-only, see ``learnexit.cli.export_cmds``) makes the
 export pause after each table so that the tests can act while it runs.
 """
 
@@ -45,7 +45,7 @@ from test_purge import DUE_NOW, files, give_notice, make_lms, purge_outcome, set
 from learnexit import ledger as L
 from learnexit.demo import build_example, build_shared_schema, populate_shared
 from learnexit.ledger import Ledger
-from learnexit.package import verify_package
+from learnexit.package.verify import verify_package
 
 pytestmark = pytest.mark.slow
 

@@ -37,7 +37,7 @@ from lxml import etree
 
 from learnexit.config import Settings, load_settings
 from learnexit.demo import build_example, build_shared_schema, populate_shared
-from learnexit.export import run_export
+from learnexit.export.run import run_export
 from learnexit.exporters import values, xlsx_format
 from learnexit.exporters.base import Exporter, load_builtin
 from learnexit.exporters.xlsx_format import sheet_title

@@ -32,7 +32,7 @@ import openpyxl
 import pytest
 import sqlalchemy as sa
 
-from learnexit import package_limits
+from learnexit.package import limits as package_limits
 
 EVIL = "evil\ntable"  # a line break inside a table name
 SEPARATOR = "line\u2028sep"  # U+2028: a line break for str.splitlines and many log readers

@@ -28,9 +28,9 @@ import test_faults
 from test_faults import audit_valid, digest, ledger_rows, run, start
 
 from learnexit import ledger as L
-from learnexit.export import export_lock_name, reap_interrupted_exports
+from learnexit.export.records import export_lock_name, reap_interrupted_exports
 from learnexit.ledger import Ledger
-from learnexit.package import verify_package
+from learnexit.package.verify import verify_package
 
 pytestmark = pytest.mark.slow
 
@@ -288,12 +288,12 @@ def test_two_reapers_at_once_record_the_export_once(ledger: Ledger, tmp_path: Pa
 def test_a_build_that_cannot_be_removed_is_said_and_left_to_the_purge(
     ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from learnexit import export
+    from learnexit.export import records
 
     def refuse(path: Path) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(export, "destroy_path", refuse)
+    monkeypatch.setattr(records, "destroy_path", refuse)
     monkeypatch.setattr(time, "sleep", lambda s: None)
     _, build = fake_export(ledger, tmp_path / "out", 1, None)
     (reaped,) = reap_interrupted_exports(ledger)

@@ -234,7 +234,7 @@ def test_export_holds_exactly_each_customers_rows(tmp_path_factory, seed: int, n
     import csv
     import io
 
-    from learnexit.export import run_export
+    from learnexit.export.run import run_export
     from learnexit.exporters.csv_format import csv_paths
 
     world = generate(seed, n_tables)

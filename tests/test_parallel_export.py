@@ -23,17 +23,17 @@ import pytest
 import sqlalchemy as sa
 from test_documents import docx_text, pdf_text
 
-from learnexit import export as export_module
 from learnexit.config import Settings, load_settings
 from learnexit.demo import build_example, build_shared_schema, populate_shared
 from learnexit.errors import OperationalError
-from learnexit.export import ExportResult, run_export
+from learnexit.export import parallel, specs
+from learnexit.export.run import ExportResult, run_export
 from learnexit.exporters import xml_format
 from learnexit.exporters.csv_format import CsvWriter
 from learnexit.exporters.sql_format import SqlWriter
 from learnexit.exporters.xlsx_format import XlsxWriter
 from learnexit.ledger import Ledger, exports
-from learnexit.package import verify_package
+from learnexit.package.verify import verify_package
 from learnexit.source import Source
 
 FORMATS = ["csv", "xlsx", "json", "xml", "pdf", "docx", "media", "sql"]
@@ -153,15 +153,15 @@ def test_a_failing_worker_fails_the_export_cleanly(example: Path, tmp_path: Path
 
 
 def test_formats_are_grouped_so_one_read_feeds_several_writers() -> None:
-    from learnexit.export import _costs, _groups, _reads
+    from learnexit.export.parallel import format_costs, group_formats, reads_rows
     from learnexit.exporters.base import load_builtin
 
     registry = load_builtin()
     everything = [registry[name] for name in FORMATS]
-    cost = _costs(everything)
+    cost = format_costs(everything)
     fillers = {"media", "xml", "docx"}  # no rows read, little to do (XML and Word are made by JSON and PDF)
     for workers in (1, 2, 3, 8):
-        tasks = _groups(everything, workers)
+        tasks = group_formats(everything, workers)
         names = [e.name for task in tasks for e in task]
         assert sorted(names) == sorted(FORMATS)  # every format exactly once
         groups = [task for task in tasks if not {e.name for e in task} <= fillers]
@@ -172,11 +172,14 @@ def test_formats_are_grouped_so_one_read_feeds_several_writers() -> None:
         loads = [sum(cost[e.name] for e in task) for task in groups]
         assert loads == sorted(loads, reverse=True)  # the costliest task starts first
         assert max(loads) - min(loads) <= max(cost.values())  # no process gets much more than another
-    two = [[e.name for e in task] for task in _groups(everything, 2)]
+    two = [[e.name for e in task] for task in group_formats(everything, 2)]
     # the XML document is written by the JSON step, Word with PDF: they cost (almost) nothing
     assert cost["xml"] < 1 and cost["docx"] < 1
-    assert sum(_reads(registry[n]) for n in two[0]) >= 1 and sum(_reads(registry[n]) for n in two[1]) >= 1
-    assert [[e.name for e in task] for task in _groups([registry["csv"], registry["sql"]], 4)] == [["sql"], ["csv"]]
+    assert sum(reads_rows(registry[n]) for n in two[0]) >= 1 and sum(reads_rows(registry[n]) for n in two[1]) >= 1
+    assert [[e.name for e in task] for task in group_formats([registry["csv"], registry["sql"]], 4)] == [
+        ["sql"],
+        ["csv"],
+    ]
 
 
 # --------------------------------------------------------------------------- a big table in key ranges
@@ -185,7 +188,7 @@ def test_formats_are_grouped_so_one_read_feeds_several_writers() -> None:
 def split_at(monkeypatch: pytest.MonkeyPatch, rows: int) -> list[tuple[str, str, int]]:
     """Tables from ``rows`` rows are read in key ranges; returns the ranges the export's own
     process took in ((format, table, range), recorded as each was joined)."""
-    monkeypatch.setattr(export_module, "SPLIT_FROM_ROWS", rows)
+    monkeypatch.setattr(parallel, "SPLIT_FROM_ROWS", rows)
     joined: list[tuple[str, str, int]] = []
     for fmt, writer in (("csv", CsvWriter), ("sql", SqlWriter)):
         original = writer.join_part
@@ -398,9 +401,9 @@ def test_counting_big_tables_in_halves_on_a_helper_finds_what_one_scan_finds(
     if engine_kind == "postgresql":
         url = postgresql_example(db_factory, "halves")
     settings = settings_for(example, tmp_path, source_url=url)
-    monkeypatch.setattr(export_module, "STATS_SPLIT_SPAN", 100)  # activity_log, and no small table
+    monkeypatch.setattr(specs, "STATS_SPLIT_SPAN", 100)  # activity_log, and no small table
     halved: list[str] = []
-    original = export_module._halves
+    original = specs.key_halves
 
     def record(source: Source, conn: Any, name: str) -> Any:
         halves = original(source, conn, name)
@@ -408,14 +411,14 @@ def test_counting_big_tables_in_halves_on_a_helper_finds_what_one_scan_finds(
             halved.append(name)
         return halves
 
-    monkeypatch.setattr(export_module, "_halves", record)
+    monkeypatch.setattr(specs, "key_halves", record)
     with Source(settings, "acme") as source, source.snapshot() as conn:
         plain: tuple[dict[str, int], list[str]] = ({}, [])
-        one = specs_summary(export_module.build_specs(source, conn, plain[1], plain[0]), *plain)
-        with export_module.counting_helper(source, conn) as helper:
+        one = specs_summary(specs.build_specs(source, conn, plain[1], plain[0]), *plain)
+        with specs.counting_helper(source, conn) as helper:
             assert helper is not None
             helped: tuple[dict[str, int], list[str]] = ({}, [])
-            two = specs_summary(export_module.build_specs(source, conn, helped[1], helped[0], helper), *helped)
+            two = specs_summary(specs.build_specs(source, conn, helped[1], helped[0], helper), *helped)
     assert "activity_log" in halved
     assert one == two
     assert two[0]["activity_log"] == 1800 and dict(t[::2] for t in two[2])["activity_log"] is not None
@@ -424,7 +427,7 @@ def test_counting_big_tables_in_halves_on_a_helper_finds_what_one_scan_finds(
 def test_no_helper_when_the_source_changed_since_the_snapshot_began(example: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(Source, "snapshot_unchanged", lambda self, conn: False)
     with Source(settings_for(example, tmp_path), "acme") as source, source.snapshot() as conn:
-        with export_module.counting_helper(source, conn) as helper:
+        with specs.counting_helper(source, conn) as helper:
             assert helper is None
 
 
@@ -436,7 +439,7 @@ def test_halves_hold_every_row_once_even_null_keys(tmp_path: Path) -> None:
         conn.exec_driver_sql("INSERT INTO t VALUES (?, ?)", rows)
     table = sa.Table("t", sa.MetaData(), autoload_with=engine)
 
-    class Tables:  # what _halves asks of a Source
+    class Tables:  # what key_halves asks of a Source
         def __init__(self) -> None:
             self.engine = engine
 
@@ -445,7 +448,7 @@ def test_halves_hold_every_row_once_even_null_keys(tmp_path: Path) -> None:
 
     count = sa.select(sa.func.count()).select_from(table)
     with engine.connect() as conn:
-        halves = export_module._halves(Tables(), conn, "t")  # type: ignore[arg-type]
+        halves = specs.key_halves(Tables(), conn, "t")  # type: ignore[arg-type]
         assert halves is not None
         first, second = halves
         a = conn.execute(count.where(first)).scalar()
@@ -455,7 +458,7 @@ def test_halves_hold_every_row_once_even_null_keys(tmp_path: Path) -> None:
     with engine.begin() as conn:  # a text key (SQLite sorts it after every number): no halves
         conn.exec_driver_sql("INSERT INTO t VALUES ('text', 't')")
     with engine.connect() as conn:
-        assert export_module._halves(Tables(), conn, "t") is None  # type: ignore[arg-type]
+        assert specs.key_halves(Tables(), conn, "t") is None  # type: ignore[arg-type]
     engine.dispose()
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from learnexit.config import load_settings
 from learnexit.demo import build_example
-from learnexit.export import run_export
+from learnexit.export.run import run_export
 
 
 @pytest.fixture(scope="module")

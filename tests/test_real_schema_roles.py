@@ -29,9 +29,9 @@ from typer.testing import CliRunner
 from learnexit.calendar import record_notice
 from learnexit.cli import app
 from learnexit.config import load_settings
-from learnexit.export import run_export
+from learnexit.export.run import run_export
 from learnexit.ledger import Ledger
-from learnexit.package import verify_package
+from learnexit.package.verify import verify_package
 
 STARTED = datetime(2026, 11, 29, 10, 15, tzinfo=UTC)
 

@@ -51,7 +51,7 @@ from test_parallel_export import split_at
 
 from learnexit import text_decode
 from learnexit.config import load_settings
-from learnexit.export import ExportResult, run_export
+from learnexit.export.run import ExportResult, run_export
 from learnexit.exporters import speedups, sql_format, xlsx_format
 from learnexit.exporters.base import ColumnSpec, ExportJob, ExportOptions, TableSpec, column_kind
 from learnexit.exporters.csv_format import CsvWriter

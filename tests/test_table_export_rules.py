@@ -26,7 +26,7 @@ from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.demo import build_example
 from learnexit.errors import ConfigError
-from learnexit.export import run_export
+from learnexit.export.run import run_export
 from learnexit.ledger import Ledger
 from learnexit.source import Source, inspect_customer
 

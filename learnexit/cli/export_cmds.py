@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,7 +17,20 @@ from .progress import progress_bars
 from .tables import print_table
 
 if TYPE_CHECKING:  # (the library is imported when a command runs: --help stays fast)
-    from ..export import ExportResult
+    from ..export.run import ExportResult
+
+# Test-only: seconds to pause after each table of an export's read pass, so tests can
+# interrupt an export mid-way deterministically.  Never set it in production.
+SLOW_EXPORT_ENV = "LEARNEXIT_TEST_SLOW_EXPORT"
+
+
+def _pause_after_table() -> float:
+    """``SLOW_EXPORT_ENV`` in seconds (0: no pause); the one place it is read."""
+    text = os.environ.get(SLOW_EXPORT_ENV) or "0"
+    try:
+        return float(text)
+    except ValueError:
+        raise BadInput(f"{SLOW_EXPORT_ENV} must be a number of seconds, not {text!r}") from None
 
 
 def _size(n: int) -> str:
@@ -127,7 +141,9 @@ def export_command(
     ctx = Ctx(config, as_json, show_traceback)
 
     def body() -> None:
-        from ..export import available_formats, run_export
+        from ..export.hooks import ExportHooks
+        from ..export.options import available_formats
+        from ..export.run import run_export
 
         if list_formats:
             listing = available_formats()
@@ -149,6 +165,7 @@ def export_command(
             "late_reason": reason if late else None,
             "allow_missing_media": allow_missing_media,
             "encrypt_to": tuple(encrypt_to or ()),
+            "hooks": ExportHooks(pause_after_table=_pause_after_table()),
         }
         if sys.stderr.isatty():
             with _Bars(ctx.err) as bars:
@@ -211,7 +228,7 @@ def verify_command(
     ctx = Ctx(config, as_json, show_traceback)
 
     def body() -> int:
-        from ..package import verify_package
+        from ..package.verify import verify_package
 
         result = verify_package(path)
 

@@ -1,0 +1,155 @@
+"""The read pass: every table of the export's snapshot read once, feeding every format's
+``TableWriter`` (a big table perhaps in key ranges, one per process: ``Split``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import OperationalError
+from ..exporters.base import Exporter, ExportJob, TableSpec, TableWriter
+from ..logs import event
+from .hooks import NO_HOOKS, ExportHooks
+
+
+@dataclass(frozen=True)
+class Split:
+    """One big table read in key ranges, one range per process: range 0 by the export's
+    own process (which reads every other table too), range k by worker k.  ``bounds``
+    holds the first key of ranges 1, 2, …; the ranges together hold every key."""
+
+    table: str
+    key: str
+    bounds: tuple[int, ...]
+
+    @property
+    def parts(self) -> int:
+        return len(self.bounds) + 1
+
+    def where(self, spec: TableSpec, part: int) -> Any:
+        key = spec.table.c[self.key]
+        conditions = []
+        if part > 0:
+            conditions.append(key >= self.bounds[part - 1])
+        if part < len(self.bounds):
+            conditions.append(key < self.bounds[part])
+        return sa.and_(*conditions)
+
+
+# What the export's process receives from the workers that read the other ranges, in
+# range order: (range, rows read, each format's ``TableWriter.end_part`` result).
+PartResults = Callable[[], Iterable[tuple[int, int, dict[str, Any]]]]
+
+
+def read_pass(
+    job: ExportJob,
+    exporters: Sequence[Exporter],
+    totals: dict[str, int],
+    label: str | None = None,
+    split: Split | None = None,
+    parts: PartResults | None = None,
+    hooks: ExportHooks = NO_HOOKS,
+) -> None:
+    """Read every table once from the snapshot, feeding every format's TableWriter
+    (``label``: the format, when each format reads on its own).  With ``split``, this
+    process reads only the first key range of that table and takes the other ranges in
+    from ``parts`` (written by worker processes) before the table ends.  ``hooks``: called
+    after each table."""
+    writers: list[tuple[str, TableWriter]] = []
+    try:
+        for exporter in exporters:
+            writer = exporter.writer(job)
+            if writer is not None:
+                writers.append((exporter.name, writer))
+        if not writers:  # only formats that read on their own (documents, media): nothing to feed
+            return
+        if split is None:  # (a watcher must see every row: not when a table is read in ranges)
+            for exporter in exporters:
+                if type(exporter).writer is Exporter.writer and (watcher := exporter.watcher(job)) is not None:
+                    writers.append((exporter.name, watcher))
+        # Batches as columns when every writer takes them so (no transposing back and forth).
+        columnar = all(type(w).write_columns is not TableWriter.write_columns for _, w in writers)
+        for spec in job.tables:
+            for _, w in writers:
+                w.start_table(spec)
+            rows = 0
+            job.progress(spec.name, 0)
+            where = split.where(spec, 0) if split is not None and spec.name == split.table else None
+            if columnar:
+                for columns in job.columns(spec.name, where):
+                    n = len(columns[0])
+                    for _, w in writers:
+                        w.write_columns(spec, columns, n)
+                    rows += n
+                    job.progress(spec.name, rows)
+            else:
+                for batch in job.tuples(spec.name, where):
+                    for _, w in writers:
+                        w.write_batch(spec, batch)
+                    rows += len(batch)
+                    job.progress(spec.name, rows)
+            if where is not None and parts is not None:
+                for part, part_rows, outputs in parts():
+                    for name, w in writers:
+                        w.join_part(spec, part, outputs[name])
+                    rows += part_rows
+                    job.progress(spec.name, rows)
+            for _, w in writers:
+                w.end_table(spec, rows)
+            if rows != totals[spec.name]:
+                raise OperationalError(
+                    f"{spec.name}: read {rows} rows but counted {totals[spec.name]} in the same snapshot"
+                )
+            job.counts[spec.name] = rows
+            # one line per table only when asked for (--log-level debug): 481 tables are 481 lines
+            if label is None:
+                event("export_table", level=logging.DEBUG, customer=job.customer, table=spec.name, rows=rows)
+            else:
+                event(
+                    "export_table", level=logging.DEBUG, customer=job.customer, table=spec.name, rows=rows, format=label
+                )
+            hooks.after_table(spec.name)
+        for _, w in writers:
+            w.close()
+    except BaseException:
+        for _, w in writers:
+            try:
+                w.abort()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+        raise
+
+
+def read_part(job: ExportJob, exporters: Sequence[Exporter], split: Split, part: int) -> tuple[int, dict[str, Any]]:
+    """In a worker: range ``part`` of the split table into every format's files of its own
+    (``TableWriter.start_part``); returns the rows read and each format's result."""
+    spec = job.spec(split.table)
+    writers: list[tuple[str, TableWriter]] = []
+    try:
+        for exporter in exporters:
+            writer = exporter.writer(job)
+            if writer is not None:
+                writers.append((exporter.name, writer))
+                writer.start_part(spec, part)
+        rows = 0
+        for columns in job.columns(spec.name, split.where(spec, part)):
+            n = len(columns[0])
+            for _, w in writers:
+                w.write_columns(spec, columns, n)
+            rows += n
+            job.progress(spec.name, rows)
+        return rows, {name: w.end_part(spec, part, rows) for name, w in writers}
+    except BaseException:
+        for _, w in writers:
+            try:
+                w.abort_part(spec, part)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+        raise
+
+
+__all__ = ["PartResults", "Split", "read_part", "read_pass"]

@@ -1,0 +1,269 @@
+"""The tables an export holds (``build_specs``): owned tables, parents first, their
+columns and the references among them, each table counted in one scan of the export's
+snapshot (a big one in two halves at once, with a second connection: ``counting_helper``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import OperationalError, printable
+from ..exporters.base import Background, ColumnSpec, TableSpec, column_kind
+from ..none_values import no_none
+from ..source import Edge, Source
+
+
+def _outside(source: Source, owned: Any, edge: Edge) -> Any:
+    """1 for an exported row of ``edge.child`` (``owned``: its exported rows) whose reference
+    points outside the exported rows of ``edge.parent``, else 0 (frictionless semantics: a
+    key with any value set must match).  A "no reference" value (``sentinels``) counts as
+    NULL: such a row points nowhere (``none_values``)."""
+    parent = source.table(edge.parent)
+    parent_keys = (
+        sa.select(*[parent.c[c] for c in edge.parent_cols])
+        .where(source.predicate(edge.parent), *[parent.c[c].is_not(None) for c in edge.parent_cols])
+        .correlate(None)
+    )
+    cols = [owned.c[c] for c in edge.child_cols]
+    key = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
+    matched = sa.and_(*[c.is_not(None) for c in cols], key.in_(parent_keys))
+    return sa.case(
+        (sa.and_(sa.or_(*[c.is_not(None) for c in cols]), *no_none(owned, edge), sa.not_(matched)), 1), else_=0
+    )
+
+
+def integer_key(table: sa.Table) -> str | None:
+    """The primary key's column when it is one integer column."""
+    keys = list(table.primary_key.columns)
+    return keys[0].name if len(keys) == 1 and column_kind(keys[0]) == "integer" else None
+
+
+# A table whose keys span at least this many values is counted in two halves at once
+# (``build_specs`` with a second connection on the same snapshot).
+STATS_SPLIT_SPAN = 200_000
+
+
+@dataclass
+class _Stats:
+    """What the counting scan found in (part of) a table; halves add up."""
+
+    rows: int
+    outside: list[int]  # rows pointing outside the export, per edge
+    low: Any = None  # lowest and highest key, and rows with a key (one integer key column)
+    high: Any = None
+    keyed: int = 0
+
+    def __add__(self, other: _Stats) -> _Stats:
+        both = _Stats(self.rows + other.rows, [a + b for a, b in zip(self.outside, other.outside, strict=True)])
+        lows = [v for v in (self.low, other.low) if v is not None]
+        highs = [v for v in (self.high, other.high) if v is not None]
+        if all(type(v) is int for v in lows + highs):  # (SQLite: text keys give no range)
+            both.low, both.high = min(lows, default=None), max(highs, default=None)
+            both.keyed = self.keyed + other.keyed
+        return both
+
+    def key_range(self) -> tuple[int, int] | None:
+        # (SQLite lets a key that is not the rowid be NULL, or text: no range then)
+        if type(self.low) is int and type(self.high) is int and self.keyed == self.rows:
+            return (self.low, self.high)
+        return None
+
+
+def _stats_select(source: Source, name: str, edges: Sequence[Edge], where: Any = None) -> sa.Select[Any]:
+    """One scan of ``name``'s exported rows (``where``: a part of them): the count, the
+    rows pointing outside the export per edge, and with one integer key column its lowest
+    and highest value and the rows that have one."""
+    stmt = source.owned_select(name).order_by(None)
+    if where is not None:
+        stmt = stmt.where(where)
+    owned = stmt.subquery("le_owned")
+    key = integer_key(source.table(name))
+    columns: list[Any] = [sa.func.count()] + [
+        sa.func.coalesce(sa.func.sum(_outside(source, owned, e)), 0) for e in edges
+    ]
+    if key is not None:
+        columns += [sa.func.min(owned.c[key]), sa.func.max(owned.c[key]), sa.func.count(owned.c[key])]
+    return sa.select(*columns).select_from(owned)
+
+
+def _read_stats(conn: sa.Connection, stmt: sa.Select[Any], edges: int) -> _Stats:
+    row = tuple(conn.execute(stmt).one())
+    stats = _Stats(int(row[0] or 0), [int(n or 0) for n in row[1 : 1 + edges]])
+    if len(row) > 1 + edges:
+        stats.low, stats.high, stats.keyed = row[1 + edges], row[2 + edges], int(row[3 + edges] or 0)
+    return stats
+
+
+def key_halves(source: Source, conn: sa.Connection, name: str) -> tuple[Any, Any] | None:
+    """Two conditions that cut ``name`` in halves of its whole key span (read from the
+    key's index), when the table is big enough to count in two scans at once."""
+    table = source.table(name)
+    key = integer_key(table)
+    if key is None:
+        return None
+    # (two subqueries: SQLite reads min() or max() alone from the index, not both at once)
+    low, high = conn.execute(
+        sa.select(
+            sa.select(sa.func.min(table.c[key])).scalar_subquery(),
+            sa.select(sa.func.max(table.c[key])).scalar_subquery(),
+        )
+    ).one()
+    if type(low) is not int or type(high) is not int or high - low < STATS_SPLIT_SPAN:
+        return None
+    middle = low + (high - low) // 2
+    column = table.c[key]
+    if source.engine.dialect.name == "sqlite" and not _sqlite_rowid(conn, table, key):
+        # (SQLite lets a primary key that is not the rowid be NULL: the first half takes those)
+        return sa.or_(column < middle, column.is_(None)), column >= middle
+    return column < middle, column >= middle  # (plain ranges: the database reads them by key)
+
+
+def _sqlite_rowid(conn: sa.Connection, table: sa.Table, key: str) -> bool:
+    """Whether ``key`` is declared ``INTEGER PRIMARY KEY`` (the rowid, never NULL; in a
+    WITHOUT ROWID table a primary key is NOT NULL too).  Reflection keeps ``INT`` and
+    ``INTEGER`` apart only in the declared type."""
+    quoted = conn.dialect.identifier_preparer.quote(table.name)
+    for row in conn.exec_driver_sql(f"PRAGMA table_info({quoted})"):
+        if row[1] == key:
+            return str(row[2]).strip().upper() == "INTEGER"
+    return False
+
+
+def build_specs(
+    source: Source,
+    conn: sa.Connection,
+    notes: list[str],
+    totals: dict[str, int] | None = None,
+    helper: sa.Connection | None = None,
+) -> list[TableSpec]:
+    """Owned tables, parents first, with their columns and the references among them.
+
+    A reference is kept only when every exported row's target is exported too, so the
+    SQL dump loads and ``frictionless validate`` passes; a dropped one is noted.  Each
+    table is scanned once, counting its rows (into ``totals``) and the references that
+    point outside the export together.  ``helper``: a second connection on the same
+    snapshot; a big table's second half is then counted on it, on a thread, while this
+    one counts the rest (the drivers leave the GIL while the database works).
+    """
+    settings = source.settings
+    # ``export = false`` tables are owned (the purge deletes them) but never exported;
+    # ``omit_columns`` leave the export, and so do the references made of them.
+    owned = [name for name in source.owned_tables() if settings.rule(name).export]
+    omitted = {name: set(settings.rule(name).omit_columns) for name in owned}
+    edges = _exported_edges(source, owned, omitted)
+    counted = _count_tables(source, conn, owned, edges, helper)
+    specs = []
+    for name in owned:
+        table = source.table(name)
+        columns = tuple(
+            ColumnSpec(c.name, column_kind(c), bool(c.nullable), bool(c.primary_key), c.type)
+            for c in table.columns
+            if c.name not in omitted[name]
+        )
+        found = counted[name][0] if len(counted[name]) == 1 else counted[name][0] + counted[name][1]
+        if totals is not None:
+            totals[name] = found.rows
+        keys = []
+        for edge, outside in zip(edges[name], found.outside, strict=True):
+            if outside:
+                rows = "1 exported row references a row" if outside == 1 else f"{outside} exported rows reference rows"
+                notes.append(
+                    printable(
+                        f"{edge.label}: {rows} not part of this export; the reference is kept as plain "
+                        "values, not declared as a foreign key"
+                    )
+                )
+                continue
+            keys.append(edge)
+        specs.append(
+            TableSpec(
+                name=name,
+                columns=columns,
+                primary_key=tuple(c.name for c in table.primary_key.columns),
+                foreign_keys=tuple(keys),
+                category=settings.rule(name).category,
+                table=table,
+                key_range=found.key_range(),
+            )
+        )
+    return specs
+
+
+def _exported_edges(source: Source, owned: list[str], omitted: dict[str, set[str]]) -> dict[str, list[Edge]]:
+    """Each exported table's references to exported tables, none made of omitted columns."""
+    exported = set(owned)
+    return {
+        name: [
+            e
+            for e in source.datamap.edges
+            if e.child == name
+            and e.parent in exported
+            and not omitted[name] & set(e.child_cols)
+            and not omitted[e.parent] & set(e.parent_cols)
+        ]
+        for name in owned
+    }
+
+
+def _count_tables(
+    source: Source,
+    conn: sa.Connection,
+    owned: list[str],
+    edges: dict[str, list[Edge]],
+    helper: sa.Connection | None,
+) -> dict[str, list[_Stats]]:
+    """What the counting scan finds in each table: one ``_Stats``, or two halves."""
+    # With a helper and a big table: the helper counts the second half of each big table
+    # while this thread counts the first halves and then every small table.
+    ours: list[tuple[str, Any]] = [(name, None) for name in owned]
+    theirs: list[tuple[str, Any]] = []
+    if helper is not None:
+        halves = {name: h for name in owned if (h := key_halves(source, conn, name)) is not None}
+        if halves:
+            theirs = [(name, second) for name, (_, second) in halves.items()]
+            ours = [(name, first) for name, (first, _) in halves.items()]
+            ours += [(name, None) for name in owned if name not in halves]
+    counted: dict[str, list[_Stats]] = {name: [] for name in owned}
+
+    def count(on: sa.Connection, parts: list[tuple[str, Any]]) -> None:
+        for name, where in parts:
+            stmt = _stats_select(source, name, edges[name], where)
+            counted[name].append(_read_stats(on, stmt, len(edges[name])))
+
+    thread = Background(lambda: count(helper, theirs), "stats") if theirs and helper is not None else None
+    try:
+        count(conn, ours)
+    except BaseException:
+        if thread is not None:
+            thread.thread.join()  # (it reads through ``helper``, which closes after this)
+        raise
+    if thread is not None:
+        thread.wait()
+    return counted
+
+
+@contextmanager
+def counting_helper(source: Source, conn: sa.Connection) -> Iterator[sa.Connection | None]:
+    """A second connection that reads what ``conn``'s snapshot reads (PostgreSQL: its
+    exported snapshot; SQLite: a read begun while nothing was committed since ``conn``'s
+    began), for ``build_specs``; None when there is none (MySQL/MariaDB, an in-memory
+    database, a commit meanwhile, or it cannot be opened)."""
+    if not source.shareable():
+        yield None
+        return
+    source.start_snapshot(conn)  # (SQLite: ``conn``'s snapshot begins before the helper's)
+    with ExitStack() as stack:
+        helper: sa.Connection | None
+        try:
+            helper = stack.enter_context(source.snapshot(imported=source.share_snapshot(conn)))
+            source.start_snapshot(helper)
+        except (OperationalError, sa.exc.SQLAlchemyError):
+            helper = None
+        yield helper if helper is not None and source.snapshot_unchanged(conn) else None
+
+
+__all__ = ["STATS_SPLIT_SPAN", "build_specs", "counting_helper", "integer_key", "key_halves"]
