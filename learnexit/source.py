@@ -399,7 +399,7 @@ class Source:
             conditions: list[ColumnElement[bool]] = []
             for src_name, src_col, target_col in info.via_sources:
                 src = self.table(src_name)
-                sentinels = self.settings.rule(src_name).sentinels_of(src_col)
+                sentinels = self.datamap.none_values(src_name, src_col, name, target_col)
                 sub = sa.select(src.c[src_col]).where(
                     self.predicate(src_name), *_present(src, (src_col,), ((src_col, sentinels),))
                 )
@@ -786,7 +786,7 @@ class DataMap:
                 key = (table.name, child_cols, parent)
                 if key not in seen:
                     seen.add(key)
-                    sentinels = self._sentinels(table.name, child_cols, ())
+                    sentinels = self._sentinels(table.name, child_cols, (), parent, parent_cols)
                     edges.append(Edge(table.name, child_cols, parent, parent_cols, True, sentinels))
         for rel in self.settings.relations:
             if set(self.settings.rule(rel.from_table).ignore_references) & set(rel.from_columns):
@@ -794,21 +794,39 @@ class DataMap:
             key = (rel.from_table, rel.from_columns, rel.to_table)
             if key not in seen:
                 seen.add(key)
-                sentinels = self._sentinels(rel.from_table, rel.from_columns, rel.sentinels)
+                sentinels = self._sentinels(
+                    rel.from_table, rel.from_columns, rel.sentinels, rel.to_table, rel.to_columns
+                )
                 edges.append(Edge(rel.from_table, rel.from_columns, rel.to_table, rel.to_columns, False, sentinels))
         return edges
 
     def _sentinels(
-        self, table: str, columns: tuple[str, ...], extra: tuple[Any, ...]
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        extra: tuple[Any, ...],
+        parent: str,
+        parent_cols: tuple[str, ...],
     ) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-        """The "no reference" values of each column: the relation's own and the table's."""
-        rule = self.settings.rule(table)
+        """The "no reference" values of each column of a reference: the relation's own
+        (``extra``), the table's and ``[roles.people] nobody`` (``none_values``)."""
         out = []
-        for col in columns:
-            values = tuple(dict.fromkeys((*extra, *rule.sentinels_of(col))))
+        for col, parent_col in zip(columns, parent_cols, strict=True):
+            values = tuple(dict.fromkeys((*extra, *self.none_values(table, col, parent, parent_col))))
             if values:
                 out.append((col, values))
         return tuple(out)
+
+    def none_values(self, table: str, column: str, parent: str, parent_column: str) -> tuple[Any, ...]:
+        """The values of ``table.column``, a reference to ``parent.parent_column``, that mean
+        "no reference": the column's ``sentinels`` (``[tables.X]``) and, when it points at
+        the people role's id, ``[roles.people] nobody`` (Moodle's ``userid = 0``).  The one
+        place every reference learns them: ownership, export notes, nesting and purge."""
+        values = self.settings.rule(table).sentinels_of(column)
+        people = self.settings.roles.get("people")
+        if people is not None and (parent, parent_column) == (people.table, people.columns.get("id")):
+            values = (*values, *people.nobody)
+        return tuple(dict.fromkeys(values))
 
     def _classify(self) -> None:
         s = self.settings
