@@ -1,6 +1,6 @@
 """Values that mean "no reference" (``sentinels``: Moodle's ``courseid = 0``) in the export.
 
-The ownership predicates (``source._present``) already read such a value as NULL.  The
+The ownership predicates (``learnexit.source.ownership``) already read such a value as NULL.  The
 export does the same: a row holding one is not a reference that points outside the
 export (no note, the foreign key is kept), and the nested JSON/XML place it under no one.
 

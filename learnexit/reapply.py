@@ -171,13 +171,8 @@ class _RecheckSource(_PurgeSource):
     the key and the pinned primary key, whether it is there or not."""
 
     def rebind(self, customer: str, pinned: PinnedRow | None) -> None:
-        self.customer = customer
-        self.pinned = pinned
         self.customer_row_gone = False
-        self.customer_pk = None
-        self.forget_conditions()  # every condition built so far names the previous case's row
-        if self.tenancy == "shared":
-            self._customer_value = self._find_customer()
+        self.repoint(customer, pinned)
 
 
 def _root_present(src: _RecheckSource, settings: Settings) -> bool:
@@ -186,7 +181,7 @@ def _root_present(src: _RecheckSource, settings: Settings) -> bool:
         return True
     table = src.table(settings.customer.table or "")
     with src.engine.connect() as conn:
-        return bool(conn.execute(sa.select(sa.func.count()).select_from(table).where(src._root_row(table))).scalar())
+        return bool(conn.execute(sa.select(sa.func.count()).select_from(table).where(src.root_row(table))).scalar())
 
 
 def _count_case(settings: Settings, src: _RecheckSource, case: _Case) -> tuple[dict[str, int], dict[str, int]]:

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from learnexit.config import load_settings
 from learnexit.errors import ConfigError, UnknownCustomer
-from learnexit.source import Source, inspect_customer
+from learnexit.source import Source
+from learnexit.source.inspection import inspect_customer
 
 md = sa.MetaData()
 orgs = sa.Table(

@@ -28,7 +28,7 @@ from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.draft import customer_url, draft_config
 from learnexit.errors import ConfigError
-from learnexit.source import inspect_customer
+from learnexit.source.inspection import inspect_customer
 
 runner = CliRunner()
 BASIS = "Bokföringslagen (1999:1078) 7 kap. 2 §"

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import load_settings
-from learnexit.source import inspect_customer
+from learnexit.source.inspection import inspect_customer
 
 ROOT = Path(__file__).resolve().parents[1]
 MOODLE = ROOT / "examples" / "recipes" / "moodle.toml"

@@ -20,7 +20,7 @@ from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.demo import build_example
 from learnexit.draft import draft_config
-from learnexit.source import inspect_customer
+from learnexit.source.inspection import inspect_customer
 
 runner = CliRunner()
 BASIS = "Bokföringslagen (1999:1078) 7 kap. 2 §"

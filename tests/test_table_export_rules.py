@@ -28,7 +28,8 @@ from learnexit.demo import build_example
 from learnexit.errors import ConfigError
 from learnexit.export.run import run_export
 from learnexit.ledger import Ledger
-from learnexit.source import Source, inspect_customer
+from learnexit.source import Source
+from learnexit.source.inspection import inspect_customer
 
 runner = CliRunner()
 DUE_NOW = "2027-06-01"

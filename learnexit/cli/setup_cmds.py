@@ -132,7 +132,7 @@ def inspect_command(
     ctx = Ctx(config, as_json, show_traceback)
 
     def body() -> None:
-        from ..source import inspect_customer
+        from ..source.inspection import inspect_customer
 
         settings = ctx.settings()
         report = inspect_customer(settings, customer)

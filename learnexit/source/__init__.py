@@ -1,0 +1,33 @@
+"""The source LMS: reflect it, work out what belongs to a customer, stream those rows.
+
+- ``reflect``: engines, reflection, value-free database errors;
+- ``customer``: what a customer key may be, the customer's row, the row a case pinned;
+- ``datamap``: every table classified, the references (``Edge``), parents-first order;
+- ``ownership``: the customer's rows as SQL conditions, contested rows;
+- ``snapshot``: consistent reads, shared with other processes where possible;
+- ``reader``: ``Source``, one customer's view tying those together;
+- ``inspection``: ``inspect_customer`` (imported from there: it reads the config's
+  quiet-loss checks, which build on this package).
+
+The names most modules need are importable from the package itself.
+"""
+
+from .customer import PinnedRow, check_customer_key
+from .datamap import DataMap, Edge
+from .ownership import ContestedTable, sentinels_typed
+from .reader import Source, cycle_can_break, unbreakable_cycle_note
+from .reflect import describe_db_error, make_engine
+
+__all__ = [
+    "ContestedTable",
+    "DataMap",
+    "Edge",
+    "PinnedRow",
+    "Source",
+    "check_customer_key",
+    "cycle_can_break",
+    "describe_db_error",
+    "make_engine",
+    "sentinels_typed",
+    "unbreakable_cycle_note",
+]

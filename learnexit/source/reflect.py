@@ -1,0 +1,104 @@
+"""Engines and reflection: connect to a database the way every learnexit module does,
+read the source's schema, and say what went wrong in one value-free line."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from .. import text_decode
+from ..config import Settings, mask_url, scrub
+from ..errors import ConfigError, OperationalError, UnknownCustomer
+from ..valuefree import without_values
+
+
+def _install_sqlite_transactions(engine: Engine, begin: str = "BEGIN") -> None:
+    """Make pysqlite honour BEGIN, so a read transaction is a real snapshot."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+
+def make_engine(url: str, *, what: str = "source", sqlite_begin: str = "BEGIN") -> Engine:
+    """An engine for ``url``.  ``sqlite_begin`` = "BEGIN IMMEDIATE" makes every SQLite
+    transaction take the write lock at once (the ledger: writers queue, never deadlock)."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.drivername.startswith("postgresql"):
+        # JIT compiles the nested ownership predicates for seconds per query: off.
+        kwargs["connect_args"] = {"connect_timeout": 10, "options": "-c jit=off"}
+    elif parsed.drivername.startswith("mysql"):
+        kwargs["connect_args"] = {"connect_timeout": 10, "charset": "utf8mb4"}
+    if what == "state" and not parsed.drivername.startswith("sqlite"):
+        # The ledger connection idles while an export or purge works on the source; a
+        # server restart or pg_terminate_backend must not lose the record at the end.
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except Exception as exc:  # missing driver, bad URL
+        raise ConfigError(f"{what} URL {mask_url(url)}: {scrub(str(exc)).splitlines()[0]}") from None
+    if parsed.drivername.startswith("sqlite"):
+        _install_sqlite_transactions(engine, sqlite_begin)
+        if what != "state":
+            text_decode.install(engine)  # text that is not valid UTF-8: U+FFFD, never a failed read
+    return engine
+
+
+def _floats_stay_floats(_inspector: Any, _table: Any, column_info: dict[str, Any]) -> None:
+    """MySQL's DOUBLE reflects as a Decimal rounded to 10 places: read floats as floats."""
+    kind = column_info.get("type")
+    if isinstance(kind, sa.Float):
+        kind.asdecimal = False
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """The first line of a driver error, secrets scrubbed and the values it quotes
+    replaced (``valuefree``): it goes into messages, logs and the ledger."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return scrub(without_values(text[0]) if text else type(orig).__name__)
+
+
+def check_source_file(settings: Settings, url: str, customer: str) -> None:
+    """A SQLite source that is not there: an unknown customer (tenancy "database") or a
+    config error — SQLite would silently create an empty database for a mistyped path."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return
+    db = parsed.database or ""
+    if settings.customer.tenancy == "database":
+        if db and db != ":memory:" and not os.path.exists(db):
+            raise UnknownCustomer(f"unknown customer {customer!r}: no database file {db}")
+    elif db and db != ":memory:" and not db.startswith("file:") and not os.path.exists(db):
+        raise ConfigError(f"{settings.label}: [source] url: the SQLite database {db} does not exist")
+
+
+def reflect_source(engine: Engine, url: str, settings: Settings, customer: str) -> sa.MetaData:
+    """Every table of the source (``[source] schema``), floats read as floats; a database
+    that does not exist under tenancy "database" is an unknown customer."""
+    metadata = sa.MetaData()
+    event.listen(metadata, "column_reflect", _floats_stay_floats)
+    try:
+        with engine.connect() as conn:
+            metadata.reflect(conn, schema=settings.source_schema)
+    except sa.exc.OperationalError as exc:
+        text = describe_db_error(exc)
+        if settings.customer.tenancy == "database" and ("does not exist" in text or "Unknown database" in text):
+            raise UnknownCustomer(f"unknown customer {customer!r}: {text}") from None
+        raise OperationalError(f"cannot read source {mask_url(url)}: {text}") from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise OperationalError(f"cannot read source {mask_url(url)}: {describe_db_error(exc)}") from None
+    return metadata
