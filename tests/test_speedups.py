@@ -49,7 +49,6 @@ from hypothesis import strategies as st
 from test_formats import AWK_CONFIG
 from test_parallel_export import split_at
 
-from learnexit import text_decode
 from learnexit.config import load_settings
 from learnexit.export.run import ExportResult, run_export
 from learnexit.exporters import speedups, sql_format, xlsx_format
@@ -59,6 +58,7 @@ from learnexit.exporters.sql_dialect import DIALECTS, Literals
 from learnexit.exporters.sql_format import SqlWriter
 from learnexit.exporters.values import Sanitiser
 from learnexit.exporters.xlsx_format import XlsxWriter, cell, column_letter
+from learnexit.source import text_decode
 
 try:
     NATIVE: ModuleType | None = importlib.import_module("learnexit._speedups")

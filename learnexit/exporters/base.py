@@ -26,10 +26,9 @@ from typing import IO, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import text_decode
 from ..config import Settings
 from ..errors import OperationalError, printable
-from ..source import Edge, Source
+from ..source import Edge, Source, text_decode
 
 KINDS = ("integer", "number", "boolean", "date", "datetime", "string", "binary")
 

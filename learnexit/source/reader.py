@@ -12,9 +12,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..config import Settings
 from ..errors import Refused
-from ..naming import configured_name
 from .customer import PinnedRow, check_customer_key, check_database_key, find_customer_row, key_text, pk_label, pk_text
 from .datamap import DataMap, Edge
+from .naming import configured_name
 from .ownership import ContestedTable, Ownership
 from .reflect import check_source_file, make_engine, reflect_source
 from .snapshot import SnapshotReader

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from .. import text_decode
 from ..config import Settings, mask_url, scrub
 from ..errors import ConfigError, OperationalError, UnknownCustomer
 from ..valuefree import without_values
+from . import text_decode
 
 
 def _install_sqlite_transactions(engine: Engine, begin: str = "BEGIN") -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .config import Settings
-from .errors import ConfigError, OperationalError
+from ..config import Settings
+from ..errors import ConfigError, OperationalError
 
 
 def configured_name(settings: Settings, engine: Engine, customer: str) -> str:
