@@ -1534,7 +1534,7 @@ def check_attention(
                 )
             elif state != "purged_retained":
                 items += _ownership_problems(settings, ledger, customer)
-    from .reapply import attention
+    from .purge.reapply import attention
 
     items += attention(settings, ledger, customers)  # purged data back in the source
     return items

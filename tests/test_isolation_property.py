@@ -284,8 +284,9 @@ def test_purge_removes_exactly_the_customers_rows(tmp_path_factory, seed: int, n
     from datetime import UTC, date, datetime
     from unittest import mock
 
-    from learnexit import calendar, deletion
+    from learnexit import calendar
     from learnexit.ledger import Ledger
+    from learnexit.purge.run import execute_purge
 
     world = generate(seed, n_tables)
     folder: Path = tmp_path_factory.mktemp("iso-purge")
@@ -302,8 +303,8 @@ def test_purge_removes_exactly_the_customers_rows(tmp_path_factory, seed: int, n
             period_end=date(2026, 3, 31),
             now=datetime(2026, 1, 10, 12, tzinfo=UTC),
         )
-        with mock.patch("learnexit.certificate.write_certificate", return_value=certificate):
-            result = deletion.execute_purge(s, ledger, victim, datetime(2026, 7, 1, 12, tzinfo=UTC))
+        with mock.patch("learnexit.purge.run.write_certificate", return_value=certificate):
+            result = execute_purge(s, ledger, victim, datetime(2026, 7, 1, 12, tzinfo=UTC))
         assert ledger.verify_audit().valid
     assert result.status == "done" and result.verified, result.as_dict()
     after = raw_rows(url)

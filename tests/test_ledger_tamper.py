@@ -20,13 +20,14 @@ import test_purge
 from test_purge import DUE_NOW, EARLY_NOW, RECEIVED, RECORDED, Lms, as_json, give_notice, purge, snapshot
 from typer.testing import CliRunner
 
-from learnexit import calendar, deletion
+from learnexit import calendar
 from learnexit import ledger as L
 from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.consistency import all_problems, customer_problems
 from learnexit.errors import VerificationFailed
 from learnexit.ledger import Ledger
+from learnexit.purge.plan import plan_purge
 
 # test_purge's fixtures: the example built once per session, a private SQLite copy per test
 template = test_purge.template
@@ -296,7 +297,7 @@ def test_edits_are_found_on_every_ledger_engine(dbs: Any, lite: Lms) -> None:
             "no hold.released entry)",
         ]
         with pytest.raises(VerificationFailed, match=r"notices #\d+ .*\(1 more: see `learnexit audit --verify`\)"):
-            deletion.plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
+            plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
         report = calendar.audit_report(ledger, verify=True)
         assert (report["valid"], report["chain_valid"], len(report["ledger_problems"])) == (False, True, 2)
 

@@ -26,13 +26,19 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from learnexit import calendar, deletion
+from learnexit import calendar
 from learnexit import ledger as L
 from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.demo import SHARED_USER_NAME, build_example, build_shared_schema, populate_shared
 from learnexit.ledger import Ledger
 from learnexit.media_paths import MediaProblem
+from learnexit.purge import delete as purge_delete
+from learnexit.purge.journal import PENDING
+from learnexit.purge.keys import delete_keys
+from learnexit.purge.media import MediaStore
+from learnexit.purge.plan import plan_purge
+from learnexit.purge.run import execute_purge
 
 RECORDED = datetime(2026, 11, 25, 12, tzinfo=UTC)
 RECEIVED = date(2026, 11, 20)  # timely: acme's period ends 2027-01-30 (E), purge due 2027-05-01
@@ -572,8 +578,8 @@ def test_yes_refuses_before_the_lock_and_records_every_batch(lite: Lms) -> None:
         assert ledger_file.read_bytes() == before
     with lite.ledger() as ledger:
         now = calendar.parse_now(DUE_NOW)
-        cheap = deletion.plan_purge(lite.settings, ledger, "acme", now, count=False)
-        full = deletion.plan_purge(lite.settings, ledger, "acme", now)
+        cheap = plan_purge(lite.settings, ledger, "acme", now, count=False)
+        full = plan_purge(lite.settings, ledger, "acme", now)
         assert cheap.refusals == full.refusals == [] and cheap.kind == full.kind == "full"
         assert cheap.tables == [] and sum(t.delete for t in full.tables) > 0
     set_batch_size(lite.config, 7)
@@ -582,9 +588,7 @@ def test_yes_refuses_before_the_lock_and_records_every_batch(lite: Lms) -> None:
     result = as_json(done)["customers"][0]
     assert result["deleted"] == {t.table: t.delete for t in full.tables}
     with lite.ledger() as ledger, ledger.engine.connect() as conn:
-        pending = conn.execute(
-            sa.select(sa.func.count()).where(L.purge_keys.c.table_name.like(deletion.PENDING + "%"))
-        ).scalar()
+        pending = conn.execute(sa.select(sa.func.count()).where(L.purge_keys.c.table_name.like(PENDING + "%"))).scalar()
         assert pending == 0
         progress = {
             r.step: (r.rows, r.batches)
@@ -689,7 +693,7 @@ def test_rows_written_during_the_purge_are_caught(lite: Lms) -> None:
 
     settings = lite.settings
     with Ledger(settings.state_url) as ledger:
-        result = deletion.execute_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW), progress=late_write)
+        result = execute_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW), progress=late_write)
     assert written and result.status == "done" and result.verified
     assert result.deleted["activity_log"] == acme_rows + 1
     with engine.connect() as conn:
@@ -704,8 +708,8 @@ def test_a_blocked_batch_leaves_no_pending_entry(lite: Lms, monkeypatch: pytest.
     set_batch_size(lite.config, 500)
     settings = load_settings(lite.config)
     with Ledger(settings.state_url) as ledger:
-        plan = deletion.plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
-    real = deletion._delete_keys
+        plan = plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
+    real = delete_keys
     refused: list[str] = []
 
     def refuse_once(conn: Any, table: sa.Table, pk: Any, keys: Any) -> int:
@@ -715,15 +719,13 @@ def test_a_blocked_batch_leaves_no_pending_entry(lite: Lms, monkeypatch: pytest.
             raise sa.exc.IntegrityError("DELETE", {}, Exception("FOREIGN KEY constraint failed"))
         return real(conn, table, pk, keys)
 
-    monkeypatch.setattr(deletion, "_delete_keys", refuse_once)
+    monkeypatch.setattr(purge_delete, "delete_keys", refuse_once)
     with Ledger(settings.state_url) as ledger:
-        result = deletion.execute_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
+        result = execute_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
     assert refused and result.status == "done" and result.verified
     assert {t: n for t, n in result.deleted.items() if n} == {t.table: t.delete for t in plan.tables if t.delete}
     with Ledger(settings.state_url) as ledger, ledger.engine.connect() as conn:
-        pending = conn.execute(
-            sa.select(sa.func.count()).where(L.purge_keys.c.table_name.like(deletion.PENDING + "%"))
-        ).scalar()
+        pending = conn.execute(sa.select(sa.func.count()).where(L.purge_keys.c.table_name.like(PENDING + "%"))).scalar()
         rows = conn.execute(
             sa.select(L.purge_progress.c.rows).where(L.purge_progress.c.step == "activity_log")
         ).scalar()
@@ -933,7 +935,7 @@ def test_media_store_deletes_on_s3_and_never_outside_its_root(tmp_path: Path, mo
         s3.create_bucket(Bucket="lms", CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
         for key in ("files/acme/a.pdf", "files/globex/b.pdf"):
             s3.put_object(Bucket="lms", Key=key, Body=b"x")
-        store = deletion._MediaStore(MediaSettings(root="s3://lms/files", table="attachments", path_column="p"))
+        store = MediaStore(MediaSettings(root="s3://lms/files", table="attachments", path_column="p"))
         assert store.exists("acme/a.pdf") and not store.exists("acme/none.pdf")
         assert not store.safe("../globex/b.pdf") and not store.safe("/etc/passwd")
         store.delete("acme/a.pdf")
@@ -943,7 +945,7 @@ def test_media_store_deletes_on_s3_and_never_outside_its_root(tmp_path: Path, mo
     (root / "acme" / "ab" / "f").write_bytes(b"x")
     (tmp_path / "outside").write_bytes(b"keep")
     (root / "link").symlink_to(tmp_path / "outside")
-    local = deletion._MediaStore(MediaSettings(root=str(root), table="attachments", path_column="p"))
+    local = MediaStore(MediaSettings(root=str(root), table="attachments", path_column="p"))
     assert not local.safe("../outside") and not local.safe(str(tmp_path / "outside"))
     assert local.safe("acme/ab/f")
     local.delete("acme/ab/f")

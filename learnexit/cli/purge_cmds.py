@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -261,9 +262,11 @@ def purge_command(
     ctx = Ctx(config, as_json, show_traceback)
 
     def body() -> int:
-        from .. import deletion
         from ..calendar import now as clock
         from ..ledger import Ledger
+        from ..purge.faults import faults_from_environ
+        from ..purge.plan import plan_purge
+        from ..purge.run import execute_purge
 
         if due == (customer is not None):
             raise BadInput("name one customer, or use --due (not both)")
@@ -279,14 +282,15 @@ def purge_command(
             raise BadInput(f"--lang must be en or sv, not {lang!r}")
         settings = ctx.settings()
         now = clock(settings.contract.timezone)
+        faults = faults_from_environ(os.environ)  # test-only hooks: the one place they are read
         with Ledger(settings.state_url) as ledger:
             if due:
-                return _due(ctx, deletion, settings, ledger, now)
+                return _due(ctx, settings, ledger, now, faults)
             assert customer is not None
             # With --yes nothing is shown or confirmed: check the refusals without counting
             # (bad input still changes nothing); the purge plans and counts under its lock.
             counted = dry_run or not yes
-            plan = deletion.plan_purge(settings, ledger, customer, now, reason if force else None, count=counted)
+            plan = plan_purge(settings, ledger, customer, now, reason if force else None, count=counted)
             if dry_run:
                 ctx.emit({"customers": [plan.as_dict()]}, lambda out: _render_plan(out, plan))
                 return 3 if plan.refusals else 0
@@ -297,21 +301,23 @@ def purge_command(
             bars = _Bars() if sys.stderr.isatty() and plan.kind != "none" else None
             if bars is not None:
                 with bars:
-                    result = deletion.execute_purge(
+                    result = execute_purge(
                         settings, ledger, customer, now, force_reason=reason if force else None, lang=lang,
-                        progress=bars,
+                        progress=bars, faults=faults,
                     )  # fmt: skip
             else:
-                result = deletion.execute_purge(
-                    settings, ledger, customer, now, force_reason=reason if force else None, lang=lang
+                result = execute_purge(
+                    settings, ledger, customer, now, force_reason=reason if force else None, lang=lang, faults=faults
                 )
             ctx.emit({"customers": [result.as_dict()]}, lambda out: _render_result(out, result))
             return result.exit_code
 
-    def _due(ctx: Ctx, deletion: Any, settings: Any, ledger: Any, now: Any) -> int:
+    def _due(ctx: Ctx, settings: Any, ledger: Any, now: Any, faults: Any) -> int:
+        from ..purge.due import plan_due, purge_due
+
         confirmed = None
         if dry_run or not yes:  # (cron, --yes: purge_due plans each purge under its lock)
-            closures, plans, skipped = deletion.plan_due(settings, ledger, now)
+            closures, plans, skipped = plan_due(settings, ledger, now)
         if dry_run:
             data = {
                 "now": now,
@@ -334,7 +340,7 @@ def purge_command(
             return 3 if any(p.refusals for p in plans) else 0
         if not yes:
             confirmed = _confirm_due(ctx, closures, plans)
-        report = deletion.purge_due(settings, ledger, now, lang=lang, confirmed=confirmed)
+        report = purge_due(settings, ledger, now, lang=lang, confirmed=confirmed, faults=faults)
 
         def render_report(out: Console) -> None:
             for x in report.interrupted_exports:

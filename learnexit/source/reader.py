@@ -39,7 +39,7 @@ class Source(SnapshotReader):
         self._customer_value: Any = None
         self.ownership = Ownership(self.datamap, self.root_row, flat=self.engine.dialect.name == "sqlite")
         if self.tenancy == "shared":
-            self._customer_value = self._find_customer()
+            self._customer_value = self.find_customer()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -52,8 +52,10 @@ class Source(SnapshotReader):
 
     # -- the customer ---------------------------------------------------------
 
-    def _find_customer(self) -> Any:
-        """The customer's row, found by the exact text of its key (rule 1 of ownership)."""
+    def find_customer(self) -> Any:
+        """The customer's key as stored, from its row, found by the exact text of the key
+        (rule 1 of ownership); sets ``customer_pk``.  A subclass may override it (the purge
+        reads a case whose row it has deleted)."""
         cust = self.settings.customer
         table = self.table(cust.table or "")
         found = find_customer_row(self.engine, table, table.c[cust.key], self.customer)
@@ -75,7 +77,7 @@ class Source(SnapshotReader):
         self.customer_pk = None
         self.forget_conditions()  # every condition built so far names the previous case's row
         if self.tenancy == "shared":
-            self._customer_value = self._find_customer()
+            self._customer_value = self.find_customer()
 
     @property
     def customer_row_pk(self) -> str | None:

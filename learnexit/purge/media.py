@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .config import MediaSettings
-from .errors import OperationalError
-from .media_paths import (
+from ..config import MediaSettings
+from ..errors import OperationalError
+from ..media_paths import (
     FileId,
     LocalRoot,
     MediaProblem,

@@ -9,7 +9,7 @@ offboarding case whose full purge is done is re-checked, cheaply:
   new customer with a case of its own, and nothing of it ever counts here.  When that
   row is not there, no row can lead to it, and the case costs one query.
 * When it is there, the rows the ownership predicate finds are counted the way the
-  purge decides them (``_Scope``): outside retention and not kept for others; and kept
+  purge decides them (``Scope``): outside retention and not kept for others; and kept
   rows whose personal columns, blanked by the purge, hold data again.
 * Counts only, never row data; one reflected source per source URL (the same Source is
   re-pointed from case to case).
@@ -22,40 +22,31 @@ addendum that names the case's first certificate and its SHA-256.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from . import calendar, contract
-from . import ledger as L
-from .config import Settings, scrub
-from .deletion import (
-    DueReport,
-    PurgePlan,
-    PurgeResult,
-    _count,
-    _fill_plan,
-    _flag_counts,
-    _ledger_rows,
-    _not_true,
-    _open_source,
-    _PurgeSource,
-    _Run,
-    _Scope,
-    _stored_name,
-)
-from .errors import LearnexitError, OperationalError, Refused, UnknownCustomer
-from .ledger import Ledger
-from .logs import event
-from .source import PinnedRow, describe_db_error
+from .. import calendar, contract
+from .. import ledger as L
+from ..config import Settings, scrub
+from ..errors import LearnexitError, OperationalError, Refused, UnknownCustomer
+from ..ledger import Ledger
+from ..logs import event
+from ..source import PinnedRow, describe_db_error
+from .conditions import count_rows, flag_counts, not_true
+from .faults import NO_FAULTS, Faults
+from .history import addendum_facts, ledger_rows, stored_name
+from .plan import fill_plan
+from .results import DueReport, Progress, PurgePlan, PurgeResult
+from .run import Run
+from .scope import Scope
+from .source import PurgeSource, open_source
 
-__all__ = ["Reappeared", "addendum_facts", "attention", "plan_reapply", "recheck", "reapply_due"]
+__all__ = ["KIND", "Reappeared", "attention", "due_plans", "plan_reapply", "recheck", "reapply_due"]
 
 KIND = "reapply"
 
@@ -164,32 +155,12 @@ def _finished_cases(settings: Settings, ledger: Ledger, customers: Sequence[str]
 # --------------------------------------------------------------------------- counting
 
 
-class _RecheckSource(_PurgeSource):
-    """A purge source re-pointed from case to case: the schema is reflected once per URL.
-
-    Pinned as deleted, it never looks the key up: the case's own row is the one with
-    the key and the pinned primary key, whether it is there or not."""
-
-    def rebind(self, customer: str, pinned: PinnedRow | None) -> None:
-        self.customer_row_gone = False
-        self.repoint(customer, pinned)
-
-
-def _root_present(src: _RecheckSource, settings: Settings) -> bool:
-    """Is the case's own customer row there (its key and its pinned primary key)?"""
-    if src.tenancy != "shared":
-        return True
-    table = src.table(settings.customer.table or "")
-    with src.engine.connect() as conn:
-        return bool(conn.execute(sa.select(sa.func.count()).select_from(table).where(src.root_row(table))).scalar())
-
-
-def _count_case(settings: Settings, src: _RecheckSource, case: _Case) -> tuple[dict[str, int], dict[str, int]]:
+def _count_case(settings: Settings, src: PurgeSource, case: _Case) -> tuple[dict[str, int], dict[str, int]]:
     """(rows outside retention, kept rows with personal data again) per table."""
-    if not _root_present(src, settings):
+    if not src.root_present():
         return {}, {}
     # Rows a due retention purge has not removed yet are not "back": they never went.
-    scope = _Scope(settings, src, case.termination, case.retention_as_of, expire_all=case.retention_done)
+    scope = Scope(settings, src, case.termination, case.retention_as_of, expire_all=case.retention_done)
     rows: dict[str, int] = {}
     minimised: dict[str, int] = {}
     with src.snapshot() as conn:
@@ -198,21 +169,21 @@ def _count_case(settings: Settings, src: _RecheckSource, case: _Case) -> tuple[d
             pred = src.predicate(t)
             if t in scope.via:
                 other = scope.other_ref(t)
-                flags = _flag_counts(conn, table, [pred], other, scope.ret(t))
+                flags = flag_counts(conn, table, [pred], other, scope.ret(t))
                 n = sum(n for (o, k), n in flags.items() if not o and not k)
             else:
-                n = _count(conn, table, scope.doomed(t))
+                n = count_rows(conn, table, scope.doomed(t))
             if n:
                 rows[t] = n
             blanked = _blanked(scope, t)
             if blanked is not None:
-                m = _count(conn, table, *blanked)
+                m = count_rows(conn, table, *blanked)
                 if m:
                     minimised[t] = m
     return rows, minimised
 
 
-def _blanked(scope: _Scope, t: str) -> list[Any] | None:
+def _blanked(scope: Scope, t: str) -> list[Any] | None:
     """Conditions for kept rows of ``t`` whose personal columns the purge blanked and
     that hold data again (what the purge's minimising step would blank once more)."""
     if t in scope.retain_until or not scope.settings.rule(t).personal_columns:
@@ -222,7 +193,7 @@ def _blanked(scope: _Scope, t: str) -> list[Any] | None:
         if keep is None:
             return None
         _values, dirty = scope.personal(t)
-        return None if dirty is None else [scope.src.predicate(t), keep, dirty, _not_true(scope.other_ref(t))]
+        return None if dirty is None else [scope.src.predicate(t), keep, dirty, not_true(scope.other_ref(t))]
     keep = scope.minimise_cond(t)
     if keep is None:
         return None
@@ -251,13 +222,13 @@ def recheck(
             problems.append((case.customer, exc))
     found: list[Reappeared] = []
     for group in by_url.values():
-        src: _RecheckSource | None = None
+        src: PurgeSource | None = None
         try:
             for case in group:
                 pinned = PinnedRow(case.row_pk, deleted=True) if case.row_pk is not None else None
                 try:
                     if src is None:
-                        src = _RecheckSource(settings, case.customer, row_may_be_gone=True, pinned=pinned)
+                        src = PurgeSource(settings, case.customer, row_may_be_gone=True, pinned=pinned)
                     else:
                         src.rebind(case.customer, pinned)
                     rows, minimised = _count_case(settings, src, case)
@@ -319,18 +290,18 @@ def plan_reapply(settings: Settings, ledger: Ledger, found: Reappeared, now: dat
     )
     if facts.hold_active:
         plan.refusals.append(f"{customer} is on legal hold; release it first (learnexit release {customer})")
-    with _open_source(settings, ledger, customer, row_may_be_gone=True) as src:
-        plan.name = _stored_name(_ledger_rows(ledger, L.purges, customer), customer)
+    with open_source(settings, ledger, customer, row_may_be_gone=True) as src:
+        plan.name = stored_name(ledger_rows(ledger, L.purges, customer), customer)
         unclassified = src.datamap.unclassified()
         if unclassified:
             plan.refusals.append(
                 f"unclassified tables: {', '.join(unclassified)}; classify each in [tables] before purging"
             )
             return plan
-        # after a retention purge nothing of the case is retained any more (as _Run decides)
+        # after a retention purge nothing of the case is retained any more (as Run decides)
         expire_all = bool(addendum_facts(ledger, customer).get("retention_done"))
-        scope = _Scope(settings, src, tl.termination_date, now, expire_all=expire_all)
-        _fill_plan(plan, settings, src, scope, {}, ledger)
+        scope = Scope(settings, src, tl.termination_date, now, expire_all=expire_all)
+        fill_plan(plan, settings, src, scope, {}, ledger)
     return plan
 
 
@@ -385,7 +356,8 @@ def reapply_due(
     work: Sequence[tuple[str, str, int | None]],
     *,
     confirmed: Sequence[str] | None = None,
-    progress: Any = None,
+    progress: Progress | None = None,
+    faults: Faults = NO_FAULTS,
 ) -> None:
     """``purge --due`` (under its lock, after the due purges): delete reappeared data
     again, one case at a time; results and skips go into ``report``."""
@@ -406,7 +378,7 @@ def reapply_due(
                 plan = plan_reapply(settings, ledger, hit, now)
                 if plan.refusals:
                     raise Refused("; ".join(plan.refusals))
-                result = _Run(settings, ledger, plan, now, lang, progress).go()
+                result = Run(settings, ledger, plan, now, lang, progress, faults).go()
         except LearnexitError as exc:
             status = "refused" if isinstance(exc, Refused) else "failed"
             result = PurgeResult(customer=hit.customer, status=status, kind=KIND, error=exc.message,
@@ -419,30 +391,3 @@ def reapply_due(
             result = PurgeResult(customer=hit.customer, status="failed", kind=KIND, error=text, exit_code=1)
             event("purge_internal_error", level=logging.ERROR, customer=hit.customer, error=text)
         report.results.append(result)
-
-
-# --------------------------------------------------------------------------- the addendum
-
-
-def addendum_facts(ledger: Ledger, customer: str) -> dict[str, Any]:
-    """The certificate a reapply purge's addendum extends (inside the case): the case's
-    full purge, its certificate's file name and SHA-256 (as its ``purge.done`` entry
-    recorded it), and whether a retention purge of the case is done."""
-    purges = ledger.rows(L.purges, customer)
-    first = next((p for p in purges if p["kind"] == "full" and p["status"] == "done"), None)
-    if first is None:
-        return {}
-    digest = None
-    for entry in ledger.audit_entries(customer):
-        if entry["event"] != "purge.done":
-            continue
-        details = json.loads(entry["details"] or "{}")
-        if details.get("purge_id") == first["id"]:
-            digest = details.get("certificate_sha256")
-    return {
-        "purge_id": int(first["id"]),
-        "certificate": Path(str(first["certificate"])).name if first.get("certificate") else None,
-        "sha256": digest,
-        "finished_at": L.aware(first["finished_at"]),
-        "retention_done": any(p["kind"] == "retention" and p["status"] == "done" for p in purges),
-    }

@@ -21,16 +21,16 @@ import os
 import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .config import Settings
-from .documents import i18n
-from .documents.layout import report_html
-from .documents.model import Block, Facts, Heading, Paragraph, Report, Table
-from .errors import OperationalError
-
-if TYPE_CHECKING:
-    from .deletion import PurgeResult
+from ..config import Settings
+from ..documents import i18n
+from ..documents.layout import report_html
+from ..documents.model import Block, Facts, Heading, Paragraph, Report, Table
+from ..documents.render import pdf_renderer
+from ..errors import OperationalError
+from ..package.build import safe_file_name
+from .results import PurgeResult
 
 __all__ = ["certificate_document", "certificate_html", "render_certificate", "write_certificate"]
 
@@ -97,19 +97,14 @@ def _exports_blocks(result: PurgeResult, facts: dict[str, Any], lang: str, tz: s
     return blocks
 
 
-def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) -> Report:
-    """The certificate as a document (the same model, strings and style as every other)."""
+def _facts_rows(
+    result: PurgeResult, facts: dict[str, Any], lang: str, tz: str, addendum: dict[str, Any] | None
+) -> list[tuple[str, str]]:
+    """The certificate's facts: customer, contract end, kind, purge, when, addendum."""
     t = lambda key, **kw: i18n.text(lang, key, **kw)  # noqa: E731
-    n = lambda value: i18n.format_int(int(value or 0), lang)  # noqa: E731
-    tz = str(facts.get("timezone") or "Europe/Stockholm")
-    name = result.name or result.customer
-    vendor = str(facts.get("vendor") or "The vendor")
     kind = result.kind or "full"
-    # A reapply purge (deleted data found again, e.g. a restored backup) gets an addendum
-    # to the case's first certificate, named with its hash.
-    addendum = facts.get("addendum_to") if kind == "reapply" else None
     rows = [
-        (t("deletion.customer"), name),
+        (t("deletion.customer"), result.name or result.customer),
         (t("deletion.customer_key"), result.customer),
         (t("deletion.termination"), _day(facts.get("termination_date"), lang)),
         (
@@ -133,19 +128,16 @@ def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) 
             (t("deletion.addendum_to"), certificate),
             (t("deletion.addendum_hash"), str(addendum.get("sha256") or "—")),
         ]
-    intro_key = {"retention": "deletion.intro_retention", "reapply": "deletion.intro_addendum"}.get(
-        kind, "deletion.intro"
-    )
-    blocks: list[Block] = [Paragraph(t(intro_key, vendor=vendor, name=name), "lead")]
-    blocks += [Heading(t("deletion.facts")), Facts(tuple(rows))]
-    if addendum:
-        blocks += [Heading(t("deletion.exports")), Paragraph(t("deletion.exports_addendum"))]
-    else:
-        blocks += _exports_blocks(result, facts, lang, tz)
+    return rows
 
+
+def _deleted_blocks(result: PurgeResult, lang: str) -> list[Block]:
+    """Rows deleted per table, and the media files."""
+    t = lambda key, **kw: i18n.text(lang, key, **kw)  # noqa: E731
+    n = lambda value: i18n.format_int(int(value or 0), lang)  # noqa: E731
     deleted = tuple((table, n(count)) for table, count in result.deleted.items())
     total = (t("deletion.total"), n(sum(int(c) for c in result.deleted.values())))
-    blocks += [
+    blocks: list[Block] = [
         Heading(t("deletion.deleted")),
         Table((t("deletion.table"), t("deletion.rows")), (*deleted, total), numeric=(False, True)),
     ]
@@ -154,8 +146,15 @@ def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) 
         blocks.append(Paragraph(t("deletion.media", n=n(media.get("deleted")))))
         if media.get("kept_shared"):
             blocks.append(Paragraph(t("deletion.media_kept", n=n(media["kept_shared"]))))
+    return blocks
 
-    blocks.append(Heading(t("deletion.retained")))
+
+def _kept_blocks(result: PurgeResult, facts: dict[str, Any], lang: str) -> list[Block]:
+    """What stays: retained under a legal basis, kept for others, contested."""
+    t = lambda key, **kw: i18n.text(lang, key, **kw)  # noqa: E731
+    n = lambda value: i18n.format_int(int(value or 0), lang)  # noqa: E731
+    name = result.name or result.customer
+    blocks: list[Block] = [Heading(t("deletion.retained"))]
     if result.retention:
         retained = []
         for table, info in result.retention.items():
@@ -192,6 +191,30 @@ def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) 
                 numeric=(False, True),
             ),
         ]
+    return blocks
+
+
+def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) -> Report:
+    """The certificate as a document (the same model, strings and style as every other)."""
+    t = lambda key, **kw: i18n.text(lang, key, **kw)  # noqa: E731
+    tz = str(facts.get("timezone") or "Europe/Stockholm")
+    name = result.name or result.customer
+    vendor = str(facts.get("vendor") or "The vendor")
+    kind = result.kind or "full"
+    # A reapply purge (deleted data found again, e.g. a restored backup) gets an addendum
+    # to the case's first certificate, named with its hash.
+    addendum = facts.get("addendum_to") if kind == "reapply" else None
+    intro_key = {"retention": "deletion.intro_retention", "reapply": "deletion.intro_addendum"}.get(
+        kind, "deletion.intro"
+    )
+    blocks: list[Block] = [Paragraph(t(intro_key, vendor=vendor, name=name), "lead")]
+    blocks += [Heading(t("deletion.facts")), Facts(tuple(_facts_rows(result, facts, lang, tz, addendum)))]
+    if addendum:
+        blocks += [Heading(t("deletion.exports")), Paragraph(t("deletion.exports_addendum"))]
+    else:
+        blocks += _exports_blocks(result, facts, lang, tz)
+    blocks += _deleted_blocks(result, lang)
+    blocks += _kept_blocks(result, facts, lang)
     blocks += [Heading(t("deletion.verification")), Paragraph(t("deletion.verified"))]
     if facts.get("backup_note"):  # (not set: say nothing rather than "no policy"; purge warns)
         blocks += [Heading(t("deletion.backups")), Paragraph(str(facts["backup_note"]))]
@@ -219,10 +242,6 @@ def certificate_html(result: PurgeResult, facts: dict[str, Any], lang: str) -> s
 
 def render_certificate(result: PurgeResult, facts: dict[str, Any], lang: str) -> bytes:
     """The certificate as PDF bytes, through the documents' renderer."""
-    try:
-        from .documents.render import pdf_renderer
-    except ImportError as exc:  # pragma: no cover - a dependency
-        raise OperationalError(f"cannot render the certificate: {exc}") from None
     out = io.BytesIO()
     pdf_renderer().write(certificate_document(result, facts, lang), out)
     return out.getvalue()
@@ -230,8 +249,6 @@ def render_certificate(result: PurgeResult, facts: dict[str, Any], lang: str) ->
 
 def write_certificate(settings: Settings, result: PurgeResult, facts: dict[str, Any], lang: str) -> tuple[Path, str]:
     """Render and store the certificate under ``[purge] certificates``; (path, sha256)."""
-    from .package.build import safe_file_name
-
     data = render_certificate(result, facts, lang)
     folder = Path(settings.purge.certificates)
     finished = facts.get("finished_at") or datetime.now(UTC)

@@ -1,0 +1,246 @@
+"""The ledger's bookkeeping of one running purge: pending batches, progress, media files.
+
+**The ledger always knows more than the source.**  Before a batch is deleted its keys
+are written to the ledger as *pending* (``purge_keys``), with the ``owned_via`` keys its
+rows reference and the media files they name; after the source commits, progress is
+recorded and the pending entry dropped — lazily, in the ledger transaction of the next
+batch's pending entry (or the table's end), so a batch costs one ledger commit.  A purge
+killed anywhere resumes, reconciles pending batches against the source
+(:meth:`Journal.reconcile`), and ends in the same state with exact counts.
+
+``purge_keys.table_name`` tells the entries apart: ``pending:<table>`` (a batch),
+``retained:<table>`` (people kept by retention, for the later retention purge),
+``media:<state>`` (a media file) and the bare table name (``owned_via`` candidates).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .. import ledger as L
+from ..ledger import Ledger, utcnow
+from ..logs import event
+from ..source import Source
+from .conditions import count_rows
+from .keys import CHUNK, chunks, dec_value, enc_keys, enc_value, key_cols, key_in
+
+__all__ = ["MEDIA", "MEDIA_STATES", "PENDING", "RETAINED", "Journal", "MediaEntry"]
+
+# purge_keys.table_name prefixes (the bare table name holds owned_via candidates)
+PENDING = "pending:"
+RETAINED = "retained:"
+MEDIA = "media:"
+MEDIA_STATES = ("file", "deleting", "deleted", "missing", "kept_shared", "retained", "unsafe")
+
+MediaEntry = tuple[int, str, str, dict[str, Any]]
+"""A media file the purge recorded: (entry id, state, path, the row's path values)."""
+
+
+class Journal:
+    """The ledger records of one purge while it runs (``purge_keys``, ``purge_progress``)."""
+
+    def __init__(self, ledger: Ledger, customer: str, purge_id: int) -> None:
+        self.ledger = ledger
+        self.customer = customer
+        self.purge_id = purge_id
+        self.candidates: dict[str, set[str]] = {}
+        self.media_seen: set[str] = set()
+        # A batch the source has committed whose progress the ledger does not hold yet:
+        # (pending entry, step, rows).  It is written with the next batch's pending entry
+        # (one ledger commit a batch instead of two) or by flush_done at the end of the
+        # table.  Until then its pending entry stays, so a run killed meanwhile counts the
+        # batch when it resumes (reconcile), exactly as one killed just after the delete.
+        self._done: tuple[int, str, int] | None = None
+
+    def bump(self, conn: Connection, step: str, rows: int, batches: int = 1, done: bool | None = None) -> None:
+        """Add ``rows`` and ``batches`` to the progress of ``step`` (in transaction ``conn``)."""
+        values: dict[str, Any] = {"updated_at": utcnow()}
+        p = L.purge_progress
+        current = conn.execute(
+            sa.select(p.c.rows, p.c.batches, p.c.done).where(p.c.purge_id == self.purge_id, p.c.step == step)
+        ).first()
+        if current is None:
+            conn.execute(
+                p.insert().values(
+                    purge_id=self.purge_id, step=step, rows=rows, batches=batches, done=bool(done), **values
+                )
+            )
+            return
+        values.update(rows=current.rows + rows, batches=current.batches + batches)
+        if done is not None:
+            values["done"] = done
+        conn.execute(p.update().where(p.c.purge_id == self.purge_id, p.c.step == step).values(**values))
+
+    def mark(self, step: str, done: bool = True) -> None:
+        """Mark ``step`` done, with the lazily kept batch in the same commit."""
+        with self.ledger.transaction() as conn:
+            self._write_done(conn)
+            self.bump(conn, step, 0, 0, done)
+        self._done = None
+
+    def record_pending(
+        self,
+        step: str,
+        keys: list[tuple[Any, ...]],
+        candidates: dict[str, set[str]],
+        media: list[tuple[str, dict[str, Any]]],
+    ) -> int | None:
+        """Before the source deletes: the batch's keys, the people and files it names.
+
+        The same transaction records the batch before it as done (see ``_done``)."""
+        with self.ledger.transaction() as conn:
+            self._write_done(conn)
+            pending_id = None
+            if keys:
+                pending_id = int(
+                    conn.execute(
+                        L.purge_keys.insert().values(
+                            purge_id=self.purge_id,
+                            table_name=PENDING + step,
+                            key=json.dumps(enc_keys(keys), separators=(",", ":")),
+                        )
+                    ).inserted_primary_key[0]  # type: ignore[index]
+                )
+            rows = []
+            for table, new in candidates.items():
+                for key in sorted(new - self.candidates.setdefault(table, set())):
+                    rows.append({"purge_id": self.purge_id, "table_name": table, "key": key})
+            fresh: set[str] = set()
+            for path, values in media:
+                if path not in self.media_seen and path not in fresh:
+                    fresh.add(path)
+                    rows.append(
+                        {
+                            "purge_id": self.purge_id,
+                            "table_name": MEDIA + "file",
+                            "key": json.dumps([path, {k: enc_value(v) for k, v in values.items()}], ensure_ascii=False),
+                        }
+                    )
+            if rows:
+                conn.execute(L.purge_keys.insert(), rows)
+        self._done = None
+        for table, new in candidates.items():
+            self.candidates.setdefault(table, set()).update(new)
+        self.media_seen.update(path for path, _ in media)
+        return pending_id
+
+    def record_done(self, pending_id: int | None, step: str, rows: int) -> None:
+        """After the source committed a batch: its progress, now or with the next batch.
+
+        A batch with a pending entry is recorded lazily (``_done``); one without (a table
+        without a primary key) at once, as nothing could reconcile it."""
+        if pending_id is not None:
+            self.flush_done()
+            self._done = (pending_id, step, rows)
+        else:
+            with self.ledger.transaction() as conn:
+                self._write_done(conn)
+                self.bump(conn, step, rows, 1)
+            self._done = None
+        event("purge_batch", level=logging.DEBUG, customer=self.customer, table=step, rows=rows)
+
+    def _write_done(self, conn: Connection) -> None:
+        """Record the lazily kept batch (``_done``) in the ledger transaction ``conn``."""
+        if self._done is not None:
+            pending_id, step, rows = self._done
+            conn.execute(L.purge_keys.delete().where(L.purge_keys.c.id == pending_id))
+            self.bump(conn, step, rows, 1)
+
+    def drop_pending(self, pending_id: int | None) -> None:
+        """A batch the source refused (a reference blocked it; its transaction rolled back,
+        so nothing of it was deleted): its pending entry goes, or a resumed run would
+        count its rows as deleted, and a later pass that deletes them would count them
+        again."""
+        if pending_id is not None:
+            with self.ledger.transaction() as conn:
+                conn.execute(L.purge_keys.delete().where(L.purge_keys.c.id == pending_id))
+
+    def flush_done(self) -> None:
+        """The lazily kept batch, recorded now (at the end of a table)."""
+        if self._done is not None:
+            with self.ledger.transaction() as conn:
+                self._write_done(conn)
+            self._done = None
+
+    def load_state(self) -> None:
+        """Candidates and media files this purge recorded before (a resumed run)."""
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(L.purge_keys.c.table_name, L.purge_keys.c.key).where(L.purge_keys.c.purge_id == self.purge_id)
+            ).all()
+        for name, key in rows:
+            if name.startswith(MEDIA):
+                self.media_seen.add(json.loads(key)[0])
+            elif ":" not in name:
+                self.candidates.setdefault(name, set()).add(key)
+
+    def reconcile(self, src: Source) -> None:
+        """Pending batches of a killed run: count what the source did delete."""
+        with self.ledger.engine.connect() as conn:
+            pending = conn.execute(
+                sa.select(L.purge_keys.c.id, L.purge_keys.c.table_name, L.purge_keys.c.key).where(
+                    L.purge_keys.c.purge_id == self.purge_id, L.purge_keys.c.table_name.like(PENDING + "%")
+                )
+            ).all()
+        for pid, name, text in pending:
+            step = name[len(PENDING) :]
+            keys = [tuple(dec_value(v) for v in k) for k in json.loads(text)]
+            table = src.table(step)
+            pk = key_cols(table)
+            with src.engine.connect() as sconn:
+                left = sum(count_rows(sconn, table, key_in(pk, chunk)) for chunk in chunks(keys, CHUNK))
+            gone = len(keys) - left
+            with self.ledger.transaction() as conn:
+                conn.execute(L.purge_keys.delete().where(L.purge_keys.c.id == pid))
+                self.bump(conn, step, gone, 1 if gone else 0)
+            event("purge_reconciled", customer=self.customer, table=step, rows=gone)
+
+    def media_rows(self, states: Sequence[str]) -> list[MediaEntry]:
+        """The media files recorded in these states, in the order they were recorded."""
+        names = [MEDIA + s for s in states]
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(L.purge_keys.c.id, L.purge_keys.c.table_name, L.purge_keys.c.key)
+                .where(L.purge_keys.c.purge_id == self.purge_id, L.purge_keys.c.table_name.in_(names))
+                .order_by(L.purge_keys.c.id)
+            ).all()
+        out = []
+        for rid, name, text in rows:
+            path, values = json.loads(text)
+            out.append((rid, name[len(MEDIA) :], path, {k: dec_value(v) for k, v in (values or {}).items()}))
+        return out
+
+    def set_media(self, conn: Connection, ids: Sequence[int], state: str) -> None:
+        """Move media entries to ``state`` (in transaction ``conn``)."""
+        if ids:
+            conn.execute(L.purge_keys.update().where(L.purge_keys.c.id.in_(list(ids))).values(table_name=MEDIA + state))
+
+    def progress_rows(self, step: str) -> int:
+        """The rows recorded for ``step`` so far."""
+        with self.ledger.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(L.purge_progress.c.rows).where(
+                        L.purge_progress.c.purge_id == self.purge_id, L.purge_progress.c.step == step
+                    )
+                ).scalar()
+                or 0
+            )
+
+    def progress(self) -> dict[str, int]:
+        """The rows recorded for every step."""
+        with self.ledger.engine.connect() as conn:
+            return {
+                r.step: int(r.rows)
+                for r in conn.execute(
+                    sa.select(L.purge_progress.c.step, L.purge_progress.c.rows).where(
+                        L.purge_progress.c.purge_id == self.purge_id
+                    )
+                )
+            }

@@ -1,0 +1,364 @@
+"""Which of one customer's rows go and which stay, as SQL conditions (no writes).
+
+:class:`Scope` decides for every owned table: the rows retained under a legal basis
+(and the rows those reference, kept minimised), the rows kept because data outside the
+customer's still references them (``kept_shared``), and the rows that go.  For
+``owned_via`` tables (people) a row goes only when no row that stays references it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from .. import contract
+from ..config import Settings
+from ..errors import ConfigError
+from ..source import Edge, Source
+from .conditions import cols_in, not_owned_by, not_true, outside_of
+from .keys import key_cols
+
+__all__ = ["Scope", "personal_blanks"]
+
+
+class Scope:
+    """Which of one customer's rows go and which stay, as SQL conditions (no writes)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        src: Source,
+        termination: date | None,
+        now: datetime,
+        *,
+        expire_all: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.src = src
+        self.dm = src.datamap
+        self.today = contract.today(settings.contract.timezone, now)
+        owned = [t for t in self.dm.order if self.dm.info[t].owned]
+        self.children_first = list(reversed(owned))
+        self.owned = set(owned)
+        self.via = {t for t in owned if self.dm.info[t].how == "owned_via"}
+        self.retain_until: dict[str, date] = {}
+        self.expired: dict[str, date] = {}
+        for t in owned:
+            rule = settings.rule(t)
+            if rule.retain and termination is not None:
+                until = contract.retention_until(termination, rule.retain)
+                if expire_all or self.today > until:
+                    self.expired[t] = until
+                else:
+                    self.retain_until[t] = until
+        self.refs: dict[str, list[Edge]] = {}
+        for e in self.dm.edges:
+            self.refs.setdefault(e.parent, []).append(e)
+        self.self_edges: dict[str, list[Edge]] = {}
+        for e in self.dm.edges:
+            if e.child == e.parent:
+                self.self_edges.setdefault(e.child, []).append(e)
+        self.notes: list[str] = []
+        self._ret: dict[str, ColumnElement[bool] | None] = {}
+        self._because: dict[str, set[str]] = {}
+        self._busy: set[str] = set()
+        self._held: dict[str, ColumnElement[bool] | None] = {}
+        self._held_by: dict[str, set[str]] = {}
+        self._held_busy: list[str] = []
+        self._held_cut = False
+        self._via_busy: set[str] = set()
+        self._alias_n = 0
+
+    # -- retention ---------------------------------------------------------------
+
+    def ret(self, t: str) -> ColumnElement[bool] | None:
+        """Rows of ``t`` kept by retention (retained rows and what they reference), or None."""
+        if t in self._ret:
+            return self._ret[t]
+        if t in self._busy:
+            return None
+        self._busy.add(t)
+        try:
+            cond: ColumnElement[bool] | None
+            because: set[str] = set()
+            if t in self.retain_until:
+                cond, because = self.src.predicate(t), {t}
+            else:
+                table = self.src.table(t)
+                conds = []
+                for e in self.refs.get(t, []):
+                    if e.child == t or e.child not in self.owned:
+                        continue
+                    child_cond = self.ret(e.child)
+                    if child_cond is None:
+                        if e.child in self._busy and self.retain_until:
+                            self.notes.append(f"retention does not follow {e.label}: it closes a cycle of references")
+                        continue
+                    child = self.src.table(e.child)
+                    sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
+                        child_cond, *[child.c[c].isnot(None) for c in e.child_cols]
+                    )
+                    conds.append(cols_in(table, e.parent_cols, sub))
+                    because |= self._because.get(e.child, set())
+                if conds:
+                    cond = sa.or_(*conds)
+                    cond = self._ancestors(table, self.self_edges.get(t, []), cond)
+                    if t not in self.via:
+                        cond = sa.and_(cond, self.src.predicate(t))
+                    cond = self.src.keyed(t, cond, "kept")
+                else:
+                    cond = None
+            self._ret[t] = cond
+            self._because[t] = because
+            return cond
+        finally:
+            self._busy.discard(t)
+
+    def _ancestors(self, table: sa.Table, edges: list[Edge], base: ColumnElement[bool]) -> ColumnElement[bool]:
+        """Rows matching ``base`` and every row they reach through the self-references."""
+        if not edges:
+            return base
+        self._alias_n += 1
+        return _with_ancestors(table, edges, base, self._alias_n)
+
+    def retention_info(self, t: str) -> tuple[date | None, str | None, str | None]:
+        """(until, legal basis, reason) for the retained rows of ``t``."""
+        self.ret(t)
+        because = sorted(self._because.get(t, set()))
+        if not because:
+            return None, None, None
+        until = max(self.retain_until[b] for b in because)
+        bases = []
+        for b in because:
+            basis = self.settings.rule(b).legal_basis
+            if basis and basis not in bases:
+                bases.append(basis)
+        reason = None if t in self.retain_until else "referenced by retained " + ", ".join(because)
+        return until, "; ".join(bases) or None, reason
+
+    # -- kept for others ------------------------------------------------------------
+
+    def _outside_refs(self, t: str) -> tuple[ColumnElement[bool] | None, set[str]]:
+        """Rows of ``t`` that rows outside the customer's data reference: another
+        customer's, contested, shared or unclassified rows (a row of ``t`` itself
+        included), and people (owned_via rows) that stay.  Every reference counts, the
+        ones rows are found by too: the database must never cascade for the purge."""
+        tests, sources = [], set()
+        for e in self.refs.get(t, []):
+            if e.child in self.via:
+                if self.dm.info[e.child].how == "owned_via":
+                    tests.append(self.ref_exists(t, e, self._via_stays))
+                    sources.add(e.child)
+                continue
+            if e.child in self.owned:
+                if self.dm.info[e.child].how == "database":
+                    continue  # the whole database is the customer's
+                tests.append(self.ref_exists(t, e, not_owned_by(self.src, e.child)))
+            else:
+                tests.append(self.ref_exists(t, e, None))
+            sources.add(e.child)
+        return (sa.or_(*tests) if tests else None), sources
+
+    def _via_stays(self, child: Any) -> ColumnElement[bool]:
+        """owned_via rows (of ``child``, a table or an alias) that the purge leaves: not
+        the customer's, or referenced from outside its data."""
+        name = child.name if isinstance(child, sa.Table) else child.element.name
+        stays = not_true(self.src.predicate(name))
+        if name in self._via_busy or child is not self.src.table(name):
+            return stays
+        self._via_busy.add(name)
+        try:
+            return sa.or_(stays, self.other_ref(name))
+        finally:
+            self._via_busy.discard(name)
+
+    def held(self, t: str) -> ColumnElement[bool] | None:
+        """The customer's rows of ``t`` kept because data outside it still references them.
+
+        Closed upwards: the rows such a row references are kept too.  (owned_via tables
+        are decided row by row from their candidates instead.)  Tables that reference
+        each other in a cycle are followed round it twice, and a condition built while
+        the cycle was cut short is not remembered: the table asked for first sees the
+        others complete.
+        """
+        if t in self._held:
+            return self._held[t]
+        if t in self.via:
+            return None
+        if self._held_busy.count(t) >= 2:
+            self._held_cut = True
+            return None
+        outer_cut = self._held_cut
+        self._held_cut = False
+        self._held_busy.append(t)
+        try:
+            table = self.src.table(t)
+            outside, sources = self._outside_refs(t)
+            conds = [outside] if outside is not None else []
+            for e in self.refs.get(t, []):
+                if e.child == t or e.child not in self.owned or e.child in self.via:
+                    continue
+                child_cond = self.held(e.child)
+                if child_cond is None:
+                    continue
+                child = self.src.table(e.child)
+                sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
+                    child_cond, *[child.c[c].isnot(None) for c in e.child_cols]
+                )
+                conds.append(cols_in(table, e.parent_cols, sub))
+                sources |= self._held_by.get(e.child, set())
+            cond: ColumnElement[bool] | None = None
+            if conds:
+                cond = self._ancestors(table, self.self_edges.get(t, []), sa.or_(*conds))
+                cond = self.src.keyed(t, sa.and_(cond, self.src.predicate(t)), "held")
+            if not self._held_cut or len(self._held_busy) == 1:
+                self._held[t] = cond
+            self._held_by[t] = sources
+            return cond
+        finally:
+            self._held_busy.pop()
+            self._held_cut = self._held_cut or outer_cut
+
+    def held_by(self, t: str) -> list[str]:
+        """The tables outside the customer's data whose references keep rows of ``t``."""
+        self.held(t)
+        return sorted(self._held_by.get(t, set()))
+
+    def keep(self, t: str) -> ColumnElement[bool] | None:
+        """Rows of ``t`` that stay: retained, or kept for data outside the customer's."""
+        conds = [c for c in (self.ret(t), self.held(t)) if c is not None]
+        return sa.or_(*conds) if conds else None
+
+    def shared_only(self, t: str) -> ColumnElement[bool] | None:
+        """Rows kept for others and not retained (reported as kept_shared)."""
+        held = self.held(t)
+        if held is None:
+            return None
+        ret = self.ret(t)
+        return held if ret is None else sa.and_(held, not_true(ret))
+
+    def minimise_cond(self, t: str) -> ColumnElement[bool] | None:
+        """Kept rows whose personal columns go (never the legally retained rows themselves)."""
+        if t in self.retain_until:
+            return None
+        return self.keep(t)
+
+    def doomed(self, t: str) -> ColumnElement[bool]:
+        """This customer's rows of ``t`` that are to be deleted now (chain tables)."""
+        pred = self.src.predicate(t)
+        keep = self.keep(t)
+        return pred if keep is None else sa.and_(pred, not_true(keep))
+
+    def going(self, t: str) -> ColumnElement[bool]:
+        """Rows of ``t`` the purge deletes: for owned_via tables only those no row that
+        stays references (a person kept for another organisation is never changed)."""
+        if t not in self.via:
+            return self.doomed(t)
+        keep = self.ret(t)
+        conds = [self.src.predicate(t), not_true(self.other_ref(t))]
+        return sa.and_(*conds, *([not_true(keep)] if keep is not None else []))
+
+    def ref_exists(self, t: str, e: Edge, extra: Callable[[Any], ColumnElement[bool]] | None) -> Any:
+        """Some row of ``e.child`` (``extra``: that also matches this) references this row of ``t``."""
+        table = self.src.table(t)
+        child: Any = self.src.table(e.child)
+        if e.child != t:
+            # Uncorrelated: the referencing keys are collected once per statement (hashed
+            # or indexed by the database), not looked up per row of ``t`` — without an
+            # index on the referencing column, EXISTS scans the child table for each row.
+            sub = (
+                sa.select(*[child.c[c] for c in e.child_cols])
+                .where(*[child.c[c].isnot(None) for c in e.child_cols])
+                .correlate(None)
+            )
+            if extra is not None:
+                sub = sub.where(extra(child))
+            return sa.and_(*[table.c[c].isnot(None) for c in e.parent_cols], cols_in(table, e.parent_cols, sub))
+        conds = []
+        if e.child == t:
+            self._alias_n += 1
+            child = child.alias(f"le_ref_{self._alias_n}")
+            pk = key_cols(table)
+            if pk:
+                conds.append(sa.not_(sa.and_(*[child.c[c.name] == table.c[c.name] for c in pk])))
+        conds += [child.c[cc] == table.c[pc] for cc, pc in zip(e.child_cols, e.parent_cols, strict=True)]
+        if extra is not None:
+            conds.append(extra(child))
+        return sa.exists().where(*conds)
+
+    def any_ref(self, t: str) -> ColumnElement[bool]:
+        """Some row anywhere still references this row of ``t``."""
+        tests = [self.ref_exists(t, e, None) for e in self.refs.get(t, [])]
+        return sa.or_(*tests) if tests else sa.false()
+
+    def other_ref(self, t: str) -> ColumnElement[bool]:
+        """A row that stays after the purge references this row of ``t``: a row outside
+        the customer's data, or one of the customer's rows kept for others."""
+        tests = []
+        for e in self.refs.get(t, []):
+            if e.child == t or e.child not in self.owned or e.child in self.via:
+                tests.append(self.ref_exists(t, e, None))
+                continue
+            pred = self.src.predicate(e.child)
+            held = None if t in self._via_busy else self.held(e.child)
+            if held is None:
+                tests.append(self.ref_exists(t, e, outside_of(pred)))
+            else:
+                tests.append(self.ref_exists(t, e, outside_of(sa.and_(pred, not_true(held)))))
+        return sa.or_(*tests) if tests else sa.false()
+
+    def personal(self, t: str) -> tuple[dict[str, Any], ColumnElement[bool] | None]:
+        """(blank values, "not yet blank" condition) for the personal columns of ``t``."""
+        return personal_blanks(self.settings, self.src.table(t), t)
+
+
+def personal_blanks(settings: Settings, table: sa.Table, t: str) -> tuple[dict[str, Any], ColumnElement[bool] | None]:
+    """(blank values, "not yet blank" condition) for the personal columns of ``t``."""
+    rule = settings.rule(t)
+    values: dict[str, Any] = {}
+    dirty: list[ColumnElement[bool]] = []
+    unique_cols: set[str] = set()
+    for constraint in table.constraints:
+        if isinstance(constraint, (sa.UniqueConstraint, sa.PrimaryKeyConstraint)):
+            unique_cols |= {c.name for c in constraint.columns}
+    for index in table.indexes:
+        if index.unique:
+            unique_cols |= {c.name for c in index.columns if isinstance(c, sa.Column)}
+    for name in rule.personal_columns:
+        col = table.c[name]
+        if col.nullable:
+            values[name] = None
+            dirty.append(col.isnot(None))
+        elif isinstance(col.type, sa.String) and name not in unique_cols:
+            values[name] = ""
+            dirty.append(col != "")
+        else:
+            why = "is unique" if name in unique_cols else "is NOT NULL and not text"
+            raise ConfigError(
+                f"{settings.label}: [tables.{t}] personal_columns: {t}.{name} cannot be blanked "
+                f"(it {why}); a retained {t} row could not be minimised"
+            )
+    return values, (sa.or_(*dirty) if dirty else None)
+
+
+def _with_ancestors(table: sa.Table, edges: list[Edge], base: ColumnElement[bool], n: int) -> ColumnElement[bool]:
+    """Rows matching ``base`` and every row they reach through the self-references
+    (a recursive CTE; ``n`` makes its names unique in the statement)."""
+    key = tuple(dict.fromkeys(c for e in edges for c in e.parent_cols))
+    anc = sa.select(*[table.c[c] for c in key]).where(base).cte(name=f"le_keep_{n}", recursive=True)
+    row = table.alias(f"le_keep_row_{n}")
+    up = table.alias(f"le_keep_up_{n}")
+    links = [
+        sa.and_(
+            *[row.c[cc].isnot(None) for cc in e.child_cols],
+            *[up.c[pc] == row.c[cc] for cc, pc in zip(e.child_cols, e.parent_cols, strict=True)],
+        )
+        for e in edges
+    ]
+    step = sa.select(*[up.c[c] for c in key]).where(*[row.c[c] == anc.c[c] for c in key], sa.or_(*links))
+    anc = anc.union(step)
+    return cols_in(table, key, sa.select(*[anc.c[c] for c in key]))
