@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -16,6 +18,11 @@ from ..errors import BadInput, Refused
 from .app import ConfigOpt, Ctx, JsonOpt, TracebackOpt, app, is_interactive, run
 from .progress import progress_bars
 from .tables import print_table
+
+if TYPE_CHECKING:  # (the library is imported when the command runs: --help stays fast)
+    from ..config import Settings
+    from ..ledger import Ledger
+    from ..purge.faults import Faults
 
 
 class _Bars:
@@ -202,32 +209,39 @@ def _confirm_due(ctx: Ctx, closures: list[str], plans: list[Any]) -> list[str]:
     return keys
 
 
+PurgeCustomerArg = Annotated[str | None, typer.Argument(help="The customer's key (or use --due).", show_default=False)]
+DueOpt = Annotated[
+    bool,
+    typer.Option(
+        "--due",
+        help="Cron mode: run due closures, due purges and due retention purges; delete again what "
+        "a purge deleted and a restore brought back; clean up exports killed on this host.",
+    ),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask (scripts, cron). Without it a terminal must confirm.")
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Purge before it is due (needs --reason; audited). Never lifts a hold.")
+]
+ForceReasonOpt = Annotated[
+    str | None, typer.Option("--reason", metavar="TEXT", help="Why the purge is forced (goes to the ledger).")
+]
+CertificateLangOpt = Annotated[
+    str | None, typer.Option("--lang", metavar="en|sv", help="Language of the deletion certificate.")
+]
+
+
 @app.command("purge")
 def purge_command(
-    customer: Annotated[
-        str | None, typer.Argument(help="The customer's key (or use --due).", show_default=False)
-    ] = None,
-    due: Annotated[
-        bool,
-        typer.Option(
-            "--due",
-            help="Cron mode: run due closures, due purges and due retention purges; delete again what "
-            "a purge deleted and a restore brought back; clean up exports killed on this host.",
-        ),
-    ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Do not ask (scripts, cron). Without it a terminal must confirm.")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Purge before it is due (needs --reason; audited). Never lifts a hold.")
-    ] = False,
-    reason: Annotated[
-        str | None, typer.Option("--reason", metavar="TEXT", help="Why the purge is forced (goes to the ledger).")
-    ] = None,
-    lang: Annotated[
-        str | None, typer.Option("--lang", metavar="en|sv", help="Language of the deletion certificate.")
-    ] = None,
+    customer: PurgeCustomerArg = None,
+    due: DueOpt = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    force: ForceOpt = False,
+    reason: ForceReasonOpt = None,
+    lang: CertificateLangOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     show_traceback: TracebackOpt = False,
@@ -265,102 +279,125 @@ def purge_command(
         from ..calendar import now as clock
         from ..ledger import Ledger
         from ..purge.faults import faults_from_environ
-        from ..purge.plan import plan_purge
-        from ..purge.run import execute_purge
 
-        if due == (customer is not None):
-            raise BadInput("name one customer, or use --due (not both)")
-        if force and reason is None:
-            raise BadInput("--force needs --reason TEXT: say why the purge cannot wait")
-        if reason is not None and not force:
-            raise BadInput("--reason goes with --force")
-        if force and due:
-            raise BadInput("--force cannot be used with --due: force one customer at a time")
-        if force and reason is not None and not reason.strip():
-            raise BadInput("--reason must say why the purge is forced")
-        if lang is not None and lang not in LANGS:
-            raise BadInput(f"--lang must be en or sv, not {lang!r}")
+        _check_flags(customer, due, force, reason, lang)
         settings = ctx.settings()
         now = clock(settings.contract.timezone)
         faults = faults_from_environ(os.environ)  # test-only hooks: the one place they are read
         with Ledger(settings.state_url) as ledger:
             if due:
-                return _due(ctx, settings, ledger, now, faults)
+                return _due(ctx, _Run(settings, ledger, now, faults, dry_run, yes, lang))
             assert customer is not None
-            # With --yes nothing is shown or confirmed: check the refusals without counting
-            # (bad input still changes nothing); the purge plans and counts under its lock.
-            counted = dry_run or not yes
-            plan = plan_purge(settings, ledger, customer, now, reason if force else None, count=counted)
-            if dry_run:
-                ctx.emit({"customers": [plan.as_dict()]}, lambda out: _render_plan(out, plan))
-                return 3 if plan.refusals else 0
-            if plan.refusals:
-                raise Refused("; ".join(plan.refusals))
-            if plan.kind != "none" and not yes:
-                _confirm_customer(ctx, plan)
-            bars = _Bars() if sys.stderr.isatty() and plan.kind != "none" else None
-            if bars is not None:
-                with bars:
-                    result = execute_purge(
-                        settings, ledger, customer, now, force_reason=reason if force else None, lang=lang,
-                        progress=bars, faults=faults,
-                    )  # fmt: skip
-            else:
-                result = execute_purge(
-                    settings, ledger, customer, now, force_reason=reason if force else None, lang=lang, faults=faults
-                )
-            ctx.emit({"customers": [result.as_dict()]}, lambda out: _render_result(out, result))
-            return result.exit_code
-
-    def _due(ctx: Ctx, settings: Any, ledger: Any, now: Any, faults: Any) -> int:
-        from ..purge.due import plan_due, purge_due
-
-        confirmed = None
-        if dry_run or not yes:  # (cron, --yes: purge_due plans each purge under its lock)
-            closures, plans, skipped = plan_due(settings, ledger, now)
-        if dry_run:
-            data = {
-                "now": now,
-                "customers": [p.as_dict() for p in plans],
-                "closures": [{"customer": c, "dry_run": True} for c in closures],
-                "skipped": skipped,
-            }
-
-            def render(out: Console) -> None:
-                if not closures and not plans:
-                    out.print("Nothing is due.")
-                for c in closures:
-                    out.print(f"Would close the accounts of {c} (closure due)")
-                for plan in plans:
-                    _render_plan(out, plan)
-                for s in skipped:
-                    out.print(f"Skipped {s['customer']}: {s['reason']} ({s['would']})")
-
-            ctx.emit(data, render)
-            return 3 if any(p.refusals for p in plans) else 0
-        if not yes:
-            confirmed = _confirm_due(ctx, closures, plans)
-        report = purge_due(settings, ledger, now, lang=lang, confirmed=confirmed, faults=faults)
-
-        def render_report(out: Console) -> None:
-            for x in report.interrupted_exports:
-                gone = ", ".join(x["removed"]) or "nothing left to remove"
-                line = f"{x['customer']}: export #{x['export_id']} was interrupted: recorded as failed ({gone} removed)"
-                out.print(line + "".join(f"; NOT removed: {why}" for why in x["left"]))
-            if not report.closures and not report.results:
-                out.print("Nothing is due.")
-            for c in report.closures:
-                if c.get("error"):
-                    out.print(f"{c['customer']}: closure FAILED: {c['error']}")
-                else:
-                    rows = ", ".join(f"{k}: {v}" for k, v in c["rows"].items()) or "nothing to change"
-                    out.print(f"{c['customer']}: accounts closed ({rows})")
-            for r in report.results:
-                _render_result(out, r)
-            for s in report.skipped:
-                out.print(f"Skipped {s['customer']}: {s['reason']} ({s['would']})")
-
-        ctx.emit(report.as_dict(), render_report)
-        return report.exit_code
+            forced = reason if force else None
+            return _one(ctx, _Run(settings, ledger, now, faults, dry_run, yes, lang), customer, forced)
 
     run(ctx, body)
+
+
+def _check_flags(customer: str | None, due: bool, force: bool, reason: str | None, lang: str | None) -> None:
+    """Bad combinations of arguments, refused before anything is read."""
+    if due == (customer is not None):
+        raise BadInput("name one customer, or use --due (not both)")
+    if force and reason is None:
+        raise BadInput("--force needs --reason TEXT: say why the purge cannot wait")
+    if reason is not None and not force:
+        raise BadInput("--reason goes with --force")
+    if force and due:
+        raise BadInput("--force cannot be used with --due: force one customer at a time")
+    if force and reason is not None and not reason.strip():
+        raise BadInput("--reason must say why the purge is forced")
+    if lang is not None and lang not in LANGS:
+        raise BadInput(f"--lang must be en or sv, not {lang!r}")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one `purge` invocation works with, for the two modes below."""
+
+    settings: Settings
+    ledger: Ledger
+    now: datetime
+    faults: Faults
+    dry_run: bool
+    yes: bool
+    lang: str | None
+
+
+def _one(ctx: Ctx, r: _Run, customer: str, forced: str | None) -> int:
+    """`purge CUSTOMER`: plan, show and confirm (unless --yes), run, render."""
+    from ..purge.plan import plan_purge
+    from ..purge.run import execute_purge
+
+    # With --yes nothing is shown or confirmed: check the refusals without counting
+    # (bad input still changes nothing); the purge plans and counts under its lock.
+    counted = r.dry_run or not r.yes
+    plan = plan_purge(r.settings, r.ledger, customer, r.now, forced, count=counted)
+    if r.dry_run:
+        ctx.emit({"customers": [plan.as_dict()]}, lambda out: _render_plan(out, plan))
+        return 3 if plan.refusals else 0
+    if plan.refusals:
+        raise Refused("; ".join(plan.refusals))
+    if plan.kind != "none" and not r.yes:
+        _confirm_customer(ctx, plan)
+    bars = _Bars() if sys.stderr.isatty() and plan.kind != "none" else None
+    args = (r.settings, r.ledger, customer, r.now)
+    if bars is not None:
+        with bars:
+            result = execute_purge(*args, force_reason=forced, lang=r.lang, progress=bars, faults=r.faults)
+    else:
+        result = execute_purge(*args, force_reason=forced, lang=r.lang, faults=r.faults)
+    ctx.emit({"customers": [result.as_dict()]}, lambda out: _render_result(out, result))
+    return result.exit_code
+
+
+def _due(ctx: Ctx, r: _Run) -> int:
+    """`purge --due`: every closure, purge and reapply that is due (cron)."""
+    from ..purge.due import plan_due, purge_due
+
+    confirmed = None
+    if r.dry_run or not r.yes:  # (cron, --yes: purge_due plans each purge under its lock)
+        closures, plans, skipped = plan_due(r.settings, r.ledger, r.now)
+    if r.dry_run:
+        data = {
+            "now": r.now,
+            "customers": [p.as_dict() for p in plans],
+            "closures": [{"customer": c, "dry_run": True} for c in closures],
+            "skipped": skipped,
+        }
+        ctx.emit(data, lambda out: _render_due_plan(out, closures, plans, skipped))
+        return 3 if any(p.refusals for p in plans) else 0
+    if not r.yes:
+        confirmed = _confirm_due(ctx, closures, plans)
+    report = purge_due(r.settings, r.ledger, r.now, lang=r.lang, confirmed=confirmed, faults=r.faults)
+    ctx.emit(report.as_dict(), lambda out: _render_due_report(out, report))
+    return report.exit_code
+
+
+def _render_due_plan(out: Console, closures: list[str], plans: list[Any], skipped: list[dict[str, Any]]) -> None:
+    if not closures and not plans:
+        out.print("Nothing is due.")
+    for c in closures:
+        out.print(f"Would close the accounts of {c} (closure due)")
+    for plan in plans:
+        _render_plan(out, plan)
+    for s in skipped:
+        out.print(f"Skipped {s['customer']}: {s['reason']} ({s['would']})")
+
+
+def _render_due_report(out: Console, report: Any) -> None:
+    for x in report.interrupted_exports:
+        gone = ", ".join(x["removed"]) or "nothing left to remove"
+        line = f"{x['customer']}: export #{x['export_id']} was interrupted: recorded as failed ({gone} removed)"
+        out.print(line + "".join(f"; NOT removed: {why}" for why in x["left"]))
+    if not report.closures and not report.results:
+        out.print("Nothing is due.")
+    for c in report.closures:
+        if c.get("error"):
+            out.print(f"{c['customer']}: closure FAILED: {c['error']}")
+        else:
+            rows = ", ".join(f"{k}: {v}" for k, v in c["rows"].items()) or "nothing to change"
+            out.print(f"{c['customer']}: accounts closed ({rows})")
+    for res in report.results:
+        _render_result(out, res)
+    for s in report.skipped:
+        out.print(f"Skipped {s['customer']}: {s['reason']} ({s['would']})")
