@@ -180,3 +180,22 @@ def test_the_purge_leaves_the_other_site_byte_identical(extra: str, tmp_path: Pa
         "users": [r for r in before["users"] if r[0] == 3],
     }
     assert after["logs"] == [(102, 0, None, "system"), (103, 0, 11, "cron"), (104, 3, 11, "viewed")]
+
+
+def test_the_purge_reads_nobody_as_no_reference_too(tmp_path: Path) -> None:
+    """Person #0 is site_a's own: site_b's row 103 with ``userid = 0`` means "no one", so it
+    does not keep site_a's person #0 (without ``nobody`` it would: a staying row naming it)."""
+    zero = "INSERT INTO users VALUES (0, 1, 'Person Zero');\n"
+    config = build(tmp_path / "lms", NOBODY, rows=zero)
+    before = dump(tmp_path / "lms" / "lms.db")
+    runner = CliRunner()
+    notice = ["notice", "site_a", "--received", "2026-01-10", "--period-end", "2026-03-31", "--config", str(config)]
+    assert runner.invoke(app, notice, env={"LEARNEXIT_NOW": "2026-01-15"}).exit_code == 0
+    purged = runner.invoke(
+        app, ["purge", "site_a", "--yes", "--json", "--config", str(config)], env={"LEARNEXIT_NOW": "2026-07-01"}
+    )
+    assert purged.exit_code == 0, purged.output
+    after = dump(tmp_path / "lms" / "lms.db")
+    assert after["users"] == [(3, 2, "Cy")]  # person #0 went with site_a
+    assert after["logs"] == [r for r in before["logs"] if r[0] in (102, 103, 104)]
+    assert after["courses"] == [(11, 2, "Painting")] and after["sites"] == [(2, "site_b", "Site B")]

@@ -303,14 +303,16 @@ def run_export(
         notes: list[str] = []
         deadline, late, customer_name = _prepare(settings, ledger, source, customer, request, notes)
         build = plan_package(request.out_dir, customer, started, zip_output=zip_output, encrypted=bool(recipients))
-        build.create()  # an output folder that cannot be written fails before anything is recorded
-        try:
-            late_reason = request.late_reason if late else None
-            export_id = record_start(
-                ledger, customer, source.customer_row_pk, build, request.format_names, late_reason, started
-            )
-        except BaseException:
+        build.prepare()  # an output folder that cannot be written fails before anything is recorded
+        late_reason = request.late_reason if late else None
+        export_id = record_start(
+            ledger, customer, source.customer_row_pk, build, request.format_names, late_reason, started
+        )
+        try:  # (recorded first: a kill from here on leaves a record the next export reaps)
+            build.create()
+        except BaseException as exc:
             discard_package(build)
+            record_failure(ledger, customer, export_id, exc)
             raise
         event("export_started", customer=customer, export_id=export_id, formats=",".join(request.format_names))
         try:

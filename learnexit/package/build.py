@@ -114,10 +114,19 @@ class PackageBuild:
                     "(delete it if no export is running, then try again)"
                 )
 
-    def create(self) -> None:
-        """Make ``<name>.partial/data/`` (and the output folder), folders 0700."""
+    def prepare(self) -> None:
+        """Make the output folder (new levels 0700) and check that the build can go in it:
+        the name is free and the folder writable.  Creates no build: an export records
+        its start first and then calls :meth:`create`, so a process killed in between
+        leaves a record the next run reaps, never an unrecorded ``.partial`` folder."""
         _make_dirs(self.out_dir)
         self._refuse_taken()
+        if not os.access(self.out_dir, os.W_OK | os.X_OK):  # (root too: read-only mounts, chattr +i)
+            raise OperationalError(f"cannot create {self.partial}: the output folder is not writable")
+
+    def create(self) -> None:
+        """Make ``<name>.partial/data/`` (and the output folder), folders 0700."""
+        self.prepare()
         try:
             os.mkdir(self.partial, DIR_MODE)
             os.chmod(self.partial, DIR_MODE)

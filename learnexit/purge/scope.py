@@ -19,6 +19,7 @@ from .. import contract
 from ..config import Settings
 from ..errors import ConfigError
 from ..source import Edge, Source
+from ..source.ownership import reference_is_set
 from .conditions import cols_in, not_owned_by, not_true, outside_of
 from .keys import key_cols
 
@@ -100,7 +101,7 @@ class Scope:
                         continue
                     child = self.src.table(e.child)
                     sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
-                        child_cond, *[child.c[c].isnot(None) for c in e.child_cols]
+                        child_cond, *reference_is_set(child, e.child_cols, e.sentinels)
                     )
                     conds.append(cols_in(table, e.parent_cols, sub))
                     because |= self._because.get(e.child, set())
@@ -207,7 +208,7 @@ class Scope:
                     continue
                 child = self.src.table(e.child)
                 sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
-                    child_cond, *[child.c[c].isnot(None) for c in e.child_cols]
+                    child_cond, *reference_is_set(child, e.child_cols, e.sentinels)
                 )
                 conds.append(cols_in(table, e.parent_cols, sub))
                 sources |= self._held_by.get(e.child, set())
@@ -272,7 +273,7 @@ class Scope:
             # index on the referencing column, EXISTS scans the child table for each row.
             sub = (
                 sa.select(*[child.c[c] for c in e.child_cols])
-                .where(*[child.c[c].isnot(None) for c in e.child_cols])
+                .where(*reference_is_set(child, e.child_cols, e.sentinels))
                 .correlate(None)
             )
             if extra is not None:
@@ -286,6 +287,7 @@ class Scope:
             if pk:
                 conds.append(sa.not_(sa.and_(*[child.c[c.name] == table.c[c.name] for c in pk])))
         conds += [child.c[cc] == table.c[pc] for cc, pc in zip(e.child_cols, e.parent_cols, strict=True)]
+        conds += reference_is_set(child, e.child_cols, e.sentinels)
         if extra is not None:
             conds.append(extra(child))
         return sa.exists().where(*conds)
@@ -354,7 +356,7 @@ def _with_ancestors(table: sa.Table, edges: list[Edge], base: ColumnElement[bool
     up = table.alias(f"le_keep_up_{n}")
     links = [
         sa.and_(
-            *[row.c[cc].isnot(None) for cc in e.child_cols],
+            *reference_is_set(row, e.child_cols, e.sentinels),
             *[up.c[pc] == row.c[cc] for cc, pc in zip(e.child_cols, e.parent_cols, strict=True)],
         )
         for e in edges

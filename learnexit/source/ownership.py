@@ -35,8 +35,11 @@ def sentinels_typed(column: Any, values: tuple[Any, ...]) -> list[Any]:
     return out
 
 
-def _present(table: Any, cols: tuple[str, ...], sentinels: tuple[tuple[str, tuple[Any, ...]], ...]) -> list[Any]:
-    """Conditions that a reference is set: no column NULL, none holding a "none" value."""
+def reference_is_set(
+    table: Any, cols: tuple[str, ...], sentinels: tuple[tuple[str, tuple[Any, ...]], ...]
+) -> list[Any]:
+    """Conditions that a reference is set: no column NULL, none holding a "none" value
+    (``Edge.sentinels``: a relation's ``sentinels``, ``[roles.people] nobody``)."""
     conds: list[Any] = [table.c[c].isnot(None) for c in cols]
     for col, values in sentinels:
         typed = sentinels_typed(table.c[col], values)
@@ -111,7 +114,7 @@ class Ownership:
                 src = self.datamap.table(src_name)
                 sentinels = self.datamap.none_values(src_name, src_col, name, target_col)
                 sub = sa.select(src.c[src_col]).where(
-                    self.predicate(src_name), *_present(src, (src_col,), ((src_col, sentinels),))
+                    self.predicate(src_name), *reference_is_set(src, (src_col,), ((src_col, sentinels),))
                 )
                 conditions.append(table.c[target_col].in_(sub))
             return sa.or_(*conditions) if conditions else sa.false()
@@ -170,7 +173,7 @@ class Ownership:
 
     def _edge_leads(self, table: sa.Table, edge: Edge, *, mine: bool) -> ColumnElement[bool]:
         sub = self._key_set(edge.parent, edge.parent_cols, mine=mine)
-        return sa.and_(*_present(table, edge.child_cols, edge.sentinels), _in(table, edge.child_cols, sub))
+        return sa.and_(*reference_is_set(table, edge.child_cols, edge.sentinels), _in(table, edge.child_cols, sub))
 
     def _key_set(self, name: str, cols: tuple[str, ...], *, mine: bool) -> sa.Select[Any]:
         """The ``cols`` of the rows of ``name`` that ``_reach`` selects.  With ``flat`` a
@@ -202,7 +205,7 @@ class Ownership:
         child = table.alias(f"le_child_{self._cte_counter}")
         links = [
             sa.and_(
-                *_present(child, e.child_cols, e.sentinels),
+                *reference_is_set(child, e.child_cols, e.sentinels),
                 *[child.c[cc] == tree.c[pc] for cc, pc in zip(e.child_cols, e.parent_cols, strict=True)],
             )
             for e in edges
