@@ -73,11 +73,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from . import calendar, contract
-from . import ledger as L
+from . import contract
 from .config import LANGS, MediaSettings, Settings, mask_url, scrub
-from .consistency import all_problems, refusal, require_consistent
-from .consistency import digest as text_sha256
 from .errors import (
     BadInput,
     ConfigError,
@@ -87,9 +84,17 @@ from .errors import (
     UnknownCustomer,
     VerificationFailed,
 )
-from .ledger import Ledger, aware, naive_utc, utcnow
+from .ledger import schema as L
+from .ledger.consistency import all_problems, refusal, require_consistent
+from .ledger.consistency import digest as text_sha256
+from .ledger.records import known_customers
+from .ledger.store import Ledger, aware, holder_is_dead, naive_utc, utcnow
 from .logs import event
 from .media_paths import FileId, MediaProblem, media_columns
+from .offboarding import clock
+from .offboarding.cases import require_customer
+from .offboarding.closure import due_closures, run_closure
+from .offboarding.facts import active_hold, customer_facts
 from .package import destroy_path, looks_like_package, package_paths
 from .purge_media import Matcher, MediaStore, media_path
 from .source import (
@@ -366,7 +371,7 @@ def _export_summary(row: dict[str, Any]) -> dict[str, Any]:
 
 def _aware_now(settings: Settings, now: datetime | None) -> datetime:
     if now is None:
-        return calendar.now(settings.contract.timezone)
+        return clock.now(settings.contract.timezone)
     if now.tzinfo is None:
         raise BadInput("now must be timezone-aware")
     return now.astimezone(UTC)
@@ -1056,7 +1061,7 @@ def _sibling_urls(settings: Settings, customer: str, ledger: Ledger) -> tuple[li
         else:
             raise ValueError("customer key not in the database name")
     except (ValueError, OSError, sa.exc.SQLAlchemyError) as exc:
-        keys = [c for c in calendar.known_customers(ledger) if c != customer and _KEY_PATTERN.fullmatch(c)]
+        keys = [c for c in known_customers(ledger) if c != customer and _KEY_PATTERN.fullmatch(c)]
         found = [pattern.replace("{customer}", k) for k in keys]
         note = (
             f"could not list the other customers' databases ({scrub(str(exc)).splitlines()[0] if str(exc) else exc}); "
@@ -1246,7 +1251,7 @@ def _exports_running(settings: Settings, ledger: Ledger, customer: str) -> list[
                 lock = conn.execute(sa.select(L.locks).where(L.locks.c.name == export_lock_name(row["id"]))).first()
         except sa.exc.SQLAlchemyError as exc:
             raise _db_error("cannot read the ledger", exc) from None
-        if lock is None or L._holder_is_dead(lock.holder):
+        if lock is None or holder_is_dead(lock.holder):
             continue
         if here in lock.holder or utcnow() - lock.heartbeat_at < stale:
             live.append(row)
@@ -1320,7 +1325,7 @@ def plan_purge(
             raise BadInput("--reason must say why the purge is forced")
     now = _aware_now(settings, now)
     require_consistent(ledger, customer)  # decide on records that agree with the audit chain
-    facts = calendar.customer_facts(ledger, customer)
+    facts = customer_facts(ledger, customer)
     purges = _ledger_rows(ledger, L.purges, customer)
     plan = PurgePlan(
         customer=customer,
@@ -1331,7 +1336,7 @@ def plan_purge(
         backup_note=settings.purge.backup_note,
         timezone=settings.contract.timezone,
     )
-    hold = calendar.active_hold(ledger, customer)
+    hold = active_hold(ledger, customer)
     if hold is not None:
         plan.refusals.append(
             f"{customer} is on legal hold since {aware(hold['placed_at']):%Y-%m-%d} (placed by "
@@ -1346,7 +1351,7 @@ def plan_purge(
     tl = facts.timeline
     if tl is None:
         plan.refusals.append(f"no notice is recorded for {customer}; record it first (learnexit notice)")
-        calendar.require_customer(settings, ledger, customer)
+        require_customer(settings, ledger, customer)
         if count and not purges:  # the dry run still shows what a purge would delete
             _count_without_notice(plan, settings, ledger, customer, now)
         return plan
@@ -2340,7 +2345,7 @@ class _Run:
         # database does the deleting (SQLite and the drivers run without the GIL).
         threading.Thread(target=_preload_pdf, name="learnexit-preload", daemon=True).start()
         if plan.closure_pending:
-            counts = calendar.run_closure(settings, self.ledger, self.customer, now=self.now)
+            counts = run_closure(settings, self.ledger, self.customer, now=self.now)
             with self.ledger.transaction() as conn:
                 self._bump(conn, "closure", sum(counts.values()), 1, True)
         self._load_state()
@@ -2764,7 +2769,7 @@ def due_work(
     skipped: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     disagree = all_problems(ledger)  # one read of the ledger for every customer
-    for customer in sorted(set(calendar.known_customers(ledger)) | disagree.keys()):
+    for customer in sorted(set(known_customers(ledger)) | disagree.keys()):
         try:
             for case_id in [*ledger.earlier_cases(customer), None]:
                 if case_id is None:
@@ -2792,7 +2797,7 @@ def _due_reason(
     they say is not acted on, due or not."""
     if problems:
         raise refusal(problems)
-    facts = calendar.customer_facts(ledger, customer)
+    facts = customer_facts(ledger, customer)
     purges = _ledger_rows(ledger, L.purges, customer)
     last = purges[-1] if purges else None
     why: str | None = None
@@ -2835,7 +2840,7 @@ def plan_due(
     """What ``purge --due`` would do now: (closures, purge plans, skipped) — reads only.
     The plans include deleting again what came back after a finished purge (``reapply``)."""
     now = _aware_now(settings, now)
-    closures = calendar.due_closures(settings, ledger, now)
+    closures = due_closures(settings, ledger, now)
     work, skipped, failed = due_work(settings, ledger, now)
     plans = []
     for item in failed:
@@ -2883,9 +2888,9 @@ def purge_due(
         from .export import reap_interrupted_exports
 
         report.interrupted_exports = reap_interrupted_exports(ledger)
-        for customer in calendar.due_closures(settings, ledger, now):
+        for customer in due_closures(settings, ledger, now):
             try:
-                rows = calendar.run_closure(settings, ledger, customer, now=now)
+                rows = run_closure(settings, ledger, customer, now=now)
                 report.closures.append({"customer": customer, "rows": rows})
                 event("closure_done", customer=customer, rows=sum(rows.values()))
             except LearnexitError as exc:

@@ -48,10 +48,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import contract, errors
-from .calendar import active_notice, open_source
-from .calendar import now as current_time
 from .config import LANGS, SQL_DIALECTS, Settings, scrub
-from .consistency import require_consistent
 from .errors import BadInput, LearnexitError, OperationalError, Refused, printable
 from .exporters.base import (
     Background,
@@ -65,10 +62,15 @@ from .exporters.base import (
     load_builtin,
 )
 from .exporters.sql_format import check_mysql_names
-from .ledger import Ledger, exports, locks, meta_table, purges, utcnow
+from .ledger.consistency import require_consistent
+from .ledger.schema import exports, locks, meta_table, purges
+from .ledger.store import Ledger, holder_is_dead, utcnow
 from .logs import event
 from .machine import usable_cores
 from .none_values import no_none
+from .offboarding.cases import open_source
+from .offboarding.clock import now as current_time
+from .offboarding.facts import active_notice
 from .package import (
     PackageBuild,
     destroy_path,
@@ -1149,12 +1151,10 @@ def _interrupted_holder(conn: sa.Connection, export_id: int) -> tuple[bool, str 
     when its lock is gone (a running export always holds one) or was taken on this host by
     a process that no longer exists.  Exports keep no heartbeat, so one running on another
     host is never judged from here."""
-    from .ledger import _holder_is_dead
-
     lock = conn.execute(sa.select(locks.c.holder).where(locks.c.name == export_lock_name(export_id))).first()
     if lock is None:
         return True, None
-    return _holder_is_dead(lock.holder), lock.holder
+    return holder_is_dead(lock.holder), lock.holder
 
 
 def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> list[dict[str, Any]]:

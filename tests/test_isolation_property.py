@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learnexit.config import load_settings
+from learnexit.offboarding.notice import record_notice
 from learnexit.source import Source
 
 CUSTOMERS = ("a", "b", "c")
@@ -284,8 +285,8 @@ def test_purge_removes_exactly_the_customers_rows(tmp_path_factory, seed: int, n
     from datetime import UTC, date, datetime
     from unittest import mock
 
-    from learnexit import calendar, deletion
-    from learnexit.ledger import Ledger
+    from learnexit import deletion
+    from learnexit.ledger.store import Ledger
 
     world = generate(seed, n_tables)
     folder: Path = tmp_path_factory.mktemp("iso-purge")
@@ -294,7 +295,7 @@ def test_purge_removes_exactly_the_customers_rows(tmp_path_factory, seed: int, n
     expected = expected_owned(world, victim)
     certificate = (folder / "certificate.pdf", "0" * 64)  # the PDF is tested elsewhere; here it costs seconds
     with Ledger(s.state_url) as ledger:
-        calendar.record_notice(
+        record_notice(
             s,
             ledger,
             victim,

@@ -261,8 +261,8 @@ def purge_command(
 
     def body() -> int:
         from .. import deletion
-        from ..calendar import now as clock
-        from ..ledger import Ledger
+        from ..ledger.store import Ledger
+        from ..offboarding.clock import now as clock
 
         if due == (customer is not None):
             raise BadInput("name one customer, or use --due (not both)")
