@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .contract import DEFAULT_TIMEZONE
 from .documents.i18n import LANGS
 from .errors import ConfigError
 
@@ -188,7 +189,7 @@ class Role:
 class ContractSettings:
     notice_days: int = 30
     export_window_days: int = 90
-    timezone: str = "Europe/Stockholm"
+    timezone: str = DEFAULT_TIMEZONE
     term_months: int = 12
     table: str | None = None
     customer_column: str | None = None
@@ -554,7 +555,7 @@ def _contract(data: dict[str, Any], label: str) -> ContractSettings:
     contract = ContractSettings(
         notice_days=c.integer("notice_days", 30, maximum=3650),
         export_window_days=c.integer("export_window_days", 90, maximum=3650),
-        timezone=c.text("timezone", "Europe/Stockholm"),
+        timezone=c.text("timezone", DEFAULT_TIMEZONE),
         term_months=c.integer("term_months", 12, minimum=1, maximum=1200),
         table=c.text("table"),
         customer_column=c.text("customer_column"),

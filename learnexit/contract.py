@@ -24,7 +24,11 @@ from dateutil.relativedelta import relativedelta
 
 from learnexit.errors import BadInput, InvalidDate
 
+DEFAULT_TIMEZONE = "Europe/Stockholm"
+"""The zone dates begin and end in when ``[contract] timezone`` is not set."""
+
 __all__ = [
+    "DEFAULT_TIMEZONE",
     "STATES",
     "Facts",
     "Timeline",
@@ -114,7 +118,7 @@ def _zone(timezone: object) -> ZoneInfo:
     except (KeyError, ValueError, OSError, TypeError):
         # ZoneInfoNotFoundError is a KeyError; '', '../x' and NUL are ValueError;
         # a directory such as 'Europe' is an OSError.
-        raise BadInput(f"unknown time zone {_show(timezone)}: use an IANA name such as 'Europe/Stockholm'") from None
+        raise BadInput(f"unknown time zone {_show(timezone)}: use an IANA name such as '{DEFAULT_TIMEZONE}'") from None
 
 
 def _plus(day: date, delta: relativedelta | timedelta, what: str) -> date:
@@ -262,7 +266,7 @@ def compute_timeline(
     period_end: date | None = None,
     notice_days: int = 30,
     export_window_days: int = 90,
-    timezone: str = "Europe/Stockholm",
+    timezone: str = DEFAULT_TIMEZONE,
 ) -> Timeline:
     """Compute the whole timeline for notice received on `received`.
 

@@ -19,19 +19,27 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from learnexit import calendar as cal
-from learnexit import ledger as L
 from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.demo import build_example
 from learnexit.errors import BadInput, InvalidDate, OperationalError, Refused, UnknownCustomer
-from learnexit.ledger import Ledger
+from learnexit.ledger import schema as L
+from learnexit.ledger.store import Ledger
+from learnexit.offboarding import clock
+from learnexit.offboarding.attention import check_attention
+from learnexit.offboarding.clock import parse_now
+from learnexit.offboarding.closure import due_closures, run_closure
+from learnexit.offboarding.confirm import confirm_handover
+from learnexit.offboarding.facts import active_hold, active_notice
+from learnexit.offboarding.holds import place_hold, release_hold
+from learnexit.offboarding.notice import record_notice, withdraw_notice
+from learnexit.offboarding.status import audit_report, customer_status
 
 D = date
 
 
 def at(text: str) -> datetime:
-    return cal.parse_now(text, "Europe/Stockholm")
+    return parse_now(text, "Europe/Stockholm")
 
 
 @pytest.fixture(scope="module")
@@ -112,26 +120,26 @@ def audit_events(ledger: Ledger, customer: str | None = None) -> list[str]:
 
 def test_now_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEARNEXIT_NOW", "2027-01-31")
-    assert cal.now() == datetime(2027, 1, 31, 11, 0, tzinfo=UTC)  # noon in Stockholm (CET)
+    assert clock.now() == datetime(2027, 1, 31, 11, 0, tzinfo=UTC)  # noon in Stockholm (CET)
     monkeypatch.setenv("LEARNEXIT_NOW", "2026-07-01")
-    assert cal.now() == datetime(2026, 7, 1, 10, 0, tzinfo=UTC)  # noon CEST
+    assert clock.now() == datetime(2026, 7, 1, 10, 0, tzinfo=UTC)  # noon CEST
     monkeypatch.setenv("LEARNEXIT_NOW", "2027-01-31T00:30:00Z")
-    assert cal.now() == datetime(2027, 1, 31, 0, 30, tzinfo=UTC)
+    assert clock.now() == datetime(2027, 1, 31, 0, 30, tzinfo=UTC)
     monkeypatch.setenv("LEARNEXIT_NOW", "2027-01-31T00:30:00")  # local time without an offset
-    assert cal.now() == datetime(2027, 1, 30, 23, 30, tzinfo=UTC)
+    assert clock.now() == datetime(2027, 1, 30, 23, 30, tzinfo=UTC)
     for bad in ("tomorrow", "2027-02-30", "31/01/2027"):
         monkeypatch.setenv("LEARNEXIT_NOW", bad)
         with pytest.raises(InvalidDate):
-            cal.now()
+            clock.now()
     monkeypatch.delenv("LEARNEXIT_NOW")
-    assert abs((cal.now() - datetime.now(UTC)).total_seconds()) < 5
+    assert abs((clock.now() - datetime.now(UTC)).total_seconds()) < 5
 
 
 # =========================================================================== notices
 
 
 def test_notice_from_the_contract_table(settings, ledger) -> None:
-    out = cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), channel="letter", now=at("2026-11-29"))
+    out = record_notice(settings, ledger, "acme", D(2026, 11, 20), channel="letter", now=at("2026-11-29"))
     d = out.as_dict()
     assert d["action"] == "recorded" and d["name"] == "Acme Lärande AB"
     assert (d["received"], d["period_end"], d["timely"]) == (D(2026, 11, 20), D(2027, 1, 30), True)
@@ -144,7 +152,7 @@ def test_notice_from_the_contract_table(settings, ledger) -> None:
     assert d["days_left"] == 152 and d["state"] == "noticed"
     assert d["terms"]["source"] == "contract table" and d["terms"]["start"] == "2024-01-31"
     assert d["recorded_at"] == at("2026-11-29") and d["recorded_by"] == "tester@example"
-    row = cal.active_notice(ledger, "acme")
+    row = active_notice(ledger, "acme")
     assert row is not None and row["received"] == D(2026, 11, 20) and row["channel"] == "letter"
     assert audit_events(ledger) == ["notice.recorded"]
 
@@ -159,22 +167,22 @@ def test_notice_from_the_contract_table(settings, ledger) -> None:
     ],
 )
 def test_timely_and_late(settings, ledger, customer, received, period_end, timely, termination) -> None:
-    d = cal.record_notice(settings, ledger, customer, received, now=at("2026-11-29")).as_dict()
+    d = record_notice(settings, ledger, customer, received, now=at("2026-11-29")).as_dict()
     assert (d["period_end"], d["timely"], d["termination_date"]) == (period_end, timely, termination)
     if not timely:
         assert "runs one more period, to " + termination.isoformat() in d["reason"]
 
 
 def test_terms_from_flags(settings, ledger) -> None:
-    d = cal.record_notice(
+    d = record_notice(
         settings, ledger, "acme", D(2026, 11, 20), period_end=D(2026, 12, 31), dry_run=True, now=at("2026-11-29")
     ).as_dict()
     assert (d["timely"], d["termination_date"]) == (True, D(2026, 12, 31))
-    d = cal.record_notice(
+    d = record_notice(
         settings, ledger, "acme", D(2026, 12, 10), period_end=D(2026, 12, 31), dry_run=True, now=at("2026-12-10")
     ).as_dict()
     assert (d["timely"], d["termination_date"]) == (False, D(2027, 12, 31))  # next period: config's 12 months
-    d = cal.record_notice(
+    d = record_notice(
         settings,
         ledger,
         "acme",
@@ -187,56 +195,56 @@ def test_terms_from_flags(settings, ledger) -> None:
     assert (d["period_end"], d["timely"], d["termination_date"]) == (D(2026, 11, 29), False, D(2026, 12, 30))
     assert d["action"] == "dry_run" and d["terms"]["source"] == "flags"
     with pytest.raises(BadInput):
-        cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), start=D(2026, 1, 1), period_end=D(2026, 12, 31))
+        record_notice(settings, ledger, "acme", D(2026, 11, 20), start=D(2026, 1, 1), period_end=D(2026, 12, 31))
     with pytest.raises(BadInput):
-        cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), term_months=3, now=at("2026-11-29"))
+        record_notice(settings, ledger, "acme", D(2026, 11, 20), term_months=3, now=at("2026-11-29"))
     assert ledger.rows(L.notices) == [] and audit_events(ledger) == []  # dry runs record nothing
 
 
 def test_same_notice_twice_changes_nothing_a_different_one_is_refused(settings, ledger) -> None:
     now = at("2026-11-29")
-    cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), reference="T-1", now=now)
-    again = cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), reference="T-1", now=at("2026-11-30"))
+    record_notice(settings, ledger, "acme", D(2026, 11, 20), reference="T-1", now=now)
+    again = record_notice(settings, ledger, "acme", D(2026, 11, 20), reference="T-1", now=at("2026-11-30"))
     assert again.action == "unchanged" and again.recorded_at == now
     with pytest.raises(Refused, match="withdraw"):
-        cal.record_notice(settings, ledger, "acme", D(2026, 11, 21), reference="T-1", now=now)
+        record_notice(settings, ledger, "acme", D(2026, 11, 21), reference="T-1", now=now)
     with pytest.raises(Refused):
-        cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), reference="T-2", now=now)
+        record_notice(settings, ledger, "acme", D(2026, 11, 20), reference="T-2", now=now)
     assert len(ledger.rows(L.notices)) == 1 and audit_events(ledger) == ["notice.recorded"]
 
     with pytest.raises(BadInput, match="not 2026-11-21"):
-        cal.withdraw_notice(settings, ledger, "acme", received=D(2026, 11, 21), now=now)
-    w = cal.withdraw_notice(settings, ledger, "acme", received=D(2026, 11, 20), now=now)
+        withdraw_notice(settings, ledger, "acme", received=D(2026, 11, 21), now=now)
+    w = withdraw_notice(settings, ledger, "acme", received=D(2026, 11, 20), now=now)
     assert w.action == "withdrawn" and w.state == "withdrawn"
-    assert cal.withdraw_notice(settings, ledger, "acme", now=now).action == "already_withdrawn"
-    assert cal.active_notice(ledger, "acme") is None
-    assert cal.customer_status(settings, ledger, "acme", now)["state"] == "withdrawn"
+    assert withdraw_notice(settings, ledger, "acme", now=now).action == "already_withdrawn"
+    assert active_notice(ledger, "acme") is None
+    assert customer_status(settings, ledger, "acme", now)["state"] == "withdrawn"
 
-    second = cal.record_notice(settings, ledger, "acme", D(2026, 11, 21), now=now)
+    second = record_notice(settings, ledger, "acme", D(2026, 11, 21), now=now)
     assert second.action == "recorded"
     rows = ledger.rows(L.notices, "acme")
     assert [r["withdrawn_at"] is not None for r in rows] == [True, False]  # the first is kept in history
     assert audit_events(ledger) == ["notice.recorded", "notice.withdrawn", "notice.recorded"]
-    assert len(cal.customer_status(settings, ledger, "acme", now)["history"]) == 2
+    assert len(customer_status(settings, ledger, "acme", now)["history"]) == 2
 
 
 def test_notice_input_errors(settings, ledger) -> None:
     now = at("2026-11-29")
     with pytest.raises(UnknownCustomer):
-        cal.record_notice(settings, ledger, "umbrella", D(2026, 11, 20), now=now)
+        record_notice(settings, ledger, "umbrella", D(2026, 11, 20), now=now)
     with pytest.raises(BadInput, match="future"):
-        cal.record_notice(settings, ledger, "acme", D(2026, 11, 30), now=now)
+        record_notice(settings, ledger, "acme", D(2026, 11, 30), now=now)
     with pytest.raises(BadInput, match="channel"):
-        cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), channel="fax", now=now)
+        record_notice(settings, ledger, "acme", D(2026, 11, 20), channel="fax", now=now)
     with pytest.raises(BadInput, match="nothing to withdraw"):
-        cal.withdraw_notice(settings, ledger, "acme", now=now)
+        withdraw_notice(settings, ledger, "acme", now=now)
     assert ledger.rows(L.notices) == []
 
 
 def test_back_dated_notice_keeps_the_recording_time(settings, ledger) -> None:
-    out = cal.record_notice(settings, ledger, "acme", D(2025, 12, 1), now=at("2026-11-29T09:15:00Z"))
+    out = record_notice(settings, ledger, "acme", D(2025, 12, 1), now=at("2026-11-29T09:15:00Z"))
     assert out.timeline.termination_date == D(2026, 1, 30)
-    row = cal.active_notice(ledger, "acme")
+    row = active_notice(ledger, "acme")
     assert row["received"] == D(2025, 12, 1) and row["recorded_at"] == datetime(2026, 11, 29, 9, 15)
     assert ledger.audit_entries("acme")[0]["details"].count('"back_dated_days":363') == 1
     # terminated long ago, window closed, purge due: the state says so
@@ -249,14 +257,14 @@ def test_back_dated_notice_keeps_the_recording_time(settings, ledger) -> None:
 def test_confirm_needs_an_export_or_a_reason(settings, ledger) -> None:
     now = at("2026-11-29")
     with pytest.raises(Refused, match="no notice"):
-        cal.confirm_handover(settings, ledger, "acme", by="Jane Doe", now=now)
-    cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now)
+        confirm_handover(settings, ledger, "acme", by="Jane Doe", now=now)
+    record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now)
     add_export(ledger, "acme", status="failed")
     with pytest.raises(Refused, match="no complete export"):
-        cal.confirm_handover(settings, ledger, "acme", by="Jane Doe", now=now)
+        confirm_handover(settings, ledger, "acme", by="Jane Doe", now=now)
     with pytest.raises(BadInput):
-        cal.confirm_handover(settings, ledger, "acme", by="  ", without_export_reason="x", now=now)
-    d = cal.confirm_handover(settings, ledger, "acme", by="Jane Doe", without_export_reason="has a copy", now=now)
+        confirm_handover(settings, ledger, "acme", by="  ", without_export_reason="x", now=now)
+    d = confirm_handover(settings, ledger, "acme", by="Jane Doe", without_export_reason="has a copy", now=now)
     assert d["action"] == "recorded" and d["confirmation"]["without_export_reason"] == "has a copy"
     assert d["closure"]["status"] == "scheduled" and d["closure"]["ran_now"] is False
     assert d["closure"]["due_at"] == datetime(2027, 1, 30, 23, 0, tzinfo=UTC)  # 00:00 CET on E + 1
@@ -264,39 +272,39 @@ def test_confirm_needs_an_export_or_a_reason(settings, ledger) -> None:
 
 def test_confirm_is_idempotent_and_a_later_waiver_brings_the_purge_forward(settings, ledger) -> None:
     now = at("2026-11-29")
-    cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now)
+    record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now)
     add_export(ledger, "acme")
-    first = cal.confirm_handover(settings, ledger, "acme", by="Jane Doe", reference="T-9", now=now)
+    first = confirm_handover(settings, ledger, "acme", by="Jane Doe", reference="T-9", now=now)
     assert first["action"] == "recorded" and first["purge_due"] == D(2027, 5, 1)
-    again = cal.confirm_handover(settings, ledger, "acme", by="Jane Doe", reference="T-9", now=now)
+    again = confirm_handover(settings, ledger, "acme", by="Jane Doe", reference="T-9", now=now)
     assert again["action"] == "unchanged"
     assert len(ledger.rows(L.confirmations)) == 1
-    waived = cal.confirm_handover(settings, ledger, "acme", by="Jane Doe", waive_window=True, now=at("2026-12-01"))
+    waived = confirm_handover(settings, ledger, "acme", by="Jane Doe", waive_window=True, now=at("2026-12-01"))
     assert waived["action"] == "waiver_added" and waived["waived"] is True
     assert waived["purge_due_at"] == datetime(2027, 1, 30, 23, 0, tzinfo=UTC)
     assert waived["purge_due"] == D(2027, 1, 31)
-    assert cal.customer_status(settings, ledger, "acme", at("2027-01-31"))["state"] == "purge_due"
+    assert customer_status(settings, ledger, "acme", at("2027-01-31"))["state"] == "purge_due"
     assert audit_events(ledger, "acme") == ["notice.recorded", "handover.confirmed", "handover.window_waived"]
 
 
 def test_closure_is_scheduled_until_the_termination_date_has_passed(settings, ledger, site: Path) -> None:
-    cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), now=at("2026-11-29"))
+    record_notice(settings, ledger, "acme", D(2026, 11, 20), now=at("2026-11-29"))
     add_export(ledger, "acme")
-    cal.confirm_handover(settings, ledger, "acme", by="Jane Doe", now=at("2026-11-29"))
+    confirm_handover(settings, ledger, "acme", by="Jane Doe", now=at("2026-11-29"))
     db = sqlite3.connect(site / "lms.db")
     deleted = "SELECT count(*) FROM logins WHERE workflow_state = 'deleted'"
     assert db.execute(deleted).fetchone() == (0,)
-    assert cal.due_closures(settings, ledger, at("2027-01-30T23:59:59")) == []  # still E, local time
-    assert cal.customer_status(settings, ledger, "acme", at("2027-01-30"))["closure"]["status"] == "scheduled"
-    assert cal.due_closures(settings, ledger, at("2027-01-31T00:00:00")) == ["acme"]
-    st = cal.customer_status(settings, ledger, "acme", at("2027-01-31"))
+    assert due_closures(settings, ledger, at("2027-01-30T23:59:59")) == []  # still E, local time
+    assert customer_status(settings, ledger, "acme", at("2027-01-30"))["closure"]["status"] == "scheduled"
+    assert due_closures(settings, ledger, at("2027-01-31T00:00:00")) == ["acme"]
+    st = customer_status(settings, ledger, "acme", at("2027-01-31"))
     assert (st["state"], st["closure"]["status"]) == ("terminated", "due")
-    assert cal.run_closure(settings, ledger, "acme", now=at("2027-01-31")) == {"logins.workflow_state": 59}
+    assert run_closure(settings, ledger, "acme", now=at("2027-01-31")) == {"logins.workflow_state": 59}
     assert db.execute(deleted).fetchone() == (59,)
-    assert cal.run_closure(settings, ledger, "acme", now=at("2027-02-01")) == {"logins.workflow_state": 0}
+    assert run_closure(settings, ledger, "acme", now=at("2027-02-01")) == {"logins.workflow_state": 0}
     assert len(ledger.rows(L.closures)) == 1
-    assert cal.due_closures(settings, ledger, at("2027-02-01")) == []
-    st = cal.customer_status(settings, ledger, "acme", at("2027-02-01"))
+    assert due_closures(settings, ledger, at("2027-02-01")) == []
+    st = customer_status(settings, ledger, "acme", at("2027-02-01"))
     assert (st["state"], st["closure"]["status"], st["closure"]["rows"]) == (
         "closed",
         "done",
@@ -306,26 +314,26 @@ def test_closure_is_scheduled_until_the_termination_date_has_passed(settings, le
 
 
 def test_confirm_after_the_termination_date_closes_at_once(settings, ledger) -> None:
-    cal.record_notice(settings, ledger, "globex", D(2026, 1, 10), now=at("2026-01-12"))  # E = 2026-02-28
+    record_notice(settings, ledger, "globex", D(2026, 1, 10), now=at("2026-01-12"))  # E = 2026-02-28
     add_export(ledger, "globex")
-    d = cal.confirm_handover(settings, ledger, "globex", by="Li Wei", now=at("2026-03-02"))
+    d = confirm_handover(settings, ledger, "globex", by="Li Wei", now=at("2026-03-02"))
     assert d["closure"]["ran_now"] is True and d["closure"]["changed"] == {"logins.workflow_state": 39}
     assert d["state"] == "closed"
-    again = cal.confirm_handover(settings, ledger, "globex", by="Li Wei", now=at("2026-03-03"))
+    again = confirm_handover(settings, ledger, "globex", by="Li Wei", now=at("2026-03-03"))
     assert again["action"] == "unchanged" and again["closure"]["ran_now"] is False
     assert audit_events(ledger, "globex") == ["notice.recorded", "handover.confirmed", "closure.performed"]
 
 
 def test_closure_failure_keeps_the_confirmation(settings, ledger, site: Path) -> None:
-    cal.record_notice(settings, ledger, "globex", D(2026, 1, 10), now=at("2026-01-12"))
+    record_notice(settings, ledger, "globex", D(2026, 1, 10), now=at("2026-01-12"))
     add_export(ledger, "globex")
     db = sqlite3.connect(site / "lms.db")
     db.execute("CREATE TRIGGER no_close BEFORE UPDATE ON logins BEGIN SELECT RAISE(ABORT, 'read only'); END")
     db.commit()
     with pytest.raises(OperationalError, match="confirmed and recorded.*closure failed"):
-        cal.confirm_handover(settings, ledger, "globex", by="Li Wei", now=at("2026-03-02"))
+        confirm_handover(settings, ledger, "globex", by="Li Wei", now=at("2026-03-02"))
     assert len(ledger.rows(L.confirmations)) == 1 and ledger.rows(L.closures) == []
-    assert cal.due_closures(settings, ledger, at("2026-03-02")) == ["globex"]
+    assert due_closures(settings, ledger, at("2026-03-02")) == ["globex"]
     assert "closure.failed" in audit_events(ledger, "globex")
 
 
@@ -335,24 +343,24 @@ def test_closure_failure_keeps_the_confirmation(settings, ledger, site: Path) ->
 def test_hold_and_release(settings, ledger) -> None:
     now = at("2026-11-29")
     with pytest.raises(UnknownCustomer):
-        cal.place_hold(settings, ledger, "umbrella", "case 1", now=now)
-    assert cal.place_hold(settings, ledger, "acme", "case 1", now=now)["action"] == "placed"
-    assert cal.place_hold(settings, ledger, "acme", "case 1", now=now)["action"] == "unchanged"
+        place_hold(settings, ledger, "umbrella", "case 1", now=now)
+    assert place_hold(settings, ledger, "acme", "case 1", now=now)["action"] == "placed"
+    assert place_hold(settings, ledger, "acme", "case 1", now=now)["action"] == "unchanged"
     with pytest.raises(Refused, match="already on hold"):
-        cal.place_hold(settings, ledger, "acme", "case 2", now=now)
-    assert cal.active_hold(ledger, "acme")["reason"] == "case 1"
-    cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now)
-    assert cal.customer_status(settings, ledger, "acme", at("2027-05-02"))["state"] == "held"
-    assert cal.release_hold(settings, ledger, "acme", now=now)["action"] == "released"
-    assert cal.release_hold(settings, ledger, "acme", now=now)["action"] == "no_active_hold"
-    assert cal.active_hold(ledger, "acme") is None
-    assert cal.customer_status(settings, ledger, "acme", at("2027-05-02"))["state"] == "purge_due"
+        place_hold(settings, ledger, "acme", "case 2", now=now)
+    assert active_hold(ledger, "acme")["reason"] == "case 1"
+    record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now)
+    assert customer_status(settings, ledger, "acme", at("2027-05-02"))["state"] == "held"
+    assert release_hold(settings, ledger, "acme", now=now)["action"] == "released"
+    assert release_hold(settings, ledger, "acme", now=now)["action"] == "no_active_hold"
+    assert active_hold(ledger, "acme") is None
+    assert customer_status(settings, ledger, "acme", at("2027-05-02"))["state"] == "purge_due"
     assert audit_events(ledger, "acme") == ["hold.placed", "notice.recorded", "hold.released"]
 
 
 def test_states_follow_the_recorded_purges(settings, ledger) -> None:
-    cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), now=at("2026-11-29"))
-    states = {day: cal.customer_status(settings, ledger, "acme", at(day))["state"] for day in (
+    record_notice(settings, ledger, "acme", D(2026, 11, 20), now=at("2026-11-29"))
+    states = {day: customer_status(settings, ledger, "acme", at(day))["state"] for day in (
         "2026-11-29", "2027-01-30", "2027-01-31", "2027-04-30", "2027-05-01")}  # fmt: skip
     assert states == {
         "2026-11-29": "noticed",
@@ -362,27 +370,27 @@ def test_states_follow_the_recorded_purges(settings, ledger) -> None:
         "2027-05-01": "purge_due",
     }
     add_purge(ledger, "acme", "failed")
-    assert cal.customer_status(settings, ledger, "acme", at("2027-05-01"))["state"] == "purge_failed"
+    assert customer_status(settings, ledger, "acme", at("2027-05-01"))["state"] == "purge_failed"
     add_purge(ledger, "acme", "done", retained={"invoices": {"rows": 4, "until": "2034-01-30", "legal_basis": "x"}})
-    st = cal.customer_status(settings, ledger, "acme", at("2027-05-02"))
+    st = customer_status(settings, ledger, "acme", at("2027-05-02"))
     assert (st["state"], st["retained_until"]) == ("purged_retained", D(2034, 1, 30))
     assert st["purged_at"] == datetime(2027, 5, 1, 0, 9, tzinfo=UTC)
     add_purge(ledger, "acme", "done", kind="retention")
-    assert cal.customer_status(settings, ledger, "acme", at("2034-02-01"))["state"] == "purged"
+    assert customer_status(settings, ledger, "acme", at("2034-02-01"))["state"] == "purged"
     with pytest.raises(Refused, match="purge"):
-        cal.withdraw_notice(settings, ledger, "acme", now=at("2034-02-01"))
+        withdraw_notice(settings, ledger, "acme", now=at("2034-02-01"))
 
 
 # =========================================================================== --check
 
 
 def kinds(settings, ledger, when: str) -> list[tuple[str, str]]:
-    return [(i["customer"], i["kind"]) for i in cal.check_attention(settings, ledger, now=at(when))]
+    return [(i["customer"], i["kind"]) for i in check_attention(settings, ledger, now=at(when))]
 
 
 def test_attention_exactly_when_needed(settings, ledger, site: Path) -> None:
     assert kinds(settings, ledger, "2026-11-29") == []
-    cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), now=at("2026-11-29"))  # deadline 2027-04-30
+    record_notice(settings, ledger, "acme", D(2026, 11, 20), now=at("2026-11-29"))  # deadline 2027-04-30
     assert kinds(settings, ledger, "2027-04-15") == []  # 15 days left
     assert kinds(settings, ledger, "2027-04-16") == [("acme", "export_window_closing")]  # 14 days left
     assert kinds(settings, ledger, "2027-04-30") == [("acme", "export_window_closing")]  # last day
@@ -391,9 +399,9 @@ def test_attention_exactly_when_needed(settings, ledger, site: Path) -> None:
     add_export(ledger, "acme")
     assert kinds(settings, ledger, "2027-04-16") == []
     assert kinds(settings, ledger, "2027-05-01") == [("acme", "purge_overdue")]
-    cal.place_hold(settings, ledger, "acme", "case 1", now=at("2027-05-01"))
+    place_hold(settings, ledger, "acme", "case 1", now=at("2027-05-01"))
     assert kinds(settings, ledger, "2027-05-01") == []
-    cal.release_hold(settings, ledger, "acme", now=at("2027-05-01"))
+    release_hold(settings, ledger, "acme", now=at("2027-05-01"))
     add_purge(ledger, "acme", "failed")
     assert kinds(settings, ledger, "2027-05-01") == [("acme", "purge_failed")]
     add_purge(ledger, "acme", "done", retained={"invoices": {"rows": 4, "until": "2034-01-30", "legal_basis": "x"}})
@@ -404,12 +412,12 @@ def test_attention_exactly_when_needed(settings, ledger, site: Path) -> None:
 
 
 def test_attention_for_unclassified_tables(settings, ledger, site: Path) -> None:
-    cal.record_notice(settings, ledger, "initech", D(2026, 11, 29), now=at("2026-11-29"))
+    record_notice(settings, ledger, "initech", D(2026, 11, 29), now=at("2026-11-29"))
     assert kinds(settings, ledger, "2026-11-29") == []
     db = sqlite3.connect(site / "lms.db")
     db.execute("CREATE TABLE stray_notes (id INTEGER PRIMARY KEY, body TEXT)")
     db.commit()
-    items = cal.check_attention(settings, ledger, now=at("2026-11-29"))
+    items = check_attention(settings, ledger, now=at("2026-11-29"))
     assert [(i["kind"], i["tables"]) for i in items] == [("unclassified_tables", ["stray_notes"])]
 
 
@@ -418,14 +426,14 @@ def test_attention_for_unclassified_tables(settings, ledger, site: Path) -> None
 
 def test_audit_has_no_personal_data_and_verifies(settings, ledger) -> None:
     now = at("2026-11-29")
-    cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), reference="Letter from Jane Doe", now=now)
-    cal.confirm_handover(
+    record_notice(settings, ledger, "acme", D(2026, 11, 20), reference="Letter from Jane Doe", now=now)
+    confirm_handover(
         settings, ledger, "acme", by="Jane Doe", reference="jane@acme.example", without_export_reason="Jane says ok",
         now=now,
     )  # fmt: skip
-    cal.place_hold(settings, ledger, "acme", "Doe v. Acme", now=now)
-    cal.release_hold(settings, ledger, "acme", now=now)
-    report = cal.audit_report(ledger, "acme", verify=True)
+    place_hold(settings, ledger, "acme", "Doe v. Acme", now=now)
+    release_hold(settings, ledger, "acme", now=now)
+    report = audit_report(ledger, "acme", verify=True)
     assert report["valid"] is True and report["checked"] == 4
     text = json.dumps([e["details"] for e in report["entries"]])
     assert "Jane" not in text and "Doe" not in text and "jane@" not in text
@@ -516,7 +524,7 @@ def test_cli_notice_status_confirm_status(site: Path, settings) -> None:
     code, st, _ = cli(site, "status", "--json", now="2027-02-01")
     assert code == 0 and [(c["customer"], c["state"]) for c in st["customers"]] == [("acme", "closed")]
     assert NOTICE_KEYS <= set(st["customers"][0]) and st["as_of"] == "2027-02-01T11:00:00Z"
-    entries = cal.audit_report(Ledger(settings.state_url), "acme")["entries"]
+    entries = audit_report(Ledger(settings.state_url), "acme")["entries"]
     assert [e["event"] for e in entries if e["command"] != "export"] == [
         "notice.recorded",
         "handover.confirmed",
@@ -634,21 +642,21 @@ def test_the_calendar_on_every_ledger_engine(dbs, site: Path) -> None:
     settings = load_settings(site / "learnexit.toml", state_url=dbs.new("state"))
     with Ledger(settings.state_url) as ledger:
         now = at("2026-11-29")
-        cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now)
-        assert cal.record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now).action == "unchanged"
-        cal.place_hold(settings, ledger, "acme", "case 1", now=now)
-        cal.release_hold(settings, ledger, "acme", now=now)
+        record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now)
+        assert record_notice(settings, ledger, "acme", D(2026, 11, 20), now=now).action == "unchanged"
+        place_hold(settings, ledger, "acme", "case 1", now=now)
+        release_hold(settings, ledger, "acme", now=now)
         add_export(ledger, "acme")
-        cal.confirm_handover(settings, ledger, "acme", by="Jane Doe", now=now)
-        assert cal.due_closures(settings, ledger, at("2027-01-31")) == ["acme"]
-        assert cal.run_closure(settings, ledger, "acme", now=at("2027-01-31")) == {"logins.workflow_state": 59}
-        st = cal.customer_status(settings, ledger, "acme", at("2027-01-31"))
+        confirm_handover(settings, ledger, "acme", by="Jane Doe", now=now)
+        assert due_closures(settings, ledger, at("2027-01-31")) == ["acme"]
+        assert run_closure(settings, ledger, "acme", now=at("2027-01-31")) == {"logins.workflow_state": 59}
+        st = customer_status(settings, ledger, "acme", at("2027-01-31"))
         assert (st["state"], st["received"], st["closure"]["performed_at"]) == (
             "closed",
             D(2026, 11, 20),
             datetime(2027, 1, 31, 11, 0, tzinfo=UTC),
         )
-        assert cal.audit_report(ledger, verify=True)["valid"] is True
+        assert audit_report(ledger, verify=True)["valid"] is True
         assert audit_events(ledger) == [
             "notice.recorded",
             "hold.placed",

@@ -16,18 +16,21 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from learnexit import calendar as cal
-from learnexit import ledger as L
 from learnexit.config import load_settings
 from learnexit.demo import build_example, build_shared_schema, populate_shared
 from learnexit.errors import ConfigError
-from learnexit.ledger import Ledger
+from learnexit.ledger import schema as L
+from learnexit.ledger.store import Ledger
+from learnexit.offboarding.clock import parse_now
+from learnexit.offboarding.closure import due_closures, run_closure
+from learnexit.offboarding.confirm import confirm_handover
+from learnexit.offboarding.notice import record_notice
 
 CLOSURE = '[closure]\nset = { "logins.workflow_state" = "deleted", "users.phone" = "closed", "course_sections.title" = "(closed)" }\n'
 
 
 def at(text: str) -> datetime:
-    return cal.parse_now(text, "Europe/Stockholm")
+    return parse_now(text, "Europe/Stockholm")
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +118,8 @@ def test_closure_changes_only_the_customers_rows(dbs, tmp_path: Path, example_co
     before = dump(url)
     expected = expected_after(before, "acme")
     with Ledger(settings.state_url) as ledger:
-        cal.record_notice(settings, ledger, "acme", date(2026, 11, 20), now=at("2026-11-29"))
-        rows = cal.run_closure(settings, ledger, "acme", now=at("2027-01-31"))
+        record_notice(settings, ledger, "acme", date(2026, 11, 20), now=at("2026-11-29"))
+        rows = run_closure(settings, ledger, "acme", now=at("2027-01-31"))
         after = dump(url)
         assert exact(after) == exact(expected)  # every other row and column: same type, same value
         assert rows == {
@@ -126,7 +129,7 @@ def test_closure_changes_only_the_customers_rows(dbs, tmp_path: Path, example_co
         }
         assert rows["logins.workflow_state"] == 59 and rows["users.phone"] == 59  # the shared person is kept
         # idempotent: nothing changes, nothing more is recorded
-        again = cal.run_closure(settings, ledger, "acme", now=at("2027-02-01"))
+        again = run_closure(settings, ledger, "acme", now=at("2027-02-01"))
         assert again == dict.fromkeys(rows, 0)
         assert exact(dump(url)) == exact(expected)
         assert len(ledger.rows(L.closures)) == 1
@@ -139,18 +142,18 @@ def test_closure_is_scheduled_until_after_the_termination_date(dbs, tmp_path: Pa
     )
     before = dump(url)
     with Ledger(settings.state_url) as ledger:
-        cal.record_notice(settings, ledger, "globex", date(2026, 11, 20), now=at("2026-11-29"))  # E = 2027-02-28
-        d = cal.confirm_handover(
+        record_notice(settings, ledger, "globex", date(2026, 11, 20), now=at("2026-11-29"))  # E = 2027-02-28
+        d = confirm_handover(
             settings, ledger, "globex", by="Li Wei", without_export_reason="own copy", now=at("2026-11-29")
         )
         assert d["closure"]["status"] == "scheduled"
         assert d["closure"]["due_at"] == datetime(2027, 2, 28, 23, 0, tzinfo=UTC)  # 00:00 CET on 2027-03-01
         assert exact(dump(url)) == exact(before)
-        assert cal.due_closures(settings, ledger, at("2027-02-28T23:59:00")) == []
-        assert cal.due_closures(settings, ledger, at("2027-03-01T00:00:00")) == ["globex"]
+        assert due_closures(settings, ledger, at("2027-02-28T23:59:00")) == []
+        assert due_closures(settings, ledger, at("2027-03-01T00:00:00")) == ["globex"]
         assert exact(dump(url)) == exact(before)  # listing changes nothing
-        assert cal.run_closure(settings, ledger, "globex", now=at("2027-03-01")) == {"logins.workflow_state": 39}
-        assert cal.due_closures(settings, ledger, at("2027-03-02")) == []
+        assert run_closure(settings, ledger, "globex", now=at("2027-03-01")) == {"logins.workflow_state": 39}
+        assert due_closures(settings, ledger, at("2027-03-02")) == []
         assert changed_rows(before, dump(url)) == {"logins": 39}
 
 
@@ -160,8 +163,8 @@ def test_closure_refuses_tables_the_customer_does_not_own(db_factory, tmp_path: 
     )
     before = dump(url)
     with Ledger(settings.state_url) as ledger:
-        cal.record_notice(settings, ledger, "acme", date(2026, 11, 20), now=at("2026-11-29"))
+        record_notice(settings, ledger, "acme", date(2026, 11, 20), now=at("2026-11-29"))
         with pytest.raises(ConfigError, match="developer_keys is shared"):
-            cal.run_closure(settings, ledger, "acme", now=at("2027-02-01"))
+            run_closure(settings, ledger, "acme", now=at("2027-02-01"))
         assert ledger.rows(L.closures) == []
     assert exact(dump(url)) == exact(before)

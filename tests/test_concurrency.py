@@ -27,9 +27,9 @@ import pytest
 import sqlalchemy as sa
 from test_purge import DUE_NOW, give_notice, make_lms, set_batch_size
 
-from learnexit import ledger as L
 from learnexit.demo import build_example
-from learnexit.ledger import Ledger
+from learnexit.ledger import schema as L
+from learnexit.ledger.store import Ledger, utcnow
 
 
 def environ(**extra: str) -> dict[str, str]:
@@ -205,7 +205,7 @@ def test_a_purge_that_overtakes_an_export_loses_it_its_package(db_factory: Any, 
         conn.execute(
             L.locks.update()
             .where(L.locks.c.name == f"export:{export_id}")
-            .values(holder="cron@elsewhere host far-away pid 1", heartbeat_at=L.utcnow().replace(year=2000))
+            .values(holder="cron@elsewhere host far-away pid 1", heartbeat_at=utcnow().replace(year=2000))
         )
     purge = start(lms.config, "purge", "acme", "--yes", "--json", LEARNEXIT_NOW=DUE_NOW)
     code, stdout, err = finish(purge)

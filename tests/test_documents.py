@@ -26,7 +26,6 @@ import pypdf
 import pytest
 from conftest import needs_tool
 
-from learnexit.calendar import record_notice
 from learnexit.config import Settings, load_settings
 from learnexit.contract import compute_timeline
 from learnexit.demo import build_example
@@ -36,7 +35,8 @@ from learnexit.documents.model import Certificate
 from learnexit.documents.render import render_file
 from learnexit.export.run import run_export
 from learnexit.exporters.base import ColumnSpec, ExportJob, ExportOptions, TableSpec, column_kind, load_builtin
-from learnexit.ledger import Ledger
+from learnexit.ledger.store import Ledger
+from learnexit.offboarding.notice import record_notice
 from learnexit.package.verify import verify_package
 from learnexit.source import Source
 

@@ -39,7 +39,8 @@ from learnexit.documents.notes import note_sentence
 from learnexit.errors import BadInput, OperationalError, Refused
 from learnexit.export.run import ExportResult, run_export
 from learnexit.exporters.base import REGISTRY, Exporter, ExportJob, load_builtin
-from learnexit.ledger import Ledger, audit, exports, notices
+from learnexit.ledger.schema import audit, exports, notices
+from learnexit.ledger.store import Ledger
 from learnexit.package.verify import count_csv_rows, verify_package
 from learnexit.source import Source
 

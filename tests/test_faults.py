@@ -42,9 +42,9 @@ import sqlalchemy as sa
 from conftest import PG_ADMIN
 from test_purge import DUE_NOW, files, give_notice, make_lms, purge_outcome, set_batch_size, snapshot
 
-from learnexit import ledger as L
 from learnexit.demo import build_example, build_shared_schema, populate_shared
-from learnexit.ledger import Ledger
+from learnexit.ledger import schema as L
+from learnexit.ledger.store import Ledger
 from learnexit.package.verify import verify_package
 
 pytestmark = pytest.mark.slow

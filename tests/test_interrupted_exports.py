@@ -27,9 +27,9 @@ import sqlalchemy as sa
 import test_faults
 from test_faults import audit_valid, digest, ledger_rows, run, start
 
-from learnexit import ledger as L
 from learnexit.export.records import export_lock_name, reap_interrupted_exports
-from learnexit.ledger import Ledger
+from learnexit.ledger import schema as L
+from learnexit.ledger.store import Ledger, utcnow
 from learnexit.package.verify import verify_package
 
 pytestmark = pytest.mark.slow
@@ -185,7 +185,7 @@ def fake_export(ledger: Ledger, out: Path, n: int, holder: str | None, customer:
             L.exports.insert().values(
                 customer=customer,
                 identity_id=ledger.case_id(conn, customer),
-                started_at=L.utcnow(),
+                started_at=utcnow(),
                 status="running",
                 path=str(final),
                 formats="csv",
@@ -193,7 +193,7 @@ def fake_export(ledger: Ledger, out: Path, n: int, holder: str | None, customer:
             )
         ).inserted_primary_key[0]
         if holder is not None:
-            now = L.utcnow()
+            now = utcnow()
             conn.execute(
                 L.locks.insert().values(
                     name=export_lock_name(export_id), holder=holder, acquired_at=now, heartbeat_at=now

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learnexit.config import load_settings
+from learnexit.offboarding.notice import record_notice
 from learnexit.source import Source
 
 CUSTOMERS = ("a", "b", "c")
@@ -284,8 +285,7 @@ def test_purge_removes_exactly_the_customers_rows(tmp_path_factory, seed: int, n
     from datetime import UTC, date, datetime
     from unittest import mock
 
-    from learnexit import calendar
-    from learnexit.ledger import Ledger
+    from learnexit.ledger.store import Ledger
     from learnexit.purge.run import execute_purge
 
     world = generate(seed, n_tables)
@@ -295,7 +295,7 @@ def test_purge_removes_exactly_the_customers_rows(tmp_path_factory, seed: int, n
     expected = expected_owned(world, victim)
     certificate = (folder / "certificate.pdf", "0" * 64)  # the PDF is tested elsewhere; here it costs seconds
     with Ledger(s.state_url) as ledger:
-        calendar.record_notice(
+        record_notice(
             s,
             ledger,
             victim,

@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from learnexit.errors import Busy
-from learnexit.ledger import GENESIS, Ledger, audit
+from learnexit.ledger.schema import audit
+from learnexit.ledger.store import GENESIS, Ledger
 
 
 @pytest.fixture
@@ -132,7 +133,8 @@ def test_brand_new_ledger_opened_by_two_at_once(dbs) -> None:
 def test_lock_of_a_dead_process_on_this_host_is_broken(ledger_url: str) -> None:
     import socket
 
-    from learnexit.ledger import locks, utcnow
+    from learnexit.ledger.schema import locks
+    from learnexit.ledger.store import utcnow
 
     with Ledger(ledger_url) as ledger:
         with ledger.engine.begin() as conn:

@@ -20,13 +20,18 @@ import test_purge
 from test_purge import DUE_NOW, EARLY_NOW, RECEIVED, RECORDED, Lms, as_json, give_notice, purge, snapshot
 from typer.testing import CliRunner
 
-from learnexit import calendar
-from learnexit import ledger as L
 from learnexit.cli import app
 from learnexit.config import load_settings
-from learnexit.consistency import all_problems, customer_problems
 from learnexit.errors import VerificationFailed
-from learnexit.ledger import Ledger
+from learnexit.ledger import schema as L
+from learnexit.ledger.consistency import all_problems, customer_problems
+from learnexit.ledger.store import Ledger, utcnow
+from learnexit.offboarding.clock import parse_now
+from learnexit.offboarding.closure import run_closure
+from learnexit.offboarding.confirm import confirm_handover
+from learnexit.offboarding.holds import place_hold, release_hold
+from learnexit.offboarding.notice import record_notice
+from learnexit.offboarding.status import audit_report
 from learnexit.purge.plan import plan_purge
 
 # test_purge's fixtures: the example built once per session, a private SQLite copy per test
@@ -138,7 +143,7 @@ def test_a_hold_released_by_hand_still_holds(lite: Lms) -> None:
     give_notice(lite)
     give_notice(lite, "initech")
     with lite.ledger() as ledger:
-        calendar.place_hold(lite.settings, ledger, "acme", "Tvist om faktura 2026-114", now=RECORDED)
+        place_hold(lite.settings, ledger, "acme", "Tvist om faktura 2026-114", now=RECORDED)
     hold_id = only_id(lite, L.holds)
     ledger_sql(
         lite,
@@ -168,7 +173,7 @@ def test_a_hold_released_by_hand_still_holds(lite: Lms) -> None:
 def test_a_hold_row_deleted_by_hand_still_holds(lite: Lms) -> None:
     give_notice(lite)
     with lite.ledger() as ledger:
-        calendar.place_hold(lite.settings, ledger, "acme", "Tvist om faktura 2026-114", now=RECORDED)
+        place_hold(lite.settings, ledger, "acme", "Tvist om faktura 2026-114", now=RECORDED)
     hold_id = only_id(lite, L.holds)
     ledger_sql(lite, "DELETE FROM holds WHERE id = :id", id=hold_id)
     before = snapshot(lite.url)
@@ -187,7 +192,7 @@ def test_a_hold_added_by_hand_is_noticed(lite: Lms) -> None:
         conn.execute(
             L.holds.insert().values(
                 customer="acme", identity_id=ledger.case_id(conn, "acme"), reason="x", placed_by="ops",
-                placed_at=L.utcnow(),
+                placed_at=utcnow(),
             )
         )  # fmt: skip
     hold_id = only_id(lite, L.holds)
@@ -203,9 +208,7 @@ def test_a_waiver_added_by_hand_is_refused(lite: Lms) -> None:
     hand, it would be due the day after the termination date."""
     give_notice(lite)
     with lite.ledger() as ledger:
-        calendar.confirm_handover(
-            lite.settings, ledger, "acme", by="Jane Doe", without_export_reason="paper copy", now=RECORDED
-        )
+        confirm_handover(lite.settings, ledger, "acme", by="Jane Doe", without_export_reason="paper copy", now=RECORDED)
     conf_id = only_id(lite, L.confirmations)
     ledger_sql(lite, "UPDATE confirmations SET waived = 1 WHERE id = :id", id=conf_id)
     before = snapshot(lite.url)
@@ -218,7 +221,7 @@ def test_a_waiver_added_by_hand_is_refused(lite: Lms) -> None:
     assert again.exit_code == 1 and f"confirmations #{conf_id}" in again.stderr
     with lite.ledger() as ledger:
         with pytest.raises(VerificationFailed, match=f"confirmations #{conf_id}"):
-            calendar.run_closure(lite.settings, ledger, "acme", now=calendar.parse_now(EARLY_NOW))
+            run_closure(lite.settings, ledger, "acme", now=parse_now(EARLY_NOW))
 
 
 # --------------------------------------------------------------------------- purges
@@ -279,13 +282,13 @@ def test_edits_are_found_on_every_ledger_engine(dbs: Any, lite: Lms) -> None:
     """Dates, instants and flags read back from PostgreSQL and MariaDB as they were
     written: an honest ledger has no problems there, an edited one does."""
     settings = load_settings(lite.config, state_url=dbs.new("state"))
-    now = calendar.parse_now("2026-11-29")
+    now = parse_now("2026-11-29")
     with Ledger(settings.state_url) as ledger:
-        calendar.record_notice(settings, ledger, "acme", RECEIVED, now=now)
-        calendar.place_hold(settings, ledger, "acme", "case 1", now=now)
-        calendar.release_hold(settings, ledger, "acme", now=now)
-        calendar.place_hold(settings, ledger, "acme", "case 2", now=now)
-        calendar.confirm_handover(settings, ledger, "acme", by="Jane Doe", without_export_reason="paper", now=now)
+        record_notice(settings, ledger, "acme", RECEIVED, now=now)
+        place_hold(settings, ledger, "acme", "case 1", now=now)
+        release_hold(settings, ledger, "acme", now=now)
+        place_hold(settings, ledger, "acme", "case 2", now=now)
+        confirm_handover(settings, ledger, "acme", by="Jane Doe", without_export_reason="paper", now=now)
         assert customer_problems(ledger, "acme") == [] and all_problems(ledger) == {}
         notice_id, hold_id = ledger.rows(L.notices)[0]["id"], ledger.rows(L.holds)[-1]["id"]
         with ledger.engine.begin() as conn:
@@ -297,8 +300,8 @@ def test_edits_are_found_on_every_ledger_engine(dbs: Any, lite: Lms) -> None:
             "no hold.released entry)",
         ]
         with pytest.raises(VerificationFailed, match=r"notices #\d+ .*\(1 more: see `learnexit audit --verify`\)"):
-            plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
-        report = calendar.audit_report(ledger, verify=True)
+            plan_purge(settings, ledger, "acme", parse_now(DUE_NOW))
+        report = audit_report(ledger, verify=True)
         assert (report["valid"], report["chain_valid"], len(report["ledger_problems"])) == (False, True, 2)
 
 

@@ -162,7 +162,7 @@ def test_a_media_row_naming_a_folder_is_refused_in_the_plan(lms: Lms, kind: str)
     assert f"attachments rows {acme[2][0]}: storage_path names a folder or another file" in result.stderr
     assert snapshot(lms.url) == before_db and files(lms.media) == before_files  # nothing deleted
     with lms.ledger() as ledger:
-        from learnexit import ledger as L
+        from learnexit.ledger import schema as L
 
         assert ledger.rows(L.purges) == []
 

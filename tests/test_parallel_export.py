@@ -32,7 +32,8 @@ from learnexit.exporters import xml_format
 from learnexit.exporters.csv_format import CsvWriter
 from learnexit.exporters.sql_format import SqlWriter
 from learnexit.exporters.xlsx_format import XlsxWriter
-from learnexit.ledger import Ledger, exports
+from learnexit.ledger.schema import exports
+from learnexit.ledger.store import Ledger
 from learnexit.package.verify import verify_package
 from learnexit.source import Source
 

@@ -26,13 +26,16 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from learnexit import calendar
-from learnexit import ledger as L
 from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.demo import SHARED_USER_NAME, build_example, build_shared_schema, populate_shared
-from learnexit.ledger import Ledger
+from learnexit.ledger import schema as L
+from learnexit.ledger.store import Ledger
 from learnexit.media_paths import MediaProblem
+from learnexit.offboarding.clock import parse_now
+from learnexit.offboarding.holds import place_hold, release_hold
+from learnexit.offboarding.notice import record_notice
+from learnexit.offboarding.status import customer_status
 from learnexit.purge import delete as purge_delete
 from learnexit.purge.journal import PENDING
 from learnexit.purge.keys import delete_keys
@@ -117,7 +120,7 @@ def lite(tmp_path: Path, template: Path) -> Lms:
 
 def give_notice(lms: Lms, customer: str = "acme", **terms: Any) -> None:
     with lms.ledger() as ledger:
-        calendar.record_notice(lms.settings, ledger, customer, RECEIVED, now=RECORDED, **terms)
+        record_notice(lms.settings, ledger, customer, RECEIVED, now=RECORDED, **terms)
 
 
 def set_batch_size(config: Path, size: int) -> None:
@@ -416,7 +419,7 @@ def test_retention_purge_removes_the_rest_when_due(lite: Lms) -> None:
     assert_same(snapshot(lite.url), expected_after(before, o, retention_done=True))
     assert "Data kept under a legal obligation" in pdf_text(result["certificate"])
     with lite.ledger() as ledger:
-        status = calendar.customer_status(lite.settings, ledger, "acme", calendar.parse_now(RETENTION_NOW))
+        status = customer_status(lite.settings, ledger, "acme", parse_now(RETENTION_NOW))
         assert status["state"] == "purged"
     assert purge(lite, "--due", "--yes", now="2035-01-01").exit_code == 0
     final = purge(lite, "acme", "--yes", "--json", now="2035-01-01")
@@ -442,7 +445,7 @@ def test_legacy_database_per_customer_without_foreign_keys(tmp_path: Path, templ
             f"VALUES (900, '{shared_hash}', 'copy.pdf', 1, 3, 'user')"
         )
     with Ledger(settings.state_url) as ledger:
-        calendar.record_notice(settings, ledger, "acme", RECEIVED, period_end=date(2026, 12, 31), now=RECORDED)
+        record_notice(settings, ledger, "acme", RECEIVED, period_end=date(2026, 12, 31), now=RECORDED)
     acme_before, globex_before = snapshot(acme_url), snapshot(globex_url)
     pool_before = files(root / "filedir")
 
@@ -479,7 +482,7 @@ def test_not_due_held_forced_and_audited(lite: Lms) -> None:
     assert dry.exit_code == 3 and "not due" in as_json(dry)["customers"][0]["refusals"][0]
 
     with lite.ledger() as ledger:
-        calendar.place_hold(lite.settings, ledger, "acme", "Tvist om faktura 2026-114", now=RECORDED)
+        place_hold(lite.settings, ledger, "acme", "Tvist om faktura 2026-114", now=RECORDED)
     held = purge(lite, "acme", "--yes", "--force", "--reason", "customer asked", now=EARLY_NOW)
     assert held.exit_code == 3 and "legal hold" in held.stderr
     held_due = purge(lite, "--due", "--yes", "--json")
@@ -487,7 +490,7 @@ def test_not_due_held_forced_and_audited(lite: Lms) -> None:
     assert as_json(held_due)["skipped"][0]["reason"] == "legal hold"
     assert snapshot(lite.url) == before
     with lite.ledger() as ledger:
-        calendar.release_hold(lite.settings, ledger, "acme", now=RECORDED)
+        release_hold(lite.settings, ledger, "acme", now=RECORDED)
 
     assert purge(lite, "acme", "--yes", "--force", now=EARLY_NOW).exit_code == 2  # --force needs --reason
     assert purge(lite, "acme", "--due", "--yes").exit_code == 2
@@ -577,7 +580,7 @@ def test_yes_refuses_before_the_lock_and_records_every_batch(lite: Lms) -> None:
         assert refused.exit_code == code and message in refused.stderr
         assert ledger_file.read_bytes() == before
     with lite.ledger() as ledger:
-        now = calendar.parse_now(DUE_NOW)
+        now = parse_now(DUE_NOW)
         cheap = plan_purge(lite.settings, ledger, "acme", now, count=False)
         full = plan_purge(lite.settings, ledger, "acme", now)
         assert cheap.refusals == full.refusals == [] and cheap.kind == full.kind == "full"
@@ -693,7 +696,7 @@ def test_rows_written_during_the_purge_are_caught(lite: Lms) -> None:
 
     settings = lite.settings
     with Ledger(settings.state_url) as ledger:
-        result = execute_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW), progress=late_write)
+        result = execute_purge(settings, ledger, "acme", parse_now(DUE_NOW), progress=late_write)
     assert written and result.status == "done" and result.verified
     assert result.deleted["activity_log"] == acme_rows + 1
     with engine.connect() as conn:
@@ -708,7 +711,7 @@ def test_a_blocked_batch_leaves_no_pending_entry(lite: Lms, monkeypatch: pytest.
     set_batch_size(lite.config, 500)
     settings = load_settings(lite.config)
     with Ledger(settings.state_url) as ledger:
-        plan = plan_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
+        plan = plan_purge(settings, ledger, "acme", parse_now(DUE_NOW))
     real = delete_keys
     refused: list[str] = []
 
@@ -721,7 +724,7 @@ def test_a_blocked_batch_leaves_no_pending_entry(lite: Lms, monkeypatch: pytest.
 
     monkeypatch.setattr(purge_delete, "delete_keys", refuse_once)
     with Ledger(settings.state_url) as ledger:
-        result = execute_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
+        result = execute_purge(settings, ledger, "acme", parse_now(DUE_NOW))
     assert refused and result.status == "done" and result.verified
     assert {t: n for t, n in result.deleted.items() if n} == {t.table: t.delete for t in plan.tables if t.delete}
     with Ledger(settings.state_url) as ledger, ledger.engine.connect() as conn:
@@ -864,7 +867,7 @@ def test_every_awkward_shape_by_hand(dbs: Any, tmp_path: Path) -> None:
     cfg.write_text(MINI_CONFIG.format(url=url), encoding="utf-8")
     settings = load_settings(cfg)
     with Ledger(settings.state_url) as ledger:
-        calendar.record_notice(settings, ledger, "a", RECEIVED, period_end=date(2026, 12, 31), now=RECORDED)
+        record_notice(settings, ledger, "a", RECEIVED, period_end=date(2026, 12, 31), now=RECORDED)
     before = snapshot(url)
 
     plan = runner.invoke(

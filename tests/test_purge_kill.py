@@ -27,10 +27,10 @@ import pytest
 import sqlalchemy as sa
 from test_purge import DUE_NOW, give_notice, make_lms, purge_outcome, set_batch_size
 
-from learnexit import calendar
-from learnexit import ledger as L
 from learnexit.demo import build_example
-from learnexit.ledger import Ledger
+from learnexit.ledger import schema as L
+from learnexit.ledger.store import Ledger
+from learnexit.offboarding.clock import parse_now
 from learnexit.purge.run import execute_purge
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, template: Path) -> dict[
     give_notice(lms)
     settings = lms.settings
     with Ledger(settings.state_url) as ledger:
-        result = execute_purge(settings, ledger, "acme", calendar.parse_now(DUE_NOW))
+        result = execute_purge(settings, ledger, "acme", parse_now(DUE_NOW))
         with ledger.engine.connect() as conn:
             batches = conn.execute(
                 sa.select(sa.func.sum(L.purge_progress.c.batches)).where(L.purge_progress.c.purge_id == result.purge_id)

@@ -26,11 +26,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from learnexit.calendar import record_notice
 from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.export.run import run_export
-from learnexit.ledger import Ledger
+from learnexit.ledger.store import Ledger
+from learnexit.offboarding.notice import record_notice
 from learnexit.package.verify import verify_package
 
 STARTED = datetime(2026, 11, 29, 10, 15, tzinfo=UTC)

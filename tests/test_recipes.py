@@ -516,7 +516,7 @@ def test_crontab_line_mails_on_failure(fresh_demo: Path, bin_dir: Path, tmp_path
 
 def _hold_purge_lock(demo: Path):  # type: ignore[no-untyped-def]
     from learnexit.config import load_settings
-    from learnexit.ledger import Ledger
+    from learnexit.ledger.store import Ledger
 
     ledger = Ledger(load_settings(demo / "learnexit.toml").state_url)
     return ledger, ledger.lock("purge")

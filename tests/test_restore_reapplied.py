@@ -20,9 +20,9 @@ import sqlalchemy as sa
 import test_purge
 from test_purge import Lms, as_json, digest, give_notice, oracle, pdf_text, purge, runner, snapshot
 
-from learnexit import calendar
-from learnexit import ledger as L
 from learnexit.cli import app
+from learnexit.ledger import schema as L
+from learnexit.offboarding.notice import record_notice
 
 # test_purge's fixtures, bound by name (importing them would make ruff see each test
 # parameter as a redefinition)
@@ -264,7 +264,7 @@ def test_database_per_customer_restore_is_deleted_again(tmp_path: Path, template
     lms = Lms(root, root / "learnexit.toml", f"sqlite:///{root / 'acme.db'}", "sqlite")
     globex_url = f"sqlite:///{root / 'globex.db'}"
     with lms.ledger() as ledger:
-        calendar.record_notice(
+        record_notice(
             lms.settings, ledger, "acme", test_purge.RECEIVED, period_end=date(2026, 12, 31), now=test_purge.RECORDED
         )
     shutil.copy(root / "acme.db", root / "acme-backup.db")

@@ -15,7 +15,7 @@ How the runbook is read
   command's) and ``learnexit`` (this checkout) first on PATH.
 - ``<!-- now: 2027-04-02 -->`` (any value ``$LEARNEXIT_NOW`` accepts) sets the date the
   following blocks run at, until the next ``now`` comment; ``<!-- now: -->`` clears it.
-  The reader does not see these comments, the tool does (``learnexit.calendar.now``).
+  The reader does not see these comments, the tool does (``learnexit.offboarding.clock.now``).
   A ``now`` comment wins over an exported ``LEARNEXIT_NOW``.
 - Blocks tagged anything else (``text``, ``toml``, ...) are not run.  A ``text`` block
   that shows ``$ learnexit CMD`` for a command that exists fails the suite, unless it is

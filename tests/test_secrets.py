@@ -323,7 +323,7 @@ def entry_hash_of(conn: sqlite3.Connection, entry_id: int) -> str:
     """Recompute an entry's hash the way the ledger does (the attacker knows the algorithm)."""
     from datetime import datetime
 
-    from learnexit.ledger import entry_hash
+    from learnexit.ledger.store import entry_hash
 
     row = conn.execute(
         "SELECT id, at, actor, command, customer, event, details, prev_hash FROM audit WHERE id = ?", (entry_id,)

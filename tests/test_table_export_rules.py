@@ -21,13 +21,14 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from learnexit import calendar
 from learnexit.cli import app
 from learnexit.config import load_settings
 from learnexit.demo import build_example
 from learnexit.errors import ConfigError
 from learnexit.export.run import run_export
-from learnexit.ledger import Ledger
+from learnexit.ledger.store import Ledger
+from learnexit.offboarding.clock import parse_now
+from learnexit.offboarding.notice import record_notice
 from learnexit.source import Source
 from learnexit.source.inspection import inspect_customer
 
@@ -124,7 +125,7 @@ def test_the_purge_still_deletes_both_tables(template: Path, tmp_path: Path) -> 
     before_other = sqlite3.connect(db).execute("SELECT count(*) FROM logins").fetchone()[0] - acme_rows("logins")
     assert acme_rows("logins") == 59 and acme_rows("page_views") > 0
     with Ledger(settings.state_url) as ledger:
-        calendar.record_notice(settings, ledger, "acme", calendar.parse_now("2026-11-20").date())
+        record_notice(settings, ledger, "acme", parse_now("2026-11-20").date())
     result = runner.invoke(
         app, ["purge", "acme", "--yes", "--json", "--config", str(config)], env={"LEARNEXIT_NOW": DUE_NOW}
     )

@@ -4,7 +4,7 @@ import atexit
 import os
 import sys
 
-from . import calendar_cmds, export_cmds, purge_cmds, setup_cmds  # noqa: F401  (registers commands)
+from . import case_cmds, export_cmds, purge_cmds, setup_cmds  # noqa: F401  (registers commands)
 from .app import app
 
 

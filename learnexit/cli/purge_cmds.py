@@ -21,7 +21,7 @@ from .tables import print_table
 
 if TYPE_CHECKING:  # (the library is imported when the command runs: --help stays fast)
     from ..config import Settings
-    from ..ledger import Ledger
+    from ..ledger.store import Ledger
     from ..purge.faults import Faults
 
 
@@ -276,8 +276,8 @@ def purge_command(
     ctx = Ctx(config, as_json, show_traceback)
 
     def body() -> int:
-        from ..calendar import now as clock
-        from ..ledger import Ledger
+        from ..ledger.store import Ledger
+        from ..offboarding.clock import now as clock
         from ..purge.faults import faults_from_environ
 
         _check_flags(customer, due, force, reason, lang)

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from ..config import scrub
 from ..errors import LearnexitError, OperationalError, Refused
-from ..ledger import Ledger, exports, holder_is_dead, locks, meta_table, purges, utcnow
+from ..ledger.schema import exports, locks, meta_table, purges
+from ..ledger.store import Ledger, holder_is_dead, utcnow
 from ..logs import event
 from ..package.build import PackageBuild, PackageResult, destroy_path, looks_like_package, package_paths
 from ..source import describe_db_error

@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from .. import contract
-from ..calendar import active_notice, open_source
-from ..calendar import now as current_time
 from ..config import SQL_DIALECTS, Settings
-from ..consistency import require_consistent
 from ..documents.i18n import LANGS
 from ..errors import BadInput, OperationalError, Refused, printable
 from ..exporters.base import Exporter, ExportJob, ExportOptions
 from ..exporters.sql_dialect import check_mysql_names
-from ..ledger import Ledger
+from ..ledger.consistency import require_consistent
+from ..ledger.store import Ledger
 from ..logs import event
+from ..offboarding.cases import open_source
+from ..offboarding.clock import now as current_time
+from ..offboarding.facts import active_notice
 from ..package.build import PackageBuild, discard_package, finish_package, plan_package
 from ..quiet_loss import quiet_loss_notes
 from ..roles import check_roles

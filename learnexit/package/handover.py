@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import ledger as L
 from ..errors import BadInput, Refused
+from ..ledger import schema as L
 
 __all__ = ["delivered_export_ids", "record_delivery", "resolve_package"]
 

@@ -13,14 +13,17 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from .. import calendar, contract
-from .. import ledger as L
+from .. import contract
 from ..config import Settings, scrub
-from ..consistency import all_problems, refusal
 from ..errors import LearnexitError, Refused, VerificationFailed
 from ..export.records import reap_interrupted_exports
-from ..ledger import Ledger
+from ..ledger import schema as L
+from ..ledger.consistency import all_problems, refusal
+from ..ledger.records import known_customers
+from ..ledger.store import Ledger
 from ..logs import event
+from ..offboarding.closure import due_closures, run_closure
+from ..offboarding.facts import customer_facts
 from ..valuefree import first_line
 from .exports import exports_running
 from .faults import NO_FAULTS, Faults
@@ -45,7 +48,7 @@ def due_work(
     skipped: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     disagree = all_problems(ledger)  # one read of the ledger for every customer
-    for customer in sorted(set(calendar.known_customers(ledger)) | disagree.keys()):
+    for customer in sorted(set(known_customers(ledger)) | disagree.keys()):
         try:
             for case_id in [*ledger.earlier_cases(customer), None]:
                 if case_id is None:
@@ -73,7 +76,7 @@ def _due_reason(
     they say is not acted on, due or not."""
     if problems:
         raise refusal(problems)
-    facts = calendar.customer_facts(ledger, customer)
+    facts = customer_facts(ledger, customer)
     purges = ledger_rows(ledger, L.purges, customer)
     last = purges[-1] if purges else None
     why: str | None = None
@@ -116,7 +119,7 @@ def plan_due(
     """What ``purge --due`` would do now: (closures, purge plans, skipped) — reads only.
     The plans include deleting again what came back after a finished purge (``reapply``)."""
     now = aware_now(settings, now)
-    closures = calendar.due_closures(settings, ledger, now)
+    closures = due_closures(settings, ledger, now)
     work, skipped, failed = due_work(settings, ledger, now)
     plans = []
     for item in failed:
@@ -161,9 +164,9 @@ def purge_due(
     report = DueReport(now=now)
     with purge_lock(settings, ledger):
         report.interrupted_exports = reap_interrupted_exports(ledger)
-        for customer in calendar.due_closures(settings, ledger, now):
+        for customer in due_closures(settings, ledger, now):
             try:
-                rows = calendar.run_closure(settings, ledger, customer, now=now)
+                rows = run_closure(settings, ledger, customer, now=now)
                 report.closures.append({"customer": customer, "rows": rows})
                 event("closure_done", customer=customer, rows=sum(rows.values()))
             except LearnexitError as exc:

@@ -16,10 +16,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import ledger as L
 from ..config import Settings
 from ..export.records import export_lock_name
-from ..ledger import Ledger, utcnow
+from ..ledger import schema as L
+from ..ledger.store import Ledger, holder_is_dead, utcnow
 from ..logs import event
 from ..package.build import destroy_path, looks_like_package, package_paths
 from .conditions import db_error
@@ -47,7 +47,7 @@ def exports_running(settings: Settings, ledger: Ledger, customer: str) -> list[d
                 lock = conn.execute(sa.select(L.locks).where(L.locks.c.name == export_lock_name(row["id"]))).first()
         except sa.exc.SQLAlchemyError as exc:
             raise db_error("cannot read the ledger", exc) from None
-        if lock is None or L.holder_is_dead(lock.holder):
+        if lock is None or holder_is_dead(lock.holder):
             continue
         if here in lock.holder or utcnow() - lock.heartbeat_at < stale:
             live.append(row)

@@ -15,9 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import ledger as L
 from ..config import Settings
-from ..ledger import Ledger
+from ..ledger import schema as L
+from ..ledger.store import Ledger, aware
 from .conditions import db_error
 from .keys import json_or
 
@@ -142,6 +142,6 @@ def addendum_facts(ledger: Ledger, customer: str) -> dict[str, Any]:
         "purge_id": int(first["id"]),
         "certificate": Path(str(first["certificate"])).name if first.get("certificate") else None,
         "sha256": digest,
-        "finished_at": L.aware(first["finished_at"]),
+        "finished_at": aware(first["finished_at"]),
         "retention_done": any(p["kind"] == "retention" and p["status"] == "done" for p in purges),
     }

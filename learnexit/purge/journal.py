@@ -23,8 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import ledger as L
-from ..ledger import Ledger, utcnow
+from ..ledger import schema as L
+from ..ledger.store import Ledger, utcnow
 from ..logs import event
 from ..source import Source
 from .conditions import count_rows

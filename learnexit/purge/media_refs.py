@@ -17,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import calendar
 from ..config import Settings, mask_url, scrub
-from ..ledger import Ledger
+from ..ledger.records import known_customers
+from ..ledger.store import Ledger
 from ..media_paths import FileId, MediaProblem, media_columns
 from ..source import Source, make_engine
 from .conditions import db_error, not_true
@@ -80,7 +80,7 @@ def _sibling_urls(settings: Settings, customer: str, ledger: Ledger) -> tuple[li
         else:
             raise ValueError("customer key not in the database name")
     except (ValueError, OSError, sa.exc.SQLAlchemyError) as exc:
-        keys = [c for c in calendar.known_customers(ledger) if c != customer and _KEY_PATTERN.fullmatch(c)]
+        keys = [c for c in known_customers(ledger) if c != customer and _KEY_PATTERN.fullmatch(c)]
         found = [pattern.replace("{customer}", k) for k in keys]
         note = (
             f"could not list the other customers' databases ({scrub(str(exc)).splitlines()[0] if str(exc) else exc}); "

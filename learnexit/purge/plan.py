@@ -16,13 +16,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import calendar, contract
-from .. import ledger as L
+from .. import contract
 from ..config import Settings
-from ..consistency import require_consistent
 from ..contract import Facts
 from ..errors import BadInput
-from ..ledger import Ledger, aware
+from ..ledger import schema as L
+from ..ledger.consistency import require_consistent
+from ..ledger.store import Ledger, aware
+from ..offboarding import clock
+from ..offboarding.cases import require_customer
+from ..offboarding.facts import active_hold, customer_facts
 from ..source import Edge, Source, check_customer_key, cycle_can_break, unbreakable_cycle_note
 from .conditions import count_rows, db_error, flag_counts, not_true
 from .exports import exports_running
@@ -40,7 +43,7 @@ __all__ = ["aware_now", "back_edges", "fill_plan", "plan_purge"]
 def aware_now(settings: Settings, now: datetime | None) -> datetime:
     """``now`` in UTC (BadInput when naive), or the clock's now."""
     if now is None:
-        return calendar.now(settings.contract.timezone)
+        return clock.now(settings.contract.timezone)
     if now.tzinfo is None:
         raise BadInput("now must be timezone-aware")
     return now.astimezone(UTC)
@@ -73,7 +76,7 @@ def plan_purge(
             raise BadInput("--reason must say why the purge is forced")
     now = aware_now(settings, now)
     require_consistent(ledger, customer)  # decide on records that agree with the audit chain
-    facts = calendar.customer_facts(ledger, customer)
+    facts = customer_facts(ledger, customer)
     purges = ledger_rows(ledger, L.purges, customer)
     plan = PurgePlan(
         customer=customer,
@@ -88,7 +91,7 @@ def plan_purge(
     tl = facts.timeline
     if tl is None:
         plan.refusals.append(f"no notice is recorded for {customer}; record it first (learnexit notice)")
-        calendar.require_customer(settings, ledger, customer)
+        require_customer(settings, ledger, customer)
         if count and not purges:  # the dry run still shows what a purge would delete
             _count_without_notice(plan, settings, ledger, customer, now)
         return plan
@@ -127,7 +130,7 @@ def plan_purge(
 def _refuse_while_busy(plan: PurgePlan, settings: Settings, ledger: Ledger) -> None:
     """A legal hold, or an export of the customer running, refuses the purge."""
     customer = plan.customer
-    hold = calendar.active_hold(ledger, customer)
+    hold = active_hold(ledger, customer)
     if hold is not None:
         plan.refusals.append(
             f"{customer} is on legal hold since {aware(hold['placed_at']):%Y-%m-%d} (placed by "

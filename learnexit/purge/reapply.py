@@ -30,12 +30,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import calendar, contract
-from .. import ledger as L
+from .. import contract
 from ..config import Settings, scrub
 from ..errors import LearnexitError, OperationalError, Refused, UnknownCustomer
-from ..ledger import Ledger
+from ..ledger import schema as L
+from ..ledger.store import Ledger, aware
 from ..logs import event
+from ..offboarding.facts import customer_facts
 from ..source import PinnedRow, describe_db_error
 from .conditions import count_rows, flag_counts, not_true
 from .faults import NO_FAULTS, Faults
@@ -137,11 +138,11 @@ def _finished_cases(settings: Settings, ledger: Ledger, customers: Sequence[str]
             full = next((p for p in purges if p["kind"] == "full" and p["status"] == "done"), None)
             if full is None or purges[-1]["status"] != "done":
                 continue
-            facts = calendar.customer_facts(ledger, customer)
+            facts = customer_facts(ledger, customer)
         if facts.timeline is None:
             continue
         retention_done = any(p["kind"] == "retention" and p["status"] == "done" for p in purges)
-        as_of = L.aware(full["started_at"])
+        as_of = aware(full["started_at"])
         assert as_of is not None
         termination = facts.timeline.termination_date
         out.append(
@@ -277,7 +278,7 @@ def plan_reapply(settings: Settings, ledger: Ledger, found: Reappeared, now: dat
         backup_note=settings.purge.backup_note,
         timezone=settings.contract.timezone,
     )
-    facts = calendar.customer_facts(ledger, customer)
+    facts = customer_facts(ledger, customer)
     tl = facts.timeline
     if tl is None:  # (a finished case always has one)
         plan.refusals.append(f"no notice is recorded for {customer}")

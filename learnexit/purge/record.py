@@ -16,10 +16,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import ledger as L
 from ..config import scrub
-from ..consistency import digest as text_sha256
-from ..ledger import Ledger, aware, naive_utc
+from ..ledger import schema as L
+from ..ledger.consistency import digest as text_sha256
+from ..ledger.store import Ledger, aware, naive_utc
 from ..logs import event
 from .journal import MEDIA, RETAINED
 from .keys import dumps, json_or

@@ -26,12 +26,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from .. import calendar
 from ..config import Settings, scrub
 from ..documents.i18n import LANGS
 from ..errors import BadInput, LearnexitError, OperationalError, Refused
-from ..ledger import Ledger, aware, naive_utc
+from ..ledger.store import Ledger, aware, naive_utc
 from ..logs import event
+from ..offboarding.closure import run_closure
 from ..package.handover import delivered_export_ids
 from ..source import check_customer_key
 from ..valuefree import first_line
@@ -150,7 +150,7 @@ class Run:
         # database does the deleting (SQLite and the drivers run without the GIL).
         threading.Thread(target=_preload_pdf, name="learnexit-preload", daemon=True).start()
         if plan.closure_pending:
-            counts = calendar.run_closure(settings, self.ledger, self.customer, now=self.now)
+            counts = run_closure(settings, self.ledger, self.customer, now=self.now)
             with self.ledger.transaction() as conn:
                 self.journal.bump(conn, "closure", sum(counts.values()), 1, True)
         self.journal.load_state()

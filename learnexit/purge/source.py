@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from ..config import Settings
 from ..errors import Refused, UnknownCustomer
-from ..ledger import Ledger
+from ..ledger.store import Ledger
 from ..source import PinnedRow, Source
 from .history import root_deleted
 

@@ -23,9 +23,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import ledger as L
-from .errors import OperationalError, VerificationFailed
-from .ledger import Ledger, entry_hash
+from ..errors import OperationalError, VerificationFailed
+from ..source import describe_db_error
+from . import schema as L
+from .store import Ledger, entry_hash
 
 __all__ = ["all_problems", "customer_problems", "digest", "refusal", "require_consistent"]
 
@@ -240,8 +241,6 @@ _CREATED = {
 @contextmanager
 def _snapshot(ledger: Ledger) -> Iterator[Connection]:
     """One read transaction (SQLite: the ledger's lock; the servers: repeatable read)."""
-    from .source import describe_db_error
-
     try:
         with ledger.engine.connect() as conn:
             if ledger.engine.dialect.name != "sqlite":
