@@ -279,6 +279,24 @@ def _accept_problems(problems: list[str], notes: list[str], allow_missing_media:
         notes.extend(f"exported despite: {p}" for p in problems)
 
 
+def _start(
+    ledger: Ledger, customer: str, row_pk: str | None, build: PackageBuild, request: _Request, late: bool
+) -> int:
+    """Record the export's start, then create its ``.partial`` build: a process killed in
+    between leaves a record the next export reaps, never an unrecorded folder.  An output
+    folder that cannot be written fails before anything is recorded."""
+    build.prepare()
+    late_reason = request.late_reason if late else None
+    export_id = record_start(ledger, customer, row_pk, build, request.format_names, late_reason, request.started)
+    try:
+        build.create()
+    except BaseException as exc:
+        discard_package(build)
+        record_failure(ledger, customer, export_id, exc)
+        raise
+    return export_id
+
+
 def run_export(
     settings: Settings,
     customer: str,
@@ -304,17 +322,7 @@ def run_export(
         notes: list[str] = []
         deadline, late, customer_name = _prepare(settings, ledger, source, customer, request, notes)
         build = plan_package(request.out_dir, customer, started, zip_output=zip_output, encrypted=bool(recipients))
-        build.prepare()  # an output folder that cannot be written fails before anything is recorded
-        late_reason = request.late_reason if late else None
-        export_id = record_start(
-            ledger, customer, source.customer_row_pk, build, request.format_names, late_reason, started
-        )
-        try:  # (recorded first: a kill from here on leaves a record the next export reaps)
-            build.create()
-        except BaseException as exc:
-            discard_package(build)
-            record_failure(ledger, customer, export_id, exc)
-            raise
+        export_id = _start(ledger, customer, source.customer_row_pk, build, request, late)
         event("export_started", customer=customer, export_id=export_id, formats=",".join(request.format_names))
         try:
             job = _export_rows(
