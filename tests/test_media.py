@@ -25,8 +25,8 @@ from learnexit.exporters.media import (
     NameAllocator,
     PathTemplate,
     check_relative,
-    safe_filename,
 )
+from learnexit.filenames import safe_filename
 
 
 def sha256(path: Path) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import Settings
 from ..contract import Timeline, today
 from ..errors import BadInput, OperationalError
+from ..filenames import safe_filename
 from . import i18n
 from .layout import document_text
 from .model import Block, Bullets, Facts, Heading, Paragraph, Report
@@ -130,8 +131,6 @@ def write_notice_letter(
     """
     if lang not in i18n.LANGS:
         raise BadInput(f"unsupported language {lang!r} (known: {', '.join(i18n.LANGS)})")
-    from ..exporters.media import safe_filename
-
     letter = notice_letter(settings, customer, customer_name, timeline, lang, now=now)
     folder = Path(out_dir)
     try:

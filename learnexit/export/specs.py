@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from ..errors import OperationalError, printable
 from ..exporters.base import Background, ColumnSpec, TableSpec, column_kind
-from ..none_values import no_none
+from ..exporters.none_values import no_none
 from ..source import Edge, Source
 
 

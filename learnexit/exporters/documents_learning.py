@@ -8,9 +8,9 @@ from typing import Any
 
 from ..documents import i18n
 from ..documents.model import Block, Certificate, Facts, Heading, Table
-from ..documents.role_rules import no_one_note, remote_values
+from ..filenames import safe_filename
 from .documents_build import CERTIFICATES, REPORTS, CourseStats, DocumentBuild, key_text, score_number
-from .media import safe_filename
+from .role_rules import no_one_note, remote_values
 
 __all__ = ["certificates", "completions", "quiz_results"]
 

@@ -41,7 +41,6 @@ import csv
 import hashlib
 import io
 import os
-import re
 import stat
 import unicodedata
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from typing import Any, ClassVar
 
 from ..config import MediaSettings, scrub
 from ..errors import OperationalError
+from ..filenames import MAX_NAME_BYTES, fit_name, safe_filename, split_extension
 from ..media_paths import (
     LocalRoot,
     MediaProblem,
@@ -65,56 +65,9 @@ from .base import Exporter, ExportJob, register
 FOLDER = "media"
 INDEX = "index.csv"
 CHUNK = 1 << 20
-MAX_NAME_BYTES = 200
 LISTED = 25  # problems of one kind listed one by one; the rest are counted
 
 # --------------------------------------------------------------------------- safe names
-
-_WINDOWS_FORBIDDEN = set('<>:"|?*')
-_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
-_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?")
-
-
-def safe_filename(name: str, *, max_bytes: int = MAX_NAME_BYTES, fallback: str = "file") -> str:
-    """``name`` made safe as one file name on Linux, macOS and Windows (see module doc)."""
-    text = unicodedata.normalize("NFC", str(name))
-    out = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if ch in "/\\" or ch in _WINDOWS_FORBIDDEN or ch in _BIDI or category in ("Cc", "Zl", "Zp", "Cs"):
-            out.append("_")
-        else:
-            out.append(ch)
-    cleaned = "".join(out).strip().lstrip(".").rstrip(". ").strip()
-    if not cleaned:
-        cleaned = fallback
-    if _RESERVED.fullmatch(cleaned):
-        cleaned = "_" + cleaned
-    return _fit(cleaned, max_bytes)
-
-
-def split_extension(name: str) -> tuple[str, str]:
-    """``("report", ".pdf")``; an "extension" longer than 16 bytes is part of the stem."""
-    stem, dot, ext = name.rpartition(".")
-    if dot and stem and 0 < len(ext.encode("utf-8")) <= 16 and " " not in ext:
-        return stem, "." + ext
-    return name, ""
-
-
-def _fit(name: str, max_bytes: int) -> str:
-    if len(name.encode("utf-8")) <= max_bytes:
-        return name
-    stem, ext = split_extension(name)
-    budget = max_bytes - len(ext.encode("utf-8"))
-    kept = []
-    used = 0
-    for ch in stem:
-        size = len(ch.encode("utf-8"))
-        if used + size > budget:
-            break
-        kept.append(ch)
-        used += size
-    return "".join(kept).rstrip(". ") + ext
 
 
 def _fold(name: str) -> str:
@@ -135,7 +88,7 @@ class NameAllocator:
         k = 2
         while True:
             suffix = f" ({k}){ext}"
-            candidate = _fit(stem, MAX_NAME_BYTES - len(suffix.encode("utf-8"))) + suffix
+            candidate = fit_name(stem, MAX_NAME_BYTES - len(suffix.encode("utf-8"))) + suffix
             if _fold(candidate) not in self.used:
                 self.used.add(_fold(candidate))
                 return candidate

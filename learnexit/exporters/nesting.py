@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import OperationalError
-from ..none_values import no_none
 from ..source import Edge
 from .base import ExportJob, stream_columns, stream_tuples
+from .none_values import no_none
 
 __all__ = [
     "NESTED_FORMAT",

@@ -52,9 +52,9 @@ from typing import IO, Any
 from sqlalchemy.schema import AddConstraint, CreateTable
 
 from ..errors import printable
-from ..none_values import holds_none
 from . import speedups
 from .base import Exporter, ExportJob, TableSpec, TableWriter, append_file, generated_at, register
+from .none_values import holds_none
 from .speedups import native_batch
 from .sql_dialect import DIALECT_NAMES, DIALECTS, LOAD_HINTS, NATIVE_DIALECTS, Literals, dialect_for
 from .sql_schema import ForeignKey, SqlSchema, TablePlan, none_reason

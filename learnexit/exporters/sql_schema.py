@@ -11,9 +11,9 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from ..errors import printable
-from ..none_values import holds_none, none_wording
 from ..source import Edge
 from .base import ExportJob, TableSpec
+from .none_values import holds_none, none_wording
 from .sql_dialect import MYSQL_KEY_BYTES, Literals, TargetColumn, mysql_fit_rows, mysql_fk_name, target_column
 
 __all__ = ["ForeignKey", "SqlSchema", "TablePlan", "none_reason"]

@@ -17,8 +17,8 @@ from ..documents.notes import note_sentence
 from ..errors import printable
 from ..exporters.base import ExportJob, TableSpec
 from ..exporters.csv_format import csv_paths
+from ..exporters.none_values import declare_none, none_wording
 from ..exporters.values import unique_stems
-from ..none_values import declare_none, none_wording
 from .bag import DATAPACKAGE, INDEX, hash_file, relative_files, utc
 
 _RESOURCE_NAME = re.compile(r"[^a-z0-9._/-]")

@@ -18,8 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .exporters.values import csv_text
-from .source import Edge, sentinels_typed
+from ..source import Edge, sentinels_typed
+from .values import csv_text
 
 
 def _as_text(value: Any) -> str:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Role
-from ..exporters.base import ExportJob
 from ..roles import remote_link
+from .base import ExportJob
 
 
 def remote_values(job: ExportJob, role: Role, key: str) -> tuple[str, dict[str, Any]] | None:
