@@ -12,9 +12,8 @@ person would add them.  As on a real site most plugins are installed but unused:
 first USED plugins hold rows, the others' tables are empty; LOG_ROWS rows of
 ``mdl_logstore_standard_log`` bring the site to about 9,000 rows.
 
-Then, for ``site_a``, side by side in one run (each the fastest of REPEAT runs by the clock
-and by CPU, a whole
-command as a child process, start-up included):
+Then, for ``site_a``, side by side in one run (each the fastest of REPEAT runs, by the
+clock and by CPU, a whole command as a child process, start-up included):
 
 - ``learnexit export site_a --format F`` for F in csv, json, sql, against the reference:
   the ``sqlite3`` shell writing every table of the site to a CSV file with a header
