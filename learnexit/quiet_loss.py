@@ -36,7 +36,7 @@ def quiet_loss_notes(datamap: DataMap) -> list[str]:
         facts = collect_facts(datamap.metadata)
         people = settings.roles["people"].table if "people" in settings.roles else None
         seen: set[tuple[str, str]] = set()
-        for cand in candidates(facts, people):
+        for cand in candidates(facts, people, only=set(retained)):
             if cand.table not in retained or (cand.table, (cand.column,)) in referenced:
                 continue
             target = cand.target.table

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -328,12 +329,15 @@ def _names(facts: SchemaFacts) -> _Names:
     return _Names(by_form, families, first, by_tail, by_initials)
 
 
-def candidates(facts: SchemaFacts, people: str | None) -> list[Candidate]:
+def candidates(facts: SchemaFacts, people: str | None, only: Collection[str] | None = None) -> list[Candidate]:
     """Every (column, key) pair the names suggest, for columns of a key-like type that
-    are not a table's own key and have no declared reference (ranks: see ``Candidate``)."""
+    are not a table's own key and have no declared reference (ranks: see ``Candidate``).
+    ``only``: the columns of these tables alone (the targets are still every table's)."""
     names = _names(facts)
     out: list[Candidate] = []
     for name, table in sorted(facts.tables.items()):
+        if only is not None and name not in only:
+            continue
         modules = _families(facts, facts.base(name), names.first_words)
         kept = _kept_table(facts, names, name)
         own = {c.name for c in table.primary_key.columns}

@@ -79,7 +79,9 @@ def read_pass(
             rows = 0
             job.progress(spec.name, 0)
             where = split.where(spec, 0) if split is not None and spec.name == split.table else None
-            if columnar:
+            if where is None and totals[spec.name] == 0:
+                pass  # counted empty in this snapshot: nothing to read (the writers' files are the same)
+            elif columnar:
                 for columns in job.columns(spec.name, where):
                     n = len(columns[0])
                     for _, w in writers:

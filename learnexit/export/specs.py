@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from ..errors import OperationalError, printable
 from ..exporters.base import Background, ColumnSpec, TableSpec, column_kind
 from ..exporters.none_values import no_none
-from ..source import Edge, Source
+from ..source import Edge, Source, sentinels_typed
 
 
 def _outside(source: Source, owned: Any, edge: Edge) -> Any:
@@ -77,20 +77,75 @@ def _stats_select(source: Source, name: str, edges: Sequence[Edge], where: Any =
     """One scan of ``name``'s exported rows (``where``: a part of them): the count, the
     rows pointing outside the export per edge, and with one integer key column its lowest
     and highest value and the rows that have one."""
-    stmt = source.owned_select(name).order_by(None)
+    table = source.table(name)
+    key = integer_key(table)
+    # Only the columns the scan looks at (the same rows: building and compiling a wide
+    # table's every column, table after table, took longer than the scans).
+    wanted = {key, *(c for e in edges for c in e.child_cols)}
+    columns = [c for c in table.columns if c.name in wanted] or list(table.columns)[:1]
+    stmt = sa.select(*columns).where(source.predicate(name))
     if where is not None:
         stmt = stmt.where(where)
     owned = stmt.subquery("le_owned")
-    key = integer_key(source.table(name))
-    columns: list[Any] = [sa.func.count()] + [
+    figures: list[Any] = [sa.func.count()] + [
         sa.func.coalesce(sa.func.sum(_outside(source, owned, e)), 0) for e in edges
     ]
     if key is not None:
-        columns += [sa.func.min(owned.c[key]), sa.func.max(owned.c[key]), sa.func.count(owned.c[key])]
-    return sa.select(*columns).select_from(owned)
+        figures += [sa.func.min(owned.c[key]), sa.func.max(owned.c[key]), sa.func.count(owned.c[key])]
+    return sa.select(*figures).select_from(owned)
 
 
-def _read_stats(conn: sa.Connection, stmt: sa.Select[Any], edges: int) -> _Stats:
+def whole_tables(source: Source, name: str, edges: Sequence[Edge]) -> bool:
+    """Whether ``name`` and every table its ``edges`` point at are exported whole (one
+    database per customer: the ownership condition is "every row"), with names plain SQL
+    text can hold: then ``_stats_text`` says what ``_stats_select`` says."""
+    info = source.datamap.info
+    names = [name, *(e.parent for e in edges)]
+    columns = [c.name for c in source.table(name).columns] + [c for e in edges for c in e.parent_cols]
+    return all(info[n].how == "database" for n in names) and not any(
+        ":" in x or "%" in x for x in [*names, *columns, *(source.table(n).schema or "" for n in names)]
+    )
+
+
+def _stats_text(source: Source, conn: sa.Connection, name: str, edges: Sequence[Edge]) -> sa.TextClause:
+    """``_stats_select`` of a table exported whole, as SQL text (building and compiling
+    hundreds of expression trees cost more than the scans of a many-table schema): the
+    same figures, the "none" values bound as parameters in the column's type."""
+    quote = conn.dialect.identifier_preparer
+    table = source.table(name)
+    key = integer_key(table)
+    binds: list[sa.BindParameter[Any]] = []
+    figures = ["count(*)"]
+    for edge in edges:
+        parent = source.table(edge.parent)
+        cols = [quote.quote(c) for c in edge.child_cols]
+        pcols = [quote.quote(c) for c in edge.parent_cols]
+        set_all = " AND ".join(f"{c} IS NOT NULL" for c in cols)
+        set_any = " OR ".join(f"{c} IS NOT NULL" for c in cols)
+        keys = cols[0] if len(cols) == 1 else f"({', '.join(cols)})"
+        parent_keys = (
+            f"SELECT {', '.join(pcols)} FROM {quote.format_table(parent)} "
+            f"WHERE {' AND '.join(f'{c} IS NOT NULL' for c in pcols)}"
+        )
+        conditions = [f"({set_any})"]
+        for column, values in edge.sentinels:
+            typed = sentinels_typed(table.c[column], values)
+            if typed:
+                names = []
+                for value in typed:
+                    names.append(f"le_{len(binds)}")
+                    binds.append(sa.bindparam(names[-1], value, type_=table.c[column].type))
+                listed = ", ".join(f":{n}" for n in names)
+                conditions.append(f"({quote.quote(column)} IS NULL OR {quote.quote(column)} NOT IN ({listed}))")
+        conditions.append(f"NOT ({set_all} AND {keys} IN ({parent_keys}))")
+        figures.append(f"coalesce(sum(CASE WHEN {' AND '.join(conditions)} THEN 1 ELSE 0 END), 0)")
+    if key is not None:
+        k = quote.quote(key)
+        figures += [f"min({k})", f"max({k})", f"count({k})"]
+    return sa.text(f"SELECT {', '.join(figures)} FROM {quote.format_table(table)}").bindparams(*binds)
+
+
+def _read_stats(conn: sa.Connection, stmt: sa.Executable, edges: int) -> _Stats:
     row = tuple(conn.execute(stmt).one())
     stats = _Stats(int(row[0] or 0), [int(n or 0) for n in row[1 : 1 + edges]])
     if len(row) > 1 + edges:
@@ -120,6 +175,39 @@ def key_halves(source: Source, conn: sa.Connection, name: str) -> tuple[Any, Any
         # (SQLite lets a primary key that is not the rowid be NULL: the first half takes those)
         return sa.or_(column < middle, column.is_(None)), column >= middle
     return column < middle, column >= middle  # (plain ranges: the database reads them by key)
+
+
+# Tables looked at per statement by ``table_spans`` (SQLite allows 2,000 result columns).
+SPANS_PER_STATEMENT = 200
+
+
+def table_spans(source: Source, conn: sa.Connection, names: Sequence[str]) -> dict[str, int]:
+    """The tables of ``names`` that hold rows, each with the span of its one integer key
+    column (highest - lowest, from the key's index; 0 without such a key or when the
+    key holds other values), in a few statements: one column per table, not a query
+    each.  A table left out is empty."""
+    found: dict[str, int] = {}
+    quote = conn.dialect.identifier_preparer
+    for start in range(0, len(names), SPANS_PER_STATEMENT):
+        part = names[start : start + SPANS_PER_STATEMENT]
+        columns: list[str] = []
+        keys: list[str | None] = []
+        for name in part:
+            # (plain SQL text: compiling hundreds of subqueries took longer than running them)
+            table = source.table(name)
+            quoted = quote.format_table(table)
+            columns.append(f"(SELECT 1 FROM {quoted} LIMIT 1)")
+            keys.append(integer_key(table))
+            if (key := keys[-1]) is not None:  # (two subqueries: SQLite reads min() or max() alone from the index)
+                column = quote.quote(key)
+                columns += [f"(SELECT min({column}) FROM {quoted})", f"(SELECT max({column}) FROM {quoted})"]
+        values = iter(conn.exec_driver_sql("SELECT " + ", ".join(columns)).one())
+        for name, key in zip(part, keys, strict=True):
+            has_rows = next(values) is not None
+            low, high = (next(values), next(values)) if key is not None else (None, None)
+            if has_rows:
+                found[name] = high - low if type(low) is int and type(high) is int else 0
+    return found
 
 
 def _sqlite_rowid(conn: sa.Connection, table: sa.Table, key: str) -> bool:
@@ -188,6 +276,7 @@ def build_specs(
                 category=settings.rule(name).category,
                 table=table,
                 key_range=found.key_range(),
+                rows=found.rows,
             )
         )
     return specs
@@ -219,19 +308,30 @@ def _count_tables(
     """What the counting scan finds in each table: one ``_Stats``, or two halves."""
     # With a helper and a big table: the helper counts the second half of each big table
     # while this thread counts the first halves and then every small table.
-    ours: list[tuple[str, Any]] = [(name, None) for name in owned]
+    # An empty table's scan finds nothing: its figures are known without one (found
+    # for every table in a few statements, not a scan each).
+    spans = table_spans(source, conn, owned)
+    counted: dict[str, list[_Stats]] = {
+        name: [] if name in spans else [_Stats(0, [0] * len(edges[name]))] for name in owned
+    }
+    filled = [name for name in owned if name in spans]
+    ours: list[tuple[str, Any]] = [(name, None) for name in filled]
     theirs: list[tuple[str, Any]] = []
     if helper is not None:
-        halves = {name: h for name in owned if (h := key_halves(source, conn, name)) is not None}
+        big = [name for name in filled if spans[name] >= STATS_SPLIT_SPAN]
+        halves = {name: h for name in big if (h := key_halves(source, conn, name)) is not None}
         if halves:
             theirs = [(name, second) for name, (_, second) in halves.items()]
             ours = [(name, first) for name, (first, _) in halves.items()]
-            ours += [(name, None) for name in owned if name not in halves]
-    counted: dict[str, list[_Stats]] = {name: [] for name in owned}
+            ours += [(name, None) for name in filled if name not in halves]
 
     def count(on: sa.Connection, parts: list[tuple[str, Any]]) -> None:
         for name, where in parts:
-            stmt = _stats_select(source, name, edges[name], where)
+            stmt: sa.Executable
+            if where is None and whole_tables(source, name, edges[name]):
+                stmt = _stats_text(source, on, name, edges[name])
+            else:
+                stmt = _stats_select(source, name, edges[name], where)
             counted[name].append(_read_stats(on, stmt, len(edges[name])))
 
     thread = Background(lambda: count(helper, theirs), "stats") if theirs and helper is not None else None
@@ -266,4 +366,13 @@ def counting_helper(source: Source, conn: sa.Connection) -> Iterator[sa.Connecti
         yield helper if helper is not None and source.snapshot_unchanged(conn) else None
 
 
-__all__ = ["STATS_SPLIT_SPAN", "build_specs", "counting_helper", "integer_key", "key_halves"]
+__all__ = [
+    "SPANS_PER_STATEMENT",
+    "STATS_SPLIT_SPAN",
+    "build_specs",
+    "counting_helper",
+    "integer_key",
+    "key_halves",
+    "table_spans",
+    "whole_tables",
+]

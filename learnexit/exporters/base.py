@@ -203,6 +203,9 @@ class TableSpec:
     # (lowest, highest) exported key, for a table with a one-column integer primary key:
     # what a big table's key ranges are cut from when several processes read it.
     key_range: tuple[int, int] | None = None
+    # The exported rows, counted in the export's snapshot (None: not counted).  A table
+    # counted empty is not read again: its files are those of a read that found nothing.
+    rows: int | None = None
 
     @property
     def column_names(self) -> list[str]:

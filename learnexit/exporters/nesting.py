@@ -281,6 +281,7 @@ class NestedReader:
         self.prepare = prepare
         self.sinks = sinks
         self.index = {t.name: {c: i for i, c in enumerate(t.column_names)} for t in job.tables}
+        self.empty = {t.name for t in job.tables if t.rows == 0}  # (counted in this snapshot: no query)
 
     def placed(self, table: str, ids: Any) -> ColumnElement[bool]:
         """Rows of ``table`` that sit under one of the people ``ids`` (values or a SELECT).
@@ -306,6 +307,8 @@ class NestedReader:
         self, table: str, where: Any = None, order_by: Any = None, batch_size: int | None = None
     ) -> Iterator[Batch]:
         """The rows of ``table`` a batch at a time, as columns, with every sink's values."""
+        if table in self.empty:
+            return
         stmt = self.job.select(table, where, order_by)
         for columns in stream_columns(self.job.conn, stmt, batch_size or self.job.options.batch_size):
             yield columns, self.prepare(table, columns)
@@ -335,7 +338,8 @@ class NestedReader:
             for nest in direct:
                 t = self.source.table(nest.table)
                 order = [t.c[nest.edge.child_cols[0]], *t.primary_key.columns]
-                where = self.placed(nest.table, self.all_people())
+                # (a table counted empty is not read: no condition to build)
+                where = self.placed(nest.table, self.all_people()) if nest.table not in self.empty else None
                 batches = self._batches(nest.table, where=where, order_by=order, batch_size=STREAM_BATCH)
                 key = self.index[nest.table][nest.edge.child_cols[0]]
                 streams[nest.table] = _Stream(batches, key, bool(plan.kids(nest.table)), self.sinks)
@@ -382,6 +386,8 @@ class NestedReader:
         """Rows nested directly under each person (to cut the batches)."""
         weights: dict[Any, int] = defaultdict(int)
         for nest in direct:
+            if nest.table in self.empty:
+                continue
             t = self.source.table(nest.table)
             col = t.c[nest.edge.child_cols[0]]
             stmt = (
@@ -401,6 +407,9 @@ class NestedReader:
             index = self.index[table]
             want_rows = bool(self.plan.kids(table))
             by_parent: dict[tuple[Any, ...], _Group] = {}
+            if table in self.empty:
+                groups[table] = by_parent
+                continue
             for columns, made in self._batches(table, where=self.placed(table, ids)):
                 rows = list(zip(*columns, strict=True))
                 keys = zip(*[columns[index[c]] for c in nest.edge.child_cols], strict=True)
@@ -440,6 +449,8 @@ class NestedReader:
         """The rows of ``table`` not placed under a person, in batches: per sink, its values."""
         plan = self.plan
         where: Any = None
+        if table in self.empty:
+            return
         if table == plan.people:
             assert plan.person_id
             where = self.source.table(table).c[plan.person_id].is_(None)
