@@ -17,11 +17,11 @@ from sqlalchemy.engine import Connection
 from .. import contract
 from ..config import Settings
 from ..errors import BadInput, LearnexitError, Refused
-from ..package.handover import record_delivery, resolve_package
 from ..ledger import records
 from ..ledger.consistency import require_consistent
 from ..ledger.records import CaseRecords, Row
 from ..ledger.store import Ledger, naive_utc
+from ..package.handover import record_delivery, resolve_package
 from ..source import check_customer_key
 from .cases import MAX_NAME, MAX_REFERENCE, check_text, require_known, require_same_row
 from .clock import resolve_now
