@@ -27,8 +27,9 @@ import sqlalchemy as sa
 import test_faults
 from test_faults import audit_valid, digest, ledger_rows, run, start
 
-from learnexit.export.records import export_lock_name, reap_interrupted_exports
+from learnexit.export.records import reap_interrupted_exports
 from learnexit.ledger import schema as L
+from learnexit.ledger.export_records import export_lock_name
 from learnexit.ledger.store import Ledger, utcnow
 from learnexit.package.verify import verify_package
 

@@ -2,7 +2,8 @@
 failure, its completion, and the reaping of exports whose process is gone.  A full purge
 of the customer that has started refuses an export (``check_not_purged``, ``record_start``)
 or, once it started meanwhile, removes the package (``record_completion``).  The purge
-uses ``export_lock_name`` and ``reap_interrupted_exports``."""
+uses ``reap_interrupted_exports``; the rows themselves are read and written through
+:mod:`learnexit.ledger.export_records`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,18 @@ import sqlalchemy as sa
 
 from ..config import scrub
 from ..errors import LearnexitError, OperationalError, Refused
-from ..ledger.schema import exports, locks, meta_table, purges
+from ..ledger.export_records import (
+    add_export,
+    add_export_lock,
+    export_lock,
+    latest_full_purge,
+    mark_export_complete,
+    mark_export_failed,
+    mark_export_interrupted,
+    remove_export_lock,
+    running_exports,
+    serialise,
+)
 from ..ledger.store import Ledger, holder_is_dead, utcnow
 from ..logs import event
 from ..package.build import PackageBuild, PackageResult, destroy_path, looks_like_package, package_paths
@@ -37,36 +49,19 @@ def error_text(exc: BaseException) -> str:
     return scrub(first_line(exc))
 
 
-def export_lock_name(export_id: int) -> str:
-    """The ``locks`` row a running export holds (a purge of its customer waits for it)."""
-    return f"export:{export_id}"
-
-
-def _serialise(conn: sa.Connection) -> None:
-    """Queue behind any other ledger writer that serialises (PostgreSQL: the audit
-    counter's row lock, which every audited write takes; SQLite: BEGIN IMMEDIATE did)."""
-    conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "audit_count").with_for_update()).all()
-
-
-def _purge_started(ledger: Ledger, conn: sa.Connection, customer: str, row_pk: str | None) -> Any:
+def _purge_started(ledger: Ledger, conn: sa.Connection, customer: str, row_pk: str | None) -> dict[str, Any] | None:
     """The latest full purge (running, failed or done) of the case ``row_pk`` belongs to."""
     case = ledger.case(conn, customer)
     if case is None or (case["finished_at"] is not None and case["row_pk"] not in (None, row_pk)):
         return None  # no case yet, or the key now names a new customer
-    stmt = (
-        sa.select(purges.c.id, purges.c.status, purges.c.started_at)
-        .where(purges.c.identity_id == case["id"], purges.c.kind == "full")
-        .order_by(purges.c.id.desc())
-        .limit(1)
-    )
-    return conn.execute(stmt).first()
+    return latest_full_purge(conn, case["id"])
 
 
 def _refuse_after_purge(ledger: Ledger, conn: sa.Connection, customer: str, row_pk: str | None) -> None:
     purge = _purge_started(ledger, conn, customer, row_pk)
     if purge is not None:  # the data is being (or has been) deleted: a package would be partial
         raise Refused(
-            f"a purge of {customer} started on {purge.started_at:%Y-%m-%d} (purge #{purge.id}, {purge.status}); "
+            f"a purge of {customer} started on {purge['started_at']:%Y-%m-%d} (purge #{purge['id']}, {purge['status']}); "
             "its data can no longer be exported"
         )
 
@@ -93,30 +88,20 @@ def record_start(
     """Record the export as ``running`` (its lock taken, audit ``export_started``), in a
     transaction that refuses when a full purge of the customer has started; its id."""
     with ledger.transaction() as conn:
-        _serialise(conn)
+        serialise(conn)
         _refuse_after_purge(ledger, conn, customer, row_pk)
-        inserted = conn.execute(
-            exports.insert().values(
-                customer=customer,
-                identity_id=ledger.open_case(conn, customer, row_pk),
-                started_at=at.replace(tzinfo=None),
-                status="running",
-                path=str(build.final),
-                formats=",".join(formats),
-                late_reason=late_reason,
-                recorded_by=ledger.actor,
-            )
+        export_id = add_export(
+            conn,
+            customer=customer,
+            identity_id=ledger.open_case(conn, customer, row_pk),
+            started_at=at.replace(tzinfo=None),
+            path=str(build.final),
+            formats=",".join(formats),
+            late_reason=late_reason,
+            recorded_by=ledger.actor,
         )
-        export_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
-        now = utcnow()
-        conn.execute(
-            locks.insert().values(
-                name=export_lock_name(export_id),
-                holder=f"{ledger.actor} host {socket.gethostname()} pid {os.getpid()}",
-                acquired_at=now,
-                heartbeat_at=now,
-            )
-        )
+        holder = f"{ledger.actor} host {socket.gethostname()} pid {os.getpid()}"
+        add_export_lock(conn, export_id=export_id, holder=holder, at=utcnow())
         ledger.append_audit(
             conn,
             "export",
@@ -139,12 +124,8 @@ def record_failure(ledger: Ledger, customer: str, export_id: int, exc: BaseExcep
     error = error_text(exc)
     try:
         with ledger.transaction() as conn:
-            conn.execute(
-                exports.update()
-                .where(exports.c.id == export_id)
-                .values(status="failed", finished_at=utcnow(), error=error[:2000])
-            )
-            conn.execute(locks.delete().where(locks.c.name == export_lock_name(export_id)))
+            mark_export_failed(conn, export_id, error=error, finished_at=utcnow())
+            remove_export_lock(conn, export_id)
             ledger.append_audit(conn, "export", "export_failed", customer, {"export_id": export_id, "error": error})
     except LearnexitError:
         event("export_failure_not_recorded", level=40, customer=customer, export_id=export_id)
@@ -170,25 +151,22 @@ def record_completion(
     overtaken = None
     try:
         with ledger.transaction() as conn:
-            _serialise(conn)
+            serialise(conn)
             overtaken = _purge_started(ledger, conn, customer, row_pk)
             if overtaken is not None:
                 raise Refused(
-                    f"a purge of {customer} started while exporting (purge #{overtaken.id}); the package was removed"
+                    f"a purge of {customer} started while exporting (purge #{overtaken['id']}); the package was removed"
                 )
-            conn.execute(locks.delete().where(locks.c.name == export_lock_name(export_id)))
-            conn.execute(
-                exports.update()
-                .where(exports.c.id == export_id)
-                .values(
-                    status="complete",
-                    finished_at=at.replace(tzinfo=None),
-                    path=str(packaged.path),
-                    files=packaged.files,
-                    bytes=packaged.bytes,
-                    rows=json.dumps(counts, sort_keys=True),
-                    manifest_sha256=packaged.manifest_sha256,
-                )
+            remove_export_lock(conn, export_id)
+            mark_export_complete(
+                conn,
+                export_id,
+                finished_at=at.replace(tzinfo=None),
+                path=str(packaged.path),
+                files=packaged.files,
+                size=packaged.bytes,
+                rows=json.dumps(counts, sort_keys=True),
+                manifest_sha256=packaged.manifest_sha256,
             )
             details = {
                 "export_id": export_id,
@@ -222,10 +200,10 @@ def _interrupted_holder(conn: sa.Connection, export_id: int) -> tuple[bool, str 
     when its lock is gone (a running export always holds one) or was taken on this host by
     a process that no longer exists.  Exports keep no heartbeat, so one running on another
     host is never judged from here."""
-    lock = conn.execute(sa.select(locks.c.holder).where(locks.c.name == export_lock_name(export_id))).first()
+    lock = export_lock(conn, export_id)
     if lock is None:
         return True, None
-    return holder_is_dead(lock.holder), lock.holder
+    return holder_is_dead(lock["holder"]), lock["holder"]
 
 
 def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> list[dict[str, Any]]:
@@ -239,22 +217,20 @@ def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> lis
     export reaped: export_id, customer, package, holder, removed (the names destroyed),
     left (what could not be removed, with the reason: the customer's purge tries again),
     published."""
-    query = sa.select(exports.c.id, exports.c.customer, exports.c.path).where(exports.c.status == "running")
-    if customer is not None:
-        query = query.where(exports.c.customer == customer)
     try:
         with ledger.engine.connect() as conn:
-            running = conn.execute(query.order_by(exports.c.id)).all()
+            running = running_exports(conn, customer)
             found = []
             for row in running:
-                interrupted, holder = _interrupted_holder(conn, row.id)
+                interrupted, holder = _interrupted_holder(conn, row["id"])
                 if interrupted:
                     found.append((row, holder))
     except sa.exc.SQLAlchemyError as exc:
         raise OperationalError(f"cannot read the ledger: {describe_db_error(exc)}") from None
     reaped = []
     for row, holder in found:
-        removed, left, published = _remove_builds(str(row.path)) if row.path else ([], [], False)
+        export_id, path, owner = int(row["id"]), row["path"], str(row["customer"])
+        removed, left, published = _remove_builds(str(path)) if path else ([], [], False)
         by = f"its process ({holder})" if holder else "its process"
         error = f"interrupted: {by} ended without finishing (killed, or the machine stopped)"
         if removed:
@@ -262,25 +238,20 @@ def reap_interrupted_exports(ledger: Ledger, customer: str | None = None) -> lis
         if left:
             error += f"; could not remove {'; '.join(left)} (the customer's purge tries again)"
         if published:
-            error += f"; its package {Path(str(row.path)).name} had been published and is complete"
+            error += f"; its package {Path(str(path)).name} had been published and is complete"
         with ledger.transaction() as conn:
-            done = conn.execute(
-                exports.update()
-                .where(exports.c.id == row.id, exports.c.status == "running")
-                .values(status="failed", finished_at=utcnow(), error=error[:2000])
-            )
-            if done.rowcount != 1:  # another reaper (or the export itself) was first
-                continue
-            conn.execute(locks.delete().where(locks.c.name == export_lock_name(row.id)))
-            details = {"export_id": row.id, "holder": holder, "removed": removed, "left": left}
-            ledger.append_audit(conn, "export", "export_interrupted", row.customer, dict(details, published=published))
-        package = Path(str(row.path)).name if row.path else None
-        reaped.append(dict(details, customer=row.customer, package=package, published=published))
+            if not mark_export_interrupted(conn, export_id, error=error, finished_at=utcnow()):
+                continue  # another reaper (or the export itself) was first
+            remove_export_lock(conn, export_id)
+            details = {"export_id": export_id, "holder": holder, "removed": removed, "left": left}
+            ledger.append_audit(conn, "export", "export_interrupted", owner, dict(details, published=published))
+        package = Path(str(path)).name if path else None
+        reaped.append(dict(details, customer=owner, package=package, published=published))
         event(
             "export_interrupted",
             level=30,
-            customer=row.customer,
-            export_id=row.id,
+            customer=owner,
+            export_id=export_id,
             removed=",".join(removed) or "-",
             left=len(left),
         )
@@ -323,7 +294,6 @@ def _remove_builds(recorded: str) -> tuple[list[str], list[str], bool]:
 __all__ = [
     "check_not_purged",
     "error_text",
-    "export_lock_name",
     "reap_interrupted_exports",
     "record_completion",
     "record_failure",

@@ -1,8 +1,8 @@
 """The ledger's tables (SQLAlchemy Core) and their migration.
 
 Only :mod:`learnexit.ledger` reads and writes these tables by name: the rest of
-learnexit goes through :mod:`learnexit.ledger.records` and :class:`~learnexit.ledger.store.Ledger`.
-(The purge, the export and the handover still query some of them directly.)
+learnexit goes through :mod:`learnexit.ledger.records`, :mod:`learnexit.ledger.purge_records`,
+:mod:`learnexit.ledger.export_records` and :class:`~learnexit.ledger.store.Ledger`.
 """
 
 from __future__ import annotations

@@ -22,23 +22,12 @@ from ..ledger import records
 from ..ledger.consistency import require_consistent
 from ..ledger.store import Ledger, naive_utc
 from ..source import Source, check_customer_key, describe_db_error
+from ..source.keys import key_after, key_cols, key_in
 from .cases import open_source
 from .clock import resolve_now
 from .facts import closure_due, purge_facts
 
 __all__ = ["due_closures", "run_closure"]
-
-
-def _key_after(pk: list[sa.Column[Any]], last: tuple[Any, ...]) -> Any:
-    if len(pk) == 1:
-        return pk[0] > last[0]
-    return sa.tuple_(*pk) > sa.tuple_(*[sa.literal(v) for v in last])
-
-
-def _key_in(pk: list[sa.Column[Any]], keys: list[tuple[Any, ...]]) -> Any:
-    if len(pk) == 1:
-        return pk[0].in_([k[0] for k in keys])
-    return sa.tuple_(*pk).in_(keys)
 
 
 def _customer_rows(src: Source, table_name: str, table: sa.Table) -> Any:
@@ -67,7 +56,7 @@ def _close_column(conn: Connection, src: Source, table_name: str, column: str, v
     subquery reads the same table, which the ownership predicate may do).
     """
     table = src.table(table_name)
-    pk = list(table.primary_key.columns)
+    pk = key_cols(table)
     if not pk:
         raise ConfigError(f"[closure] set.{table_name}.{column}: table {table_name} has no primary key")
     col = table.c[column]
@@ -78,11 +67,11 @@ def _close_column(conn: Connection, src: Source, table_name: str, column: str, v
     while True:
         stmt = sa.select(*pk).where(pred, differs).order_by(*pk).limit(batch)
         if last is not None:
-            stmt = stmt.where(_key_after(pk, last))
+            stmt = stmt.where(key_after(pk, last))
         keys = [tuple(r) for r in conn.execute(stmt)]
         if not keys:
             break
-        result = conn.execute(table.update().where(_key_in(pk, keys)).where(differs).values({column: value}))
+        result = conn.execute(table.update().where(key_in(pk, keys)).where(differs).values({column: value}))
         changed += max(int(result.rowcount or 0), 0)
         last = keys[-1]
         if len(keys) < batch:

@@ -13,13 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import BadInput, Refused
-from ..ledger import schema as L
+from ..ledger.export_records import add_delivery, customer_exports
 
-__all__ = ["delivered_export_ids", "record_delivery", "resolve_package"]
+__all__ = ["record_delivery", "resolve_package"]
 
 _SUFFIXES = (".zip.age", ".zip", ".age")
 
@@ -35,14 +34,7 @@ def _stem(path: str | Path) -> str:
 def resolve_package(conn: Connection, customer: str, package: str | None) -> dict[str, Any] | None:
     """The complete export ``package`` names (an export id, or the package's path or
     name), or the latest complete export when ``package`` is None (None if there is none)."""
-    rows = [
-        dict(r._mapping)
-        for r in conn.execute(
-            sa.select(L.exports)
-            .where(L.exports.c.customer == customer)
-            .order_by(L.exports.c.finished_at, L.exports.c.id)
-        )
-    ]
+    rows = customer_exports(conn, customer)
     complete = [r for r in rows if r["status"] == "complete"]
     if package is None:
         return complete[-1] if complete else None
@@ -69,21 +61,12 @@ def record_delivery(
     conn: Connection, customer: str, confirmation_id: int, export: dict[str, Any], at: datetime, actor: str
 ) -> int:
     """Record that the customer received ``export``; the new row's id."""
-    key = conn.execute(
-        L.deliveries.insert().values(
-            customer=customer,
-            confirmation_id=confirmation_id,
-            export_id=export["id"],
-            manifest_sha256=export.get("manifest_sha256"),
-            recorded_at=at,
-            recorded_by=actor,
-        )
-    ).inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
-def delivered_export_ids(conn: Connection, customer: str) -> set[int]:
-    """The exports of ``customer`` recorded as delivered."""
-    query = sa.select(L.deliveries.c.export_id).where(L.deliveries.c.customer == customer)
-    return {int(v) for v in conn.execute(query).scalars()}
+    return add_delivery(
+        conn,
+        customer=customer,
+        confirmation_id=confirmation_id,
+        export_id=export["id"],
+        manifest_sha256=export.get("manifest_sha256"),
+        recorded_at=at,
+        recorded_by=actor,
+    )

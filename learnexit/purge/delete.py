@@ -24,11 +24,12 @@ from ..errors import ConfigError, OperationalError
 from ..logs import event
 from ..media_paths import media_columns
 from ..source import Edge, Source, describe_db_error
+from ..source.keys import chunks, key_after, key_cols, key_in
 from .conditions import count_rows, db_error, not_true
 from .faults import Faults
 from .history import earlier_keys
 from .journal import RETAINED, Journal
-from .keys import CHUNK, chunks, decode_keys, delete_keys, key_after, key_cols, key_in, key_json, named_keys
+from .keys import CHUNK, decode_keys, delete_keys, key_json, named_keys
 from .media import media_path
 from .scope import Scope
 

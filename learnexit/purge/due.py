@@ -17,7 +17,6 @@ from .. import contract
 from ..config import Settings, scrub
 from ..errors import LearnexitError, Refused, VerificationFailed
 from ..export.records import reap_interrupted_exports
-from ..ledger import schema as L
 from ..ledger.consistency import all_problems, refusal
 from ..ledger.records import known_customers
 from ..ledger.store import Ledger
@@ -27,7 +26,7 @@ from ..offboarding.facts import customer_facts
 from ..valuefree import first_line
 from .exports import exports_running
 from .faults import NO_FAULTS, Faults
-from .history import ledger_rows, pending_retention, retention_due_day
+from .history import pending_retention, purge_rows, retention_due_day
 from .plan import aware_now, plan_purge
 from .reapply import due_plans, reapply_due
 from .results import DueReport, Progress, PurgePlan, PurgeResult
@@ -77,7 +76,7 @@ def _due_reason(
     if problems:
         raise refusal(problems)
     facts = customer_facts(ledger, customer)
-    purges = ledger_rows(ledger, L.purges, customer)
+    purges = purge_rows(ledger, customer)
     last = purges[-1] if purges else None
     why: str | None = None
     if last is not None and last["status"] in ("running", "failed"):

@@ -14,16 +14,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
-from ..export.records import export_lock_name
-from ..ledger import schema as L
+from ..ledger.export_records import export_lock, mark_export_removed
 from ..ledger.store import Ledger, holder_is_dead, utcnow
 from ..logs import event
 from ..package.build import destroy_path, looks_like_package, package_paths
 from .conditions import db_error
-from .history import ledger_rows
+from .history import export_rows
 from .journal import Journal
 
 __all__ = ["exports_left", "exports_running", "remove_exports"]
@@ -39,17 +38,17 @@ def exports_running(settings: Settings, ledger: Ledger, customer: str) -> list[d
     stale = timedelta(minutes=settings.purge.lock_stale_minutes)
     here = f" host {socket.gethostname()} pid "
     live = []
-    for row in ledger_rows(ledger, L.exports, customer):
+    for row in export_rows(ledger, customer):
         if row["status"] != "running":
             continue
         try:
             with ledger.engine.connect() as conn:
-                lock = conn.execute(sa.select(L.locks).where(L.locks.c.name == export_lock_name(row["id"]))).first()
-        except sa.exc.SQLAlchemyError as exc:
+                lock = export_lock(conn, row["id"])
+        except SQLAlchemyError as exc:
             raise db_error("cannot read the ledger", exc) from None
-        if lock is None or holder_is_dead(lock.holder):
+        if lock is None or holder_is_dead(lock["holder"]):
             continue
-        if here in lock.holder or utcnow() - lock.heartbeat_at < stale:
+        if here in lock["holder"] or utcnow() - lock["heartbeat_at"] < stale:
             live.append(row)
     return live
 
@@ -60,7 +59,7 @@ def remove_exports(journal: Journal) -> tuple[list[int], str | None]:
     ledger, customer = journal.ledger, journal.customer
     removed = []
     error = None
-    for row in ledger_rows(ledger, L.exports, customer):
+    for row in export_rows(ledger, customer):
         if not row.get("path") or row["status"] == "removed":
             continue
         paths = package_paths(str(row["path"]))
@@ -76,7 +75,7 @@ def remove_exports(journal: Journal) -> tuple[list[int], str | None]:
             error = f"export #{row['id']}: cannot remove {exc.filename}: {exc.strerror}"
             continue
         with ledger.transaction() as conn:
-            conn.execute(L.exports.update().where(L.exports.c.id == row["id"]).values(status="removed"))
+            mark_export_removed(conn, row["id"])
             journal.bump(conn, "exports", 1, 1)
             ledger.append_audit(
                 conn, "purge", "export_removed", customer, {"export_id": row["id"], "purge_id": journal.purge_id}
@@ -89,7 +88,7 @@ def remove_exports(journal: Journal) -> tuple[list[int], str | None]:
 def exports_left(ledger: Ledger, customer: str) -> list[str]:
     """Verification: the customer's export packages still on disk, as problems."""
     problems = []
-    for row in ledger_rows(ledger, L.exports, customer):
+    for row in export_rows(ledger, customer):
         if row.get("path") and any(os.path.lexists(p) for p in package_paths(str(row["path"]))):
             problems.append(f"export #{row['id']} is still at {Path(str(row['path'])).name}")
     return problems

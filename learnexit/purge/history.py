@@ -1,6 +1,7 @@
 """What the ledger says about a customer's earlier purges (reads only).
 
-The purges of the current case (``ledger.rows``), the retention they left and when it
+The purges and exports of the current case (through :mod:`learnexit.ledger.purge_records`
+and :mod:`learnexit.ledger.export_records`), the retention they left and when it
 is due, the keys they recorded (people to decide on, rows retained), the customer's
 name as the first plan stored it, whether the customer's own row is gone, and the
 certificate a ``reapply`` purge's addendum extends.
@@ -13,10 +14,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
-from ..ledger import schema as L
+from ..ledger.export_records import exports_of
+from ..ledger.purge_records import case_purge_keys, purge_keys_of, purges_of, step_done_in_case
+from ..ledger.records import Row
 from ..ledger.store import Ledger, aware
 from .conditions import db_error
 from .keys import json_or
@@ -25,19 +28,28 @@ __all__ = [
     "addendum_facts",
     "candidate_keys",
     "earlier_keys",
-    "ledger_rows",
+    "export_rows",
     "pending_retention",
+    "purge_rows",
     "retention_due_day",
     "root_deleted",
     "stored_name",
 ]
 
 
-def ledger_rows(ledger: Ledger, table: sa.Table, customer: str) -> list[dict[str, Any]]:
-    """The rows of a ledger table for ``customer`` (its current case)."""
+def purge_rows(ledger: Ledger, customer: str) -> list[Row]:
+    """The purges of ``customer``'s current case, oldest first."""
     try:
-        return ledger.rows(table, customer)
-    except sa.exc.SQLAlchemyError as exc:
+        return purges_of(ledger, customer)
+    except SQLAlchemyError as exc:
+        raise db_error("cannot read the ledger", exc) from None
+
+
+def export_rows(ledger: Ledger, customer: str) -> list[Row]:
+    """The exports of ``customer``'s current case, oldest first."""
+    try:
+        return exports_of(ledger, customer)
+    except SQLAlchemyError as exc:
         raise db_error("cannot read the ledger", exc) from None
 
 
@@ -64,18 +76,11 @@ def retention_due_day(retention: dict[str, dict[str, Any]]) -> date | None:
 def earlier_keys(ledger: Ledger, customer: str, prefix: str, exclude: int | None) -> dict[str, set[str]]:
     """purge_keys rows named ``prefix<table>`` of this customer's earlier purges."""
     out: dict[str, set[str]] = {}
-    stmt = (
-        sa.select(L.purge_keys.c.table_name, L.purge_keys.c.key)
-        .join(L.purges, L.purges.c.id == L.purge_keys.c.purge_id)
-        .where(L.purge_keys.c.table_name.like(prefix + "%"))
-    )
-    if exclude is not None:
-        stmt = stmt.where(L.purges.c.id != exclude)
     try:
         with ledger.engine.connect() as conn:
-            for name, key in conn.execute(stmt.where(ledger.in_case(conn, L.purges, customer))):
+            for name, key in case_purge_keys(ledger, conn, customer, prefix, exclude):
                 out.setdefault(name[len(prefix) :], set()).add(key)
-    except sa.exc.SQLAlchemyError as exc:
+    except SQLAlchemyError as exc:
         raise db_error("cannot read the ledger", exc) from None
     return out
 
@@ -85,13 +90,10 @@ def candidate_keys(ledger: Ledger, purge_id: int) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     try:
         with ledger.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(L.purge_keys.c.table_name, L.purge_keys.c.key).where(L.purge_keys.c.purge_id == purge_id)
-            )
-            for name, key in rows:
+            for name, key in purge_keys_of(conn, purge_id):
                 if ":" not in name:
                     out.setdefault(name, set()).add(key)
-    except sa.exc.SQLAlchemyError as exc:
+    except SQLAlchemyError as exc:
         raise db_error("cannot read the ledger", exc) from None
     return out
 
@@ -110,16 +112,10 @@ def root_deleted(settings: Settings, ledger: Ledger, customer: str) -> bool:
     table = settings.customer.table
     if not table:
         return False
-    p, progress = L.purges, L.purge_progress
     try:
         with ledger.engine.connect() as conn:
-            stmt = (
-                sa.select(sa.func.count())
-                .select_from(progress.join(p, p.c.id == progress.c.purge_id))
-                .where(ledger.in_case(conn, p, customer), progress.c.step == table, progress.c.done.is_(True))
-            )
-            return bool(conn.execute(stmt).scalar())
-    except sa.exc.SQLAlchemyError as exc:
+            return step_done_in_case(ledger, conn, customer, table)
+    except SQLAlchemyError as exc:
         raise db_error("cannot read the ledger", exc) from None
 
 
@@ -127,7 +123,7 @@ def addendum_facts(ledger: Ledger, customer: str) -> dict[str, Any]:
     """The certificate a reapply purge's addendum extends (inside the case): the case's
     full purge, its certificate's file name and SHA-256 (as its ``purge.done`` entry
     recorded it), and whether a retention purge of the case is done."""
-    purges = ledger.rows(L.purges, customer)
+    purges = purges_of(ledger, customer)
     first = next((p for p in purges if p["kind"] == "full" and p["status"] == "done"), None)
     if first is None:
         return {}

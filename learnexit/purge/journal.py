@@ -20,15 +20,28 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..ledger import schema as L
+from ..ledger.purge_records import (
+    add_progress,
+    add_purge_key,
+    add_purge_keys,
+    delete_purge_key,
+    progress_of,
+    purge_keys_like,
+    purge_keys_named,
+    purge_keys_of,
+    rename_purge_keys,
+    step_progress,
+    step_rows,
+    update_progress,
+)
 from ..ledger.store import Ledger, utcnow
 from ..logs import event
 from ..source import Source
+from ..source.keys import chunks, key_cols, key_in
 from .conditions import count_rows
-from .keys import CHUNK, chunks, dec_value, enc_keys, enc_value, key_cols, key_in
+from .keys import CHUNK, dec_value, enc_keys, enc_value
 
 __all__ = ["MEDIA", "MEDIA_STATES", "PENDING", "RETAINED", "Journal", "MediaEntry"]
 
@@ -60,22 +73,17 @@ class Journal:
 
     def bump(self, conn: Connection, step: str, rows: int, batches: int = 1, done: bool | None = None) -> None:
         """Add ``rows`` and ``batches`` to the progress of ``step`` (in transaction ``conn``)."""
-        values: dict[str, Any] = {"updated_at": utcnow()}
-        p = L.purge_progress
-        current = conn.execute(
-            sa.select(p.c.rows, p.c.batches, p.c.done).where(p.c.purge_id == self.purge_id, p.c.step == step)
-        ).first()
+        now = utcnow()
+        current = step_progress(conn, self.purge_id, step)
         if current is None:
-            conn.execute(
-                p.insert().values(
-                    purge_id=self.purge_id, step=step, rows=rows, batches=batches, done=bool(done), **values
-                )
+            add_progress(
+                conn, purge_id=self.purge_id, step=step, rows=rows, batches=batches, done=bool(done), updated_at=now
             )
             return
-        values.update(rows=current.rows + rows, batches=current.batches + batches)
-        if done is not None:
-            values["done"] = done
-        conn.execute(p.update().where(p.c.purge_id == self.purge_id, p.c.step == step).values(**values))
+        had_rows, had_batches, _ = current
+        update_progress(
+            conn, self.purge_id, step, updated_at=now, rows=had_rows + rows, batches=had_batches + batches, done=done
+        )
 
     def mark(self, step: str, done: bool = True) -> None:
         """Mark ``step`` done, with the lazily kept batch in the same commit."""
@@ -98,14 +106,11 @@ class Journal:
             self._write_done(conn)
             pending_id = None
             if keys:
-                pending_id = int(
-                    conn.execute(
-                        L.purge_keys.insert().values(
-                            purge_id=self.purge_id,
-                            table_name=PENDING + step,
-                            key=json.dumps(enc_keys(keys), separators=(",", ":")),
-                        )
-                    ).inserted_primary_key[0]  # type: ignore[index]
+                pending_id = add_purge_key(
+                    conn,
+                    purge_id=self.purge_id,
+                    table_name=PENDING + step,
+                    key=json.dumps(enc_keys(keys), separators=(",", ":")),
                 )
             rows = []
             for table, new in candidates.items():
@@ -123,7 +128,7 @@ class Journal:
                         }
                     )
             if rows:
-                conn.execute(L.purge_keys.insert(), rows)
+                add_purge_keys(conn, rows)
         self._done = None
         for table, new in candidates.items():
             self.candidates.setdefault(table, set()).update(new)
@@ -149,7 +154,7 @@ class Journal:
         """Record the lazily kept batch (``_done``) in the ledger transaction ``conn``."""
         if self._done is not None:
             pending_id, step, rows = self._done
-            conn.execute(L.purge_keys.delete().where(L.purge_keys.c.id == pending_id))
+            delete_purge_key(conn, pending_id)
             self.bump(conn, step, rows, 1)
 
     def drop_pending(self, pending_id: int | None) -> None:
@@ -159,7 +164,7 @@ class Journal:
         again."""
         if pending_id is not None:
             with self.ledger.transaction() as conn:
-                conn.execute(L.purge_keys.delete().where(L.purge_keys.c.id == pending_id))
+                delete_purge_key(conn, pending_id)
 
     def flush_done(self) -> None:
         """The lazily kept batch, recorded now (at the end of a table)."""
@@ -171,9 +176,7 @@ class Journal:
     def load_state(self) -> None:
         """Candidates and media files this purge recorded before (a resumed run)."""
         with self.ledger.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(L.purge_keys.c.table_name, L.purge_keys.c.key).where(L.purge_keys.c.purge_id == self.purge_id)
-            ).all()
+            rows = purge_keys_of(conn, self.purge_id)
         for name, key in rows:
             if name.startswith(MEDIA):
                 self.media_seen.add(json.loads(key)[0])
@@ -183,11 +186,7 @@ class Journal:
     def reconcile(self, src: Source) -> None:
         """Pending batches of a killed run: count what the source did delete."""
         with self.ledger.engine.connect() as conn:
-            pending = conn.execute(
-                sa.select(L.purge_keys.c.id, L.purge_keys.c.table_name, L.purge_keys.c.key).where(
-                    L.purge_keys.c.purge_id == self.purge_id, L.purge_keys.c.table_name.like(PENDING + "%")
-                )
-            ).all()
+            pending = purge_keys_like(conn, self.purge_id, PENDING)
         for pid, name, text in pending:
             step = name[len(PENDING) :]
             keys = [tuple(dec_value(v) for v in k) for k in json.loads(text)]
@@ -197,7 +196,7 @@ class Journal:
                 left = sum(count_rows(sconn, table, key_in(pk, chunk)) for chunk in chunks(keys, CHUNK))
             gone = len(keys) - left
             with self.ledger.transaction() as conn:
-                conn.execute(L.purge_keys.delete().where(L.purge_keys.c.id == pid))
+                delete_purge_key(conn, pid)
                 self.bump(conn, step, gone, 1 if gone else 0)
             event("purge_reconciled", customer=self.customer, table=step, rows=gone)
 
@@ -205,11 +204,7 @@ class Journal:
         """The media files recorded in these states, in the order they were recorded."""
         names = [MEDIA + s for s in states]
         with self.ledger.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(L.purge_keys.c.id, L.purge_keys.c.table_name, L.purge_keys.c.key)
-                .where(L.purge_keys.c.purge_id == self.purge_id, L.purge_keys.c.table_name.in_(names))
-                .order_by(L.purge_keys.c.id)
-            ).all()
+            rows = purge_keys_named(conn, self.purge_id, names)
         out = []
         for rid, name, text in rows:
             path, values = json.loads(text)
@@ -219,28 +214,14 @@ class Journal:
     def set_media(self, conn: Connection, ids: Sequence[int], state: str) -> None:
         """Move media entries to ``state`` (in transaction ``conn``)."""
         if ids:
-            conn.execute(L.purge_keys.update().where(L.purge_keys.c.id.in_(list(ids))).values(table_name=MEDIA + state))
+            rename_purge_keys(conn, ids, MEDIA + state)
 
     def progress_rows(self, step: str) -> int:
         """The rows recorded for ``step`` so far."""
         with self.ledger.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    sa.select(L.purge_progress.c.rows).where(
-                        L.purge_progress.c.purge_id == self.purge_id, L.purge_progress.c.step == step
-                    )
-                ).scalar()
-                or 0
-            )
+            return step_rows(conn, self.purge_id, step)
 
     def progress(self) -> dict[str, int]:
         """The rows recorded for every step."""
         with self.ledger.engine.connect() as conn:
-            return {
-                r.step: int(r.rows)
-                for r in conn.execute(
-                    sa.select(L.purge_progress.c.step, L.purge_progress.c.rows).where(
-                        L.purge_progress.c.purge_id == self.purge_id
-                    )
-                )
-            }
+            return progress_of(conn, self.purge_id)

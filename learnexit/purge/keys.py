@@ -4,7 +4,8 @@ A key is a tuple of column values.  The ledger stores keys as JSON text, typed w
 JSON has no type for a value (``{"$d": "1.5"}`` for a Decimal, ``{"$b": …}`` for bytes);
 the same helpers write the purge's own JSON records (plans, counts).  Statements take
 at most ``CHUNK`` keys each (bind-parameter limits), a plain ``DELETE`` by a one-column
-key more.
+key more (the generic batching — ``key_in``, ``key_after``, ``chunks`` — is
+:mod:`learnexit.source.keys`).
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import OperationalError
+from ..source.keys import chunks, key_in
 
 __all__ = [
     "CHUNK",
-    "chunks",
     "dec_value",
     "decode_keys",
     "delete_keys",
@@ -33,10 +33,7 @@ __all__ = [
     "enc_keys",
     "enc_value",
     "json_or",
-    "key_after",
-    "key_cols",
     "key_from_json",
-    "key_in",
     "key_json",
     "keys_from_json",
     "named_keys",
@@ -151,31 +148,6 @@ def keys_from_json(keys: list[str]) -> list[tuple[Any, ...]]:
 def decode_keys(keys: Iterable[str]) -> list[tuple[Any, ...]]:
     """Keys back from ``key_json`` texts, in a stable order."""
     return sorted((key_from_json(k) for k in keys), key=lambda k: json.dumps([enc_value(v) for v in k]))
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """Consecutive slices of at most ``size`` items."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def key_cols(table: sa.Table) -> list[sa.Column[Any]]:
-    """The table's primary key columns (empty: it has none)."""
-    return list(table.primary_key.columns)
-
-
-def key_in(cols: Sequence[Any], keys: Sequence[tuple[Any, ...]]) -> ColumnElement[bool]:
-    """The row's key (``cols``) is one of ``keys``."""
-    if len(cols) == 1:
-        return cols[0].in_([k[0] for k in keys])
-    return sa.tuple_(*cols).in_([tuple(k) for k in keys])
-
-
-def key_after(cols: Sequence[Any], key: tuple[Any, ...]) -> ColumnElement[bool]:
-    """Rows whose key comes after ``key`` (in the order ``ORDER BY`` the key columns gives)."""
-    if len(cols) == 1:
-        return cols[0] > key[0]
-    return sa.tuple_(*cols) > sa.tuple_(*[sa.literal(v) for v in key])
 
 
 def delete_keys(conn: Connection, table: sa.Table, pk: list[sa.Column[Any]], keys: list[tuple[Any, ...]]) -> int:

@@ -22,10 +22,11 @@ from ..ledger.records import known_customers
 from ..ledger.store import Ledger
 from ..media_paths import FileId, MediaProblem, media_columns
 from ..source import Source, make_engine
+from ..source.keys import chunks, key_cols
 from .conditions import db_error, not_true
 from .faults import Faults
 from .journal import Journal, MediaEntry
-from .keys import CHUNK, chunks, key_cols
+from .keys import CHUNK
 from .media import Matcher, MediaStore, media_path
 from .results import PurgePlan
 from .scope import Scope

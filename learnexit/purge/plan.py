@@ -20,18 +20,26 @@ from .. import contract
 from ..config import Settings
 from ..contract import Facts
 from ..errors import BadInput
-from ..ledger import schema as L
 from ..ledger.consistency import require_consistent
 from ..ledger.store import Ledger, aware
 from ..offboarding import clock
 from ..offboarding.cases import require_customer
 from ..offboarding.facts import active_hold, customer_facts
 from ..source import Edge, Source, check_customer_key, cycle_can_break, unbreakable_cycle_note
+from ..source.keys import chunks, key_cols, key_in
 from .conditions import count_rows, db_error, flag_counts, not_true
 from .exports import exports_running
-from .history import candidate_keys, earlier_keys, ledger_rows, pending_retention, retention_due_day, stored_name
+from .history import (
+    candidate_keys,
+    earlier_keys,
+    export_rows,
+    pending_retention,
+    purge_rows,
+    retention_due_day,
+    stored_name,
+)
 from .journal import RETAINED
-from .keys import CHUNK, chunks, decode_keys, key_cols, key_in
+from .keys import CHUNK, decode_keys
 from .media_refs import plan_media
 from .results import PurgePlan, TablePlan
 from .scope import Scope
@@ -77,7 +85,7 @@ def plan_purge(
     now = aware_now(settings, now)
     require_consistent(ledger, customer)  # decide on records that agree with the audit chain
     facts = customer_facts(ledger, customer)
-    purges = ledger_rows(ledger, L.purges, customer)
+    purges = purge_rows(ledger, customer)
     plan = PurgePlan(
         customer=customer,
         name=customer,
@@ -104,7 +112,7 @@ def plan_purge(
         return plan
     if settings.closure and facts.closed_at is None and plan.kind == "full":
         plan.closure_pending = [f"{ref} = {value!r}" for ref, value in settings.closure.items()]
-    plan.exports = [e for e in ledger_rows(ledger, L.exports, customer) if e.get("path") and e["status"] != "removed"]
+    plan.exports = [e for e in export_rows(ledger, customer) if e.get("path") and e["status"] != "removed"]
     row_may_be_gone = full_done or unfinished is not None
     with open_source(settings, ledger, customer, row_may_be_gone=row_may_be_gone) as src:
         plan.name = src.customer_name() if not src.customer_row_gone else stored_name(purges, customer)

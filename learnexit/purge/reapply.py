@@ -33,14 +33,14 @@ import sqlalchemy as sa
 from .. import contract
 from ..config import Settings, scrub
 from ..errors import LearnexitError, OperationalError, Refused, UnknownCustomer
-from ..ledger import schema as L
+from ..ledger.purge_records import finished_cases, purges_of
 from ..ledger.store import Ledger, aware
 from ..logs import event
 from ..offboarding.facts import customer_facts
 from ..source import PinnedRow, describe_db_error
 from .conditions import count_rows, flag_counts, not_true
 from .faults import NO_FAULTS, Faults
-from .history import addendum_facts, ledger_rows, stored_name
+from .history import addendum_facts, purge_rows, stored_name
 from .plan import fill_plan
 from .results import DueReport, Progress, PurgePlan, PurgeResult
 from .run import Run
@@ -120,12 +120,9 @@ class _Case:
 def _finished_cases(settings: Settings, ledger: Ledger, customers: Sequence[str] | None) -> list[_Case]:
     """Cases whose full purge is done and whose latest purge is done (a running or failed
     one is resumed by ``purge --due`` and reported as ``purge_failed``)."""
-    stmt = sa.select(L.identities).where(L.identities.c.finished_at.isnot(None)).order_by(L.identities.c.id)
-    if customers is not None:
-        stmt = stmt.where(L.identities.c.customer.in_(list(customers)))
     try:
         with ledger.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(stmt)]
+            rows = finished_cases(conn, customers)
     except sa.exc.SQLAlchemyError as exc:
         raise OperationalError(f"cannot read the ledger: {describe_db_error(exc)}") from None
     out = []
@@ -134,7 +131,7 @@ def _finished_cases(settings: Settings, ledger: Ledger, customers: Sequence[str]
         if row["row_pk"] is None and settings.customer.tenancy == "shared":
             continue  # never pinned: a restore could not be told from a new customer
         with ledger.use_case(customer, case_id):
-            purges = ledger.rows(L.purges, customer)
+            purges = purges_of(ledger, customer)
             full = next((p for p in purges if p["kind"] == "full" and p["status"] == "done"), None)
             if full is None or purges[-1]["status"] != "done":
                 continue
@@ -292,7 +289,7 @@ def plan_reapply(settings: Settings, ledger: Ledger, found: Reappeared, now: dat
     if facts.hold_active:
         plan.refusals.append(f"{customer} is on legal hold; release it first (learnexit release {customer})")
     with open_source(settings, ledger, customer, row_may_be_gone=True) as src:
-        plan.name = stored_name(ledger_rows(ledger, L.purges, customer), customer)
+        plan.name = stored_name(purge_rows(ledger, customer), customer)
         unclassified = src.datamap.unclassified()
         if unclassified:
             plan.refusals.append(

@@ -14,11 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from ..config import scrub
-from ..ledger import schema as L
 from ..ledger.consistency import digest as text_sha256
+from ..ledger.purge_records import (
+    add_purge,
+    add_purge_keys,
+    mark_purge_done,
+    mark_purge_failed,
+    mark_purge_running,
+    mark_purge_unverified,
+    purge_keys_like,
+    purge_row,
+    purge_started_at,
+    set_purge_key,
+)
 from ..ledger.store import Ledger, aware, naive_utc
 from ..logs import event
 from .journal import MEDIA, RETAINED
@@ -68,11 +77,9 @@ def resume_purge(ledger: Ledger, plan: PurgePlan) -> Started:
     assert plan.resume_of is not None
     purge_id = plan.resume_of
     with ledger.transaction() as conn:
-        row = conn.execute(sa.select(L.purges).where(L.purges.c.id == purge_id)).one()._mapping
+        row = purge_row(conn, purge_id)
         stored = json_or(row["plan"], {}) or {}
-        conn.execute(
-            L.purges.update().where(L.purges.c.id == purge_id).values(status="running", error=None, finished_at=None)
-        )
+        mark_purge_running(conn, purge_id)
         ledger.append_audit(
             conn,
             "purge",
@@ -108,19 +115,15 @@ def start_purge(ledger: Ledger, plan: PurgePlan, now: datetime, addendum: dict[s
     }
     addendum_to = addendum.get("purge_id")
     with ledger.transaction() as conn:
-        purge_id = int(
-            conn.execute(
-                L.purges.insert().values(
-                    customer=plan.customer,
-                    identity_id=ledger.case_id(conn, plan.customer),
-                    kind=plan.kind,
-                    started_at=naive_utc(now),
-                    status="running",
-                    plan=dumps(stored),
-                    forced_reason=plan.forced_reason,
-                    recorded_by=ledger.actor,
-                )
-            ).inserted_primary_key[0]  # type: ignore[index]
+        purge_id = add_purge(
+            conn,
+            customer=plan.customer,
+            identity_id=ledger.case_id(conn, plan.customer),
+            kind=plan.kind,
+            started_at=naive_utc(now),
+            plan=dumps(stored),
+            forced_reason=plan.forced_reason,
+            recorded_by=ledger.actor,
         )
         details = {
             "purge_id": purge_id,
@@ -147,9 +150,7 @@ def start_purge(ledger: Ledger, plan: PurgePlan, now: datetime, addendum: dict[s
 def record_failure(ledger: Ledger, purge_id: int, customer: str, text: str, finished: datetime) -> None:
     """The purge stopped with an error (``text``, scrubbed): ``failed``, ``purge.failed``."""
     with ledger.transaction() as conn:
-        conn.execute(
-            L.purges.update().where(L.purges.c.id == purge_id).values(status="failed", error=text, finished_at=finished)
-        )
+        mark_purge_failed(conn, purge_id, error=text, finished_at=finished)
         ledger.append_audit(conn, "purge", "purge.failed", customer, {"purge_id": purge_id, "error": text[:300]})
 
 
@@ -164,19 +165,15 @@ def record_unverified(
 ) -> None:
     """Verification found something left: ``failed`` with the counts, ``purge.failed``."""
     with ledger.transaction() as conn:
-        conn.execute(
-            L.purges.update()
-            .where(L.purges.c.id == purge_id)
-            .values(
-                status="failed",
-                finished_at=finished,
-                deleted=dumps(counts.deleted),
-                retained=dumps(counts.retention),
-                kept_shared=dumps(counts.kept),
-                verified=False,
-                verification=dumps(counts.verification),
-                error=scrub(error)[:2000],
-            )
+        mark_purge_unverified(
+            conn,
+            purge_id,
+            finished_at=finished,
+            deleted=dumps(counts.deleted),
+            retained=dumps(counts.retention),
+            kept_shared=dumps(counts.kept),
+            verification=dumps(counts.verification),
+            error=scrub(error)[:2000],
         )
         ledger.append_audit(conn, "purge", "purge.failed", customer, summary)
 
@@ -203,32 +200,22 @@ def record_done(
     customer = plan.customer
     with ledger.transaction() as conn:
         # No file names stay in the ledger once the files are gone: keep their hashes.
-        media_rows = conn.execute(
-            sa.select(L.purge_keys.c.id, L.purge_keys.c.key).where(
-                L.purge_keys.c.purge_id == purge_id, L.purge_keys.c.table_name.like(MEDIA + "%")
-            )
-        ).all()
-        for rid, text in media_rows:
+        for rid, _, text in purge_keys_like(conn, purge_id, MEDIA):
             path_text = json.loads(text)[0]
             if not str(path_text).startswith("sha256:"):
                 hashed = "sha256:" + hashlib.sha256(str(path_text).encode("utf-8")).hexdigest()
-                conn.execute(L.purge_keys.update().where(L.purge_keys.c.id == rid).values(key=json.dumps([hashed, {}])))
+                set_purge_key(conn, rid, json.dumps([hashed, {}]))
         if retained_rows:
-            conn.execute(L.purge_keys.insert(), retained_rows)
-        conn.execute(
-            L.purges.update()
-            .where(L.purges.c.id == purge_id)
-            .values(
-                status="done",
-                finished_at=finished,
-                deleted=dumps(counts.deleted),
-                retained=dumps(counts.retention),
-                kept_shared=dumps(counts.kept),
-                verified=True,
-                verification=dumps(counts.verification),
-                certificate=path,
-                error=None,
-            )
+            add_purge_keys(conn, retained_rows)
+        mark_purge_done(
+            conn,
+            purge_id,
+            finished_at=finished,
+            deleted=dumps(counts.deleted),
+            retained=dumps(counts.retention),
+            kept_shared=dumps(counts.kept),
+            verification=dumps(counts.verification),
+            certificate=path,
         )
         done = {"purge_id": purge_id, "certificate_sha256": digest, "audit_head": audit_head,
                 "retained_sha256": text_sha256(dumps(counts.retention)), "finished_at": finished}  # fmt: skip
@@ -256,6 +243,4 @@ def retained_entries(
 
 def started_at(ledger: Ledger, purge_id: int) -> datetime | None:
     """When the purge started (aware UTC)."""
-    with ledger.engine.connect() as conn:
-        value = conn.execute(sa.select(L.purges.c.started_at).where(L.purges.c.id == purge_id)).scalar()
-    return aware(value)
+    return aware(purge_started_at(ledger, purge_id))

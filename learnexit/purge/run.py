@@ -29,10 +29,10 @@ from typing import Any
 from ..config import Settings, scrub
 from ..documents.i18n import LANGS
 from ..errors import BadInput, LearnexitError, OperationalError, Refused
+from ..ledger.export_records import delivered_export_ids
 from ..ledger.store import Ledger, aware, naive_utc
 from ..logs import event
 from ..offboarding.closure import run_closure
-from ..package.handover import delivered_export_ids
 from ..source import check_customer_key
 from ..valuefree import first_line
 from .certificate import write_certificate

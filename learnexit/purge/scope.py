@@ -19,9 +19,9 @@ from .. import contract
 from ..config import Settings
 from ..errors import ConfigError
 from ..source import Edge, Source
+from ..source.keys import key_cols
 from ..source.ownership import reference_is_set
 from .conditions import cols_in, not_owned_by, not_true, outside_of
-from .keys import key_cols
 
 __all__ = ["Scope", "personal_blanks"]
 

@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..config import Settings
+from ..source.keys import chunks, key_cols, key_in
 from .conditions import count_rows, db_error, flag_counts, not_true
 from .exports import exports_left
 from .journal import MEDIA_STATES, Journal
-from .keys import CHUNK, chunks, decode_keys, dumps, key_cols, key_in, key_json, keys_from_json
+from .keys import CHUNK, decode_keys, dumps, key_json, keys_from_json
 from .media import MediaStore
 from .scope import Scope
 from .source import PurgeSource, open_source
