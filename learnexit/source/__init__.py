@@ -7,7 +7,9 @@
 - ``snapshot``: consistent reads, shared with other processes where possible;
 - ``reader``: ``Source``, one customer's view tying those together;
 - ``inspection``: ``inspect_customer`` (imported from there: it reads the config's
-  quiet-loss checks, which build on this package).
+  quiet-loss checks, which build on this package);
+- ``keys``: rows in key order, in batches (the closure and the purge walk tables by it);
+- ``naming``: the customer's display name; ``text_decode``: SQLite text that is not UTF-8.
 
 The names most modules need are importable from the package itself.
 """
