@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers import copy_example
 from hypothesis import settings as hypothesis_settings
+
+from learnexit.demo import ExampleInfo, build_example
 
 # Timing belongs in bench/, not in tests: no per-example deadline (a loaded CI machine
 # must not turn a correct property into a flaky failure).
@@ -140,3 +144,54 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("LEARNEXIT_CONFIG", "LEARNEXIT_SOURCE_URL", "LEARNEXIT_STATE_URL", "LEARNEXIT_LOG_FORMAT"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LEARNEXIT_ACTOR", "tester@example")
+
+
+# --------------------------------------------------------------------------- the example LMS
+
+
+def _tree_state(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every path under ``root`` with its mode, size and modification time."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out[p.relative_to(root).as_posix()] = (
+            st.st_mode,
+            0 if stat.S_ISDIR(st.st_mode) else st.st_size,
+            st.st_mtime_ns,
+        )
+    return out
+
+
+@pytest.fixture(scope="session")
+def example_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ExampleInfo]]:
+    """The example LMS (``build_example`` with its defaults), built once per test session,
+    and what ``build_example`` said about it.
+
+    Read-only: every test of the session sees the same folder.  A test that changes the
+    database, the media or the folder works on a copy (``example_site``, or
+    ``helpers.copy_example`` for a module-scoped copy).  At the end of the session the
+    folder must be exactly as built, or the session reports an error.
+    """
+    dest = tmp_path_factory.mktemp("example-template") / "ex"
+    info = build_example(dest)
+    built = _tree_state(dest)
+    yield dest, info
+    assert _tree_state(dest) == built, "a test changed the shared example: use example_site or copy_example()"
+
+
+@pytest.fixture(scope="session")
+def example_template(example_build: tuple[Path, ExampleInfo]) -> Path:
+    """The folder of the session's example LMS (read-only, see ``example_build``)."""
+    return example_build[0]
+
+
+@pytest.fixture(scope="session")
+def example_info(example_build: tuple[Path, ExampleInfo]) -> ExampleInfo:
+    """What ``build_example`` reported for the session's example LMS."""
+    return example_build[1]
+
+
+@pytest.fixture
+def example_site(example_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the example LMS (``tmp_path / "ex"``) for one test to change."""
+    return copy_example(example_template, tmp_path / "ex")

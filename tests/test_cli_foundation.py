@@ -11,27 +11,19 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
+from helpers import copy_example, invoke
 
 from learnexit import __version__
-from learnexit.cli import app
-from learnexit.demo import build_example, build_shared_schema, populate_shared
+from learnexit.demo import ExampleInfo, build_shared_schema, populate_shared
 from learnexit.exporters import speedups
 
 NATIVE_BUILT = importlib.util.find_spec("learnexit._speedups") is not None
 
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory) -> tuple[Path, object]:
-    dest = tmp_path_factory.mktemp("ex") / "demo"
-    info = build_example(dest)
-    return dest, info
+def example(tmp_path_factory, example_template: Path, example_info: ExampleInfo) -> tuple[Path, object]:
+    dest = copy_example(example_template, tmp_path_factory.mktemp("ex") / "demo")
+    return dest, example_info
 
 
 def test_version() -> None:

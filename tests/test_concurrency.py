@@ -27,7 +27,6 @@ import pytest
 import sqlalchemy as sa
 from test_purge import DUE_NOW, give_notice, make_lms, set_batch_size
 
-from learnexit.demo import build_example
 from learnexit.ledger import schema as L
 from learnexit.ledger.store import Ledger, utcnow
 
@@ -52,13 +51,6 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("concurrency") / "ex"
-    build_example(dest)
-    return dest
-
-
 def use_ledger(config: Path, url: str) -> None:
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace('url = "sqlite:///learnexit-state.db"', f'url = "{url}"'), encoding="utf-8")
@@ -69,13 +61,13 @@ def use_ledger(config: Path, url: str) -> None:
 
 @pytest.mark.parametrize("ledger_kind", ["sqlite", "postgresql"])
 def test_purge_due_at_once_one_works_the_others_are_busy(
-    ledger_kind: str, db_factory: Any, tmp_path: Path, template: Path
+    ledger_kind: str, db_factory: Any, tmp_path: Path, example_template: Path
 ) -> None:
     if ledger_kind == "sqlite":
-        lms = make_lms("sqlite", tmp_path / "ex", template)
+        lms = make_lms("sqlite", tmp_path / "ex", example_template)
     else:  # two cron hosts share the source and the ledger on the database server
         factory = db_factory("postgresql")
-        lms = make_lms("postgresql", tmp_path / "ex", template, factory.new("conc_src"))
+        lms = make_lms("postgresql", tmp_path / "ex", example_template, factory.new("conc_src"))
         use_ledger(lms.config, factory.new("conc_state"))
     set_batch_size(lms.config, 30)  # a long purge: every contender arrives while it works
     give_notice(lms)
@@ -119,8 +111,8 @@ def wait_for_export(config: Path, state_url: str, timeout: float = 60) -> int:
     raise AssertionError("the export never started")
 
 
-def test_purge_waits_for_a_running_export(tmp_path: Path, template: Path) -> None:
-    lms = make_lms("sqlite", tmp_path / "ex", template)
+def test_purge_waits_for_a_running_export(tmp_path: Path, example_template: Path) -> None:
+    lms = make_lms("sqlite", tmp_path / "ex", example_template)
     give_notice(lms)
     state = lms.settings.state_url
     out = tmp_path / "handover"
@@ -151,8 +143,8 @@ def test_purge_waits_for_a_running_export(tmp_path: Path, template: Path) -> Non
         assert [e["status"] for e in ledger.rows(L.exports, "acme")] == ["removed"]
 
 
-def test_a_killed_export_does_not_block_the_purge(tmp_path: Path, template: Path) -> None:
-    lms = make_lms("sqlite", tmp_path / "ex", template)
+def test_a_killed_export_does_not_block_the_purge(tmp_path: Path, example_template: Path) -> None:
+    lms = make_lms("sqlite", tmp_path / "ex", example_template)
     give_notice(lms)
     out = tmp_path / "handover"
     export = start(lms.config, "export", "acme", "-f", "csv", "--out", str(out), LEARNEXIT_NOW="2027-04-30", LEARNEXIT_TEST_SLOW_EXPORT="0.3")  # fmt: skip
@@ -167,8 +159,8 @@ def test_a_killed_export_does_not_block_the_purge(tmp_path: Path, template: Path
         assert [e["status"] for e in ledger.rows(L.exports, "acme")] == ["removed"]
 
 
-def test_export_refused_once_a_purge_started(tmp_path: Path, template: Path) -> None:
-    lms = make_lms("sqlite", tmp_path / "ex", template)
+def test_export_refused_once_a_purge_started(tmp_path: Path, example_template: Path) -> None:
+    lms = make_lms("sqlite", tmp_path / "ex", example_template)
     set_batch_size(lms.config, 100)
     give_notice(lms)
     # a purge killed half-way: it is running, the data half deleted
@@ -190,9 +182,11 @@ def test_export_refused_once_a_purge_started(tmp_path: Path, template: Path) -> 
 
 
 @pytest.mark.postgres
-def test_a_purge_that_overtakes_an_export_loses_it_its_package(db_factory: Any, tmp_path: Path, template: Path) -> None:
+def test_a_purge_that_overtakes_an_export_loses_it_its_package(
+    db_factory: Any, tmp_path: Path, example_template: Path
+) -> None:
     factory = db_factory("postgresql")
-    lms = make_lms("postgresql", tmp_path / "ex", template, factory.new("overtake"))
+    lms = make_lms("postgresql", tmp_path / "ex", example_template, factory.new("overtake"))
     give_notice(lms)
     state = lms.settings.state_url
     out = tmp_path / "handover"

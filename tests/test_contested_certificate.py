@@ -8,7 +8,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from test_purge import Lms, as_json, give_notice, lite, pdf_text, purge, runner, template  # noqa: F401
+from helpers import pdf_text
+from test_purge import Lms, as_json, give_notice, lite, purge, runner  # noqa: F401
 
 from learnexit.cli import app
 

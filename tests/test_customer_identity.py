@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from learnexit.cli.app import app
-from learnexit.demo import build_example, build_shared_schema, populate_shared
+from learnexit.demo import build_shared_schema, populate_shared
 
 runner = CliRunner()
 
@@ -99,15 +99,8 @@ def assert_refused(config: Path, url: str, spelling: str, right: str, out: Path)
 # --------------------------------------------------------------------------- MariaDB collation
 
 
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("identity-template") / "ex"
-    build_example(dest)
-    return dest
-
-
 @pytest.fixture
-def folding(db_factory: Callable[[str], Any], tmp_path: Path, template: Path) -> tuple[Path, str]:
+def folding(db_factory: Callable[[str], Any], tmp_path: Path, example_template: Path) -> tuple[Path, str]:
     """The example LMS on MariaDB, its slug column case- and accent-insensitive."""
     url = str(db_factory("mariadb").new("ci"))
     engine = sa.create_engine(url)
@@ -119,7 +112,7 @@ def folding(db_factory: Callable[[str], Any], tmp_path: Path, template: Path) ->
         )
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM organisations WHERE slug = 'Ácme '").scalar() == 1
     engine.dispose()
-    text = (template / "learnexit.toml").read_text(encoding="utf-8")
+    text = (example_template / "learnexit.toml").read_text(encoding="utf-8")
     text = text.replace('url = "sqlite:///lms.db"', f'url = "{url}"', 1)
     (tmp_path / "learnexit.toml").write_text(text, encoding="utf-8")
     return tmp_path / "learnexit.toml", url

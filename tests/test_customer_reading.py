@@ -12,14 +12,13 @@ from pathlib import Path
 
 import docx
 import openpyxl
-import pypdf
 import pytest
 from docx.oxml.ns import qn
 from docx.shared import Mm
+from helpers import copy_example, pdf_text
 from typer.testing import CliRunner
 
 from learnexit.cli import app
-from learnexit.demo import build_example
 from learnexit.documents.notes import note_sentence
 from learnexit.documents.word import column_widths
 
@@ -31,9 +30,8 @@ class Export:
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory: pytest.TempPathFactory) -> Export:
-    demo = tmp_path_factory.mktemp("reading") / "demo"
-    build_example(demo)
+def export(tmp_path_factory: pytest.TempPathFactory, example_template: Path) -> Export:
+    demo = copy_example(example_template, tmp_path_factory.mktemp("reading") / "demo")
     config = str(demo / "learnexit.toml")
     runner = CliRunner()
     notice = ["notice", "acme", "--received", "2026-11-20", "--config", config]
@@ -128,10 +126,6 @@ def test_column_widths_share_the_page_by_what_the_content_needs() -> None:
 )  # fmt: skip
 def test_notes_read_as_sentences(note: str, sentence: str) -> None:
     assert note_sentence(note) == sentence
-
-
-def pdf_text(path: Path) -> str:
-    return "\n".join(page.extract_text() or "" for page in pypdf.PdfReader(path).pages)
 
 
 def test_the_summary_speaks_in_sentences_zoned_times_and_one_unit_system(export: Export) -> None:

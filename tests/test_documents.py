@@ -25,10 +25,10 @@ import docx
 import pypdf
 import pytest
 from conftest import needs_tool
+from helpers import copy_example
 
 from learnexit.config import Settings, load_settings
 from learnexit.contract import compute_timeline
-from learnexit.demo import build_example
 from learnexit.documents import i18n
 from learnexit.documents.letter import write_notice_letter
 from learnexit.documents.model import Certificate
@@ -141,10 +141,8 @@ def contains(haystack: str, needle: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("example")
-    build_example(dest)
-    return dest
+def example(tmp_path_factory: pytest.TempPathFactory, example_template: Path) -> Path:
+    return copy_example(example_template, tmp_path_factory.mktemp("example") / "ex")
 
 
 @pytest.fixture(scope="module")

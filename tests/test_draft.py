@@ -259,10 +259,9 @@ def test_drafts_on_server_databases(engine_kind: str, dbs: Any) -> None:
     assert "s3cret-pw" not in draft.text
 
 
-def test_shared_tenancy_draft_of_the_example_matches_the_hand_written_config(tmp_path: Path) -> None:
-    from learnexit.demo import build_example
-
-    build_example(tmp_path / "ex")
+def test_shared_tenancy_draft_of_the_example_matches_the_hand_written_config(
+    tmp_path: Path, example_site: Path
+) -> None:
     config = tmp_path / "ex" / "drafted.toml"
     result = runner.invoke(
         app, ["init", "--from-database", f"sqlite:///{tmp_path / 'ex' / 'lms.db'}", "--out", str(config)]

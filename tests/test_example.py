@@ -113,14 +113,8 @@ def check_counts(conn: sa.Connection, info: ExampleInfo) -> None:
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExampleInfo]:
-    dest = tmp_path_factory.mktemp("example")
-    return dest, build_example(dest)
-
-
-@pytest.fixture(scope="module")
-def db(example: tuple[Path, ExampleInfo]) -> Iterator[sa.Connection]:
-    engine = sa.create_engine(f"sqlite:///{example[0] / 'lms.db'}")
+def db(example_build: tuple[Path, ExampleInfo]) -> Iterator[sa.Connection]:
+    engine = sa.create_engine(f"sqlite:///{example_build[0] / 'lms.db'}")
     with engine.connect() as conn:
         yield conn
     engine.dispose()
@@ -130,8 +124,8 @@ def scalars(conn: sa.Connection, sql: str, **params: object) -> list[Any]:
     return list(conn.execute(sa.text(sql), params).scalars())
 
 
-def test_files_exist(example: tuple[Path, ExampleInfo]) -> None:
-    dest, _ = example
+def test_files_exist(example_build: tuple[Path, ExampleInfo]) -> None:
+    dest, _ = example_build
     for relative in (
         "lms.db",
         "learnexit.toml",
@@ -160,8 +154,8 @@ def test_schema_has_every_table_with_foreign_keys(db: sa.Connection) -> None:
     assert scalars(db, "SELECT COUNT(*) FROM pragma_foreign_key_check") == [0]
 
 
-def test_counts_match_info(db: sa.Connection, example: tuple[Path, ExampleInfo]) -> None:
-    info = example[1]
+def test_counts_match_info(db: sa.Connection, example_build: tuple[Path, ExampleInfo]) -> None:
+    info = example_build[1]
     check_counts(db, info)
     assert info.counts["acme"]["users"] == 60
     assert info.counts["globex"]["users"] == 40
@@ -250,8 +244,8 @@ def test_the_person_in_two_organisations(db: sa.Connection) -> None:
     assert completed_in == ["acme", "globex"]
 
 
-def test_attachments_match_their_files(example: tuple[Path, ExampleInfo], db: sa.Connection) -> None:
-    media = example[0] / "media"
+def test_attachments_match_their_files(example_build: tuple[Path, ExampleInfo], db: sa.Connection) -> None:
+    media = example_build[0] / "media"
     rows = db.execute(
         sa.text(
             "SELECT a.storage_path, a.filename, a.content_type, a.size, a.md5, o.slug FROM attachments a "
@@ -305,8 +299,8 @@ def test_awkward_values_are_present(db: sa.Connection) -> None:
     assert len(set(codes)) == len(codes)
 
 
-def test_tomls_parse(example: tuple[Path, ExampleInfo]) -> None:
-    dest = example[0]
+def test_tomls_parse(example_build: tuple[Path, ExampleInfo]) -> None:
+    dest = example_build[0]
     shared = tomllib.loads((dest / "learnexit.toml").read_text(encoding="utf-8"))
     assert shared["source"]["url"] == "sqlite:///lms.db"
     assert shared["customer"] == {"table": "organisations", "key": "slug", "name_column": "name", "tenancy": "shared"}
@@ -330,8 +324,8 @@ def _legacy(dest: Path, customer: str) -> sqlite3.Connection:
     return sqlite3.connect(dest / "legacy" / f"{customer}.db")
 
 
-def test_legacy_has_no_foreign_keys_and_a_real_file_pool(example: tuple[Path, ExampleInfo]) -> None:
-    dest = example[0]
+def test_legacy_has_no_foreign_keys_and_a_real_file_pool(example_build: tuple[Path, ExampleInfo]) -> None:
+    dest = example_build[0]
     legacy_config = tomllib.loads((dest / "legacy" / "learnexit.toml").read_text(encoding="utf-8"))
     for customer in ("acme", "globex"):
         conn = _legacy(dest, customer)

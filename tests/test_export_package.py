@@ -30,9 +30,8 @@ import bagit
 import frictionless
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
+from helpers import invoke
 
-from learnexit.cli import app
 from learnexit.config import Settings, load_settings
 from learnexit.demo import build_example
 from learnexit.documents.notes import note_sentence
@@ -44,13 +43,8 @@ from learnexit.ledger.store import Ledger
 from learnexit.package.verify import count_csv_rows, verify_package
 from learnexit.source import Source
 
-runner = CliRunner()
 NAME_RE = re.compile(r"^acme-\d{4}-\d{2}-\d{2}T\d{6}Z$")
 TAG_FILES = {"bagit.txt", "bag-info.txt", "manifest-sha256.txt", "tagmanifest-sha256.txt"}
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def with_state(settings: Settings, path: Path) -> Settings:

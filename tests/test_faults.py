@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from conftest import PG_ADMIN
 from test_purge import DUE_NOW, files, give_notice, make_lms, purge_outcome, set_batch_size, snapshot
 
-from learnexit.demo import build_example, build_shared_schema, populate_shared
+from learnexit.demo import build_shared_schema, populate_shared
 from learnexit.ledger import schema as L
 from learnexit.ledger.store import Ledger
 from learnexit.package.verify import verify_package
@@ -82,18 +82,10 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("faults")
-    build_example(root / "ex")
-    return root / "ex"
-
-
 @pytest.fixture
-def site(example: Path, tmp_path: Path) -> Path:
+def site(example_site: Path) -> Path:
     """A private copy of the example; returns its config."""
-    shutil.copytree(example, tmp_path / "ex", symlinks=True)
-    return tmp_path / "ex" / "learnexit.toml"
+    return example_site / "learnexit.toml"
 
 
 def ledger_rows(config: Path, table: str) -> list[dict]:
@@ -267,7 +259,9 @@ def test_disk_full_during_export(site: Path, tmp_path: Path, variant: str) -> No
 LOGIN_STATES = "SELECT organisation_id, sum(workflow_state = 'deleted') FROM logins GROUP BY organisation_id"
 
 
-def test_a_ledger_that_refuses_the_closure_record_leaves_the_source_unchanged(site: Path, example: Path) -> None:
+def test_a_ledger_that_refuses_the_closure_record_leaves_the_source_unchanged(
+    site: Path, example_template: Path
+) -> None:
     ledger = site.parent / "learnexit-state.db"
     assert run(["notice", "acme", "--received", "2026-11-20"], site, LEARNEXIT_NOW="2026-11-20")[0] == 0
     assert run(["export", "acme", "-f", "csv"], site, LEARNEXIT_NOW="2026-11-21")[0] == 0
@@ -298,7 +292,7 @@ def test_a_ledger_that_refuses_the_closure_record_leaves_the_source_unchanged(si
     changed = json.loads(closures[0]["rows"])["logins.workflow_state"]
     with sqlite3.connect(site.parent / "lms.db") as conn:
         closed = dict(conn.execute(LOGIN_STATES).fetchall())
-    with sqlite3.connect(example / "lms.db") as conn:
+    with sqlite3.connect(example_template / "lms.db") as conn:
         pristine = dict(conn.execute(LOGIN_STATES).fetchall())
     assert changed > 0 and closed[1] == pristine[1] + changed  # acme's logins closed ...
     assert {k: v for k, v in closed.items() if k != 1} == {k: v for k, v in pristine.items() if k != 1}  # only
@@ -332,7 +326,7 @@ def test_a_read_only_ledger_changes_nothing(site: Path) -> None:
 
 
 @pytest.fixture
-def pg_site(example: Path, tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
+def pg_site(example_template: Path, tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
     """The example on PostgreSQL, source and ledger each in a database of their own."""
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     try:
@@ -354,8 +348,8 @@ def pg_site(example: Path, tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
     engine.dispose()
     folder = tmp_path / "pg"
     folder.mkdir()
-    shutil.copytree(example / "media", folder / "media")
-    text = (example / "learnexit.toml").read_text(encoding="utf-8")
+    shutil.copytree(example_template / "media", folder / "media")
+    text = (example_template / "learnexit.toml").read_text(encoding="utf-8")
     text = text.replace('url = "sqlite:///lms.db"', f'url = "{src}"')
     text = text.replace('url = "sqlite:///learnexit-state.db"', f'url = "{state}"')
     config = folder / "learnexit.toml"
@@ -470,9 +464,9 @@ def smaller_batches(lms, size: int = 100) -> None:
 
 
 @pytest.fixture(scope="module")
-def purge_reference(tmp_path_factory: pytest.TempPathFactory, example: Path) -> dict:
+def purge_reference(tmp_path_factory: pytest.TempPathFactory, example_template: Path) -> dict:
     """An uninterrupted purge of a fresh copy, as a process: its end state and how long it took."""
-    lms = make_lms("sqlite", tmp_path_factory.mktemp("purge-reference") / "ex", example)
+    lms = make_lms("sqlite", tmp_path_factory.mktemp("purge-reference") / "ex", example_template)
     smaller_batches(lms)
     give_notice(lms)
     began = time.monotonic()
@@ -482,11 +476,13 @@ def purge_reference(tmp_path_factory: pytest.TempPathFactory, example: Path) -> 
 
 
 @pytest.mark.parametrize("seed", PURGE_SEEDS)
-def test_killed_purge_resumes_to_the_same_end(seed: int, purge_reference: dict, tmp_path: Path, example: Path) -> None:
+def test_killed_purge_resumes_to_the_same_end(
+    seed: int, purge_reference: dict, tmp_path: Path, example_template: Path
+) -> None:
     """SIGKILL at random moments — not only at batch boundaries: inside a batch's
     transaction, while media files or export packages go, while the certificate renders."""
     rnd = random.Random(seed)
-    lms = make_lms("sqlite", tmp_path / "ex", example)
+    lms = make_lms("sqlite", tmp_path / "ex", example_template)
     smaller_batches(lms)
     give_notice(lms)
     assert run(["export", "acme", "-f", "csv", "--out", str(tmp_path / "handover")], lms.config, LEARNEXIT_NOW="2027-04-30")[0] == 0  # fmt: skip
@@ -531,11 +527,13 @@ def finish_proc(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 # --------------------------------------------------------------------------- a ledger failing during the purge
 
 
-def test_a_ledger_failing_mid_purge_loses_no_record(purge_reference: dict, tmp_path: Path, example: Path) -> None:
+def test_a_ledger_failing_mid_purge_loses_no_record(
+    purge_reference: dict, tmp_path: Path, example_template: Path
+) -> None:
     """The ledger stops taking progress records half-way: the purge stops with a clean
     error, and what it deleted is still accounted for — the rerun ends with exactly the
     counts of an uninterrupted purge."""
-    lms = make_lms("sqlite", tmp_path / "ex", example)
+    lms = make_lms("sqlite", tmp_path / "ex", example_template)
     smaller_batches(lms)
     give_notice(lms)
     ledger_db = lms.root / "learnexit-state.db"
@@ -565,10 +563,10 @@ def test_a_ledger_failing_mid_purge_loses_no_record(purge_reference: dict, tmp_p
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("which", ["source", "ledger"])
-def test_connection_terminated_mid_purge(which: str, db_factory, purge_reference: dict, tmp_path: Path, example: Path) -> None:  # fmt: skip
+def test_connection_terminated_mid_purge(which: str, db_factory, purge_reference: dict, tmp_path: Path, example_template: Path) -> None:  # fmt: skip
     factory = db_factory("postgresql")
     src_url, state_url = factory.new("purge_src"), factory.new("purge_state")
-    lms = make_lms("postgresql", tmp_path / "ex", example, src_url)
+    lms = make_lms("postgresql", tmp_path / "ex", example_template, src_url)
     text = lms.config.read_text(encoding="utf-8")
     lms.config.write_text(
         text.replace('url = "sqlite:///learnexit-state.db"', f'url = "{state_url}"'), encoding="utf-8"

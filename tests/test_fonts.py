@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-import pypdf
+from helpers import pdf_text
 
 from learnexit.demo import build_example
 from learnexit.documents.fonts import bundled_font_files, document_characters, undrawable, undrawable_note
@@ -26,10 +26,6 @@ from learnexit.documents.render import render_file
 # emoji (with a flag and a variation selector), Arabic, Hebrew, Devanagari, Thai, Greek,
 # Cyrillic, symbols: no CJK (that needs a system font)
 WORLD = "Åsa Öberg 🎓🚀✅🇪🇸 ❤️ مرحبا שלום नमस्ते สวัสดี Ωμέγα Жанна → € ☃"
-
-
-def pdf_text(path: Path) -> str:
-    return "\n".join(page.extract_text() or "" for page in pypdf.PdfReader(path).pages)
 
 
 def test_the_font_package_is_installed() -> None:

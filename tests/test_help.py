@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import typer
+from helpers import copy_example
 from typer.testing import CliRunner
 
 from learnexit.cli import app
@@ -210,12 +211,8 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from learnexit.demo import build_example
-
-    dest = tmp_path_factory.mktemp("help") / "demo"
-    build_example(dest)
-    return dest
+def demo(tmp_path_factory: pytest.TempPathFactory, example_template: Path) -> Path:
+    return copy_example(example_template, tmp_path_factory.mktemp("help") / "demo")
 
 
 def _human_commands() -> list[list[str]]:

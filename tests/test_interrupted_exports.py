@@ -38,8 +38,7 @@ pytestmark = pytest.mark.slow
 SLOW = {"LEARNEXIT_TEST_SLOW_EXPORT": "0.2"}  # (seconds after each table: time to act)
 
 
-# test_faults' fixtures: the example, built once per module, and a private copy per test
-example = test_faults.example
+# test_faults' fixture: a private copy of the example per test
 site = test_faults.site
 
 

@@ -34,8 +34,7 @@ from learnexit.offboarding.notice import record_notice
 from learnexit.offboarding.status import audit_report
 from learnexit.purge.plan import plan_purge
 
-# test_purge's fixtures: the example built once per session, a private SQLite copy per test
-template = test_purge.template
+# test_purge's fixture: a private SQLite copy of the session's example per test
 lite = test_purge.lite
 runner = CliRunner()
 BOTH_DUE = "2027-12-01"  # acme's purge is due from 2027-05-01, initech's from 2027-09-13

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import typer
+from helpers import copy_example
 from typer.testing import CliRunner
 
 from learnexit.cli import app
@@ -48,12 +49,8 @@ def json_lines(stderr: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from learnexit.demo import build_example
-
-    dest = tmp_path_factory.mktemp("logs") / "demo"
-    build_example(dest)
-    return dest
+def demo(tmp_path_factory: pytest.TempPathFactory, example_template: Path) -> Path:
+    return copy_example(example_template, tmp_path_factory.mktemp("logs") / "demo")
 
 
 def _env(**extra: str) -> dict[str, str]:

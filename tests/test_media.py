@@ -7,7 +7,6 @@ import contextlib
 import csv
 import hashlib
 import os
-import shutil
 import socket
 import sqlite3
 import sys
@@ -18,7 +17,6 @@ import pytest
 from test_documents import run_after  # the ExportJob harness (tests/ is on sys.path)
 
 from learnexit.config import load_settings
-from learnexit.demo import build_example
 from learnexit.errors import ConfigError
 from learnexit.exporters.media import (
     MediaProblem,
@@ -38,19 +36,10 @@ def index_rows(data: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("media-example")
-    build_example(dest)
-    return dest
-
-
 @pytest.fixture
-def example(pristine: Path, tmp_path: Path) -> Path:
+def example(example_site: Path) -> Path:
     """A private copy of the example: tests change its database and files."""
-    dest = tmp_path / "example"
-    shutil.copytree(pristine, dest, symlinks=True)
-    return dest
+    return example_site
 
 
 def attachments(example: Path) -> list[tuple[int, str, str, int, str]]:
@@ -103,8 +92,8 @@ def test_copies_are_byte_identical_under_safe_original_names(example: Path, tmp_
     assert all(e["verified"] is True for e in job.media)
 
 
-def test_content_addressed_pool_one_copy_per_name(pristine: Path, tmp_path: Path) -> None:
-    legacy = pristine / "legacy"
+def test_content_addressed_pool_one_copy_per_name(example_template: Path, tmp_path: Path) -> None:
+    legacy = example_template / "legacy"
     job = run_after(load_settings(legacy / "learnexit.toml"), "acme", tmp_path, ("media",))
     assert job.problems == []
     rows = index_rows(tmp_path)

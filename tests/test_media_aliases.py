@@ -21,15 +21,6 @@ import pytest
 import sqlalchemy as sa
 from test_purge import Lms, as_json, files, give_notice, make_lms, purge, snapshot
 
-from learnexit.demo import build_example
-
-
-@pytest.fixture(scope="module")
-def example_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("alias-template") / "ex"
-    build_example(dest)
-    return dest
-
 
 @pytest.fixture
 def lms(tmp_path: Path, example_template: Path) -> Lms:

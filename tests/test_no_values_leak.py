@@ -28,18 +28,10 @@ from typer.testing import CliRunner
 
 import learnexit
 from learnexit.cli import app
-from learnexit.demo import build_example
 from learnexit.source import describe_db_error
 
 runner = CliRunner()
 LATIN1_NAME = "Jörgen Brännström".encode("latin-1")  # stored as TEXT without decoding
-
-
-@pytest.fixture(scope="module")
-def example_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("leak-template") / "ex"
-    build_example(dest)
-    return dest
 
 
 def cli(lms: Lms, now: str, *args: str, log_format: str = "text") -> Any:

@@ -24,7 +24,7 @@ from test_ownership_oracle import Ref, Rows, Schema, decide, expected_after, exp
 from typer.testing import CliRunner
 
 from learnexit.cli.app import app
-from learnexit.demo import build_example, build_shared_schema, populate_shared
+from learnexit.demo import build_shared_schema, populate_shared
 
 runner = CliRunner()
 
@@ -38,13 +38,6 @@ ON_DELETE = ("NO ACTION", "CASCADE", "SET NULL")
 
 
 # --------------------------------------------------------------------------- the example
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("ownership-template") / "ex"
-    build_example(dest)
-    return dest
 
 
 @dataclass
@@ -125,14 +118,14 @@ def make_site(kind: str, root: Path, template: Path, url: str | None) -> Site:
 
 
 @pytest.fixture
-def site(dbs: Any, tmp_path: Path, template: Path) -> Site:
+def site(dbs: Any, tmp_path: Path, example_template: Path) -> Site:
     url = None if dbs.kind == "sqlite" else dbs.new("own")
-    return make_site(dbs.kind, tmp_path / "ex", template, url)
+    return make_site(dbs.kind, tmp_path / "ex", example_template, url)
 
 
 @pytest.fixture
-def lite(tmp_path: Path, template: Path) -> Site:
-    return make_site("sqlite", tmp_path / "ex", template, None)
+def lite(tmp_path: Path, example_template: Path) -> Site:
+    return make_site("sqlite", tmp_path / "ex", example_template, None)
 
 
 def add_reference(site: Site, table: str, column: str, target: str, ondelete: str = "NO ACTION") -> None:

@@ -12,7 +12,6 @@ database-per-customer example without foreign keys.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import shutil
@@ -21,14 +20,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import pypdf
 import pytest
 import sqlalchemy as sa
+from helpers import pdf_text
 from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import load_settings
-from learnexit.demo import SHARED_USER_NAME, build_example, build_shared_schema, populate_shared
+from learnexit.demo import SHARED_USER_NAME, build_shared_schema, populate_shared
 from learnexit.ledger import schema as L
 from learnexit.ledger.store import Ledger
 from learnexit.media_paths import MediaProblem
@@ -60,13 +59,6 @@ Snapshot = dict[str, dict[tuple[Any, ...], dict[str, Any]]]
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("purge-template") / "ex"
-    build_example(dest)
-    return dest
 
 
 @dataclass
@@ -107,15 +99,15 @@ def make_lms(kind: str, root: Path, template: Path, url: str | None = None) -> L
 
 
 @pytest.fixture
-def lms(dbs: Any, tmp_path: Path, template: Path) -> Lms:
+def lms(dbs: Any, tmp_path: Path, example_template: Path) -> Lms:
     url = None if dbs.kind == "sqlite" else dbs.new("purge")
-    return make_lms(dbs.kind, tmp_path / "ex", template, url)
+    return make_lms(dbs.kind, tmp_path / "ex", example_template, url)
 
 
 @pytest.fixture
-def lite(tmp_path: Path, template: Path) -> Lms:
+def lite(tmp_path: Path, example_template: Path) -> Lms:
     """The example on SQLite only (policy tests that need no server)."""
-    return make_lms("sqlite", tmp_path / "ex", template)
+    return make_lms("sqlite", tmp_path / "ex", example_template)
 
 
 def give_notice(lms: Lms, customer: str = "acme", **terms: Any) -> None:
@@ -258,11 +250,6 @@ def assert_same(after: Snapshot, expected: Snapshot) -> None:
     for table in expected:
         assert after[table] == expected[table], f"{table} differs from the expected state"
         assert digest(after[table]) == digest(expected[table])
-
-
-def pdf_text(path: str | Path) -> str:
-    reader = pypdf.PdfReader(io.BytesIO(Path(path).read_bytes()))
-    return "\n".join(page.extract_text() for page in reader.pages)
 
 
 def fake_exports(lms: Lms) -> list[Path]:
@@ -429,9 +416,9 @@ def test_retention_purge_removes_the_rest_when_due(lite: Lms) -> None:
 # --------------------------------------------------------------------------- database tenancy, no foreign keys
 
 
-def test_legacy_database_per_customer_without_foreign_keys(tmp_path: Path, template: Path) -> None:
+def test_legacy_database_per_customer_without_foreign_keys(tmp_path: Path, example_template: Path) -> None:
     root = tmp_path / "legacy"
-    shutil.copytree(template / "legacy", root)
+    shutil.copytree(example_template / "legacy", root)
     cfg = root / "learnexit.toml"
     settings = load_settings(cfg)
     acme_url, globex_url = (f"sqlite:///{root / f'{c}.db'}" for c in ("acme", "globex"))

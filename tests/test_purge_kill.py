@@ -27,7 +27,6 @@ import pytest
 import sqlalchemy as sa
 from test_purge import DUE_NOW, give_notice, make_lms, purge_outcome, set_batch_size
 
-from learnexit.demo import build_example
 from learnexit.ledger import schema as L
 from learnexit.ledger.store import Ledger
 from learnexit.offboarding.clock import parse_now
@@ -67,16 +66,9 @@ def age_lock(lms: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("kill-template") / "ex"
-    build_example(dest)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, template: Path) -> dict[str, Any]:
+def reference(tmp_path_factory: pytest.TempPathFactory, example_template: Path) -> dict[str, Any]:
     """An uninterrupted purge of a fresh copy (in-process: the same code, no kill hook)."""
-    lms = make_lms("sqlite", tmp_path_factory.mktemp("reference") / "ex", template)
+    lms = make_lms("sqlite", tmp_path_factory.mktemp("reference") / "ex", example_template)
     small_batches(lms)
     give_notice(lms)
     settings = lms.settings
@@ -92,10 +84,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory, template: Path) -> dict[
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_killed_purge_resumes_to_the_same_end(
-    seed: int, reference: dict[str, Any], tmp_path: Path, template: Path
+    seed: int, reference: dict[str, Any], tmp_path: Path, example_template: Path
 ) -> None:
     rng = random.Random(seed)
-    lms = make_lms("sqlite", tmp_path / "ex", template)
+    lms = make_lms("sqlite", tmp_path / "ex", example_template)
     small_batches(lms)
     give_notice(lms)
     assert reference["batches"] > 30
@@ -131,9 +123,9 @@ def test_killed_purge_resumes_to_the_same_end(
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 def test_killed_purge_resumes_on_servers(
-    kind: str, db_factory: Any, reference: dict[str, Any], tmp_path: Path, template: Path
+    kind: str, db_factory: Any, reference: dict[str, Any], tmp_path: Path, example_template: Path
 ) -> None:
-    lms = make_lms(kind, tmp_path / "ex", template, db_factory(kind).new("kill"))
+    lms = make_lms(kind, tmp_path / "ex", example_template, db_factory(kind).new("kill"))
     small_batches(lms)
     give_notice(lms)
     code, _out, err = finish(
@@ -151,8 +143,8 @@ def test_killed_purge_resumes_on_servers(
     assert {t: len(rows) for t, rows in got["db"].items()} == {t: len(rows) for t, rows in want["db"].items()}
 
 
-def test_two_cron_runs_at_once_one_works_one_is_busy(tmp_path: Path, template: Path) -> None:
-    lms = make_lms("sqlite", tmp_path / "ex", template)
+def test_two_cron_runs_at_once_one_works_one_is_busy(tmp_path: Path, example_template: Path) -> None:
+    lms = make_lms("sqlite", tmp_path / "ex", example_template)
     small_batches(lms, 20)  # long enough for the second run to arrive while the first works
     give_notice(lms)
     first = cli(lms, "--due", "--yes", "--json")

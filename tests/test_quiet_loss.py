@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import load_settings
-from learnexit.demo import build_example
 from learnexit.draft import draft_config
 from learnexit.source.inspection import inspect_customer
 
@@ -98,8 +97,7 @@ def _drop_roles(text: str) -> str:
     return "".join(kept)
 
 
-def test_no_false_alarm_on_the_example(tmp_path: Path) -> None:
-    build_example(tmp_path / "ex")
+def test_no_false_alarm_on_the_example(tmp_path: Path, example_site: Path) -> None:
     for config, customer in (
         (tmp_path / "ex" / "learnexit.toml", "acme"),
         (tmp_path / "ex" / "legacy" / "learnexit.toml", "acme"),

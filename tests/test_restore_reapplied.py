@@ -18,7 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 import test_purge
-from test_purge import Lms, as_json, digest, give_notice, oracle, pdf_text, purge, runner, snapshot
+from helpers import pdf_text
+from test_purge import Lms, as_json, digest, give_notice, oracle, purge, runner, snapshot
 
 from learnexit.cli import app
 from learnexit.ledger import schema as L
@@ -26,7 +27,6 @@ from learnexit.offboarding.notice import record_notice
 
 # test_purge's fixtures, bound by name (importing them would make ruff see each test
 # parameter as a redefinition)
-template = test_purge.template
 lite = test_purge.lite
 lms = test_purge.lms
 
@@ -256,11 +256,11 @@ def test_each_case_rechecked_and_a_hold_keeps_its_restored_data(lite: Lms) -> No
     assert status_check(lite, now="2028-07-04") == (0, [])
 
 
-def test_database_per_customer_restore_is_deleted_again(tmp_path: Path, template: Path) -> None:
+def test_database_per_customer_restore_is_deleted_again(tmp_path: Path, example_template: Path) -> None:
     """Database tenancy (no customer row to pin): the customer's restored database is
     found and emptied again; the other customer's database never changes."""
     root = tmp_path / "legacy"
-    shutil.copytree(template / "legacy", root)
+    shutil.copytree(example_template / "legacy", root)
     lms = Lms(root, root / "learnexit.toml", f"sqlite:///{root / 'acme.db'}", "sqlite")
     globex_url = f"sqlite:///{root / 'globex.db'}"
     with lms.ledger() as ledger:

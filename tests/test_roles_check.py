@@ -11,20 +11,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers import copy_example
 from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import load_settings
-from learnexit.demo import build_example
 from learnexit.errors import ConfigError
 from learnexit.roles import check_roles
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("roles") / "demo"
-    build_example(dest)
-    return dest
+def demo(tmp_path_factory: pytest.TempPathFactory, example_template: Path) -> Path:
+    return copy_example(example_template, tmp_path_factory.mktemp("roles") / "demo")
 
 
 def reflected(url: str) -> dict[str, sa.Table]:

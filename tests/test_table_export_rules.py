@@ -23,7 +23,6 @@ from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import load_settings
-from learnexit.demo import build_example
 from learnexit.errors import ConfigError
 from learnexit.export.run import run_export
 from learnexit.ledger.store import Ledger
@@ -35,13 +34,6 @@ from learnexit.source.inspection import inspect_customer
 runner = CliRunner()
 DUE_NOW = "2027-06-01"
 LOGIN_COLUMNS = ["id", "organisation_id", "user_id", "unique_id", "workflow_state", "last_login_at"]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("rules-template") / "ex"
-    build_example(root)
-    return root
 
 
 def with_rules(template: Path, root: Path, extra: str = "") -> Path:
@@ -57,9 +49,9 @@ def with_rules(template: Path, root: Path, extra: str = "") -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def exported(example_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("rules") / "ex"
-    config = with_rules(template, root)
+    config = with_rules(example_template, root)
     settings = load_settings(config)
     result = run_export(settings, "acme", formats=["csv", "xlsx", "json", "xml", "sql"], out=root / "out")
     return config, Path(result.path)
@@ -86,9 +78,9 @@ def test_sql_dump_has_the_table_without_the_column_and_loads(exported: tuple[Pat
     db.close()
 
 
-def test_no_format_holds_the_column_the_table_or_a_hash(exported: tuple[Path, Path], template: Path) -> None:
+def test_no_format_holds_the_column_the_table_or_a_hash(exported: tuple[Path, Path], example_template: Path) -> None:
     _, package = exported
-    source = sqlite3.connect(template / "lms.db")
+    source = sqlite3.connect(example_template / "lms.db")
     hashes = [r[0] for r in source.execute("SELECT password_hash FROM logins")]
     source.close()
     assert hashes
@@ -106,8 +98,8 @@ def test_no_format_holds_the_column_the_table_or_a_hash(exported: tuple[Path, Pa
         assert not any(h in text for h in hashes), name
 
 
-def test_the_purge_still_deletes_both_tables(template: Path, tmp_path: Path) -> None:
-    config = with_rules(template, tmp_path / "ex")
+def test_the_purge_still_deletes_both_tables(example_template: Path, tmp_path: Path) -> None:
+    config = with_rules(example_template, tmp_path / "ex")
     settings = load_settings(config)
     db = tmp_path / "ex" / "lms.db"
 
@@ -136,10 +128,10 @@ def test_the_purge_still_deletes_both_tables(template: Path, tmp_path: Path) -> 
     assert sqlite3.connect(db).execute("SELECT count(*) FROM logins").fetchone()[0] == before_other
 
 
-def test_omitting_a_key_or_a_missing_column_is_a_config_error(template: Path, tmp_path: Path) -> None:
+def test_omitting_a_key_or_a_missing_column_is_a_config_error(example_template: Path, tmp_path: Path) -> None:
     for n, (column, problem) in enumerate([("id", "primary key"), ("nope", "does not exist")]):
         root = tmp_path / f"ex{n}"
-        config = with_rules(template, root)
+        config = with_rules(example_template, root)
         config.write_text(
             config.read_text(encoding="utf-8").replace(
                 'omit_columns = ["password_hash"]', f'omit_columns = ["{column}"]'
@@ -150,8 +142,8 @@ def test_omitting_a_key_or_a_missing_column_is_a_config_error(template: Path, tm
             inspect_customer(load_settings(config), "acme")
 
 
-def test_fill_in_legal_basis_refuses_to_load(template: Path, tmp_path: Path) -> None:
-    config = with_rules(template, tmp_path / "ex")
+def test_fill_in_legal_basis_refuses_to_load(example_template: Path, tmp_path: Path) -> None:
+    config = with_rules(example_template, tmp_path / "ex")
     text = config.read_text(encoding="utf-8")
     config.write_text(re.sub(r'legal_basis = ".*"', 'legal_basis = "FILL IN"', text), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"\[tables.invoices\] legal_basis: still says FILL IN"):
@@ -161,8 +153,8 @@ def test_fill_in_legal_basis_refuses_to_load(template: Path, tmp_path: Path) -> 
     assert "FILL IN" in result.stderr
 
 
-def _legacy(template: Path, root: Path, customer_section: str, media_root: str = ".") -> Path:
-    shutil.copytree(template / "legacy", root)
+def _legacy(example_template: Path, root: Path, customer_section: str, media_root: str = ".") -> Path:
+    shutil.copytree(example_template / "legacy", root)
     config = root / "learnexit.toml"
     text = config.read_text(encoding="utf-8")
     text = text.replace('tenancy = "database"', 'tenancy = "database"\n' + customer_section)
@@ -171,32 +163,32 @@ def _legacy(template: Path, root: Path, customer_section: str, media_root: str =
     return config
 
 
-def test_database_tenancy_name_literal_and_query(template: Path, tmp_path: Path) -> None:
-    config = _legacy(template, tmp_path / "a", 'name = "Acme Learning AB"')
+def test_database_tenancy_name_literal_and_query(example_template: Path, tmp_path: Path) -> None:
+    config = _legacy(example_template, tmp_path / "a", 'name = "Acme Learning AB"')
     assert inspect_customer(load_settings(config), "acme").name == "Acme Learning AB"
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'a' / 'acme.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO mdl_config (name, value) VALUES ('sitename', 'Acme  Academy')")
     engine.dispose()
     query = "name_query = \"SELECT value FROM mdl_config WHERE name = 'sitename'\""
-    config = _legacy(template, tmp_path / "b", query)
+    config = _legacy(example_template, tmp_path / "b", query)
     shutil.copy(tmp_path / "a" / "acme.db", tmp_path / "b" / "acme.db")
     settings = load_settings(config)
     with Source(settings, "acme") as src:
         assert src.customer_name() == "Acme Academy"
     with Source(settings, "globex") as src:  # no sitename row: the key, never an empty name
         assert src.customer_name() == "globex"
-    missing = _legacy(template, tmp_path / "d", 'name_query = "SELECT name FROM no_such_table"')
+    missing = _legacy(example_template, tmp_path / "d", 'name_query = "SELECT name FROM no_such_table"')
     with pytest.raises(ConfigError, match=r"\[customer\] name_query failed: no such table: no_such_table"):
         inspect_customer(load_settings(missing), "acme")
-    bad = _legacy(template, tmp_path / "c", 'name_query = "DELETE FROM mdl_user"')
+    bad = _legacy(example_template, tmp_path / "c", 'name_query = "DELETE FROM mdl_user"')
     with pytest.raises(ConfigError, match="name_query: must be a SELECT"):
         load_settings(bad)
 
 
-def test_media_root_per_customer(template: Path, tmp_path: Path) -> None:
+def test_media_root_per_customer(example_template: Path, tmp_path: Path) -> None:
     root = tmp_path / "ex"
-    config = _legacy(template, root, "", media_root="files/{customer}")
+    config = _legacy(example_template, root, "", media_root="files/{customer}")
     (root / "files" / "acme").mkdir(parents=True)
     shutil.move(str(root / "filedir"), str(root / "files" / "acme" / "filedir"))
     settings = load_settings(config)
@@ -209,18 +201,20 @@ def test_media_root_per_customer(template: Path, tmp_path: Path) -> None:
         settings.for_customer("../etc")
 
 
-def test_media_root_placeholders_other_than_customer_are_refused(template: Path, tmp_path: Path) -> None:
-    config = _legacy(template, tmp_path / "ex", "", media_root="files/{site}")
+def test_media_root_placeholders_other_than_customer_are_refused(example_template: Path, tmp_path: Path) -> None:
+    config = _legacy(example_template, tmp_path / "ex", "", media_root="files/{site}")
     with pytest.raises(ConfigError, match=r"\[media\] root: the only placeholder allowed is \{customer\}"):
         load_settings(config)
 
 
-def test_a_role_cannot_export_what_omit_columns_or_export_false_leave_out(template: Path, tmp_path: Path) -> None:
-    config = with_rules(template, tmp_path / "a", "\n[tables.quiz_attempts]\nexport = false\n")
+def test_a_role_cannot_export_what_omit_columns_or_export_false_leave_out(
+    example_template: Path, tmp_path: Path
+) -> None:
+    config = with_rules(example_template, tmp_path / "a", "\n[tables.quiz_attempts]\nexport = false\n")
     with pytest.raises(ConfigError, match=r"\[roles.quiz_results\] table: quiz_attempts has export = false"):
         load_settings(config)
-    text = (template / "learnexit.toml").read_text(encoding="utf-8")
-    config = with_rules(template, tmp_path / "b")
+    text = (example_template / "learnexit.toml").read_text(encoding="utf-8")
+    config = with_rules(example_template, tmp_path / "b")
     config.write_text(
         text.replace('category = "users"', 'category = "users"\nomit_columns = ["email"]'), encoding="utf-8"
     )
@@ -228,8 +222,8 @@ def test_a_role_cannot_export_what_omit_columns_or_export_false_leave_out(templa
         load_settings(config)
 
 
-def test_inspect_shows_what_is_not_exported(template: Path, tmp_path: Path) -> None:
-    config = with_rules(template, tmp_path / "ex")
+def test_inspect_shows_what_is_not_exported(example_template: Path, tmp_path: Path) -> None:
+    config = with_rules(example_template, tmp_path / "ex")
     result = runner.invoke(app, ["inspect", "acme", "--config", str(config)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
