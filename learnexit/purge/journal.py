@@ -70,6 +70,10 @@ class Journal:
         # table.  Until then its pending entry stays, so a run killed meanwhile counts the
         # batch when it resumes (reconcile), exactly as one killed just after the delete.
         self._done: tuple[int, str, int] | None = None
+        # Tables found with nothing to delete: marked done with the ledger's next commit
+        # rather than one commit each (a schema of hundreds of empty tables).  A run killed
+        # before that commit looks at them again, and again finds nothing to delete.
+        self._marks: list[str] = []
 
     def bump(self, conn: Connection, step: str, rows: int, batches: int = 1, done: bool | None = None) -> None:
         """Add ``rows`` and ``batches`` to the progress of ``step`` (in transaction ``conn``)."""
@@ -91,6 +95,11 @@ class Journal:
             self._write_done(conn)
             self.bump(conn, step, 0, 0, done)
         self._done = None
+
+    def mark_later(self, step: str) -> None:
+        """Mark ``step`` done with the ledger's next commit: a table with nothing deleted
+        in this pass (``flush_done`` writes what is left)."""
+        self._marks.append(step)
 
     def record_pending(
         self,
@@ -151,7 +160,11 @@ class Journal:
         event("purge_batch", level=logging.DEBUG, customer=self.customer, table=step, rows=rows)
 
     def _write_done(self, conn: Connection) -> None:
-        """Record the lazily kept batch (``_done``) in the ledger transaction ``conn``."""
+        """Record the lazily kept batch (``_done``) and the tables marked for later in the
+        ledger transaction ``conn``."""
+        marks, self._marks = self._marks, []
+        for step in marks:
+            self.bump(conn, step, 0, 0, True)
         if self._done is not None:
             pending_id, step, rows = self._done
             delete_purge_key(conn, pending_id)
@@ -167,8 +180,8 @@ class Journal:
                 delete_purge_key(conn, pending_id)
 
     def flush_done(self) -> None:
-        """The lazily kept batch, recorded now (at the end of a table)."""
-        if self._done is not None:
+        """The lazily kept batch and the tables marked for later, recorded now."""
+        if self._done is not None or self._marks:
             with self.ledger.transaction() as conn:
                 self._write_done(conn)
             self._done = None

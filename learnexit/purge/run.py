@@ -180,10 +180,8 @@ class Run:
             for t in scope.children_first:
                 # (a run that fails leaves its last batch's progress to reconcile)
                 try:
-                    if t in scope.via:
-                        deleted += deleter.delete_candidates(t)
-                    else:
-                        deleted += deleter.delete_table(t)
+                    n = deleter.delete_candidates(t) if t in scope.via else deleter.delete_table(t)
+                    deleted += n
                 except Blocked as exc:
                     self.journal.flush_done()
                     blocked[t] = exc.detail
@@ -191,10 +189,14 @@ class Run:
                     continue
                 blanker.minimise(t)
                 if passno == 1:
-                    self.journal.mark(t)  # with the table's last batch: one commit
+                    if n:
+                        self.journal.mark(t)  # with the table's last batch: one commit
+                    else:
+                        self.journal.mark_later(t)  # (nothing deleted: no commit of its own)
                     event("purge_table", customer=self.customer, table=t, rows=self.journal.progress_rows(t))
                 else:
                     self.journal.flush_done()
+            self.journal.flush_done()
             if passno > 1 and not blocked and deleted == 0:
                 break
         if blocked:
