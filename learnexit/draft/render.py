@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..contract import DEFAULT_TIMEZONE
 from .propose import FILL_IN, Proposal, RelationProposal
 
 HEADER = """\
@@ -66,7 +67,7 @@ def render(proposal: Proposal, tables: int, masked_source: str) -> str:
     add("[contract]")
     add("notice_days = 30")
     add("export_window_days = 90")
-    add('timezone = "Europe/Stockholm"')
+    add(f'timezone = "{DEFAULT_TIMEZONE}"')
     add("term_months = 12")
     add("")
     add("[customer]")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..contract import DEFAULT_TIMEZONE
 from ..documents import i18n
 from ..documents.layout import report_html
 from ..documents.model import Block, Facts, Heading, Paragraph, Report, Table
@@ -197,7 +198,7 @@ def _kept_blocks(result: PurgeResult, facts: dict[str, Any], lang: str) -> list[
 def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) -> Report:
     """The certificate as a document (the same model, strings and style as every other)."""
     t = lambda key, **kw: i18n.text(lang, key, **kw)  # noqa: E731
-    tz = str(facts.get("timezone") or "Europe/Stockholm")
+    tz = str(facts.get("timezone") or DEFAULT_TIMEZONE)
     name = result.name or result.customer
     vendor = str(facts.get("vendor") or "The vendor")
     kind = result.kind or "full"

@@ -9,6 +9,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from ..contract import DEFAULT_TIMEZONE
+
 __all__ = ["DueReport", "Progress", "PurgePlan", "PurgeResult", "TablePlan", "export_summary"]
 
 Progress = Callable[[str, int, int | None], None]
@@ -69,7 +71,7 @@ class PurgePlan:
     resume_of: int | None = None
     last_purge: dict[str, Any] | None = None
     backup_note: str | None = None
-    timezone: str = "Europe/Stockholm"
+    timezone: str = DEFAULT_TIMEZONE
     contested: dict[str, int] = field(default_factory=dict)  # rows that stay: owners disagree
 
     @property
