@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import schema
-from .records import Row
+from .records import Row, insert_row
 from .store import Ledger
 
 __all__ = [
@@ -96,8 +96,10 @@ def add_export(
     recorded_by: str,
 ) -> int:
     """Record an export as ``running`` (``formats``: comma-separated); its id."""
-    inserted = conn.execute(
-        _exports.insert().values(
+    return insert_row(
+        conn,
+        _exports,
+        dict(
             customer=customer,
             identity_id=identity_id,
             started_at=started_at,
@@ -106,9 +108,8 @@ def add_export(
             formats=formats,
             late_reason=late_reason,
             recorded_by=recorded_by,
-        )
+        ),
     )
-    return int(inserted.inserted_primary_key[0])  # type: ignore[index]
 
 
 def add_export_lock(conn: Connection, *, export_id: int, holder: str, at: datetime) -> None:
@@ -192,18 +193,18 @@ def add_delivery(
     recorded_by: str,
 ) -> int:
     """Record that the customer received the export ``export_id``; the new row's id."""
-    key = conn.execute(
-        schema.deliveries.insert().values(
+    return insert_row(
+        conn,
+        schema.deliveries,
+        dict(
             customer=customer,
             confirmation_id=confirmation_id,
             export_id=export_id,
             manifest_sha256=manifest_sha256,
             recorded_at=recorded_at,
             recorded_by=recorded_by,
-        )
-    ).inserted_primary_key
-    assert key is not None
-    return int(key[0])
+        ),
+    )
 
 
 def delivered_export_ids(conn: Connection, customer: str) -> set[int]:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import schema
-from .records import Row
+from .records import Row, insert_row
 from .store import Ledger
 
 __all__ = [
@@ -88,8 +88,10 @@ def add_purge(
     recorded_by: str,
 ) -> int:
     """Record a purge as ``running`` (``plan``: the JSON text of its plan); its id."""
-    inserted = conn.execute(
-        _purges.insert().values(
+    return insert_row(
+        conn,
+        _purges,
+        dict(
             customer=customer,
             identity_id=identity_id,
             kind=kind,
@@ -98,9 +100,8 @@ def add_purge(
             plan=plan,
             forced_reason=forced_reason,
             recorded_by=recorded_by,
-        )
+        ),
     )
-    return int(inserted.inserted_primary_key[0])  # type: ignore[index]
 
 
 def mark_purge_running(conn: Connection, purge_id: int) -> None:
@@ -253,8 +254,7 @@ def step_done_in_case(ledger: Ledger, conn: Connection, customer: str, step: str
 
 def add_purge_key(conn: Connection, *, purge_id: int, table_name: str, key: str) -> int:
     """Record one ``purge_keys`` entry; its id."""
-    inserted = conn.execute(_keys.insert().values(purge_id=purge_id, table_name=table_name, key=key))
-    return int(inserted.inserted_primary_key[0])  # type: ignore[index]
+    return insert_row(conn, _keys, {"purge_id": purge_id, "table_name": table_name, "key": key})
 
 
 def add_purge_keys(conn: Connection, rows: list[dict[str, Any]]) -> None:

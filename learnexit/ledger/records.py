@@ -162,7 +162,7 @@ def known_customers(ledger: Ledger) -> list[str]:
     return sorted(found)
 
 
-def _insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> int:
+def insert_row(conn: Connection, table: sa.Table, values: dict[str, Any]) -> int:
     """Insert one ledger row; its new id."""
     key = conn.execute(table.insert().values(**values)).inserted_primary_key
     assert key is not None
@@ -190,7 +190,7 @@ def add_notice(
     terms: str,
 ) -> int:
     """Record a notice (``terms``: the JSON text of how its period was found); its id."""
-    return _insert(
+    return insert_row(
         conn,
         schema.notices,
         {
@@ -235,7 +235,7 @@ def add_confirmation(
     recorded_by: str,
 ) -> int:
     """Record the customer's confirmation of the handover; its id."""
-    return _insert(
+    return insert_row(
         conn,
         schema.confirmations,
         {
@@ -261,7 +261,7 @@ def add_closure(
     recorded_by: str,
 ) -> int:
     """Record an account closure (``rows``: rows changed per ``table.column``); its id."""
-    return _insert(
+    return insert_row(
         conn,
         schema.closures,
         {
@@ -278,7 +278,7 @@ def add_hold(
     conn: Connection, *, customer: str, identity_id: int, reason: str, placed_by: str, placed_at: datetime
 ) -> int:
     """Record a legal hold; its id."""
-    return _insert(
+    return insert_row(
         conn,
         schema.holds,
         {
