@@ -230,8 +230,10 @@ def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def owned_selects(config: Path, source_url: str | None = None) -> tuple[dict[str, str], dict[str, int], Any]:
-    """learnexit's own SELECT per owned table, with literal values, and the row counts."""
+def owned_selects(config: Path, source_url: str | None = None) -> tuple[dict[str, str], dict[str, int], Any, list[str]]:
+    """learnexit's own SELECT per owned table, with literal values, the row counts, and
+    the statements that fill the key sets those SELECTs name (SQLite: temporary tables,
+    as learnexit fills them; PostgreSQL: none, the conditions are inline)."""
     from learnexit.config import load_settings
     from learnexit.source import Source
 
@@ -243,8 +245,9 @@ def owned_selects(config: Path, source_url: str | None = None) -> tuple[dict[str
             stmt = src.owned_select(table)
             sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
             selects[table] = " ".join(sql.split())
+        prelude = src.key_sets.script(dialect) if src.key_sets is not None else []
         counts = src.counts()
-        return selects, counts, src.datamap
+        return selects, counts, src.datamap, prelude
 
 
 def purge_script(config: Path) -> tuple[str, dict[str, int]]:
@@ -277,9 +280,13 @@ def purge_script(config: Path) -> tuple[str, dict[str, int]]:
             return cols[0]
 
         lines = ["PRAGMA foreign_keys = ON;", "BEGIN;"]
+        owns = []
         for t in owned:
             select = sa.select(src.table(t).c[pk(t)]).where(src.predicate(t))
-            lines.append(f"CREATE TEMP TABLE le_own_{t} AS {lit(select)};")
+            owns.append(f"CREATE TEMP TABLE le_own_{t} AS {lit(select)};")
+        if src.key_sets is not None:  # the key sets those conditions name, as learnexit fills them
+            lines += src.key_sets.script(dialect)
+        lines += owns
         # Tables with kept rows: the retained ones, and (transitively) what they reference.
         kept = {t for t in owned if settings.rule(t).retain}
         retained = set(kept)
@@ -328,12 +335,12 @@ def purge_script(config: Path) -> tuple[str, dict[str, int]]:
 # --------------------------------------------------------------------------- the measurements
 
 
-def measure_sqlite_csv(db: Path, selects: dict[str, str], work: Path) -> dict[str, Any]:
+def measure_sqlite_csv(db: Path, selects: dict[str, str], prelude: list[str], work: Path) -> dict[str, Any]:
     out = work / "r1"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     script = work / "r1.sql"
-    lines = [".headers on", ".mode csv"]
+    lines = ["BEGIN;", *prelude, ".headers on", ".mode csv"]
     for table, sql in selects.items():
         lines += [f".output {out / (table + '.csv')}", sql + ";"]
     lines.append(".output stdout")
@@ -353,10 +360,10 @@ def measure_sqlite_csv(db: Path, selects: dict[str, str], work: Path) -> dict[st
     }
 
 
-def measure_sqlite_insert(db: Path, selects: dict[str, str], work: Path) -> dict[str, Any]:
+def measure_sqlite_insert(db: Path, selects: dict[str, str], prelude: list[str], work: Path) -> dict[str, Any]:
     target = work / "r2.sql"
     script = work / "r2-script.sql"
-    lines = [f".output {target}", "BEGIN TRANSACTION;"]
+    lines = ["BEGIN TRANSACTION;", *prelude, f".output {target}"]
     for table, sql in selects.items():
         lines += [f'.mode insert "{table}"', sql + ";"]
     lines += [".mode list", "SELECT 'COMMIT;';", ".output stdout"]
@@ -589,7 +596,7 @@ def measure_scale(scale: int, args: argparse.Namespace, root: Path) -> dict[str,
     in_child("--build-example", str(scale), str(example))
     res: dict[str, Any] = {"activity_rows": scale, "build_seconds": time.perf_counter() - t0, "runs": {}}
     config = example / "learnexit.toml"
-    selects, counts, _dm = owned_selects(config)
+    selects, counts, _dm, prelude = owned_selects(config)
     res["customer_rows"] = sum(counts.values())
     res["tables"] = counts
     env = bench_env()
@@ -599,11 +606,11 @@ def measure_scale(scale: int, args: argparse.Namespace, root: Path) -> dict[str,
 
     if want("csv"):
         say(f"[{scale:,}] R1 sqlite3 -csv / A1 learnexit csv")
-        runs["R1"] = best(rep, lambda: measure_sqlite_csv(db, selects, work))
+        runs["R1"] = best(rep, lambda: measure_sqlite_csv(db, selects, prelude, work))
         runs["A1"] = best(rep, lambda: measure_export(example, ["csv"], work / "a1", env))
     if want("sql"):
         say(f"[{scale:,}] R2 sqlite3 .mode insert / A2 learnexit sql")
-        runs["R2"] = best(rep, lambda: measure_sqlite_insert(db, selects, work))
+        runs["R2"] = best(rep, lambda: measure_sqlite_insert(db, selects, prelude, work))
         runs["A2"] = best(rep, lambda: measure_export(example, ["sql"], work / "a2", env))
     if want("full"):
         say(f"[{scale:,}] A3 the full package, then each format alone")
@@ -635,7 +642,7 @@ def measure_scale(scale: int, args: argparse.Namespace, root: Path) -> dict[str,
         else:
             try:
                 res["postgres_load_seconds"] = load_seconds
-                pg_selects, _pg_counts, _ = owned_selects(config, source_url=url)
+                pg_selects, _pg_counts, _, _ = owned_selects(config, source_url=url)
                 say(f"[{scale:,}] RPG psql \\copy / APG learnexit csv from PostgreSQL")
                 runs["RPG"] = best(rep, lambda: measure_psql_csv(url, pg_selects, work))
                 pg_env = bench_env({"LEARNEXIT_SOURCE_URL": url})

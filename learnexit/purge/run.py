@@ -174,6 +174,9 @@ class Run:
         late reference blocked."""
         blocked: dict[str, str] = {}
         for passno in range(1, MAX_PASSES + 1):
+            # Each pass reads the key sets afresh: rows written since the last one count.
+            # (Within a pass children go before the parents whose key sets find them.)
+            scope.src.refresh_key_sets()
             blanker.unlink(unlink)
             deleted = 0
             blocked = {}

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from .datamap import DataMap, Edge
+from .keysets import KeySets
 
 
 def sentinels_typed(column: Any, values: tuple[Any, ...]) -> list[Any]:
@@ -76,12 +77,21 @@ class Ownership:
 
     ``root`` gives the customer's own row of the customer table (read at every build, so
     a source re-pointed at another customer only has to ``forget`` what was built).
-    ``flat``: name the key sets as CTEs (SQLite's parser refuses deeply nested statements)."""
+    ``key_sets``: hold the key sets in temporary tables (SQLite, MariaDB: ``KeySets``);
+    without, ``flat`` names them as CTEs of each statement, or they stay inline."""
 
-    def __init__(self, datamap: DataMap, root: Callable[[sa.Table], ColumnElement[bool]], *, flat: bool) -> None:
+    def __init__(
+        self,
+        datamap: DataMap,
+        root: Callable[[sa.Table], ColumnElement[bool]],
+        *,
+        flat: bool,
+        key_sets: KeySets | None = None,
+    ) -> None:
         self.datamap = datamap
         self.root = root
         self.flat = flat
+        self.key_sets = key_sets
         self._preds: dict[str, ColumnElement[bool]] = {}
         self._reach_cache: dict[tuple[str, bool], ColumnElement[bool]] = {}
         self._key_sets: dict[tuple[str, tuple[str, ...], bool], sa.Select[Any]] = {}
@@ -121,9 +131,13 @@ class Ownership:
         return sa.and_(self._reach(name, mine=True), sa.not_(self._reach(name, mine=False)))
 
     def keyed(self, name: str, cond: ColumnElement[bool], label: str) -> ColumnElement[bool]:
-        """With ``flat``, ``cond`` as "the key is in a named set of keys" (a CTE)."""
+        """``cond`` as "the key is in a set of keys": a temporary table (``key_sets``) or,
+        with ``flat``, a named CTE; otherwise ``cond`` itself."""
         table = self.datamap.table(name)
         pk = list(table.primary_key.columns)
+        if pk and self.key_sets is not None:
+            held = self.key_sets.register(pk, sa.select(*pk).where(cond))
+            return _in(table, tuple(c.name for c in pk), held)
         if not pk or not self.flat:
             return cond
         self._cte_counter += 1
@@ -186,7 +200,9 @@ class Ownership:
         table = self.datamap.table(name)
         columns = [table.c[c] for c in cols]
         keys = sa.select(*columns).where(self._reach(name, mine=mine), *[c.isnot(None) for c in columns])
-        if self.flat:
+        if self.key_sets is not None:
+            keys = self.key_sets.register(columns, keys)
+        elif self.flat:
             self._cte_counter += 1
             cte = keys.cte(name=f"le_{'mine' if mine else 'other'}_{self._cte_counter}")
             keys = sa.select(*cte.c)
@@ -212,7 +228,10 @@ class Ownership:
         ]
         step = sa.select(*[child.c[c] for c in key_cols]).where(sa.or_(*links))
         tree = tree.union(step)  # UNION, not UNION ALL: stops on cycles in the data
-        return _in(table, key_cols, sa.select(*[tree.c[c] for c in key_cols]))
+        keys = sa.select(*[tree.c[c] for c in key_cols])
+        if self.key_sets is not None:
+            keys = self.key_sets.register([table.c[c] for c in key_cols], keys)
+        return _in(table, key_cols, keys)
 
     def contested_report(self, conn: Connection) -> list[ContestedTable]:
         """Every table with contested rows, and which of its references lead elsewhere."""

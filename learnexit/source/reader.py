@@ -4,6 +4,7 @@ customer's row found, the customer's rows selected, counted and streamed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from ..config import Settings
 from ..errors import Refused
 from .customer import PinnedRow, check_customer_key, check_database_key, find_customer_row, key_text, pk_label, pk_text
 from .datamap import DataMap, Edge
+from .keysets import KeySets
 from .naming import configured_name
 from .ownership import ContestedTable, Ownership
 from .reflect import check_source_file, make_engine, reflect_source
@@ -37,12 +39,33 @@ class Source(SnapshotReader):
         self.pinned = pinned
         self.customer_pk: tuple[Any, ...] | None = None
         self._customer_value: Any = None
-        self.ownership = Ownership(self.datamap, self.root_row, flat=self.engine.dialect.name == "sqlite")
+        self.key_sets = KeySets(self.engine) if KeySets.supported(self.engine) else None
+        self.ownership = Ownership(
+            self.datamap, self.root_row, flat=self.engine.dialect.name == "sqlite", key_sets=self.key_sets
+        )
         if self.tenancy == "shared":
             self._customer_value = self.find_customer()
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def snapshot(self, imported: str | None = None) -> Iterator[Connection]:
+        """``SnapshotReader.snapshot``, with the key sets filled again inside it."""
+        with super().snapshot(imported) as conn:
+            if self.key_sets is not None:
+                self.key_sets.read_snapshot(conn, True)
+            try:
+                yield conn
+            finally:
+                if self.key_sets is not None:
+                    self.key_sets.read_snapshot(conn, False)
+
+    def refresh_key_sets(self) -> None:
+        """The key sets held in temporary tables are filled again at their next use (the
+        purge calls this before each table: rows written meanwhile count)."""
+        if self.key_sets is not None:
+            self.key_sets.refresh()
 
     def __enter__(self) -> Source:
         return self
@@ -137,11 +160,9 @@ class Source(SnapshotReader):
         return self.ownership.predicate(name)
 
     def keyed(self, name: str, cond: ColumnElement[bool], label: str) -> ColumnElement[bool]:
-        """On SQLite, ``cond`` as "the key is in a named set of keys" (a CTE the statement's
-        WITH clause defines once): nested ownership conditions stay flat however long the
-        chain of tables, where SQLite's parser refuses deeply nested statements ("parser
-        stack overflow").  PostgreSQL and MariaDB take the nesting (and MariaDB limits the
-        number of WITH elements), so they keep the conditions inline."""
+        """On SQLite and MariaDB, ``cond`` as "the key is in a set of keys" held in a
+        temporary table (``KeySets``): conditions built from other conditions stay one
+        level deep however the references run.  PostgreSQL keeps them inline."""
         return self.ownership.keyed(name, cond, label)
 
     def not_owned(self, name: str, row: Any) -> ColumnElement[bool]:

@@ -1,0 +1,162 @@
+"""Sets of row keys held in temporary tables, filled once and read by many statements.
+
+The ownership conditions name the key sets of parent tables ("this customer's users",
+"the other customers' courses").  Inline, a set is written out again wherever it is
+used, and in some reference graphs the uses multiply with every level: SQLite refuses
+the statement ("too many references"), MariaDB prepares it without bound on memory.  As
+a temporary table a set is computed once, and every condition that uses it stays one
+level deep, however the references run.
+
+A set is registered once (its name, its columns and the SELECT that fills it) and
+filled on the connection that first runs a statement naming it, before that statement,
+inside that connection's transaction: the same snapshot the statement reads.  Its
+dependencies (the sets its SELECT names) are filled first, the same way.  ``refresh``
+makes every set stale (the next use fills it again): a new snapshot, a new table of the
+purge.  A rollback forgets what was filled on that connection (SQLite drops a table
+created in a rolled-back transaction; MariaDB empties it).
+
+SQLite and MariaDB hold the sets (PostgreSQL evaluates a shared subquery once per
+statement and keeps them inline; its read transactions are read-only, too).  Inside a
+MariaDB read snapshot, ``INSERT … SELECT`` would take shared locks on the rows it reads
+and see the newest rows instead of the snapshot: there the keys are read with a plain
+SELECT, spooled to a temporary file and inserted in batches, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["KeySets"]
+
+_FILLED = "learnexit_key_sets"  # Connection.info: set name -> epoch it was filled in
+_READ_SNAPSHOT = "learnexit_read_snapshot"  # Connection.info: a consistent read is open
+_NAME = re.compile(r"\ble_keys_\d+\b")
+_SPOOL_BATCH = 5000
+
+
+class KeySets:
+    """Key sets of one source engine, each in a temporary table of the connection using it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.metadata = sa.MetaData()
+        self._fills: dict[str, tuple[sa.Table, sa.Select[Any], list[sa.Column[Any]]]] = {}
+        self._epoch = 0
+        event.listen(engine, "before_cursor_execute", self._before_cursor_execute)
+        event.listen(engine, "rollback", self._forget_connection)
+        event.listen(engine.pool, "reset", self._forget_record)
+
+    @staticmethod
+    def supported(engine: Engine) -> bool:
+        return engine.dialect.name in ("sqlite", "mysql", "mariadb")
+
+    def register(self, columns: Sequence[sa.Column[Any]], fill: sa.Select[Any]) -> sa.Select[Any]:
+        """A set of keys ``fill`` selects (its columns are ``columns`` of a source table, in
+        order); returns the SELECT of the set for ``IN`` conditions."""
+        name = f"le_keys_{len(self._fills) + 1}"
+        table = sa.Table(name, self.metadata, *[sa.Column(c.name, c.type) for c in columns])
+        self._fills[name] = (table, fill, list(columns))
+        return sa.select(*table.c)
+
+    def refresh(self) -> None:
+        """Every set is stale: the next statement naming one fills it again."""
+        self._epoch += 1
+
+    def read_snapshot(self, conn: Connection, begun: bool) -> None:
+        """``conn`` holds (``begun``) or no longer holds a consistent read; a new snapshot
+        starts with every set stale."""
+        if begun:
+            self.refresh()
+            conn.info[_READ_SNAPSHOT] = True
+        else:
+            conn.info.pop(_READ_SNAPSHOT, None)
+
+    def script(self, dialect: sa.engine.Dialect) -> list[str]:
+        """SQL that creates and fills every set registered so far, in order, with literal
+        values: for another tool that runs learnexit's conditions (the bench's sqlite3)."""
+        out = []
+        for name, (_table, fill, columns) in self._fills.items():
+            quoted = ", ".join(dialect.identifier_preparer.quote(c.name) for c in columns)
+            select = str(fill.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+            out.append(f"CREATE TEMP TABLE {name} AS {' '.join(select.split())};")
+            out.append(f"CREATE INDEX temp.{name}_k ON {name} ({quoted});")
+        return out
+
+    # -- filling -----------------------------------------------------------------
+
+    def _before_cursor_execute(
+        self, conn: Connection, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any
+    ) -> None:
+        if "le_keys_" not in statement:
+            return
+        filled = conn.info.setdefault(_FILLED, {})
+        for name in sorted(set(_NAME.findall(statement)), key=lambda n: int(n.rsplit("_", 1)[1])):
+            if name in self._fills and filled.get(name) != self._epoch:
+                filled[name] = self._epoch  # first: the fill's own statements name the set
+                try:
+                    self._fill(conn, name)
+                except BaseException:
+                    filled.pop(name, None)
+                    raise
+
+    def _fill(self, conn: Connection, name: str) -> None:
+        table, fill, columns = self._fills[name]
+        shape = sa.select(*columns).where(sa.false())
+        shape_sql = str(shape.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        if self.dialect == "sqlite":
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+            conn.exec_driver_sql(f"CREATE TEMP TABLE {name} AS {shape_sql}")
+        else:
+            # TEMPORARY in both: a plain DROP/CREATE TABLE would commit the transaction.
+            conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} AS {shape_sql}")
+        names = [c.name for c in columns]
+        if self.dialect != "sqlite" and conn.info.get(_READ_SNAPSHOT):
+            self._fill_through_spool(conn, table, fill, names)
+        else:
+            conn.execute(table.insert().from_select(names, fill))
+        if self.dialect == "sqlite":
+            quoted = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
+            conn.exec_driver_sql(f"CREATE INDEX temp.{name}_k ON {name} ({quoted})")
+
+    @staticmethod
+    def _fill_through_spool(conn: Connection, table: sa.Table, fill: sa.Select[Any], names: list[str]) -> None:
+        """Read the keys as a consistent read, spool them to disk, insert them in batches
+        (one connection cannot insert while it streams a result)."""
+        with tempfile.TemporaryFile() as spool:
+            result = conn.execution_options(yield_per=_SPOOL_BATCH).execute(fill)
+            try:
+                for part in result.partitions(_SPOOL_BATCH):
+                    pickle.dump([tuple(row) for row in part], spool)
+            finally:
+                result.close()
+            spool.seek(0)
+            while True:
+                try:
+                    rows = pickle.load(spool)
+                except EOFError:
+                    break
+                conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+
+    # -- forgetting ----------------------------------------------------------------
+
+    @staticmethod
+    def _forget_connection(conn: Connection) -> None:
+        conn.info.pop(_FILLED, None)
+
+    @staticmethod
+    def _forget_record(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+        del dbapi_connection, reset_state
+        record = connection_record
+        info = getattr(record, "info", None)
+        if info is not None:
+            info.pop(_FILLED, None)
