@@ -1,0 +1,183 @@
+"""Key sets held in temporary tables (``learnexit.source.keysets``) against the same
+conditions written inline (``LEARNEXIT_INLINE_KEY_SETS=1``): the same exported bytes and
+the same rows left by the purge, on every engine; sets filled again for each snapshot (a
+row written between two exports counts), after a rollback, and, inside a MariaDB read
+snapshot, without locking the LMS's rows or seeing rows committed after it began."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from test_ownership_oracle import (
+    EXPORT_NOW,
+    build_world,
+    cli,
+    create_world,
+    read_all,
+    world_schema,
+    write_config,
+)
+
+from learnexit.config import load_settings
+from learnexit.source import Source
+from learnexit.source.keysets import INLINE_ENV
+
+WORLDS = ((151183, 4, "int"), (1674216077, 5, "text"), (7, 5, "id"), (42, 3, "int"))
+# Purged both ways; inline, MariaDB exhausts its memory on the purge of the first three.
+PURGE_WORLDS = {"sqlite": WORLDS[2:], "mariadb": WORLDS[3:]}
+HELD = ("sqlite", "mariadb")  # PostgreSQL keeps its conditions inline: nothing to compare
+
+
+def package_files(package: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(package)): p.read_bytes() for p in sorted((package / "data").rglob("*")) if p.is_file()}
+
+
+def export(config: Path, customer: str, out: Path, monkeypatch: pytest.MonkeyPatch, inline: bool) -> dict[str, bytes]:
+    monkeypatch.setenv(INLINE_ENV, "1" if inline else "0")
+    result = cli(config, EXPORT_NOW, "export", customer, "--format", "csv,json,sql", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.stderr
+    return package_files(Path(json.loads(result.stdout)["path"]))
+
+
+@pytest.mark.parametrize("kind", HELD)
+@pytest.mark.parametrize("world_args", WORLDS, ids=lambda w: f"seed{w[0]}")
+def test_held_and_inline_key_sets_export_the_same_bytes(
+    db_factory: Any, kind: str, tmp_path: Path, world_args: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = build_world(*world_args)
+    url = str(db_factory(kind).new("keys"))
+    create_world(world, url)
+    config = write_config(world, tmp_path, url)
+    for customer in world.customers:
+        held = export(config, customer, tmp_path / "held", monkeypatch, inline=False)
+        inline = export(config, customer, tmp_path / "inline", monkeypatch, inline=True)
+        assert held.keys() == inline.keys()
+        for name in held:
+            assert held[name] == inline[name], (customer, name)
+
+
+@pytest.mark.parametrize(
+    ("kind", "world_args"), [(k, w) for k, worlds in PURGE_WORLDS.items() for w in worlds], ids=str
+)
+def test_held_and_inline_key_sets_leave_the_same_rows_after_a_purge(
+    db_factory: Any, kind: str, tmp_path: Path, world_args: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = build_world(*world_args)
+    schema = world_schema(world)
+    factory = db_factory(kind)
+    left = {}
+    for inline in (False, True):
+        monkeypatch.setenv(INLINE_ENV, "1" if inline else "0")
+        url = str(factory.new("purge"))
+        create_world(world, url)
+        folder = tmp_path / ("inline" if inline else "held")
+        folder.mkdir()
+        config = write_config(world, folder, url)
+        customer = world.customers[1]
+        notice = cli(config, EXPORT_NOW, "notice", customer, "--received", "2026-01-10", "--period-end", "2026-03-31")
+        assert notice.exit_code == 0, notice.stderr
+        done = cli(config, "2026-07-01", "purge", customer, "--yes")
+        assert done.exit_code == 0, done.stderr
+        left[inline] = read_all(url, schema)
+    assert left[False] == left[True]
+
+
+# --------------------------------------------------------------------------- freshness
+
+SCHEMA = [
+    "CREATE TABLE orgs (id INTEGER PRIMARY KEY, slug VARCHAR(20) NOT NULL UNIQUE)",
+    "CREATE TABLE users (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id))",
+    "CREATE TABLE acts (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id))",
+    "INSERT INTO orgs VALUES (1, 'acme'), (2, 'globex')",
+    "INSERT INTO users VALUES (10, 1), (11, 1), (20, 2)",
+    "INSERT INTO acts VALUES (100, 10), (101, 11), (102, 20), (103, 20)",
+]
+
+
+def small_site(url: str, folder: Path) -> Any:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in SCHEMA:
+            if engine.dialect.name != "sqlite" and statement.startswith("CREATE"):
+                statement += " ENGINE=InnoDB"
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+    config = folder / "learnexit.toml"
+    config.write_text(
+        f'[source]\nurl = "{url}"\n[state]\nurl = "sqlite:///{folder / "state.db"}"\n'
+        '[customer]\ntable = "orgs"\nkey = "slug"\n',
+        encoding="utf-8",
+    )
+    return load_settings(config, env={})
+
+
+def acts_of(src: Source, conn: Any) -> list[int]:
+    acts = src.table("acts")
+    return list(conn.execute(sa.select(acts.c.id).where(src.predicate("acts")).order_by(acts.c.id)).scalars())
+
+
+@pytest.mark.parametrize("kind", HELD)
+def test_each_snapshot_fills_the_key_sets_again(db_factory: Any, kind: str, tmp_path: Path) -> None:
+    url = str(db_factory(kind).new("fresh"))
+    settings = small_site(url, tmp_path)
+    with Source(settings, "acme") as src:
+        with src.snapshot() as conn:
+            assert acts_of(src, conn) == [100, 101]
+        writer = sa.create_engine(url)
+        with writer.begin() as conn:  # a new acme user with activity, and a user moved to acme
+            conn.exec_driver_sql("INSERT INTO users VALUES (12, 1)")
+            conn.exec_driver_sql("INSERT INTO acts VALUES (104, 12)")
+            conn.exec_driver_sql("UPDATE users SET org_id = 1 WHERE id = 20")
+        writer.dispose()
+        with src.snapshot() as conn:
+            assert acts_of(src, conn) == [100, 101, 102, 103, 104]
+
+
+@pytest.mark.parametrize("kind", HELD)
+def test_a_rolled_back_fill_is_filled_again(db_factory: Any, kind: str, tmp_path: Path) -> None:
+    url = str(db_factory(kind).new("rollback"))
+    settings = small_site(url, tmp_path)
+    with Source(settings, "acme") as src:
+        with src.engine.connect() as conn:
+            assert acts_of(src, conn) == [100, 101]
+            conn.rollback()  # SQLite drops the table created in it; MariaDB empties it
+            assert acts_of(src, conn) == [100, 101]
+        src.refresh_key_sets()
+        with src.engine.connect() as conn:  # the pooled connection again, its sets stale
+            assert acts_of(src, conn) == [100, 101]
+
+
+def test_a_mariadb_snapshot_reads_its_keys_without_locks_and_as_of_its_start(db_factory: Any, tmp_path: Path) -> None:
+    """``INSERT … SELECT`` in REPEATABLE READ would take shared locks on the users it reads
+    (the LMS could not change them until the export ends) and read the newest rows: the
+    snapshot's key sets are read with a plain SELECT instead."""
+    url = db_factory("mariadb").new("locks")
+    settings = small_site(url, tmp_path)
+    writer = sa.create_engine(url)
+    with Source(settings, "acme") as src, src.snapshot() as conn:
+        assert acts_of(src, conn) == [100, 101]  # the key sets are filled: users of acme read
+        errors: list[BaseException] = []
+
+        def move_user() -> None:
+            try:
+                with writer.begin() as wconn:
+                    wconn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 3")
+                    wconn.exec_driver_sql("UPDATE users SET org_id = 2 WHERE id = 11")
+                    wconn.exec_driver_sql("UPDATE users SET org_id = 1 WHERE id = 20")
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        thread = threading.Thread(target=move_user)
+        thread.start()
+        thread.join(30)
+        assert not errors, errors  # no lock wait timeout: the snapshot locked no user
+        src.refresh_key_sets()  # filled again inside the same snapshot: still as of its start
+        assert acts_of(src, conn) == [100, 101]
+    writer.dispose()
+    with Source(settings, "acme") as src, src.snapshot() as conn:
+        assert acts_of(src, conn) == [100, 102, 103]
