@@ -161,8 +161,11 @@ class KeySets:
 
     @staticmethod
     def _forget_record(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
-        del dbapi_connection, reset_state
-        record = connection_record
-        info = getattr(record, "info", None)
+        """A connection checked in: the pool rolls back only a transaction no one ended
+        (one that was committed, or rolled back through ``_forget_connection``, keeps)."""
+        del dbapi_connection
+        if getattr(reset_state, "transaction_was_reset", False):
+            return
+        info = getattr(connection_record, "info", None)
         if info is not None:
             info.pop(_FILLED, None)
