@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .contract import DEFAULT_TIMEZONE
 from .documents.i18n import LANGS
 from .errors import ConfigError
-from .urls import has_control, resolve_url
+from .urls import backend, has_control, resolve_url
 from .urls import mask_url as mask_url  # (re-exported: most modules import these from config)
 from .urls import normalise_driver as normalise_driver
 from .urls import register_secret as register_secret
@@ -28,6 +28,7 @@ from .urls import scrub as scrub
 
 CONFIG_ENV = "LEARNEXIT_CONFIG"
 SOURCE_URL_ENV = "LEARNEXIT_SOURCE_URL"
+SOURCE_READ_URL_ENV = "LEARNEXIT_SOURCE_READ_URL"
 STATE_URL_ENV = "LEARNEXIT_STATE_URL"
 DEFAULT_CONFIG_NAME = "learnexit.toml"
 FILL_IN = "FILL IN"  # what `init --from-database` writes where only a person can answer
@@ -68,7 +69,7 @@ SECTIONS = (
     "tables", "media", "roles", "closure", "export", "purge",
 )  # fmt: skip
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
-    "source": ("url", "schema"),
+    "source": ("url", "read_url", "schema"),
     "state": ("url",),
     "vendor": ("name",),
     "contract": (
@@ -206,6 +207,9 @@ class Settings:
     state_url: str
     vendor_name: str = "The vendor"
     source_schema: str | None = None
+    # [source] read_url: a read replica of ``source_url`` the export reads (None: it reads
+    # the primary).  Nothing else reads it: the purge always works on the primary.
+    source_read_url: str | None = None
     contract: ContractSettings = field(default_factory=ContractSettings)
     customer: CustomerSettings = field(default_factory=CustomerSettings)
     relations: tuple[Relation, ...] = ()
@@ -244,6 +248,17 @@ class Settings:
                 raise ConfigError(f"{self.label}: [source] url contains {{customer}}; name a customer")
             return self.source_url.replace("{customer}", customer)
         return self.source_url
+
+    def source_read_url_for(self, customer: str | None) -> str:
+        """Where the export reads: ``[source] read_url`` with ``{customer}`` filled in, or
+        the primary (``source_url_for``) when no read replica is configured."""
+        if self.source_read_url is None:
+            return self.source_url_for(customer)
+        if "{customer}" in self.source_read_url:
+            if customer is None:
+                raise ConfigError(f"{self.label}: [source] read_url contains {{customer}}; name a customer")
+            return self.source_read_url.replace("{customer}", customer)
+        return self.source_read_url
 
 
 # ---------------------------------------------------------------------------
@@ -436,13 +451,13 @@ def settings_from_data(
     for key in data:
         if key not in known:
             raise ConfigError(f"{label}: [{key}]: unknown section")
-    source_url, schema = _source(data, label, base_dir, env, source_url_flag)
+    source_url, read_url, schema = _source(data, label, base_dir, env, source_url_flag)
     state_url = _state(data, label, base_dir, env, state_url_flag)
     vendor = _Section(label, "vendor", data.get("vendor", {}))
     vendor_name = vendor.text("name", "The vendor")
     vendor.finish()
     contract = _contract(data, label)  # (sections checked in the file's documented order)
-    customer = _customer(data, label, source_url)
+    customer = _customer(data, label, source_url, read_url)
     relations = _relations(data, label)
     tables = _tables(data, label)
     media = _media(data["media"], label, base_dir) if "media" in data else None
@@ -456,6 +471,7 @@ def settings_from_data(
         state_url=state_url,
         vendor_name=vendor_name,
         source_schema=schema,
+        source_read_url=read_url,
         contract=contract,
         customer=customer,
         relations=relations,
@@ -470,16 +486,33 @@ def settings_from_data(
 
 def _source(
     data: dict[str, Any], label: str, base_dir: Path, env: dict[str, str], flag: str | None
-) -> tuple[str, str | None]:
-    """[source]: the URL (flag < environment < file) and the schema."""
+) -> tuple[str, str | None, str | None]:
+    """[source]: the URL (flag < environment < file), the read replica's URL (environment <
+    file) and the schema."""
     source = _Section(label, "source", data.get("source", {}))
-    url = flag or env.get(SOURCE_URL_ENV) or source.text("url")
+    overridden = flag or env.get(SOURCE_URL_ENV)
+    url = overridden or source.text("url")
     source.used.add("url")
+    read = env.get(SOURCE_READ_URL_ENV) or source.text("read_url")
     schema = source.text("schema")
     source.finish()
     if not url:
         raise ConfigError(f"{label}: [source] url: is required (or set {SOURCE_URL_ENV})")
-    return resolve_url(normalise_driver(url), base_dir, label, "[source] url"), schema
+    url = resolve_url(normalise_driver(url), base_dir, label, "[source] url")
+    if read is None:
+        return url, None, schema
+    read = resolve_url(normalise_driver(read), base_dir, label, "[source] read_url")
+    in_file = source.data.get("url")
+    if overridden and not env.get(SOURCE_READ_URL_ENV) and isinstance(in_file, str) and in_file != overridden:
+        # (the file's replica is a copy of the file's primary, not of the one that replaced it)
+        source.fail("read_url", f"url comes from {SOURCE_URL_ENV} or the command line: set {SOURCE_READ_URL_ENV} too")
+    if read == url:
+        source.fail("read_url", "is the same database as url (leave read_url out to read the primary)")
+    if backend(read) != backend(url):
+        source.fail(
+            "read_url", f"names a {backend(read)} database, url a {backend(url)} one: a replica is the same kind"
+        )
+    return url, read, schema
 
 
 def _state(data: dict[str, Any], label: str, base_dir: Path, env: dict[str, str], flag: str | None) -> str:
@@ -515,7 +548,7 @@ def _contract(data: dict[str, Any], label: str) -> ContractSettings:
     return contract
 
 
-def _customer(data: dict[str, Any], label: str, source_url: str) -> CustomerSettings:
+def _customer(data: dict[str, Any], label: str, source_url: str, read_url: str | None) -> CustomerSettings:
     cu = _Section(label, "customer", data.get("customer", {}))
     tenancy = cu.choice("tenancy", "shared", TENANCIES)
     customer = CustomerSettings(
@@ -531,10 +564,11 @@ def _customer(data: dict[str, Any], label: str, source_url: str) -> CustomerSett
     if customer.name_query is not None and not re.match(r"(?is)\s*(select|with)\b", customer.name_query):
         cu.fail("name_query", "must be a SELECT query returning one value")
     cu.finish()
-    if tenancy == "database" and "{customer}" not in source_url:
-        raise ConfigError(f'{label}: [source] url: tenancy = "database" needs {{customer}} in the URL')
-    if tenancy == "shared" and "{customer}" in source_url:
-        raise ConfigError(f'{label}: [source] url: {{customer}} in the URL needs tenancy = "database"')
+    for key, url in (("url", source_url), ("read_url", read_url or source_url)):
+        if tenancy == "database" and "{customer}" not in url:
+            raise ConfigError(f'{label}: [source] {key}: tenancy = "database" needs {{customer}} in the URL')
+        if tenancy == "shared" and "{customer}" in url:
+            raise ConfigError(f'{label}: [source] {key}: {{customer}} in the URL needs tenancy = "database"')
     return customer
 
 

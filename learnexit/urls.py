@@ -59,6 +59,11 @@ def normalise_driver(url: str) -> str:
     return url
 
 
+def backend(url: str) -> str:
+    """The kind of database a (checked) URL names: ``sqlite``, ``postgresql``, ``mysql``."""
+    return make_url(url.replace("{customer}", "customer")).get_backend_name()
+
+
 def resolve_url(url: str, base_dir: Path, label: str, key: str) -> str:
     """``url`` checked (ConfigError naming ``label`` and ``key``), its password registered
     as a secret, a relative SQLite path made relative to ``base_dir`` (the config's folder:
@@ -79,4 +84,4 @@ def resolve_url(url: str, base_dir: Path, label: str, key: str) -> str:
     return f"{head}:///{base_dir / path_part}{qmark}{query}"
 
 
-__all__ = ["has_control", "mask_url", "normalise_driver", "register_secret", "resolve_url", "scrub"]
+__all__ = ["backend", "has_control", "mask_url", "normalise_driver", "register_secret", "resolve_url", "scrub"]
