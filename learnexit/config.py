@@ -17,15 +17,18 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from .contract import DEFAULT_TIMEZONE
 from .documents.i18n import LANGS
 from .errors import ConfigError
+from .urls import backend, has_control, resolve_url
+from .urls import mask_url as mask_url  # (re-exported: most modules import these from config)
+from .urls import normalise_driver as normalise_driver
+from .urls import register_secret as register_secret
+from .urls import scrub as scrub
 
 CONFIG_ENV = "LEARNEXIT_CONFIG"
 SOURCE_URL_ENV = "LEARNEXIT_SOURCE_URL"
+SOURCE_READ_URL_ENV = "LEARNEXIT_SOURCE_READ_URL"
 STATE_URL_ENV = "LEARNEXIT_STATE_URL"
 DEFAULT_CONFIG_NAME = "learnexit.toml"
 FILL_IN = "FILL IN"  # what `init --from-database` writes where only a person can answer
@@ -66,7 +69,7 @@ SECTIONS = (
     "tables", "media", "roles", "closure", "export", "purge",
 )  # fmt: skip
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
-    "source": ("url", "schema"),
+    "source": ("url", "read_url", "schema"),
     "state": ("url",),
     "vendor": ("name",),
     "contract": (
@@ -98,34 +101,6 @@ def allowed_keys() -> dict[str, frozenset[str]]:
 
 
 _ALLOWED = allowed_keys()
-
-_SECRETS: set[str] = set()
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret (a database password) so output can be scrubbed of it."""
-    if value and len(value) >= 3:
-        _SECRETS.add(value)
-
-
-def scrub(text: str) -> str:
-    """Replace every registered secret in ``text`` by ``***``."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (never print a password)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: hide everything between the user's ':' and the last '@'
-        match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*:/*)(.*)", url, re.S)
-        prefix, rest = (match.group(1), match.group(2)) if match else ("", url)
-        userinfo, at, host = rest.rpartition("@")
-        if not at or ":" not in userinfo:
-            return url
-        return f"{prefix}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 @dataclass(frozen=True)
@@ -232,6 +207,9 @@ class Settings:
     state_url: str
     vendor_name: str = "The vendor"
     source_schema: str | None = None
+    # [source] read_url: a read replica of ``source_url`` the export reads (None: it reads
+    # the primary).  Nothing else reads it: the purge always works on the primary.
+    source_read_url: str | None = None
     contract: ContractSettings = field(default_factory=ContractSettings)
     customer: CustomerSettings = field(default_factory=CustomerSettings)
     relations: tuple[Relation, ...] = ()
@@ -254,7 +232,7 @@ class Settings:
         media root: one file store per customer, like one database per customer)."""
         if self.media is None or "{customer}" not in self.media.root:
             return self
-        if not customer or "/" in customer or "\\" in customer or customer.startswith(".") or _has_control(customer):
+        if not customer or "/" in customer or "\\" in customer or customer.startswith(".") or has_control(customer):
             raise ConfigError(
                 f"{self.label}: [media] root contains {{customer}}: the key {customer[:40]!r} cannot name a folder"
             )
@@ -270,6 +248,17 @@ class Settings:
                 raise ConfigError(f"{self.label}: [source] url contains {{customer}}; name a customer")
             return self.source_url.replace("{customer}", customer)
         return self.source_url
+
+    def source_read_url_for(self, customer: str | None) -> str:
+        """Where the export reads: ``[source] read_url`` with ``{customer}`` filled in, or
+        the primary (``source_url_for``) when no read replica is configured."""
+        if self.source_read_url is None:
+            return self.source_url_for(customer)
+        if "{customer}" in self.source_read_url:
+            if customer is None:
+                raise ConfigError(f"{self.label}: [source] read_url contains {{customer}}; name a customer")
+            return self.source_read_url.replace("{customer}", customer)
+        return self.source_read_url
 
 
 # ---------------------------------------------------------------------------
@@ -308,7 +297,7 @@ class _Section:
             self.fail(key, "is required")
         if value is not None and not value.strip():
             self.fail(key, "must not be empty")
-        if value is not None and _has_control(value):
+        if value is not None and has_control(value):
             self.fail(key, "must not contain control characters (NUL, line breaks, escapes)")
         return value
 
@@ -328,7 +317,7 @@ class _Section:
         for item in value:
             if not isinstance(item, str) or not item.strip():
                 self.fail(key, f"must be a list of non-empty strings, found {item!r}")
-            if _has_control(item):
+            if has_control(item):
                 self.fail(key, f"must not contain control characters, found {item!r}")
         return tuple(value)
 
@@ -345,10 +334,6 @@ class _Section:
         unknown = sorted(set(self.data) - self.allowed)
         if unknown:
             self.fail(unknown[0], "unknown key" + (f" (also: {', '.join(unknown[1:])})" if unknown[1:] else ""))
-
-
-def _has_control(text: str) -> bool:
-    return any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in text)
 
 
 def _column_ref(section: _Section, key: str, text: str) -> tuple[str, str]:
@@ -368,7 +353,7 @@ def _column_refs(section: _Section, key: str) -> tuple[str, tuple[str, ...]]:
     items: list[Any] = raw if isinstance(raw, list) else [raw]
     if not items or not all(isinstance(item, str) and item.strip() for item in items):
         section.fail(key, "must be table.column or a list of table.column (one table)")
-    if any(_has_control(item) for item in items):
+    if any(has_control(item) for item in items):
         section.fail(key, "must not contain control characters (NUL, line breaks, escapes)")
     refs = [_column_ref(section, key, str(item)) for item in items]
     tables = {table for table, _col in refs}
@@ -397,33 +382,6 @@ def _table_sentinels(section: _Section) -> tuple[tuple[str, tuple[Any, ...]], ..
             section.fail("sentinels", f"{column} must be a list of values, not {type(values).__name__}")
         out.append((column, _sentinel_values(section, "sentinels", values)))
     return tuple(out)
-
-
-def _resolve_url(url: str, base_dir: Path, label: str, key: str) -> str:
-    if _has_control(url):  # the URL may come from the environment, not only the file
-        raise ConfigError(f"{label}: {key}: the URL contains a control character")
-    try:
-        parsed = make_url(url.replace("{customer}", "customer"))
-    except ArgumentError:
-        raise ConfigError(f"{label}: {key}: not a database URL: {mask_url(url)!r}") from None
-    if not parsed.drivername.startswith("sqlite"):
-        register_secret(parsed.password if isinstance(parsed.password, str) else None)
-        return url
-    prefix, sep, rest = url.partition(":///")
-    path_part, qmark, query = rest.partition("?")
-    if not sep or not path_part or path_part == ":memory:" or path_part.startswith(("/", "file:")):
-        return url
-    # Relative SQLite paths are relative to the config file, not to the cwd.
-    return f"{prefix}:///{base_dir / path_part}{qmark}{query}"
-
-
-def normalise_driver(url: str) -> str:
-    """Pick the installed driver when the URL names none (postgresql:// → psycopg 3)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    if url.startswith("mysql://") or url.startswith("mariadb://"):
-        return "mysql+pymysql://" + url.split("://", 1)[1]
-    return url
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None, env: dict[str, str]) -> Path | None:
@@ -493,13 +451,13 @@ def settings_from_data(
     for key in data:
         if key not in known:
             raise ConfigError(f"{label}: [{key}]: unknown section")
-    source_url, schema = _source(data, label, base_dir, env, source_url_flag)
+    source_url, read_url, schema = _source(data, label, base_dir, env, source_url_flag)
     state_url = _state(data, label, base_dir, env, state_url_flag)
     vendor = _Section(label, "vendor", data.get("vendor", {}))
     vendor_name = vendor.text("name", "The vendor")
     vendor.finish()
     contract = _contract(data, label)  # (sections checked in the file's documented order)
-    customer = _customer(data, label, source_url)
+    customer = _customer(data, label, source_url, read_url)
     relations = _relations(data, label)
     tables = _tables(data, label)
     media = _media(data["media"], label, base_dir) if "media" in data else None
@@ -513,6 +471,7 @@ def settings_from_data(
         state_url=state_url,
         vendor_name=vendor_name,
         source_schema=schema,
+        source_read_url=read_url,
         contract=contract,
         customer=customer,
         relations=relations,
@@ -527,16 +486,33 @@ def settings_from_data(
 
 def _source(
     data: dict[str, Any], label: str, base_dir: Path, env: dict[str, str], flag: str | None
-) -> tuple[str, str | None]:
-    """[source]: the URL (flag < environment < file) and the schema."""
+) -> tuple[str, str | None, str | None]:
+    """[source]: the URL (flag < environment < file), the read replica's URL (environment <
+    file) and the schema."""
     source = _Section(label, "source", data.get("source", {}))
-    url = flag or env.get(SOURCE_URL_ENV) or source.text("url")
+    overridden = flag or env.get(SOURCE_URL_ENV)
+    url = overridden or source.text("url")
     source.used.add("url")
+    read = env.get(SOURCE_READ_URL_ENV) or source.text("read_url")
     schema = source.text("schema")
     source.finish()
     if not url:
         raise ConfigError(f"{label}: [source] url: is required (or set {SOURCE_URL_ENV})")
-    return _resolve_url(normalise_driver(url), base_dir, label, "[source] url"), schema
+    url = resolve_url(normalise_driver(url), base_dir, label, "[source] url")
+    if read is None:
+        return url, None, schema
+    read = resolve_url(normalise_driver(read), base_dir, label, "[source] read_url")
+    in_file = source.data.get("url")
+    if overridden and not env.get(SOURCE_READ_URL_ENV) and isinstance(in_file, str) and in_file != overridden:
+        # (the file's replica is a copy of the file's primary, not of the one that replaced it)
+        source.fail("read_url", f"url comes from {SOURCE_URL_ENV} or the command line: set {SOURCE_READ_URL_ENV} too")
+    if read == url:
+        source.fail("read_url", "is the same database as url (leave read_url out to read the primary)")
+    if backend(read) != backend(url):
+        source.fail(
+            "read_url", f"names a {backend(read)} database, url a {backend(url)} one: a replica is the same kind"
+        )
+    return url, read, schema
 
 
 def _state(data: dict[str, Any], label: str, base_dir: Path, env: dict[str, str], flag: str | None) -> str:
@@ -547,7 +523,7 @@ def _state(data: dict[str, Any], label: str, base_dir: Path, env: dict[str, str]
     state.finish()
     if "{customer}" in surl:
         state.fail("url", "must not contain {customer}: the ledger is one database")
-    return _resolve_url(normalise_driver(surl), base_dir, label, "[state] url")
+    return resolve_url(normalise_driver(surl), base_dir, label, "[state] url")
 
 
 def _contract(data: dict[str, Any], label: str) -> ContractSettings:
@@ -572,7 +548,7 @@ def _contract(data: dict[str, Any], label: str) -> ContractSettings:
     return contract
 
 
-def _customer(data: dict[str, Any], label: str, source_url: str) -> CustomerSettings:
+def _customer(data: dict[str, Any], label: str, source_url: str, read_url: str | None) -> CustomerSettings:
     cu = _Section(label, "customer", data.get("customer", {}))
     tenancy = cu.choice("tenancy", "shared", TENANCIES)
     customer = CustomerSettings(
@@ -588,10 +564,11 @@ def _customer(data: dict[str, Any], label: str, source_url: str) -> CustomerSett
     if customer.name_query is not None and not re.match(r"(?is)\s*(select|with)\b", customer.name_query):
         cu.fail("name_query", "must be a SELECT query returning one value")
     cu.finish()
-    if tenancy == "database" and "{customer}" not in source_url:
-        raise ConfigError(f'{label}: [source] url: tenancy = "database" needs {{customer}} in the URL')
-    if tenancy == "shared" and "{customer}" in source_url:
-        raise ConfigError(f'{label}: [source] url: {{customer}} in the URL needs tenancy = "database"')
+    for key, url in (("url", source_url), ("read_url", read_url or source_url)):
+        if tenancy == "database" and "{customer}" not in url:
+            raise ConfigError(f'{label}: [source] {key}: tenancy = "database" needs {{customer}} in the URL')
+        if tenancy == "shared" and "{customer}" in url:
+            raise ConfigError(f'{label}: [source] {key}: {{customer}} in the URL needs tenancy = "database"')
     return customer
 
 
@@ -660,7 +637,7 @@ def _table_rule(label: str, name: str, item: Any) -> TableRule:
 def _media(raw: Any, label: str, base_dir: Path) -> MediaSettings:
     m = _Section(label, "media", raw)
     root = m.text("root", required=True)
-    if _has_control(root):
+    if has_control(root):
         m.fail("root", "must not contain control characters")
     if "{" in root.replace("{customer}", ""):
         m.fail("root", "the only placeholder allowed is {customer}")

@@ -23,6 +23,7 @@ CONFIG_SKELETON = """\
 
 [source]
 url = "sqlite:///lms.db"                # the LMS database: any SQLAlchemy URL (or LEARNEXIT_SOURCE_URL)
+# read_url = "postgresql://learnexit@replica/lms"   # a read replica the export reads; the purge never does
 # schema = "public"                     # the schema whose tables are read
 
 [state]

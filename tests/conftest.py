@@ -141,7 +141,10 @@ def db_factory(tmp_path: Path) -> Iterator[Callable[[str], DatabaseFactory]]:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's own learnexit settings."""
-    for var in ("LEARNEXIT_CONFIG", "LEARNEXIT_SOURCE_URL", "LEARNEXIT_STATE_URL", "LEARNEXIT_LOG_FORMAT"):
+    for var in (
+        "LEARNEXIT_CONFIG", "LEARNEXIT_SOURCE_URL", "LEARNEXIT_SOURCE_READ_URL", "LEARNEXIT_STATE_URL",
+        "LEARNEXIT_LOG_FORMAT",
+    ):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LEARNEXIT_ACTOR", "tester@example")
 

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from conftest import PG_ADMIN, DatabaseFactory
 from typer.testing import CliRunner
 
-from learnexit import config as config_module
+from learnexit import urls as urls_module  # (the remembered passwords live there)
 from learnexit.cli import app
 from learnexit.demo import build_example, build_shared_schema, populate_shared
 
@@ -146,7 +146,7 @@ def cli(
             done = run(full, run_env)
             code, stdout, stderr = done.returncode, done.stdout, done.stderr
         else:
-            config_module._SECRETS.clear()
+            urls_module._SECRETS.clear()
             result = runner.invoke(app, full, env=run_env)
             assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
             code, stdout, stderr = result.exit_code, result.stdout, result.stderr

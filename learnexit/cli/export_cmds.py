@@ -121,7 +121,9 @@ def export_command(
     package is built under a .partial name and renamed only when complete, and the
     export is recorded in the ledger and the audit log. An earlier export of the customer
     that was killed on this host is recorded as failed and its .partial build removed
-    first.
+    first. With [source] read_url set the data is read from that read replica (the
+    customer's row checked against the primary's); the package records where it was read
+    and, on a PostgreSQL standby, the replay position.
 
     Examples:
 
@@ -200,6 +202,8 @@ def _render_export(console: Console, result: ExportResult) -> None:
         f"{result.files} files, {_size(result.bytes)}; formats: {', '.join(result.formats)}; "
         f"manifest sha256 {result.manifest_sha256}"
     )
+    if result.read is not None and result.read.reads == "replica":  # (the URL's password masked)
+        console.print(f"Read from: {printable(result.read.url)} ({result.read.tag()})")
     for note in result.notes:
         console.print(f"note: {note_sentence(note)}")
 

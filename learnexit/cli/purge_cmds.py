@@ -256,7 +256,8 @@ def purge_command(
     written. Refused while a legal hold is active, before the purge is due (unless
     --force --reason) and while tables are unclassified. With --due, data a finished
     purge deleted that is in the source again (a restored backup) is deleted again, under
-    the same case, with a certificate addendum.
+    the same case, with a certificate addendum. The plan, the dry run, the deletion and
+    the verification all work on [source] url, never on a read replica ([source] read_url).
 
     Examples:
 

@@ -13,7 +13,9 @@ The run, in order (design §4, issue 4):
    the export is refused (exit 3) unless a reason for the late export is given.  No
    notice at all is allowed, and said in the notes.
 3. Record the export as ``running`` (with an audit entry), create ``<name>.partial/``.
-4. Open ONE snapshot.  Build the table specs (owned tables parents first, column kinds,
+4. Open ONE snapshot (of the read replica, ``[source] read_url``, when one is set; its
+   first statement records where it reads: ``ReadPoint``, a standby's replay position,
+   a warning when it lags).  Build the table specs (owned tables parents first, column kinds,
    references among exported tables whose targets are all exported), count each table,
    then read each table once, feeding every selected format's ``TableWriter``; then run
    each format's ``after`` step in ``order``, still in the snapshot.  With several cores

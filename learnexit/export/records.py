@@ -34,7 +34,7 @@ from ..ledger.export_records import (
 from ..ledger.store import Ledger, holder_is_dead, utcnow
 from ..logs import event
 from ..package.build import PackageBuild, PackageResult, destroy_path, looks_like_package, package_paths
-from ..source import describe_db_error
+from ..source import ReadPoint, describe_db_error
 from ..valuefree import first_line
 
 
@@ -142,12 +142,14 @@ def record_completion(
     late: bool,
     encrypted: bool,
     at: datetime,
+    read: ReadPoint | None = None,
 ) -> None:
     """Record the published package: the export ``complete``, its lock removed, audit
-    ``export_completed``.  A full purge that started while the export read makes the
-    package hold data being deleted: it is destroyed, the export recorded as failed, and
-    Refused raised.  A ledger that cannot record it is an OperationalError that says
-    where the (complete) package is."""
+    ``export_completed`` (with ``read``: where the snapshot was read, the URL masked).  A
+    full purge that started while the export read makes the package hold data being
+    deleted: it is destroyed, the export recorded as failed, and Refused raised.  A ledger
+    that cannot record it is an OperationalError that says where the (complete) package
+    is."""
     overtaken = None
     try:
         with ledger.transaction() as conn:
@@ -179,6 +181,8 @@ def record_completion(
                 "late": late,
                 "encrypted": encrypted,
             }
+            if read is not None:
+                details["read"] = read.as_dict()
             ledger.append_audit(conn, "export", "export_completed", customer, details)
     except Refused as exc:
         if overtaken is None:

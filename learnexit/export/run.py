@@ -25,7 +25,8 @@ from ..offboarding.facts import active_notice
 from ..package.build import PackageBuild, discard_package, finish_package, plan_package
 from ..quiet_loss import quiet_loss_notes
 from ..roles import check_roles
-from ..source import Source
+from ..source import ReadPoint, Source
+from ..source.snapshot import REPLICA_LAG_WARNING_SECONDS
 from .hooks import NO_HOOKS, ExportHooks
 from .options import parse_recipients, resolve_formats
 from .parallel import run_formats
@@ -54,6 +55,7 @@ class ExportResult:
     encrypted: bool = False
     zip: bool = False
     payload_files: int = 0
+    read: ReadPoint | None = None  # where the snapshot was read (the primary or its replica)
 
     @property
     def rows(self) -> int:
@@ -78,6 +80,7 @@ class ExportResult:
             "late": self.late,
             "zip": self.zip,
             "encrypted": self.encrypted,
+            "read": self.read.as_dict() if self.read is not None else None,
         }
 
 
@@ -238,6 +241,16 @@ def _export_rows(
 ) -> ExportJob:
     """Every format's files from one snapshot of the customer's rows."""
     with source.snapshot() as conn:
+        point = source.read_point(conn)  # (first: on PostgreSQL this takes the snapshot)
+        if point.lagging:
+            event(
+                "export_replica_behind",
+                level=30,
+                customer=customer,
+                seconds=round(point.lag_seconds or 0),
+                threshold=REPLICA_LAG_WARNING_SECONDS,
+                position=point.position,
+            )
         totals: dict[str, int] = {}
         with counting_helper(source, conn) as helper:
             specs = build_specs(source, conn, notes, totals, helper)
@@ -260,6 +273,7 @@ def _export_rows(
             started_at=request.started,
             export_deadline=deadline,
             notes=notes,
+            read_point=point,
         )
         if progress is not None:
             job.progress = _progress_totals(progress, totals, request.format_names)
@@ -318,7 +332,7 @@ def run_export(
     settings = settings.for_customer(customer)
     request = _request(settings, formats, out, sql_dialect, lang, late_reason, allow_missing_media, encrypt_to, now)
     started, recipients = request.started, request.recipients
-    with Ledger(settings.state_url) as ledger, open_source(settings, ledger, customer) as source:
+    with Ledger(settings.state_url) as ledger, open_source(settings, ledger, customer, reads="replica") as source:
         notes: list[str] = []
         deadline, late, customer_name = _prepare(settings, ledger, source, customer, request, notes)
         build = plan_package(request.out_dir, customer, started, zip_output=zip_output, encrypted=bool(recipients))
@@ -348,6 +362,7 @@ def run_export(
             late=late,
             encrypted=bool(recipients),
             at=finished,
+            read=job.read_point,
         )
         event("export_completed", customer=customer, export_id=export_id, rows=sum(job.counts.values()))
         return ExportResult(
@@ -368,6 +383,7 @@ def run_export(
             encrypted=bool(recipients),
             zip=build.zip_output,
             payload_files=packaged.payload_files,
+            read=job.read_point,
         )
 
 

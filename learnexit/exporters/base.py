@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from ..config import Settings
 from ..errors import OperationalError, printable
-from ..source import Edge, Source, text_decode
+from ..source import Edge, ReadPoint, Source, text_decode
 
 KINDS = ("integer", "number", "boolean", "date", "datetime", "string", "binary")
 
@@ -250,6 +250,8 @@ class ExportJob:
     prehashed: dict[str, Any] = field(default_factory=dict)
     # What a format's read-pass watcher (``Exporter.watcher``) hands its ``after`` step.
     shared: dict[str, Any] = field(default_factory=dict)
+    # Where the snapshot was read: the primary or its read replica (bag-info, index.html).
+    read_point: ReadPoint | None = None
 
     def in_background(self, work: Callable[[], None], name: str) -> Background:
         """Run ``work`` on a thread while the export goes on; every format's files are

@@ -12,7 +12,7 @@ from ..config import Settings
 from ..errors import BadInput, LearnexitError
 from ..ledger.records import CaseRecords, read_case
 from ..ledger.store import Ledger
-from ..source import PinnedRow, Source, check_customer_key
+from ..source import PinnedRow, Reads, Source, check_customer_key
 
 __all__ = [
     "MAX_NAME",
@@ -29,14 +29,15 @@ MAX_REFERENCE = 500
 MAX_NAME = 200
 
 
-def open_source(settings: Settings, ledger: Ledger, customer: str) -> Source:
+def open_source(settings: Settings, ledger: Ledger, customer: str, *, reads: Reads = "primary") -> Source:
     """The source for ``customer``, its row checked against the one the open case pinned:
-    a key that now names another row is refused (3) instead of acted on."""
+    a key that now names another row is refused (3) instead of acted on.  ``reads``:
+    "replica" reads ``[source] read_url`` when one is set (only the export asks for it)."""
     case = ledger.case_of(customer)
     pinned = None
     if case is not None and case["row_pk"] is not None and case["finished_at"] is None:
         pinned = PinnedRow(case["row_pk"])
-    return Source(settings, customer, pinned=pinned)
+    return Source(settings, customer, pinned=pinned, reads=reads)
 
 
 def require_same_row(settings: Settings, ledger: Ledger, customer: str) -> None:

@@ -450,6 +450,8 @@ def _bag_info(job: ExportJob, formats: Sequence[tuple[str, str]], payload_bytes:
         tag_line(FORMATS_TAG, ",".join(name for name, _ in formats)),
         tag_line("Learnexit-Vendor", job.settings.vendor_name),
     ]
+    if job.read_point is not None:  # the primary or its read replica, and the replica's position
+        lines.append(tag_line("Learnexit-Read-From", job.read_point.tag()))
     for spec in job.tables:
         lines.append(tag_line(ROWS_TAG, f"{spec.name}={job.counts.get(spec.name, 0)}"))
     return "".join(lines)

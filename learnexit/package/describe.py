@@ -206,6 +206,10 @@ _TEXT = {
         "formats": "Formats",
         "tool": "Made by",
         "vendor": "Delivered by",
+        "read": "Read from",
+        "read_primary": "the LMS database",
+        "read_replica": "a read replica of the LMS database",
+        "read_position": "as of its replay position {position}",
         "tables": "Tables",
         "table": "Table",
         "category": "Category",
@@ -239,6 +243,10 @@ _TEXT = {
         "formats": "Format",
         "tool": "Skapat med",
         "vendor": "Levererat av",
+        "read": "Läst ur",
+        "read_primary": "LMS-databasen",
+        "read_replica": "en läskopia (replik) av LMS-databasen",
+        "read_position": "som den var vid återspelningsposition {position}",
         "tables": "Tabeller",
         "table": "Tabell",
         "category": "Kategori",
@@ -281,6 +289,18 @@ def _link(rel: str, label: str | None = None) -> str:
     return f'<a href="{html.escape(quote(rel))}">{html.escape(printable(label or rel))}</a>'
 
 
+def _read_row(job: ExportJob, t: dict[str, str]) -> list[str]:
+    """The row saying where the data was read: the LMS database or its read replica, as of
+    the replica's replay position (no URL: the vendor's hosts are not in the package)."""
+    point = job.read_point
+    if point is None:
+        return []
+    text = t["read_replica"] if point.reads == "replica" else t["read_primary"]
+    if point.position is not None:
+        text += ", " + t["read_position"].format(position=point.position)
+    return [f"<tr><th>{html.escape(t['read'])}</th><td>{html.escape(printable(text))}</td></tr>"]
+
+
 def render_index(job: ExportJob, formats: Sequence[tuple[str, str]], sizes: dict[str, int]) -> str:
     """``data/index.html``: what is inside, counts, every note, links.  Self-contained."""
     lang = job.options.lang if job.options.lang in _TEXT else "en"
@@ -314,6 +334,7 @@ def render_index(job: ExportJob, formats: Sequence[tuple[str, str]], sizes: dict
         + "<br>".join(f"<b>{e(name)}</b>: {e(desc)}" for name, desc in formats)
         + "</td></tr>",
         f"<tr><th>{e(t['vendor'])}</th><td>{e(job.settings.vendor_name)}</td></tr>",
+        *_read_row(job, t),
         f"<tr><th>{e(t['tool'])}</th><td>learnexit {e(__version__)}</td></tr>",
         "</table>",
         f"<h2>{e(t['tables'])}</h2>",

@@ -4,7 +4,8 @@
 - ``customer``: what a customer key may be, the customer's row, the row a case pinned;
 - ``datamap``: every table classified, the references (``Edge``), parents-first order;
 - ``ownership``: the customer's rows as SQL conditions, contested rows;
-- ``snapshot``: consistent reads, shared with other processes where possible;
+- ``snapshot``: consistent reads, shared with other processes where possible, and where
+  they were read (``ReadPoint``: the primary or its read replica, ``Reads``);
 - ``reader``: ``Source``, one customer's view tying those together;
 - ``inspection``: ``inspect_customer`` (imported from there: it reads the config's
   quiet-loss checks, which build on this package);
@@ -19,12 +20,15 @@ from .datamap import DataMap, Edge
 from .ownership import ContestedTable, sentinels_typed
 from .reader import Source, cycle_can_break, unbreakable_cycle_note
 from .reflect import describe_db_error, make_engine
+from .snapshot import ReadPoint, Reads
 
 __all__ = [
     "ContestedTable",
     "DataMap",
     "Edge",
     "PinnedRow",
+    "ReadPoint",
+    "Reads",
     "Source",
     "check_customer_key",
     "cycle_can_break",

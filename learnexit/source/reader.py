@@ -1,5 +1,8 @@
 """``Source``: one customer's view of the source database — its tables classified, the
-customer's row found, the customer's rows selected, counted and streamed."""
+customer's row found, the customer's rows selected, counted and streamed.  It reads the
+primary (``[source] url``) unless opened with ``reads="replica"`` (the export, when
+``[source] read_url`` is set); the customer's row is then looked up on the primary too, and
+the replica must hold the same row."""
 
 from __future__ import annotations
 
@@ -12,28 +15,40 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..config import Settings
-from ..errors import Refused
-from .customer import PinnedRow, check_customer_key, check_database_key, find_customer_row, key_text, pk_label, pk_text
+from ..errors import ConfigError, Refused, UnknownCustomer
+from .customer import (
+    CustomerRow,
+    PinnedRow,
+    check_customer_key,
+    check_database_key,
+    find_customer_row,
+    key_text,
+    pk_label,
+    pk_text,
+)
 from .datamap import DataMap, Edge
 from .keysets import KeySets
 from .naming import configured_name
 from .ownership import ContestedTable, Ownership
-from .reflect import check_source_file, make_engine, reflect_source
-from .snapshot import SnapshotReader
+from .reflect import check_source_file, make_engine, reflect_source, reflect_table
+from .snapshot import Reads, SnapshotReader
 
 
 class Source(SnapshotReader):
     """One customer's view of the source database."""
 
-    def __init__(self, settings: Settings, customer: str, *, pinned: PinnedRow | None = None) -> None:
+    def __init__(
+        self, settings: Settings, customer: str, *, pinned: PinnedRow | None = None, reads: Reads = "primary"
+    ) -> None:
         self.settings = settings
         self.customer = check_customer_key(customer)
         self.tenancy = settings.customer.tenancy
         if self.tenancy == "database":
             check_database_key(customer)
-        url = settings.source_url_for(customer)
-        check_source_file(settings, url, customer)
-        super().__init__(make_engine(url), url)
+        replica = reads == "replica" and settings.source_read_url is not None
+        url = settings.source_read_url_for(customer) if replica else settings.source_url_for(customer)
+        check_source_file(settings, url, customer, "read_url" if replica else "url")
+        super().__init__(make_engine(url), url, "replica" if replica else "primary")
         self.metadata = reflect_source(self.engine, self.url, settings, customer)
         self.datamap = DataMap(settings, self.metadata)
         self.pinned = pinned
@@ -78,18 +93,53 @@ class Source(SnapshotReader):
     def find_customer(self) -> Any:
         """The customer's key as stored, from its row, found by the exact text of the key
         (rule 1 of ownership); sets ``customer_pk``.  A subclass may override it (the purge
-        reads a case whose row it has deleted)."""
+        reads a case whose row it has deleted).  On a read replica the row is the one the
+        key names on the primary, checked against the case's pin there, and the replica
+        must hold that same row."""
         cust = self.settings.customer
         table = self.table(cust.table or "")
-        found = find_customer_row(self.engine, table, table.c[cust.key], self.customer)
+        if self.reads == "replica":
+            primary = self._primary_row(table)
+            try:
+                found = find_customer_row(self.engine, table, table.c[cust.key], self.customer)
+            except UnknownCustomer:
+                found = None
+            if found is None or found.pk_text != primary.pk_text:
+                raise Refused(
+                    f"the read replica ([source] read_url) does not hold the {cust.table} row "
+                    f"({pk_label(table, primary.pk)}) customer key {self.customer!r} names on the primary: "
+                    "the replica is behind or not a copy of the primary; nothing was done"
+                )
+        else:
+            found = find_customer_row(self.engine, table, table.c[cust.key], self.customer)
+            self._check_pin(table, found)
+        self.customer_pk = found.pk
+        return found.key
+
+    def _check_pin(self, table: sa.Table, found: CustomerRow) -> None:
+        """Refused when the key names another row than the one the case was opened for."""
         if self.pinned is not None and found.pk_text != self.pinned.pk_text:
             raise Refused(
-                f"customer key {self.customer!r} now names another {cust.table} row "
+                f"customer key {self.customer!r} now names another {table.name} row "
                 f"({pk_label(table, found.pk)}) than the one this offboarding case was opened for "
                 f"({pk_label(table, self.pinned.pk)}); nothing was done"
             )
-        self.customer_pk = found.pk
-        return found.key
+
+    def _primary_row(self, table: sa.Table) -> CustomerRow:
+        """The customer's row on the primary (only the customer table is reflected there),
+        checked against the case's pin."""
+        url = self.settings.source_url_for(self.customer)
+        check_source_file(self.settings, url, self.customer)
+        engine = make_engine(url)
+        try:
+            on_primary = reflect_table(engine, url, self.settings, table.name)
+            if self.settings.customer.key not in on_primary.c:
+                raise ConfigError(f"{table.name}.{self.settings.customer.key} does not exist in the primary")
+            found = find_customer_row(engine, on_primary, on_primary.c[self.settings.customer.key], self.customer)
+        finally:
+            engine.dispose()
+        self._check_pin(on_primary, found)
+        return found
 
     def repoint(self, customer: str, pinned: PinnedRow | None) -> None:
         """Make this the source of another customer (or case) of the same database: the

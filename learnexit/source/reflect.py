@@ -72,9 +72,10 @@ def describe_db_error(exc: BaseException) -> str:
     return scrub(without_values(text[0]) if text else type(orig).__name__)
 
 
-def check_source_file(settings: Settings, url: str, customer: str) -> None:
+def check_source_file(settings: Settings, url: str, customer: str, key: str = "url") -> None:
     """A SQLite source that is not there: an unknown customer (tenancy "database") or a
-    config error — SQLite would silently create an empty database for a mistyped path."""
+    config error naming ``[source] key`` — SQLite would silently create an empty database
+    for a mistyped path."""
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite"):
         return
@@ -83,7 +84,7 @@ def check_source_file(settings: Settings, url: str, customer: str) -> None:
         if db and db != ":memory:" and not os.path.exists(db):
             raise UnknownCustomer(f"unknown customer {customer!r}: no database file {db}")
     elif db and db != ":memory:" and not db.startswith("file:") and not os.path.exists(db):
-        raise ConfigError(f"{settings.label}: [source] url: the SQLite database {db} does not exist")
+        raise ConfigError(f"{settings.label}: [source] {key}: the SQLite database {db} does not exist")
 
 
 def reflect_source(engine: Engine, url: str, settings: Settings, customer: str) -> sa.MetaData:
@@ -102,3 +103,17 @@ def reflect_source(engine: Engine, url: str, settings: Settings, customer: str) 
     except sa.exc.SQLAlchemyError as exc:
         raise OperationalError(f"cannot read source {mask_url(url)}: {describe_db_error(exc)}") from None
     return metadata
+
+
+def reflect_table(engine: Engine, url: str, settings: Settings, name: str) -> sa.Table:
+    """One table of the source (``[source] schema``): what a look at a single row needs
+    (the export checks the customer's row on the primary without reflecting it all)."""
+    metadata = sa.MetaData()
+    try:
+        with engine.connect() as conn:
+            metadata.reflect(conn, schema=settings.source_schema, only=[name])
+    except sa.exc.InvalidRequestError:  # (reflect's "not there": no database error)
+        raise ConfigError(f"table {name!r} does not exist in the source {mask_url(url)}") from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise OperationalError(f"cannot read source {mask_url(url)}: {describe_db_error(exc)}") from None
+    return next(iter(metadata.tables.values()))
