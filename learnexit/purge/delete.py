@@ -24,7 +24,7 @@ from ..errors import ConfigError, OperationalError
 from ..logs import event
 from ..media_paths import media_columns
 from ..source import Edge, Source, describe_db_error
-from ..source.keys import chunks, key_after, key_cols, key_in
+from ..source.keys import chunks, key_after, key_cols, key_in, tables_with_rows
 from .conditions import count_rows, db_error, not_true
 from .faults import Faults
 from .history import earlier_keys
@@ -83,6 +83,15 @@ class Deleter:
                 found |= earlier_keys(self.journal.ledger, self.customer, RETAINED, self.journal.purge_id).get(t, set())
             self.journal.record_pending(t, [], {t: found}, [])
             self.journal.mark("capture:" + t)
+
+    def holding_rows(self, names: list[str]) -> set[str]:
+        """The tables of ``names`` that hold any row now: the others have nothing to
+        delete, and a schema of mostly empty tables costs what its rows cost."""
+        try:
+            with self.src.engine.connect() as conn:
+                return tables_with_rows(conn, [self.src.table(t) for t in names])
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error("cannot read the source", exc) from None
 
     def _via_targets(self, t: str) -> list[tuple[str, str, str]]:
         """(owned_via table, column of ``t``, target column) for references out of ``t``."""

@@ -26,7 +26,7 @@ from ..offboarding import clock
 from ..offboarding.cases import require_customer
 from ..offboarding.facts import active_hold, customer_facts
 from ..source import Edge, Source, check_customer_key, cycle_can_break, unbreakable_cycle_note
-from ..source.keys import chunks, key_cols, key_in
+from ..source.keys import chunks, key_cols, key_in, tables_with_rows
 from .conditions import count_rows, db_error, flag_counts, not_true
 from .exports import exports_running
 from .history import (
@@ -268,46 +268,20 @@ def fill_plan(
     plan.unlink = [f"{e.child}.{','.join(e.child_cols)}" for e in unlink]
     try:
         with src.snapshot() as conn:
-            for contested in src.contested_report(conn):
+            holding = tables_with_rows(conn, [src.table(t) for t in scope.children_first])
+            for contested in src.contested_report(conn, holding):
                 plan.contested[contested.table] = contested.rows
                 plan.notes.append(contested.note())
             for t in scope.children_first:
                 info = src.datamap.info[t]
-                table = src.table(t)
                 tp = TablePlan(table=t, how=info.how or "", delete=0)
-                keep = scope.ret(t)
                 if t in scope.via:
-                    pk = key_cols(table)
-                    other = scope.other_ref(t)
-                    pred = src.predicate(t)
-                    # kept_shared: pred and other; retained: pred, not other, keep
-                    flags = flag_counts(conn, table, [pred], other, keep)
-                    tp.kept_shared = sum(n for (o, _k), n in flags.items() if o)
-                    tp.retained = sum(n for (o, k), n in flags.items() if not o and k)
-                    total = sum(flags.values())
-                    keys = decode_keys(extra.get(t, set()))
-                    for chunk in chunks(keys, CHUNK):
-                        flags = flag_counts(conn, table, [key_in(pk, chunk), not_true(pred)], other, keep)
-                        total += sum(flags.values())
-                        tp.kept_shared += sum(n for (o, _k), n in flags.items() if o)
-                        tp.retained += sum(n for (o, k), n in flags.items() if not o and k)
-                    tp.delete = total - tp.kept_shared - tp.retained
                     tp.strategy = "only those nothing outside the customer's data still references"
-                else:
-                    tp.delete = count_rows(conn, table, scope.doomed(t))
-                    tp.retained = count_rows(conn, table, keep) if keep is not None else 0
-                    shared = scope.shared_only(t)
-                    tp.kept_shared = count_rows(conn, table, shared) if shared is not None else 0
-                    if tp.kept_shared:
-                        values, _dirty = scope.personal(t)
-                        plan.notes.append(
-                            f"{t}: {tp.kept_shared} rows stay because {', '.join(scope.held_by(t))} "
-                            "(outside the customer's data) still reference them"
-                            + (f"; {', '.join(values)} blanked" if values else "")
-                        )
-                    if scope.self_edges.get(t):
-                        edge = scope.self_edges[t][0]
-                        tp.strategy = f"deepest rows first, by {t}.{','.join(edge.child_cols)}"
+                elif scope.self_edges.get(t):
+                    edge = scope.self_edges[t][0]
+                    tp.strategy = f"deepest rows first, by {t}.{','.join(edge.child_cols)}"
+                if t in holding:  # (an empty table: nothing to count)
+                    _count_table(plan, tp, conn, src, scope, extra)
                 if tp.retained:
                     tp.until, tp.legal_basis, tp.reason = scope.retention_info(t)
                     if tp.reason is not None:
@@ -325,3 +299,39 @@ def fill_plan(
     except sa.exc.SQLAlchemyError as exc:
         raise db_error("cannot plan the purge", exc) from None
     plan.notes += scope.notes
+
+
+def _count_table(
+    plan: PurgePlan, tp: TablePlan, conn: Any, src: Source, scope: Scope, extra: dict[str, set[str]]
+) -> None:
+    """Count one table that holds rows into ``tp`` (and its notes into ``plan``)."""
+    t = tp.table
+    table = src.table(t)
+    keep = scope.ret(t)
+    if t in scope.via:
+        pk = key_cols(table)
+        other = scope.other_ref(t)
+        pred = src.predicate(t)
+        # kept_shared: pred and other; retained: pred, not other, keep
+        flags = flag_counts(conn, table, [pred], other, keep)
+        tp.kept_shared = sum(n for (o, _k), n in flags.items() if o)
+        tp.retained = sum(n for (o, k), n in flags.items() if not o and k)
+        total = sum(flags.values())
+        keys = decode_keys(extra.get(t, set()))
+        for chunk in chunks(keys, CHUNK):
+            flags = flag_counts(conn, table, [key_in(pk, chunk), not_true(pred)], other, keep)
+            total += sum(flags.values())
+            tp.kept_shared += sum(n for (o, _k), n in flags.items() if o)
+            tp.retained += sum(n for (o, k), n in flags.items() if not o and k)
+        tp.delete = total - tp.kept_shared - tp.retained
+        return
+    tp.delete = count_rows(conn, table, scope.doomed(t))
+    tp.retained = count_rows(conn, table, keep) if keep is not None else 0
+    shared = scope.shared_only(t)
+    tp.kept_shared = count_rows(conn, table, shared) if shared is not None else 0
+    if tp.kept_shared:
+        values, _dirty = scope.personal(t)
+        plan.notes.append(
+            f"{t}: {tp.kept_shared} rows stay because {', '.join(scope.held_by(t))} "
+            "(outside the customer's data) still reference them" + (f"; {', '.join(values)} blanked" if values else "")
+        )

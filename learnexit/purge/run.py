@@ -180,17 +180,24 @@ class Run:
             blanker.unlink(unlink)
             deleted = 0
             blocked = {}
+            holding = deleter.holding_rows(scope.children_first)
             for t in scope.children_first:
                 # (a run that fails leaves its last batch's progress to reconcile)
                 try:
-                    n = deleter.delete_candidates(t) if t in scope.via else deleter.delete_table(t)
+                    if t not in holding:  # (a row written into it meanwhile: the next pass)
+                        n = 0
+                    elif t in scope.via:
+                        n = deleter.delete_candidates(t)
+                    else:
+                        n = deleter.delete_table(t)
                     deleted += n
                 except Blocked as exc:
                     self.journal.flush_done()
                     blocked[t] = exc.detail
                     event("purge_blocked", level=logging.WARNING, customer=self.customer, table=t, passno=passno)
                     continue
-                blanker.minimise(t)
+                if t in holding:
+                    blanker.minimise(t)
                 if passno == 1:
                     if n:
                         self.journal.mark(t)  # with the table's last batch: one commit

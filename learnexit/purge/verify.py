@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..config import Settings
-from ..source.keys import chunks, key_cols, key_in
+from ..source.keys import chunks, key_cols, key_in, tables_with_rows
 from .conditions import count_rows, db_error, flag_counts, not_true
 from .exports import exports_left
 from .journal import MEDIA_STATES, Journal
@@ -64,9 +64,12 @@ def verify(
             found.problems.append(f"unclassified tables appeared during the purge: {', '.join(new)}")
         try:
             with src.snapshot() as conn:
+                holding = tables_with_rows(conn, [src.table(t) for t in scope.children_first])
                 for t in scope.children_first:
                     entry = {"before": before.get(t, 0), "after": 0, "retained": 0, "kept_shared": 0}
-                    if t in scope.via:
+                    if t not in holding:
+                        pass  # an empty table: nothing left, retained or kept
+                    elif t in scope.via:
                         _count_via(conn, src, scope, t, entry, journal.candidates.get(t, set()), found)
                     else:
                         _count_chain(conn, src, scope, t, entry, found.problems)

@@ -233,10 +233,13 @@ class Ownership:
             keys = self.key_sets.register([table.c[c] for c in key_cols], keys)
         return _in(table, key_cols, keys)
 
-    def contested_report(self, conn: Connection) -> list[ContestedTable]:
-        """Every table with contested rows, and which of its references lead elsewhere."""
+    def contested_report(self, conn: Connection, holding: set[str] | None = None) -> list[ContestedTable]:
+        """Every table with contested rows, and which of its references lead elsewhere
+        (``holding``: only these tables hold rows)."""
         out = []
         for name in self.datamap.owned():
+            if holding is not None and name not in holding:
+                continue
             cond = self.contested(name)
             if cond is None:
                 continue

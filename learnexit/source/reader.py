@@ -232,9 +232,10 @@ class Source(SnapshotReader):
         """Rows of ``name`` whose reference ``edge`` leads to a customer other than this one."""
         return self.ownership.leads_elsewhere(name, edge)
 
-    def contested_report(self, conn: Connection) -> list[ContestedTable]:
-        """Every table with contested rows, and which of its references lead elsewhere."""
-        return self.ownership.contested_report(conn)
+    def contested_report(self, conn: Connection, holding: set[str] | None = None) -> list[ContestedTable]:
+        """Every table with contested rows, and which of its references lead elsewhere
+        (``holding``: only these tables hold rows, the others are not looked at)."""
+        return self.ownership.contested_report(conn, holding)
 
     # -- the customer's rows ----------------------------------------------------
 
