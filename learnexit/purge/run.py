@@ -181,6 +181,7 @@ class Run:
             deleted = 0
             blocked = {}
             holding = deleter.holding_rows(scope.children_first)
+            earlier = self.journal.progress() if passno == 1 else {}  # (a resumed run's rows)
             for t in scope.children_first:
                 # (a run that fails leaves its last batch's progress to reconcile)
                 try:
@@ -199,11 +200,11 @@ class Run:
                 if t in holding:
                     blanker.minimise(t)
                 if passno == 1:
-                    if n:
-                        self.journal.mark(t)  # with the table's last batch: one commit
-                    else:
-                        self.journal.mark_later(t)  # (nothing deleted: no commit of its own)
-                    event("purge_table", customer=self.customer, table=t, rows=self.journal.progress_rows(t))
+                    # Done with the ledger's next commit (the next table's first batch), not
+                    # a commit of its own: a run killed before it reconciles the last batch
+                    # and looks at the table again, finding nothing more to delete.
+                    self.journal.mark_later(t)
+                    event("purge_table", customer=self.customer, table=t, rows=earlier.get(t, 0) + n)
                 else:
                     self.journal.flush_done()
             self.journal.flush_done()
