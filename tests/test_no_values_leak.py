@@ -243,3 +243,36 @@ def test_an_undecodable_sqlite_value_is_never_quoted() -> None:
         conn.exec_driver_sql("SELECT name FROM t").all()
     assert "rgen" in str(failed.value)  # the driver's own message quotes it
     assert "rgen" not in describe_db_error(failed.value) and "column 'name'" in describe_db_error(failed.value)
+
+
+def test_a_bulk_read_meeting_invalid_text_starts_again_after_the_rows_given(tmp_path: Path) -> None:
+    """Bulk reads decode with the driver's C code; the batch holding text that is not UTF-8
+    fails there, and the read goes on leniently after the rows already given: every row
+    once, in order, the bad text with U+FFFD (counted once)."""
+    import sqlalchemy as sa
+
+    from learnexit.exporters.base import stream_columns
+    from learnexit.source import text_decode
+    from learnexit.source.reflect import make_engine
+
+    db = tmp_path / "t.db"
+    with sqlite3.connect(db) as raw:
+        raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+        raw.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"name {i}") for i in range(1, 51)])
+        raw.execute("UPDATE t SET name = CAST(x'4a6f73e9' AS TEXT) WHERE id = 37")  # 'Jos' + Latin-1 é
+    engine = make_engine(f"sqlite:///{db}")
+    table = sa.Table("t", sa.MetaData(), autoload_with=engine)
+    statements: list[tuple[str, Any]] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, params, *_: statements.append((sql, params)))
+    before = text_decode.replaced()
+    with engine.connect() as conn:
+        batches = list(stream_columns(conn, sa.select(table).order_by(table.c.id), 10))
+        assert conn.connection.dbapi_connection.text_factory is not str  # lenient again afterwards
+    engine.dispose()
+    ids = [i for columns in batches for i in columns[0]]
+    names = [n for columns in batches for n in columns[1]]
+    assert ids == list(range(1, 51))
+    assert names[36] == "Jos\ufffd" and names[35] == "name 36" and names[37] == "name 38"
+    assert text_decode.replaced() == before + 1
+    offsets = [params for sql, params in statements if "OFFSET" in sql]
+    assert len(offsets) == 1 and 30 in tuple(offsets[0])  # started again after the three batches given

@@ -100,6 +100,10 @@ def streaming() -> Iterator[Callable[[], None]]:
             gc.enable()
 
 
+class _Undecodable(Exception):
+    """A batch held text that is not UTF-8 while the driver decoded strictly."""
+
+
 def stream_columns(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> Iterator[list[Sequence[Any]]]:
     """Execute ``stmt`` with a server-side cursor and yield its rows in batches, a batch as
     its columns (one sequence of values per selected column, all of the same length).
@@ -107,15 +111,40 @@ def stream_columns(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> I
     Raw rows are taken from the result's fetch strategy (the DBAPI cursor and whatever
     SQLAlchemy has buffered from it), so no Row objects are made; the columns SQLAlchemy
     would convert are converted here, a whole column at a time.  Automatic garbage
-    collection is off meanwhile (``streaming``).
+    collection is off meanwhile (``streaming``).  A SQLite source decodes text with the
+    driver's C code (``text_decode.strict``); when a batch holds text that is not UTF-8
+    the read starts again after the rows already given (``stmt`` has no OFFSET of its
+    own), decoding leniently.
     """
+    given = 0
+    try:
+        for columns in _stream_columns(conn, stmt, batch_size, strict=True):
+            given += len(columns[0]) if columns else 0
+            yield columns
+    except _Undecodable:
+        yield from _stream_columns(conn, stmt.offset(given) if given else stmt, batch_size, strict=False)
+
+
+def _stream_columns(
+    conn: Connection, stmt: sa.Select[Any], batch_size: int, *, strict: bool
+) -> Iterator[list[Sequence[Any]]]:
     result = conn.execution_options(yield_per=batch_size).execute(stmt)
+    dbapi: Any = conn.connection.dbapi_connection
     try:
         processors = result_processors(conn.dialect, stmt, result.cursor.description)
         with streaming() as batch_done:
             while True:
-                # (the strategy changes once the cursor is exhausted: look it up every time)
-                batch = result.cursor_strategy.fetchmany(result, result.cursor, batch_size)
+                restore = text_decode.strict(dbapi) if strict else None
+                try:
+                    # (the strategy changes once the cursor is exhausted: look it up every time)
+                    batch = result.cursor_strategy.fetchmany(result, result.cursor, batch_size)
+                except sa.exc.OperationalError as exc:
+                    if restore is not None and text_decode.undecodable(exc):
+                        raise _Undecodable from None
+                    raise
+                finally:
+                    if restore is not None:
+                        dbapi.text_factory = restore
                 if not batch:
                     return
                 columns: list[Sequence[Any]] = list(zip(*batch, strict=True))
