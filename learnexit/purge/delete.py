@@ -29,7 +29,7 @@ from .conditions import count_rows, db_error, not_true
 from .faults import Faults
 from .history import earlier_keys
 from .journal import RETAINED, Journal
-from .keys import CHUNK, decode_keys, delete_keys, key_json, named_keys
+from .keys import CHUNK, decode_keys, delete_keys, key_json, keys_per_statement, named_keys
 from .media import media_path
 from .scope import Scope
 
@@ -273,7 +273,10 @@ class Deleter:
                 try:
                     with self.src.engine.begin() as conn:
                         found = []
-                        for sub in chunks(chunk, CHUNK):
+                        # (as many keys a statement as it takes: each statement collects the
+                        # references of every referencing table once, a scan of each)
+                        wide = keys_per_statement(conn) if len(pk) == 1 else CHUNK
+                        for sub in chunks(chunk, wide):
                             stmt = (
                                 sa.select(*pk).where(key_in(pk, sub), not_true(any_ref)).order_by(*pk).with_for_update()
                             )
@@ -282,9 +285,7 @@ class Deleter:
                             continue
                         pending_id = self.journal.record_pending(t, found, {}, [])
                         self.faults.reached("pending")
-                        n = 0
-                        for sub in chunks(found, CHUNK):
-                            n += conn.execute(table.delete().where(key_in(pk, sub))).rowcount or 0
+                        n = delete_keys(conn, table, pk, found)
                 except sa.exc.IntegrityError as exc:
                     self.journal.drop_pending(pending_id)
                     raise Blocked(t, describe_db_error(exc)) from None

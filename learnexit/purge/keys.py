@@ -35,6 +35,7 @@ __all__ = [
     "json_or",
     "key_from_json",
     "key_json",
+    "keys_per_statement",
     "keys_from_json",
     "named_keys",
 ]
@@ -150,6 +151,14 @@ def decode_keys(keys: Iterable[str]) -> list[tuple[Any, ...]]:
     return sorted((key_from_json(k) for k in keys), key=lambda k: json.dumps([enc_value(v) for v in k]))
 
 
+def keys_per_statement(conn: Connection) -> int:
+    """How many one-column keys one statement may name: 2,000 (SQLite since 3.32,
+    PostgreSQL and MySQL take far more), ``CHUNK`` on an older SQLite (999 parameters)."""
+    if conn.dialect.name == "sqlite" and getattr(conn.dialect.loaded_dbapi, "sqlite_version_info", (0,)) < (3, 32):
+        return CHUNK
+    return _WIDE_CHUNK
+
+
 def delete_keys(conn: Connection, table: sa.Table, pk: list[sa.Column[Any]], keys: list[tuple[Any, ...]]) -> int:
     """DELETE the rows with these keys; the rows deleted.
 
@@ -175,10 +184,7 @@ def delete_keys(conn: Connection, table: sa.Table, pk: list[sa.Column[Any]], key
     assert mark is not None  # simple implies a known placeholder style
     preparer = conn.dialect.identifier_preparer
     head = f"DELETE FROM {preparer.format_table(table)} WHERE {preparer.quote(pk[0].name)} IN "
-    wide = _WIDE_CHUNK
-    if conn.dialect.name == "sqlite" and getattr(conn.dialect.loaded_dbapi, "sqlite_version_info", (0,)) < (3, 32):
-        wide = CHUNK  # older SQLite takes at most 999 parameters
-    for chunk in chunks(keys, wide):
+    for chunk in chunks(keys, keys_per_statement(conn)):
         sql = head + "(" + ", ".join([mark] * len(chunk)) + ")"
         n += conn.exec_driver_sql(sql, tuple(k[0] for k in chunk)).rowcount or 0
     return n

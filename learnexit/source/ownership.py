@@ -148,14 +148,15 @@ class Ownership:
         """``row`` (the table ``name`` or an alias of it) is not one of the customer's rows.
 
         For the table itself the condition is the predicate's negation on the row's own
-        columns (unknown counting as not the customer's), except with ``flat``: an alias
-        (a self-reference), and a flat source, test the row's key against the customer's
-        keys.  PostgreSQL hashes a ``NOT IN`` only when its keys fit in ``work_mem``;
+        columns (unknown counting as not the customer's): with the key sets held
+        (``key_sets``) or inline the predicate is one level deep.  An alias (a
+        self-reference), and a ``flat`` source without held key sets, test the row's key
+        against the customer's keys.  PostgreSQL hashes a ``NOT IN`` only when its keys fit in ``work_mem``;
         beyond, it rescans them for every row tested: a million-row table's purge plan ran
         for hours."""
         table = self.datamap.table(name)
         pk = tuple(c.name for c in table.primary_key.columns)
-        if row is table and not self.flat:
+        if row is table and (self.key_sets is not None or not self.flat):
             return sa.case((self.predicate(name), 0), else_=1) == 1
         if not pk:
             return sa.not_(self.predicate(name))
