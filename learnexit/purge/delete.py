@@ -93,7 +93,7 @@ class Deleter:
         except sa.exc.SQLAlchemyError as exc:
             raise db_error("cannot read the source", exc) from None
 
-    def _via_targets(self, t: str) -> list[tuple[str, str, str]]:
+    def via_targets(self, t: str) -> list[tuple[str, str, str]]:
         """(owned_via table, column of ``t``, target column) for references out of ``t``."""
         out = []
         for v in self.scope.via:
@@ -108,7 +108,7 @@ class Deleter:
         pk = key_cols(table)
         if not pk:
             return self._without_key(t)
-        via = self._via_targets(t)
+        via = self.via_targets(t)
         media = self.settings.media
         mcols = media_columns(media) if media is not None and media.table == t else []
         extra_cols = [table.c[c] for _, c, _ in via] + [table.c[c] for c in mcols]
@@ -215,7 +215,7 @@ class Deleter:
         table = self.src.table(t)
         cols = list(table.columns)
         names = [c.name for c in cols]
-        via = self._via_targets(t)
+        via = self.via_targets(t)
         media = self.settings.media
         mcols = media_columns(media) if media is not None and media.table == t else []
         total = 0
@@ -301,6 +301,66 @@ class Deleter:
             # ``t`` to itself; without one, another round would find nothing new.
             progressed = progressed and bool(self.scope.self_edges.get(t))
         return total
+
+
+def groupable(deleter: Deleter, t: str) -> bool:
+    """``t`` may share a transaction with other small tables (``delete_group``): a
+    primary key, no reference to itself, not the media table."""
+    table = deleter.src.table(t)
+    media = deleter.settings.media
+    return (
+        bool(key_cols(table))
+        and t not in deleter.scope.via
+        and not deleter.scope.self_edges.get(t)
+        and not (media is not None and media.table == t)
+    )
+
+
+def delete_group(deleter: Deleter, names: list[str]) -> dict[str, int] | None:
+    """The doomed rows of several small tables (``groupable``, children first) in one
+    source transaction and one ledger commit: on a schema of hundreds of tables with a
+    few rows each, two commits a table were most of the purge.  Each table keeps its
+    own pending entry, so a run killed meanwhile reconciles them as single batches.
+    None (nothing deleted) when together they hold more than one batch, or when a
+    reference blocks a delete: the caller then deletes table by table."""
+    pending: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    try:
+        with deleter.src.engine.begin() as conn:
+            found: dict[str, list[tuple[Any, ...]]] = {}
+            candidates: dict[str, set[str]] = {}
+            total = 0
+            for t in names:
+                table = deleter.src.table(t)
+                pk = key_cols(table)
+                via = deleter.via_targets(t)
+                cols = [*pk, *[table.c[c] for _, c, _ in via]]
+                stmt = sa.select(*cols).where(deleter.scope.doomed(t)).order_by(*pk).limit(deleter.batch + 1)
+                rows = conn.execute(stmt).all()
+                total += len(rows)
+                if total > deleter.batch:
+                    return None
+                found[t] = [tuple(r[: len(pk)]) for r in rows]
+                for i, (v, _col, _target) in enumerate(via, start=len(pk)):
+                    candidates.setdefault(v, set()).update(named_keys([r[i] for r in rows]))
+            pending = deleter.journal.record_pending_tables(found, candidates)
+            deleter.faults.reached("pending")
+            for t in names:
+                table = deleter.src.table(t)
+                counts[t] = delete_keys(conn, table, key_cols(table), found[t]) if found[t] else 0
+    except sa.exc.IntegrityError:
+        for pending_id in pending.values():
+            deleter.journal.drop_pending(pending_id)
+        return None
+    except sa.exc.SQLAlchemyError as exc:
+        raise db_error("deleting from " + ", ".join(names) + " failed", exc) from None
+    deleter.faults.reached("delete")
+    deleter.journal.record_done_tables(pending, counts)
+    deleter.faults.reached("batch")
+    for t in names:
+        if counts[t]:
+            deleter.report(t, counts[t])
+    return counts
 
 
 class Blanker:

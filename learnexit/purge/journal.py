@@ -64,12 +64,12 @@ class Journal:
         self.purge_id = purge_id
         self.candidates: dict[str, set[str]] = {}
         self.media_seen: set[str] = set()
-        # A batch the source has committed whose progress the ledger does not hold yet:
-        # (pending entry, step, rows).  It is written with the next batch's pending entry
+        # Batches the source has committed whose progress the ledger does not hold yet:
+        # (pending entry, step, rows).  They are written with the next batch's pending entry
         # (one ledger commit a batch instead of two) or by flush_done at the end of the
         # table.  Until then its pending entry stays, so a run killed meanwhile counts the
         # batch when it resumes (reconcile), exactly as one killed just after the delete.
-        self._done: tuple[int, str, int] | None = None
+        self._done: list[tuple[int, str, int]] = []
         # Tables found with nothing to delete: marked done with the ledger's next commit
         # rather than one commit each (a schema of hundreds of empty tables).  A run killed
         # before that commit looks at them again, and again finds nothing to delete.
@@ -94,7 +94,6 @@ class Journal:
         with self.ledger.transaction() as conn:
             self._write_done(conn)
             self.bump(conn, step, 0, 0, done)
-        self._done = None
 
     def mark_later(self, step: str) -> None:
         """Mark ``step`` done with the ledger's next commit: a table with nothing deleted
@@ -115,16 +114,9 @@ class Journal:
             self._write_done(conn)
             pending_id = None
             if keys:
-                pending_id = add_purge_key(
-                    conn,
-                    purge_id=self.purge_id,
-                    table_name=PENDING + step,
-                    key=json.dumps(enc_keys(keys), separators=(",", ":")),
-                )
+                pending_id = self._add_pending(conn, step, keys)
+            self._add_candidates(conn, candidates)
             rows = []
-            for table, new in candidates.items():
-                for key in sorted(new - self.candidates.setdefault(table, set())):
-                    rows.append({"purge_id": self.purge_id, "table_name": table, "key": key})
             fresh: set[str] = set()
             for path, values in media:
                 if path not in self.media_seen and path not in fresh:
@@ -138,11 +130,52 @@ class Journal:
                     )
             if rows:
                 add_purge_keys(conn, rows)
-        self._done = None
-        for table, new in candidates.items():
-            self.candidates.setdefault(table, set()).update(new)
+        self._remember_candidates(candidates)
         self.media_seen.update(path for path, _ in media)
         return pending_id
+
+    def _add_candidates(self, conn: Connection, candidates: dict[str, set[str]]) -> None:
+        """The people (owned_via keys) a batch names that this purge has not recorded yet."""
+        rows = []
+        for table, new in candidates.items():
+            for key in sorted(new - self.candidates.setdefault(table, set())):
+                rows.append({"purge_id": self.purge_id, "table_name": table, "key": key})
+        if rows:
+            add_purge_keys(conn, rows)
+
+    def _remember_candidates(self, candidates: dict[str, set[str]]) -> None:
+        """After the ledger committed them (``_add_candidates``)."""
+        for table, new in candidates.items():
+            self.candidates.setdefault(table, set()).update(new)
+
+    def _add_pending(self, conn: Connection, step: str, keys: list[tuple[Any, ...]]) -> int:
+        return add_purge_key(
+            conn,
+            purge_id=self.purge_id,
+            table_name=PENDING + step,
+            key=json.dumps(enc_keys(keys), separators=(",", ":")),
+        )
+
+    def record_pending_tables(
+        self, found: dict[str, list[tuple[Any, ...]]], candidates: dict[str, set[str]]
+    ) -> dict[str, int]:
+        """Before the source deletes several small tables' rows in one transaction: each
+        table's keys as its own pending entry (reconciled table by table, as a single
+        batch is) and the people they name, all in one ledger commit with the batches
+        before them."""
+        with self.ledger.transaction() as conn:
+            self._write_done(conn)
+            pending = {step: self._add_pending(conn, step, keys) for step, keys in found.items() if keys}
+            self._add_candidates(conn, candidates)
+        self._remember_candidates(candidates)
+        return pending
+
+    def record_done_tables(self, pending: dict[str, int], rows: dict[str, int]) -> None:
+        """After the source committed them: each table's batch done, with the next commit."""
+        self.flush_done()
+        self._done += [(pending_id, step, rows[step]) for step, pending_id in pending.items()]
+        for step, pending_id in pending.items():
+            event("purge_batch", level=logging.DEBUG, customer=self.customer, table=step, rows=rows[step])
 
     def record_done(self, pending_id: int | None, step: str, rows: int) -> None:
         """After the source committed a batch: its progress, now or with the next batch.
@@ -151,12 +184,11 @@ class Journal:
         without a primary key) at once, as nothing could reconcile it."""
         if pending_id is not None:
             self.flush_done()
-            self._done = (pending_id, step, rows)
+            self._done.append((pending_id, step, rows))
         else:
             with self.ledger.transaction() as conn:
                 self._write_done(conn)
                 self.bump(conn, step, rows, 1)
-            self._done = None
         event("purge_batch", level=logging.DEBUG, customer=self.customer, table=step, rows=rows)
 
     def _write_done(self, conn: Connection) -> None:
@@ -165,8 +197,8 @@ class Journal:
         marks, self._marks = self._marks, []
         for step in marks:
             self.bump(conn, step, 0, 0, True)
-        if self._done is not None:
-            pending_id, step, rows = self._done
+        done, self._done = self._done, []
+        for pending_id, step, rows in done:
             delete_purge_key(conn, pending_id)
             self.bump(conn, step, rows, 1)
 
@@ -181,10 +213,9 @@ class Journal:
 
     def flush_done(self) -> None:
         """The lazily kept batch and the tables marked for later, recorded now."""
-        if self._done is not None or self._marks:
+        if self._done or self._marks:
             with self.ledger.transaction() as conn:
                 self._write_done(conn)
-            self._done = None
 
     def load_state(self) -> None:
         """Candidates and media files this purge recorded before (a resumed run)."""

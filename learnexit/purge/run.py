@@ -36,7 +36,7 @@ from ..offboarding.closure import run_closure
 from ..source import check_customer_key
 from ..valuefree import first_line
 from .certificate import write_certificate
-from .delete import Blanker, Blocked, Deleter
+from .delete import Blanker, Blocked, Deleter, delete_group, groupable
 from .exports import remove_exports
 from .faults import NO_FAULTS, Faults
 from .history import addendum_facts
@@ -69,6 +69,38 @@ def _preload_pdf() -> None:
         import weasyprint  # noqa: F401 - imported for later use
     except Exception:  # noqa: BLE001 - the certificate step reports any real problem
         pass
+
+
+GROUP_TABLES = 100  # small tables deleted in one transaction at most (``Deleter.delete_group``)
+
+
+def _delete_one(deleter: Deleter, scope: Scope, at: int, holding: set[str], grouped: dict[str, int]) -> int:
+    """Delete the doomed rows of the ``at``-th table (children first); the rows deleted.
+
+    A table that holds no rows is skipped (a row written into it meanwhile: the next
+    pass).  A small table goes with the small tables after it in one transaction
+    (``delete_group``, their counts kept in ``grouped``) when together they fit in one
+    batch; otherwise each table goes batch by batch."""
+    t = scope.children_first[at]
+    if t not in holding:
+        return 0
+    if t in grouped:
+        return grouped.pop(t)
+    if t in scope.via:
+        return deleter.delete_candidates(t)
+    run = [t] if groupable(deleter, t) else []
+    for later in scope.children_first[at + 1 :]:
+        if len(run) >= GROUP_TABLES or not run:
+            break
+        if later in holding:
+            if not groupable(deleter, later):
+                break
+            run.append(later)
+    counts = delete_group(deleter, run) if len(run) > 1 else None
+    if counts is None:
+        return deleter.delete_table(t)
+    grouped.update(counts)
+    return grouped.pop(t)
 
 
 class Run:
@@ -182,15 +214,11 @@ class Run:
             blocked = {}
             holding = deleter.holding_rows(scope.children_first)
             earlier = self.journal.progress() if passno == 1 else {}  # (a resumed run's rows)
-            for t in scope.children_first:
+            grouped: dict[str, int] = {}
+            for at, t in enumerate(scope.children_first):
                 # (a run that fails leaves its last batch's progress to reconcile)
                 try:
-                    if t not in holding:  # (a row written into it meanwhile: the next pass)
-                        n = 0
-                    elif t in scope.via:
-                        n = deleter.delete_candidates(t)
-                    else:
-                        n = deleter.delete_table(t)
+                    n = _delete_one(deleter, scope, at, holding, grouped)
                     deleted += n
                 except Blocked as exc:
                     self.journal.flush_done()
