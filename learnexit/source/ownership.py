@@ -131,9 +131,18 @@ class Ownership:
         return _in(table, tuple(c.name for c in pk), sa.select(*keys.c))
 
     def not_owned(self, name: str, row: Any) -> ColumnElement[bool]:
-        """``row`` (the table ``name`` or an alias of it) is not one of the customer's rows."""
+        """``row`` (the table ``name`` or an alias of it) is not one of the customer's rows.
+
+        For the table itself the condition is the predicate's negation on the row's own
+        columns (unknown counting as not the customer's), except with ``flat``: an alias
+        (a self-reference), and a flat source, test the row's key against the customer's
+        keys.  PostgreSQL hashes a ``NOT IN`` only when its keys fit in ``work_mem``;
+        beyond, it rescans them for every row tested: a million-row table's purge plan ran
+        for hours."""
         table = self.datamap.table(name)
         pk = tuple(c.name for c in table.primary_key.columns)
+        if row is table and not self.flat:
+            return sa.case((self.predicate(name), 0), else_=1) == 1
         if not pk:
             return sa.not_(self.predicate(name))
         keys = sa.select(*[table.c[c] for c in pk]).where(self.predicate(name)).correlate(None)
