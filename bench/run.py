@@ -250,22 +250,26 @@ def owned_selects(config: Path, source_url: str | None = None) -> tuple[dict[str
         return selects, counts, src.datamap, prelude
 
 
-def purge_script(config: Path) -> tuple[str, dict[str, int]]:
+def purge_script(config: Path, source_url: str | None = None) -> tuple[str, dict[str, int]]:
     """Plain DELETEs, children first, of the rows learnexit's purge deletes.
 
     Owned keys are captured first (while every row is still there).  Retained tables
     stay, with every row their rows reference (transitively); an ``owned_via`` row
     (a person) goes only when no remaining row references it.  Foreign keys are
-    enforced, as on learnexit's own source connection.
+    enforced, as on learnexit's own source connection.  For SQLite, or for PostgreSQL
+    when ``source_url`` names one (``bench/pg_scale.py``): there the key tables are
+    typed and "no remaining row references it" is ``NOT EXISTS``, which PostgreSQL runs
+    as one anti-join (its ``NOT IN`` over a big table would rescan it per person).
     """
     import sqlalchemy as sa
 
     from learnexit.config import load_settings
     from learnexit.source import Source
 
-    settings = load_settings(config, env={})
+    settings = load_settings(config, env={}, source_url=source_url)
     with Source(settings, CUSTOMER) as src:
         dialect = src.engine.dialect
+        pg = dialect.name == "postgresql"
         dm = src.datamap
         owned = src.owned_tables()
         q = dialect.identifier_preparer.quote
@@ -279,7 +283,7 @@ def purge_script(config: Path) -> tuple[str, dict[str, int]]:
                 raise SystemExit(f"bench: {table} needs a one-column primary key")
             return cols[0]
 
-        lines = ["PRAGMA foreign_keys = ON;", "BEGIN;"]
+        lines = ["BEGIN;"] if pg else ["PRAGMA foreign_keys = ON;", "BEGIN;"]
         owns = []
         for t in owned:
             select = sa.select(src.table(t).c[pk(t)]).where(src.predicate(t))
@@ -299,7 +303,7 @@ def purge_script(config: Path) -> tuple[str, dict[str, int]]:
                     changed = True
         for t in owned:
             if t in kept:
-                lines.append(f"CREATE TEMP TABLE le_keep_{t} (k);")
+                lines.append(f"CREATE TEMP TABLE le_keep_{t} ({'k bigint' if pg else 'k'});")
         for t in reversed(owned):  # children first: a table's keepers are all known when it is reached
             if t not in kept:
                 continue
@@ -325,7 +329,11 @@ def purge_script(config: Path) -> tuple[str, dict[str, int]]:
                 for e in dm.edges:
                     if e.parent == t and len(e.child_cols) == 1:
                         col, target = q(e.child_cols[0]), q(e.parent_cols[0])
-                        where += f" AND {target} NOT IN (SELECT {col} FROM {q(e.child)} WHERE {col} IS NOT NULL)"
+                        if pg:
+                            child = f"{q(e.child)} AS le_c"
+                            where += f" AND NOT EXISTS (SELECT 1 FROM {child} WHERE le_c.{col} = {q(t)}.{target})"
+                        else:
+                            where += f" AND {target} NOT IN (SELECT {col} FROM {q(e.child)} WHERE {col} IS NOT NULL)"
             lines.append(f"DELETE FROM {q(t)} WHERE {where};")
         lines.append("COMMIT;")
         counts = src.counts()

@@ -37,7 +37,8 @@ Nested (``<customer>.json``), so a receiving system need not re-join tables::
 Every owned row therefore appears exactly once in the nested document.  Memory stays
 bounded (see ``nesting.NestedReader``): on SQLite and PostgreSQL each table nested under people
 is read once, ordered by person, and merged with the people, so one person's rows are
-in memory at a time; on MySQL people are read in batches cut to about ``NESTED_ROWS``
+in memory at a time, and of a table with nothing nested in it (an activity log) only a
+reading batch, written as it is read; on MySQL people are read in batches cut to about ``NESTED_ROWS``
 nested rows and each nested table is queried per batch.  Without ``[roles.people]`` (or
 when that table is not exported) no nested document is written, and a note says so.
 """
@@ -53,9 +54,11 @@ from .base import Exporter, ExportJob, TableSpec, TableWriter, generated_at, reg
 from .nesting import (
     NESTED_FORMAT,
     Leaves,
+    Nest,
     NestedSink,
     NestingPlan,
     Record,
+    Streamed,
     nested_sinks,
     nesting_plan,
     register_sink,
@@ -316,6 +319,8 @@ class NestedJson(NestedSink):
         assert self.file is not None
         self.file.write(data)
 
+    put = _write
+
     def begin(self) -> None:
         job, plan = self.job, self.plan
         head = {
@@ -330,10 +335,11 @@ class NestedJson(NestedSink):
         self._write(_dumps(head)[:-1] + b',\n"people":[')
         self.first = True
 
-    def record_text(self, record: Record, slot: int, out: list[bytes]) -> None:
+    def record_text(self, record: Record, slot: int, out: list[bytes | Nest]) -> None:
         """A record with its nested records as one JSON object, onto ``out`` in pieces:
         the same text as orjson gives of the object (its columns, then a list per nested
-        table), put together from the rows' texts."""
+        table), put together from the rows' texts (a ``Streamed`` table's rows: its nest
+        marks where, ``leaves`` makes them)."""
         own = _object_text(self.values, record.table, record.value[slot])
         if not record.children:
             out.append(own)
@@ -343,7 +349,9 @@ class NestedJson(NestedSink):
         for nest, children in record.children:
             out.append(sep + self.keys[nest.key] + b":[")
             sep = b","
-            if isinstance(children, Leaves):
+            if isinstance(children, Streamed):
+                out.append(nest)
+            elif isinstance(children, Leaves):
                 out.append(join_rows(self.values, nest.table, children.made[slot], b","))
             else:
                 for i, child in enumerate(children):
@@ -353,12 +361,14 @@ class NestedJson(NestedSink):
             out.append(b"]")
         out.append(b"}")
 
-    def person(self, record: Record, slot: int) -> None:
-        out = [b"\n" if self.first else b",\n"]
+    def person(self, record: Record, slot: int) -> list[bytes | Nest]:
+        out: list[bytes | Nest] = [b"\n" if self.first else b",\n"]
         self.record_text(record, slot, out)
-        for data in out:
-            self._write(data)
         self.first = False
+        return out
+
+    def leaves(self, nest: Nest, values: list[Any], first: bool) -> bytes:
+        return (b"" if first else b",") + join_rows(self.values, nest.table, values, b",")
 
     def between(self) -> None:
         self._write(b'\n],\n"other":{')

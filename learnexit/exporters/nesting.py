@@ -35,6 +35,7 @@ __all__ = [
     "NestedSink",
     "NestingPlan",
     "Record",
+    "Streamed",
     "nested_sinks",
     "nesting_plan",
     "register_sink",
@@ -168,7 +169,7 @@ class Record:
 
     table: str
     row: tuple[Any, ...]  # the row's values, in the table's column order
-    children: list[tuple[Nest, list[Record] | Leaves]]
+    children: list[tuple[Nest, list[Record] | Leaves | Streamed]]
     value: tuple[Any, ...] = ()  # the row as each sink's ``prepare`` made it (by the sink's slot)
 
 
@@ -178,6 +179,24 @@ class Leaves:
     each sink's ``prepare`` made of them (``made[slot]``, in row order)."""
 
     made: list[list[Any]]
+
+
+class Streamed:
+    """The rows of a table without nested tables of its own under one person, read while
+    they are written: iterating gives each batch's run of them, per sink what its
+    ``prepare`` made (``chunk[slot]``).  ``write_nested`` reads them all, in lockstep for
+    every sink, where each sink's ``person`` placed the table's nest; a person's rows
+    are never all in memory at once (the biggest table, an activity log, may hold
+    hundreds of thousands of one person's rows)."""
+
+    def __init__(self, table: str, chunks: Iterator[list[list[Any]]]) -> None:
+        self.table = table
+        self.chunks = chunks
+        self.done = False
+
+    def __iter__(self) -> Iterator[list[list[Any]]]:
+        yield from self.chunks
+        self.done = True
 
 
 @dataclass
@@ -257,6 +276,17 @@ class _Stream:
                 break
         return group
 
+    def run(self, person: Any) -> Iterator[list[list[Any]]]:
+        """The rows that belong to ``person``, each batch's part of them as it is read
+        (per sink, its values): ``take`` without holding them all."""
+        while self._fill():
+            pos = self.pos
+            end = self.pos = _run_end(self.keys, pos, person)
+            if end > pos:
+                yield [made[pos:end] for made in self.made]
+            if end < len(self.keys):
+                return
+
     def left(self) -> bool:
         return self._fill()
 
@@ -266,7 +296,9 @@ class NestedReader:
 
     On SQLite and PostgreSQL with whole-number person ids, each table nested directly
     under people is read once, ordered by its person reference, and merged with the
-    people (ordered by id): one query per table, and only one person's rows in memory.
+    people (ordered by id): one query per table, and only one person's rows in memory;
+    of a table without nested tables of its own not even those (``Streamed``: a batch at
+    a time, written as they are read).
     Elsewhere (MySQL allows one open result at a time) people are read in batches and
     each nested table is queried per batch, the batches cut so that about
     ``NESTED_ROWS`` nested rows are in memory at once.  Tables nested deeper are read
@@ -345,12 +377,20 @@ class NestedReader:
                 streams[nest.table] = _Stream(batches, key, bool(plan.kids(nest.table)), self.sinks)
             for batch in self._people_batches(id_col, PEOPLE_BATCH):
                 ids = [row[id_index] for row, _ in batch]
-                groups = self._groups([n for n in plan.nests if n not in streams], ids)
+                groups: dict[str, Any] = self._groups([n for n in plan.nests if n not in streams], ids)
                 for row, value in batch:
                     person = row[id_index]
+                    runs = []
                     for table, stream in streams.items():
-                        groups[table] = {(person,): stream.take(person)}
+                        if stream.want_rows:
+                            groups[table] = {(person,): stream.take(person)}
+                        else:
+                            runs.append(Streamed(table, stream.run(person)))
+                            groups[table] = {(person,): runs[-1]}
                     yield self._record(plan.people, row, value, groups)
+                    for run in runs:
+                        if not run.done:
+                            raise OperationalError(f"nested documents: rows of {run.table} were not written")
             for table, stream in streams.items():
                 if stream.left():
                     raise OperationalError(f"nested documents: rows of {table} could not be placed under their person")
@@ -428,11 +468,13 @@ class NestedReader:
         kids = self.plan.children.get(table)
         if not kids:
             return Record(table, row, [], value)
-        children: list[tuple[Nest, list[Record] | Leaves]] = []
+        children: list[tuple[Nest, list[Record] | Leaves | Streamed]] = []
         for nest in kids:
             key = self._key(table, row, nest.edge.parent_cols)
-            group: _Group | None = groups[nest.table].get(key)
-            if self.plan.children.get(nest.table):
+            group: _Group | Streamed | None = groups[nest.table].get(key)
+            if isinstance(group, Streamed):
+                children.append((nest, group))
+            elif self.plan.children.get(nest.table):
                 records = []
                 if group is not None:
                     assert group.rows is not None
@@ -487,8 +529,19 @@ class NestedSink:
     def begin(self) -> None:
         pass
 
-    def person(self, record: Record, slot: int) -> None:
-        """A person with everything nested (``record.value[slot]``: this sink's values)."""
+    def person(self, record: Record, slot: int) -> list[bytes | Nest]:
+        """A person with everything nested (``record.value[slot]``: this sink's values),
+        as pieces of the document in order; where the rows of a ``Streamed`` child go,
+        its ``Nest`` (``write_nested`` puts ``leaves`` of them there, in order)."""
+        raise NotImplementedError
+
+    def leaves(self, nest: Nest, values: list[Any], first: bool) -> bytes:
+        """A run of a person's rows of ``nest.table`` (this sink's values of them, never
+        none); ``first``: the first run of the person's rows of that table."""
+        raise NotImplementedError
+
+    def put(self, data: bytes) -> None:
+        """``data`` at the end of the document."""
 
     def between(self) -> None:
         """After the people, before the other rows."""
@@ -522,8 +575,7 @@ def write_nested(job: ExportJob, plan: NestingPlan, sinks: list[NestedSink]) -> 
             sink.begin()
         if plan.nested:
             for record in reader.people():
-                for slot, sink in enumerate(sinks):
-                    sink.person(record, slot)
+                _write_person(record, sinks)
         for sink in sinks:
             sink.between()
         for i, table in enumerate(plan.other_tables):
@@ -540,6 +592,38 @@ def write_nested(job: ExportJob, plan: NestingPlan, sinks: list[NestedSink]) -> 
     finally:
         for sink in sinks:
             sink.close()
+
+
+def _write_person(record: Record, sinks: list[NestedSink]) -> None:
+    """Every sink's pieces of ``record``; the rows of its ``Streamed`` children as they are
+    read, each run into every sink where its ``person`` placed the nest."""
+    streamed = {nest.table: rows for nest, rows in record.children if isinstance(rows, Streamed)}
+    pieces = [sink.person(record, slot) for slot, sink in enumerate(sinks)]
+    at = [0] * len(sinks)
+    while True:
+        marks: list[Nest | None] = []
+        for i, sink in enumerate(sinks):
+            parts, k = pieces[i], at[i]
+            mark: Nest | None = None
+            while k < len(parts):
+                part = parts[k]
+                k += 1
+                if isinstance(part, Nest):
+                    mark = part
+                    break
+                sink.put(part)
+            marks.append(mark)
+            at[i] = k
+        nest = marks[0]
+        if any(m is not nest for m in marks):
+            raise OperationalError("nested documents: the documents place a person's rows differently")
+        if nest is None:
+            return
+        first = True
+        for chunk in streamed[nest.table]:
+            for slot, sink in enumerate(sinks):
+                sink.put(sink.leaves(nest, chunk[slot], first))
+            first = False
 
 
 SinkFactory = Callable[[ExportJob, NestingPlan], NestedSink]

@@ -49,9 +49,11 @@ from .base import Exporter, ExportJob, TableSpec, generated_at, register
 from .nesting import (
     NESTED_FORMAT,
     Leaves,
+    Nest,
     NestedSink,
     NestingPlan,
     Record,
+    Streamed,
     nesting_plan,
     register_sink,
     write_nested,
@@ -387,7 +389,7 @@ class XmlDocument(NestedSink):
             self.values.changed(table, "(name)", "contained characters XML cannot hold: replaced by U+FFFD", rows)
         return f"<{element}{attr}>"
 
-    def elements(self, element: str, table: str, bodies: list[bytes], end: str, out: list[bytes]) -> None:
+    def elements(self, element: str, table: str, bodies: list[bytes], end: str, out: list[Any]) -> None:
         """Rows (their column elements ``bodies``) as ``element`` elements, each ended by
         ``end``, onto ``out``."""
         if bodies:
@@ -395,13 +397,16 @@ class XmlDocument(NestedSink):
             close = end.encode()
             out += (start, (close + start).join(bodies), close)
 
-    def record_xml(self, element: str, record: Record, slot: int, out: list[bytes]) -> None:
+    def record_xml(self, element: str, record: Record, slot: int, out: list[bytes | Nest]) -> None:
         """A record with its nested records onto ``out``, in pieces (joined, they are the
-        record's element)."""
+        record's element; a ``Streamed`` table's rows: its nest marks where, ``leaves``
+        makes them)."""
         out += (self.start_tag(element, record.table).encode(), record.value[slot])
         for nest, children in record.children:
             tag = self.layout.child_element[nest.table]
-            if isinstance(children, Leaves):
+            if isinstance(children, Streamed):
+                out.append(nest)
+            elif isinstance(children, Leaves):
                 self.elements(tag, nest.table, children.made[slot], f"</{tag}>", out)
             else:
                 for child in children:
@@ -435,13 +440,22 @@ class XmlDocument(NestedSink):
         if plan.nested:
             self._put("<people>\n")
 
-    def person(self, record: Record, slot: int) -> None:
-        assert self.layout.plan.people and self.file is not None
-        out: list[bytes] = []
+    def person(self, record: Record, slot: int) -> list[bytes | Nest]:
+        assert self.layout.plan.people
+        out: list[bytes | Nest] = []
         self.record_xml(self.layout.row_element[self.layout.plan.people], record, slot, out)
         out.append(b"\n")
-        for data in out:
-            self.file.write(data)
+        return out
+
+    def leaves(self, nest: Nest, values: list[Any], first: bool) -> bytes:
+        tag = self.layout.child_element[nest.table]
+        out: list[bytes] = []
+        self.elements(tag, nest.table, values, f"</{tag}>", out)
+        return b"".join(out)
+
+    def put(self, data: bytes) -> None:
+        assert self.file is not None
+        self.file.write(data)
 
     def between(self) -> None:
         self._put(("</people>\n" if self.layout.plan.nested else "") + "<other>\n")

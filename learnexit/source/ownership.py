@@ -151,9 +151,9 @@ class Ownership:
         columns (unknown counting as not the customer's): with the key sets held
         (``key_sets``) or inline the predicate is one level deep.  An alias (a
         self-reference), and a ``flat`` source without held key sets, test the row's key
-        against the customer's keys.  PostgreSQL hashes a ``NOT IN`` only when its keys fit in ``work_mem``;
-        beyond, it rescans them for every row tested: a million-row table's purge plan ran
-        for hours."""
+        against the customer's keys.  PostgreSQL hashes a ``NOT IN`` only when its keys
+        fit in ``work_mem``; beyond, it rescans them for every row tested: a million-row
+        table's purge plan ran for hours."""
         table = self.datamap.table(name)
         pk = tuple(c.name for c in table.primary_key.columns)
         if row is table and (self.key_sets is not None or not self.flat):
