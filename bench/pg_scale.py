@@ -62,6 +62,7 @@ from run import (  # noqa: E402  (bench/run.py: the example, its SQL and the env
     purge_script,
     say,
     sha256_files,
+    spawn,
 )
 
 RESULTS = HERE / "results" / "pg_scale.json"
@@ -174,36 +175,15 @@ def measure(
     every process's own peak memory, CPU seconds of the tree, exit code and output."""
     os.sync()
     time.sleep(0.5)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        src = open(stdin, "rb") if stdin else subprocess.DEVNULL
-        try:
-            start = time.perf_counter()
-            proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdin=src, stdout=out, stderr=err)
-            tree = Processes(proc.pid)
-            done = threading.Event()
+    trees: dict[int, Processes] = {}
 
-            def sample() -> None:
-                while True:
-                    tree.sample(time.perf_counter() - start)
-                    if done.wait(SAMPLE_SECONDS):
-                        return
+    def sample(pid: int, at: float) -> None:
+        trees.setdefault(pid, Processes(pid)).sample(at)
 
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            _pid, status, usage = os.wait4(proc.pid, 0)
-            seconds = time.perf_counter() - start
-            done.set()
-            sampler.join()
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            if stdin:
-                src.close()  # type: ignore[union-attr]
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode("utf-8", "replace")
-        stderr = err.read().decode("utf-8", "replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} … failed (exit {proc.returncode}):\n{stderr[-3000:]}")
+    seconds, rc, stdout, stderr, usage = spawn(cmd, cwd=cwd, env=env, stdin=stdin, sample=sample, every=SAMPLE_SECONDS)
+    (tree,) = trees.values()
+    if rc != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} … failed (exit {rc}):\n{stderr[-3000:]}")
     processes = tree.labelled()
     return {
         "seconds": seconds,

@@ -140,47 +140,70 @@ class Measured:
         return json.loads(self.stdout)
 
 
-def run(cmd: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, stdin: Path | None = None) -> Measured:
-    """Run ``cmd``; the clock covers start to exit (interpreter start-up included)."""
+def spawn(
+    cmd: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str] | None,
+    stdin: Path | None,
+    sample: Callable[[int, float], None],
+    every: float = 0.02,
+) -> tuple[float, int, str, str, Any]:
+    """Run ``cmd`` as a child process, calling ``sample(its pid, seconds since the start)``
+    at once and every ``every`` seconds until it exits (on a thread); (seconds, exit code,
+    stdout, stderr, the kernel's rusage of the reaped child).  The clock covers start to
+    exit (interpreter start-up included)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         src = open(stdin, "rb") if stdin else subprocess.DEVNULL
         try:
             start = time.perf_counter()
             proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdin=src, stdout=out, stderr=err)
-            peak = [0]
-            cpu: dict[int, float] = {}
             done = threading.Event()
 
-            watcher = _Tree(proc.pid)
+            def sampler() -> None:
+                while True:
+                    sample(proc.pid, time.perf_counter() - start)
+                    if done.wait(every):
+                        return
 
-            def sample() -> None:
-                while not done.wait(0.02):
-                    tree = watcher.sample()
-                    peak[0] = max(peak[0], sum(kb for kb, _ in tree.values()))
-                    for pid, (_kb, seconds) in tree.items():
-                        cpu[pid] = max(cpu.get(pid, 0.0), seconds)
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
+            thread = threading.Thread(target=sampler, daemon=True)
+            thread.start()
             _pid, status, usage = os.wait4(proc.pid, 0)
             seconds = time.perf_counter() - start
             done.set()
-            sampler.join()
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            thread.join()
         finally:
             if stdin:
                 src.close()  # type: ignore[union-attr]
         out.seek(0)
         err.seek(0)
-        return Measured(
-            seconds,
-            proc.returncode,
-            out.read().decode("utf-8", "replace"),
-            err.read().decode("utf-8", "replace"),
-            int(usage.ru_maxrss),
-            max(peak[0], int(usage.ru_maxrss)),
-            max(sum(cpu.values()), usage.ru_utime + usage.ru_stime),
-        )
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    return seconds, os.waitstatus_to_exitcode(status), stdout, stderr, usage
+
+
+def run(cmd: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, stdin: Path | None = None) -> Measured:
+    """Run ``cmd``; the clock covers start to exit (interpreter start-up included)."""
+    peak = [0]
+    cpu: dict[int, float] = {}
+    watcher: dict[int, _Tree] = {}
+
+    def sample(pid: int, _at: float) -> None:
+        tree = watcher.setdefault(pid, _Tree(pid)).sample()
+        peak[0] = max(peak[0], sum(kb for kb, _ in tree.values()))
+        for child, (_kb, seconds) in tree.items():
+            cpu[child] = max(cpu.get(child, 0.0), seconds)
+
+    seconds, rc, stdout, stderr, usage = spawn(cmd, cwd=cwd, env=env, stdin=stdin, sample=sample)
+    return Measured(
+        seconds,
+        rc,
+        stdout,
+        stderr,
+        int(usage.ru_maxrss),
+        max(peak[0], int(usage.ru_maxrss)),
+        max(sum(cpu.values()), usage.ru_utime + usage.ru_stime),
+    )
 
 
 def sha256_files(paths: Sequence[Path]) -> dict[str, str]:

@@ -13,7 +13,7 @@ references that close a cycle between tables.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -135,11 +135,7 @@ class Deleter:
                         stalled = bool(self_edges) and count_rows(conn, table, self.scope.doomed(t)) > 0
                     else:
                         keys = [tuple(r[: len(pk)]) for r in rows]
-                        candidates: dict[str, set[str]] = {}
-                        for i, (v, _col, _target) in enumerate(via, start=len(pk)):
-                            found = named_keys([r[i] for r in rows])
-                            if found:
-                                candidates.setdefault(v, set()).update(found)
+                        candidates = via_candidates(via, rows, len(pk))
                         files: list[tuple[str, dict[str, Any]]] = []
                         for r in rows:
                             tail = r[len(pk) :]
@@ -303,6 +299,17 @@ class Deleter:
         return total
 
 
+def via_candidates(via: list[tuple[str, str, str]], rows: Sequence[Any], start: int) -> dict[str, set[str]]:
+    """The people (owned_via keys) ``rows`` name: the ``via`` columns (``Deleter.via_targets``)
+    selected after the row's key, from column ``start`` on."""
+    candidates: dict[str, set[str]] = {}
+    for i, (v, _col, _target) in enumerate(via, start=start):
+        found = named_keys([r[i] for r in rows])
+        if found:
+            candidates.setdefault(v, set()).update(found)
+    return candidates
+
+
 def groupable(deleter: Deleter, t: str) -> bool:
     """``t`` may share a transaction with other small tables (``delete_group``): a
     primary key, no reference to itself, not the media table."""
@@ -341,8 +348,8 @@ def delete_group(deleter: Deleter, names: list[str]) -> dict[str, int] | None:
                 if total > deleter.batch:
                     return None
                 found[t] = [tuple(r[: len(pk)]) for r in rows]
-                for i, (v, _col, _target) in enumerate(via, start=len(pk)):
-                    candidates.setdefault(v, set()).update(named_keys([r[i] for r in rows]))
+                for v, keys in via_candidates(via, rows, len(pk)).items():
+                    candidates.setdefault(v, set()).update(keys)
             pending = deleter.journal.record_pending_tables(found, candidates)
             deleter.faults.reached("pending")
             for t in names:

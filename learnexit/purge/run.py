@@ -88,14 +88,15 @@ def _delete_one(deleter: Deleter, scope: Scope, at: int, holding: set[str], grou
         return grouped.pop(t)
     if t in scope.via:
         return deleter.delete_candidates(t)
-    run = [t] if groupable(deleter, t) else []
-    for later in scope.children_first[at + 1 :]:
-        if len(run) >= GROUP_TABLES or not run:
-            break
-        if later in holding:
-            if not groupable(deleter, later):
+    run = [t]
+    if groupable(deleter, t):
+        for later in scope.children_first[at + 1 :]:
+            if len(run) >= GROUP_TABLES:
                 break
-            run.append(later)
+            if later in holding:
+                if not groupable(deleter, later):
+                    break
+                run.append(later)
     counts = delete_group(deleter, run) if len(run) > 1 else None
     if counts is None:
         return deleter.delete_table(t)

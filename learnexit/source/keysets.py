@@ -44,11 +44,17 @@ _SPOOL_BATCH = 5000
 INLINE_ENV = "LEARNEXIT_INLINE_KEY_SETS"  # "1": conditions inline on every engine (a diagnostic)
 
 
+def _sqlite_index(dialect: sa.engine.Dialect, name: str, columns: list[str]) -> str:
+    """The index that lets SQLite look keys up in the set ``name`` instead of building one
+    for every statement."""
+    quoted = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)
+    return f"CREATE INDEX temp.{name}_k ON {name} ({quoted})"
+
+
 class KeySets:
     """Key sets of one source engine, each in a temporary table of the connection using it."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
         self.dialect = engine.dialect.name
         self.metadata = sa.MetaData()
         self._fills: dict[str, tuple[sa.Table, sa.Select[Any], list[sa.Column[Any]]]] = {}
@@ -91,10 +97,9 @@ class KeySets:
         values: for another tool that runs learnexit's conditions (the bench's sqlite3)."""
         out = []
         for name, (_table, fill, columns) in self._fills.items():
-            quoted = ", ".join(dialect.identifier_preparer.quote(c.name) for c in columns)
             select = str(fill.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
             out.append(f"CREATE TEMP TABLE {name} AS {' '.join(select.split())};")
-            out.append(f"CREATE INDEX temp.{name}_k ON {name} ({quoted});")
+            out.append(_sqlite_index(dialect, name, [c.name for c in columns]) + ";")
         return out
 
     # -- filling -----------------------------------------------------------------
@@ -131,8 +136,7 @@ class KeySets:
         else:
             conn.execute(table.insert().from_select(names, fill))
         if self.dialect == "sqlite":
-            quoted = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
-            conn.exec_driver_sql(f"CREATE INDEX temp.{name}_k ON {name} ({quoted})")
+            conn.exec_driver_sql(_sqlite_index(conn.dialect, name, names))
 
     @staticmethod
     def _fill_through_spool(conn: Connection, table: sa.Table, fill: sa.Select[Any], names: list[str]) -> None:

@@ -78,7 +78,7 @@ class Source(SnapshotReader):
 
     def refresh_key_sets(self) -> None:
         """The key sets held in temporary tables are filled again at their next use (the
-        purge calls this before each table: rows written meanwhile count)."""
+        purge calls this before each pass: rows written meanwhile count)."""
         if self.key_sets is not None:
             self.key_sets.refresh()
 

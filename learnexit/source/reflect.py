@@ -112,13 +112,13 @@ def reflect_source(engine: Engine, url: str, settings: Settings, customer: str) 
     that does not exist under tenancy "database" is an unknown customer.  A SQLite file
     whose schema this process has reflected before (same file, same ``schema_version``)
     is not reflected again."""
-    metadata = sa.MetaData()
-    event.listen(metadata, "column_reflect", _floats_stay_floats)
     try:
         with engine.connect() as conn:
             key = _sqlite_schema_key(conn, url, settings.source_schema) if engine.dialect.name == "sqlite" else None
             if key is not None and key in _SQLITE_SCHEMAS:
                 return _SQLITE_SCHEMAS[key]
+            metadata = sa.MetaData()
+            event.listen(metadata, "column_reflect", _floats_stay_floats)
             metadata.reflect(conn, schema=settings.source_schema)
             if key is not None:
                 while len(_SQLITE_SCHEMAS) >= _SQLITE_SCHEMAS_KEPT:
