@@ -590,12 +590,54 @@ def test_worlds_once_too_deep_for_one_statement(dbs: Any, tmp_path: Path, world_
     check_world(world, url, tmp_path, victim)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known: the purge plan keeps a t1 row the oracle deletes")
-def test_a_world_whose_purge_disagrees_with_the_oracle(tmp_path: Path) -> None:
-    """Found on 2026-12-05 by the random worlds (present before the key sets, inline too):
-    for customer 1 the plan counts t1: 1 where the oracle deletes only t2 1009.  Kept as
-    a strict expected failure until Scope is fixed for it (issue 21's note)."""
+def test_a_world_whose_holds_run_through_a_person(dbs: Any, tmp_path: Path) -> None:
+    """Found on 2026-12-05 by the random worlds: person 505 (another organisation's) keeps
+    t1 1001, which keeps person 503, who keeps t1 1003 through ``people.last_id``.  The
+    conditions once stopped following the people table after one step and the purge
+    counted t1 1003 as going.  Fixed by deciding cycles of tables in rounds."""
     world = build_world(1912923437, 2, "id")
-    url = f"sqlite:///{tmp_path / 'src.db'}"
+    url = str(dbs.new("person"))
     create_world(world, url)
+    check_world(world, url, tmp_path, 0)
+
+
+def chain_world(depth: int) -> World:
+    """Customer 1's course rows held in a chain ``depth`` people long: another
+    organisation's person P0 keeps A1 (people.last_id), A1 keeps its person P1
+    (t1.person_id), P1 keeps A2, ... Pk keeps nothing; B rows go with their people."""
+    tables = {
+        "orgs": Table("orgs", ["id", "parent_id", "title"]),
+        "people": Table("people", ["id", "name", "last_id"], personal=True, note_nullable=False),
+        "t1": Table("t1", ["id", "orgs_ref0", "person_id", "note"], personal=True),
+    }
+    refs = [
+        Ref("orgs", "parent_id", "orgs", True),
+        Ref("t1", "orgs_ref0", "orgs", False),
+        Ref("t1", "person_id", "people", False, counts=False),
+        Ref("people", "last_id", "t1", True, counts=False),
+    ]
+    orgs = [{"id": i, "parent_id": None, "title": f"org {i}"} for i in (1, 2, 3, 4)]
+    people = [{"id": 500 + i, "name": f"person {i}", "last_id": None} for i in range(depth + 4)]
+    t1 = [{"id": 900, "orgs_ref0": 2, "person_id": 500, "note": "other org's course, person P0"}]
+    updates = []
+    for i in range(1, depth + 1):  # A_i: customer 1's, person P_i; P_(i-1).last_id = A_i
+        t1.append({"id": 1000 + i, "orgs_ref0": 1, "person_id": 500 + i, "note": f"A{i}"})
+        updates.append(("people", 500 + i - 1, "last_id", 1000 + i))
+    for j in range(1, 4):  # B_j: customer 1's, with people nothing else references
+        t1.append({"id": 2000 + j, "orgs_ref0": 1 if j < 3 else 3, "person_id": 500 + depth + j, "note": f"B{j}"})
+    rows = {"orgs": orgs, "people": people, "t1": t1}
+    return World("id", tables, ["orgs", "people", "t1"], refs, rows, updates, ("1", "2", "3"), ["t1.person_id"])
+
+
+def test_holds_chained_through_a_cycle_of_tables_many_rows_deep(dbs: Any, tmp_path: Path) -> None:
+    """Six people deep (twelve rounds): every A row and its person stay, minimised; the
+    B rows of customer 1 and their people go; the other customers' rows are untouched
+    (the oracle decides; it follows the chain by plain iteration)."""
+    world = chain_world(6)
+    url = str(dbs.new("chain"))
+    create_world(world, url)
+    schema = world_schema(world)
+    verdict = decide(schema, read_all(url, schema), "1")
+    assert verdict.deleted["t1"] == {2001, 2002}
+    assert verdict.deleted["people"] == {507, 508}
     check_world(world, url, tmp_path, 0)

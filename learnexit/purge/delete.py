@@ -84,6 +84,14 @@ class Deleter:
             self.journal.record_pending(t, [], {t: found}, [])
             self.journal.mark("capture:" + t)
 
+    def settle(self) -> None:
+        """The rounds the scope's cycles of tables need on the rows there are now."""
+        try:
+            with self.src.engine.connect() as conn:
+                self.scope.settle(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error("cannot read the source", exc) from None
+
     def holding_rows(self, names: list[str]) -> set[str]:
         """The tables of ``names`` that hold any row now: the others have nothing to
         delete, and a schema of mostly empty tables costs what its rows cost."""

@@ -268,6 +268,7 @@ def fill_plan(
     plan.unlink = [f"{e.child}.{','.join(e.child_cols)}" for e in unlink]
     try:
         with src.snapshot() as conn:
+            scope.settle(conn)
             holding = tables_with_rows(conn, [src.table(t) for t in scope.children_first])
             for contested in src.contested_report(conn, holding):
                 plan.contested[contested.table] = contested.rows

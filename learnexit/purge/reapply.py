@@ -162,6 +162,7 @@ def _count_case(settings: Settings, src: PurgeSource, case: _Case) -> tuple[dict
     rows: dict[str, int] = {}
     minimised: dict[str, int] = {}
     with src.snapshot() as conn:
+        scope.settle(conn)
         for t in scope.children_first:
             table = src.table(t)
             pred = src.predicate(t)

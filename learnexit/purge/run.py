@@ -210,6 +210,7 @@ class Run:
             # Each pass reads the key sets afresh: rows written since the last one count.
             # (Within a pass children go before the parents whose key sets find them.)
             scope.src.refresh_key_sets()
+            deleter.settle()  # (before the unlinking: it changes only rows that go)
             blanker.unlink(unlink)
             deleted = 0
             blocked = {}

@@ -21,7 +21,8 @@ from ..errors import ConfigError
 from ..source import Edge, Source
 from ..source.keys import key_cols
 from ..source.ownership import reference_is_set
-from .conditions import cols_in, not_owned_by, not_true, outside_of
+from .conditions import cols_in, count_rows, not_owned_by, not_true, outside_of
+from .rounds import cyclic_groups, holding_depends, rounds_needed
 
 __all__ = ["Scope", "personal_blanks"]
 
@@ -67,12 +68,13 @@ class Scope:
         self._ret: dict[str, ColumnElement[bool] | None] = {}
         self._because: dict[str, set[str]] = {}
         self._busy: set[str] = set()
-        self._held: dict[str, ColumnElement[bool] | None] = {}
+        self._held: dict[tuple[str, int], ColumnElement[bool] | None] = {}
         self._held_by: dict[str, set[str]] = {}
-        self._held_busy: list[str] = []
-        self._held_cut = False
-        self._via_busy: set[str] = set()
         self._alias_n = 0
+        # Tables whose kept rows depend on each other in a cycle are decided in rounds
+        # (``rounds``); ``settle`` finds how many the data needs.
+        self.groups = cyclic_groups(holding_depends(self.owned, self.via, self.refs))
+        self.rounds = 1
 
     # -- retention ---------------------------------------------------------------
 
@@ -143,7 +145,7 @@ class Scope:
 
     # -- kept for others ------------------------------------------------------------
 
-    def _outside_refs(self, t: str) -> tuple[ColumnElement[bool] | None, set[str]]:
+    def _outside_refs(self, t: str, r: int) -> tuple[ColumnElement[bool] | None, set[str]]:
         """Rows of ``t`` that rows outside the customer's data reference: another
         customer's, contested, shared or unclassified rows (a row of ``t`` itself
         included), and people (owned_via rows) that stay.  Every reference counts, the
@@ -152,7 +154,7 @@ class Scope:
         for e in self.refs.get(t, []):
             if e.child in self.via:
                 if self.dm.info[e.child].how == "owned_via":
-                    tests.append(self.ref_exists(t, e, self._via_stays))
+                    tests.append(self.ref_exists(t, e, self._via_stays_at(self._child_round(t, e.child, r))))
                     sources.add(e.child)
                 continue
             if e.child in self.owned:
@@ -164,65 +166,86 @@ class Scope:
             sources.add(e.child)
         return (sa.or_(*tests) if tests else None), sources
 
-    def _via_stays(self, child: Any) -> ColumnElement[bool]:
+    def _via_stays_at(self, r: int) -> Callable[[Any], ColumnElement[bool]]:
+        return lambda child: self._via_stays(child, r)
+
+    def _via_stays(self, child: Any, r: int) -> ColumnElement[bool]:
         """owned_via rows (of ``child``, a table or an alias) that the purge leaves: not
-        the customer's, or referenced from outside its data."""
+        the customer's, or (from round 0) referenced by a row that stays."""
         name = child.name if isinstance(child, sa.Table) else child.element.name
         stays = not_true(self.src.predicate(name))
-        if name in self._via_busy or child is not self.src.table(name):
+        if r < 0 or child is not self.src.table(name):
             return stays
-        self._via_busy.add(name)
-        try:
-            return sa.or_(stays, self.other_ref(name))
-        finally:
-            self._via_busy.discard(name)
+        return sa.or_(stays, self.other_ref(name, r))
 
-    def held(self, t: str) -> ColumnElement[bool] | None:
+    def held(self, t: str, r: int | None = None) -> ColumnElement[bool] | None:
         """The customer's rows of ``t`` kept because data outside it still references them.
 
         Closed upwards: the rows such a row references are kept too.  (owned_via tables
-        are decided row by row from their candidates instead.)  Tables that reference
-        each other in a cycle are followed round it twice, and a condition built while
-        the cycle was cut short is not remembered: the table asked for first sees the
-        others complete.
+        are decided row by row from their candidates instead.)  In a cycle of tables
+        (``groups``) round ``r`` follows the rows the others keep in round ``r - 1``;
+        ``None``: the last round (``rounds``).
         """
-        if t in self._held:
-            return self._held[t]
         if t in self.via:
             return None
-        if self._held_busy.count(t) >= 2:
-            self._held_cut = True
+        r = self._round(t, r)
+        if r < 0:
             return None
-        outer_cut = self._held_cut
-        self._held_cut = False
-        self._held_busy.append(t)
-        try:
-            table = self.src.table(t)
-            outside, sources = self._outside_refs(t)
-            conds = [outside] if outside is not None else []
-            for e in self.refs.get(t, []):
-                if e.child == t or e.child not in self.owned or e.child in self.via:
-                    continue
-                child_cond = self.held(e.child)
-                if child_cond is None:
-                    continue
-                child = self.src.table(e.child)
-                sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
-                    child_cond, *reference_is_set(child, e.child_cols, e.sentinels)
-                )
-                conds.append(cols_in(table, e.parent_cols, sub))
-                sources |= self._held_by.get(e.child, set())
-            cond: ColumnElement[bool] | None = None
-            if conds:
-                cond = self._ancestors(table, self.self_edges.get(t, []), sa.or_(*conds))
-                cond = self.src.keyed(t, sa.and_(cond, self.src.predicate(t)), "held")
-            if not self._held_cut or len(self._held_busy) == 1:
-                self._held[t] = cond
-            self._held_by[t] = sources
-            return cond
-        finally:
-            self._held_busy.pop()
-            self._held_cut = self._held_cut or outer_cut
+        if (t, r) in self._held:
+            return self._held[(t, r)]
+        table = self.src.table(t)
+        outside, sources = self._outside_refs(t, r)
+        conds = [outside] if outside is not None else []
+        for e in self.refs.get(t, []):
+            if e.child == t or e.child not in self.owned or e.child in self.via:
+                continue
+            child_cond = self.held(e.child, self._child_round(t, e.child, r))
+            if child_cond is None:
+                continue
+            child = self.src.table(e.child)
+            sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
+                child_cond, *reference_is_set(child, e.child_cols, e.sentinels)
+            )
+            conds.append(cols_in(table, e.parent_cols, sub))
+            sources |= self._held_by.get(e.child, set())
+        cond: ColumnElement[bool] | None = None
+        if conds:
+            cond = self._ancestors(table, self.self_edges.get(t, []), sa.or_(*conds))
+            cond = self.src.keyed(t, sa.and_(cond, self.src.predicate(t)), "held")
+        self._held[(t, r)] = cond
+        self._held_by[t] = self._held_by.get(t, set()) | sources
+        return cond
+
+    def _round(self, t: str, r: int | None) -> int:
+        """The round of ``t`` asked for: only tables in a cycle have more than one."""
+        return self.rounds if r is None or t not in self.groups else r
+
+    def _child_round(self, t: str, child: str, r: int) -> int:
+        """The round of ``child`` that round ``r`` of ``t`` reads: the one before within
+        the same cycle, the last one of a table outside it."""
+        group = self.groups.get(t)
+        return r - 1 if group is not None and self.groups.get(child) == group else self.rounds
+
+    def settle(self, conn: Any) -> int:
+        """Count, on ``conn``, how many rounds the cycles of tables need (one more
+        keeps nothing more), and build every condition from then on with that many."""
+        if not self.groups:
+            return self.rounds
+
+        def size(t: str, r: int) -> int:
+            if t in self.via:
+                return count_rows(conn, self.src.table(t), self.src.predicate(t), self.other_ref(t, r))
+            cond = self.held(t, r)
+            return 0 if cond is None else count_rows(conn, self.src.table(t), cond)
+
+        def grows(r: int) -> bool:
+            return any(size(t, r) != size(t, r - 1) for t in sorted(self.groups))
+
+        rounds = rounds_needed(self.rounds, grows)
+        if rounds != self.rounds:
+            self.rounds = rounds
+            self._held.clear()
+        return rounds
 
     def held_by(self, t: str) -> list[str]:
         """The tables outside the customer's data whose references keep rows of ``t``."""
@@ -265,48 +288,27 @@ class Scope:
 
     def ref_exists(self, t: str, e: Edge, extra: Callable[[Any], ColumnElement[bool]] | None) -> Any:
         """Some row of ``e.child`` (``extra``: that also matches this) references this row of ``t``."""
-        table = self.src.table(t)
-        child: Any = self.src.table(e.child)
-        if e.child != t:
-            # Uncorrelated: the referencing keys are collected once per statement (hashed
-            # or indexed by the database), not looked up per row of ``t`` — without an
-            # index on the referencing column, EXISTS scans the child table for each row.
-            sub = (
-                sa.select(*[child.c[c] for c in e.child_cols])
-                .where(*reference_is_set(child, e.child_cols, e.sentinels))
-                .correlate(None)
-            )
-            if extra is not None:
-                sub = sub.where(extra(child))
-            return sa.and_(*[table.c[c].isnot(None) for c in e.parent_cols], cols_in(table, e.parent_cols, sub))
-        conds = []
         if e.child == t:
             self._alias_n += 1
-            child = child.alias(f"le_ref_{self._alias_n}")
-            pk = key_cols(table)
-            if pk:
-                conds.append(sa.not_(sa.and_(*[child.c[c.name] == table.c[c.name] for c in pk])))
-        conds += [child.c[cc] == table.c[pc] for cc, pc in zip(e.child_cols, e.parent_cols, strict=True)]
-        conds += reference_is_set(child, e.child_cols, e.sentinels)
-        if extra is not None:
-            conds.append(extra(child))
-        return sa.exists().where(*conds)
+        return ref_exists(self.src.table(t), self.src.table(e.child), e, extra, f"le_ref_{self._alias_n}")
 
     def any_ref(self, t: str) -> ColumnElement[bool]:
         """Some row anywhere still references this row of ``t``."""
         tests = [self.ref_exists(t, e, None) for e in self.refs.get(t, [])]
         return sa.or_(*tests) if tests else sa.false()
 
-    def other_ref(self, t: str) -> ColumnElement[bool]:
+    def other_ref(self, t: str, r: int | None = None) -> ColumnElement[bool]:
         """A row that stays after the purge references this row of ``t``: a row outside
-        the customer's data, or one of the customer's rows kept for others."""
+        the customer's data, or one of the customer's rows kept for others (in a cycle
+        of tables: kept by round ``r - 1``; ``None``: the last round)."""
+        r = self._round(t, r)
         tests = []
         for e in self.refs.get(t, []):
             if e.child == t or e.child not in self.owned or e.child in self.via:
                 tests.append(self.ref_exists(t, e, None))
                 continue
             pred = self.src.predicate(e.child)
-            held = None if t in self._via_busy else self.held(e.child)
+            held = self.held(e.child, self._child_round(t, e.child, r))
             if held is None:
                 tests.append(self.ref_exists(t, e, outside_of(pred)))
             else:
@@ -364,3 +366,32 @@ def _with_ancestors(table: sa.Table, edges: list[Edge], base: ColumnElement[bool
     step = sa.select(*[up.c[c] for c in key]).where(*[row.c[c] == anc.c[c] for c in key], sa.or_(*links))
     anc = anc.union(step)
     return cols_in(table, key, sa.select(*[anc.c[c] for c in key]))
+
+
+def ref_exists(
+    table: sa.Table, child: sa.Table, e: Edge, extra: Callable[[Any], ColumnElement[bool]] | None, alias: str
+) -> Any:
+    """Some row of ``child`` (``extra``: that also matches this) references this row of
+    ``table`` through ``e`` (``alias``: the name of ``child`` when it is ``table``)."""
+    if child is not table:
+        # Uncorrelated: the referencing keys are collected once per statement (hashed
+        # or indexed by the database), not looked up per row of ``t`` — without an
+        # index on the referencing column, EXISTS scans the child table for each row.
+        sub = (
+            sa.select(*[child.c[c] for c in e.child_cols])
+            .where(*reference_is_set(child, e.child_cols, e.sentinels))
+            .correlate(None)
+        )
+        if extra is not None:
+            sub = sub.where(extra(child))
+        return sa.and_(*[table.c[c].isnot(None) for c in e.parent_cols], cols_in(table, e.parent_cols, sub))
+    row: Any = child.alias(alias)
+    conds = []
+    pk = key_cols(table)
+    if pk:
+        conds.append(sa.not_(sa.and_(*[row.c[c.name] == table.c[c.name] for c in pk])))
+    conds += [row.c[cc] == table.c[pc] for cc, pc in zip(e.child_cols, e.parent_cols, strict=True)]
+    conds += reference_is_set(row, e.child_cols, e.sentinels)
+    if extra is not None:
+        conds.append(extra(row))
+    return sa.exists().where(*conds)

@@ -64,6 +64,7 @@ def verify(
             found.problems.append(f"unclassified tables appeared during the purge: {', '.join(new)}")
         try:
             with src.snapshot() as conn:
+                scope.settle(conn)
                 holding = tables_with_rows(conn, [src.table(t) for t in scope.children_first])
                 for t in scope.children_first:
                     entry = {"before": before.get(t, 0), "after": 0, "retained": 0, "kept_shared": 0}
