@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import random
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,13 +88,23 @@ class World:
     updates: list[tuple[str, int, str, int]]  # back-references set after every insert
     customers: tuple[str, ...]  # the typed keys of the three customers
     owned_via: list[str] = field(default_factory=list)
+    retained: str | None = None  # a chain table kept seven years (retain = "P7Y")
 
     @property
     def key_col(self) -> str:
         return {"text": "slug", "int": "code", "id": "id"}[self.key_kind]
 
 
-def build_world(seed: int, n_tables: int, key_kind: str) -> World:
+def build_world(seed: int, n_tables: int, key_kind: str, retain: bool = False) -> World:
+    """A random world; ``retain``: one chain table is retained (chosen with a generator
+    of its own, so the rest of the world is the one the seed always built)."""
+    world = _build_world(seed, n_tables, key_kind)
+    if retain:
+        world.retained = random.Random(seed + 1).choice([t for t in world.order if t.startswith("t")])
+    return world
+
+
+def _build_world(seed: int, n_tables: int, key_kind: str) -> World:
     rnd = random.Random(seed)
     refs: list[Ref] = []
     tables: dict[str, Table] = {}
@@ -317,6 +328,8 @@ def write_config(world: World, folder: Path, url: str) -> Path:
             lines += ["[[relations]]", f'from = "{r.table}.{r.col}"', f'to = "{r.target}.id"']
     for name, t in world.tables.items():
         rule = []
+        if name == world.retained:
+            rule += ['retain = "P7Y"', 'legal_basis = "Bokföringslagen (1999:1078) 7 kap. 2 §"']
         if name == "people":
             rule.append(f"owned_via = {json.dumps(world.owned_via)}")
             rule.append('personal_columns = ["name"]')
@@ -346,6 +359,7 @@ class Schema:
     shared: set[str] = field(default_factory=set)
     personal: dict[str, dict[str, bool]] = field(default_factory=dict)  # table -> column -> nullable
     pk: dict[str, str] = field(default_factory=dict)  # table -> its one key column (default "id")
+    retained: set[str] = field(default_factory=set)  # tables whose customer's rows are retained
 
     def key(self, table: str) -> str:
         return self.pk.get(table, "id")
@@ -356,7 +370,8 @@ def world_schema(world: World) -> Schema:
     if "people" in world.tables:
         personal["people"] = {"name": False}
     via = {"people": list(world.owned_via)} if "people" in world.tables else {}
-    return Schema("orgs", world.key_col, list(world.tables), world.refs, via, set(), personal)
+    retained = {world.retained} if world.retained else set()
+    return Schema("orgs", world.key_col, list(world.tables), world.refs, via, set(), personal, retained=retained)
 
 
 def read_all(url: str, schema: Schema) -> Rows:
@@ -379,6 +394,7 @@ class Verdict:
     mine: dict[str, set[Any]]
     contested: dict[str, set[Any]]
     deleted: dict[str, set[Any]]
+    blank_via: dict[str, set[Any]] = field(default_factory=lambda: defaultdict(set))  # people minimised
 
 
 def key_text(value: Any) -> str:
@@ -439,7 +455,28 @@ def decide(schema: Schema, data: Rows, customer: str) -> Verdict:
                 if person is not None and person in data[via]:
                     mine[via].add(person)
 
-    deleted = {name: set(pks) for name, pks in mine.items()}
+    deleted = fixpoint(schema, data, {n: set() if n in schema.retained else set(pks) for n, pks in mine.items()})
+    verdict = Verdict(mine, contested, deleted)
+    if schema.retained:
+        # Kept for others = what stays without the retention; a person kept only by the
+        # customer's own rows that stay (retained, or referenced by retained rows) is
+        # minimised, one that a row kept for others or outside the customer's references is not.
+        held = {n: mine[n] - d for n, d in fixpoint(schema, data, {n: set(p) for n, p in mine.items()}).items()}
+        for via in schema.via:
+            for pk in mine[via] - deleted[via]:
+                if not any(
+                    row[ref.col] == pk
+                    and (ref.table in schema.via or rk not in mine[ref.table] or rk in held[ref.table])
+                    for ref in schema.refs
+                    if ref.target == via
+                    for rk, row in data[ref.table].items()
+                ):
+                    verdict.blank_via[via].add(pk)
+    return verdict
+
+
+def fixpoint(schema: Schema, data: Rows, deleted: dict[str, set[Any]]) -> dict[str, set[Any]]:
+    """``deleted`` minus every row some row outside it references, until nothing changes."""
     shrunk = True
     while shrunk:  # a row that stays keeps every row it references
         shrunk = False
@@ -451,20 +488,21 @@ def decide(schema: Schema, data: Rows, customer: str) -> Verdict:
                 if target is not None and target in deleted[ref.target]:
                     deleted[ref.target].discard(target)
                     shrunk = True
-    return Verdict(mine, contested, deleted)
+    return deleted
 
 
 def expected_after(schema: Schema, data: Rows, verdict: Verdict) -> Rows:
-    """Deleted rows gone; the customer's rows that stay minimised (never owned_via rows)."""
+    """Deleted rows gone; the customer's rows that stay minimised (not the retained
+    table's own rows; owned_via rows only when the customer's rows alone keep them)."""
     out: Rows = {}
     for name, rows in data.items():
-        blank = schema.personal.get(name, {}) if name not in schema.via else {}
+        blank = schema.personal.get(name, {}) if name not in schema.retained else {}
         out[name] = {}
         for pk, row in rows.items():
             if pk in verdict.deleted[name]:
                 continue
             row = dict(row)
-            if pk in verdict.mine[name]:
+            if pk in (verdict.blank_via[name] if name in schema.via else verdict.mine[name]):
                 for col, nullable in blank.items():
                     row[col] = None if nullable else ""
             out[name][pk] = row
@@ -555,9 +593,10 @@ def run_property(kind: str, new_url: Any, tmp_path_factory: pytest.TempPathFacto
         n_tables=st.integers(1, 5),
         key_kind=st.sampled_from(("text", "int", "id")),
         victim=st.integers(0, 2),
+        retain=st.booleans(),
     )
-    def prop(seed: int, n_tables: int, key_kind: str, victim: int) -> None:
-        world = build_world(seed, n_tables, key_kind)
+    def prop(seed: int, n_tables: int, key_kind: str, victim: int, retain: bool) -> None:
+        world = build_world(seed, n_tables, key_kind, retain)
         folder = tmp_path_factory.mktemp(f"oracle-{kind}")
         url = new_url(folder)
         create_world(world, url)

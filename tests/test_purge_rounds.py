@@ -4,7 +4,9 @@ cycle, against a plain reachability oracle, and the refusal when rows are held m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from hypothesis import given, settings
@@ -80,3 +82,89 @@ def test_a_chain_deeper_than_the_rounds_allow_is_refused_and_changes_nothing(tmp
             assert conn.execute(sa.text("SELECT count(*) FROM purges WHERE status = 'done'")).scalar() == 0
     finally:
         engine.dispose()
+
+
+RETAIN_SCHEMA = """
+CREATE TABLE orgs (id INTEGER PRIMARY KEY, slug TEXT NOT NULL UNIQUE);
+CREATE TABLE invoices (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id),
+                       t2_id INTEGER REFERENCES t2(id), amount TEXT);
+CREATE TABLE t2 (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id),
+                 back_t3 INTEGER REFERENCES t3(id), note TEXT);
+CREATE TABLE t3 (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id),
+                 t2_ref INTEGER REFERENCES t2(id), note TEXT);
+INSERT INTO orgs VALUES (1, 'acme'), (2, 'globex');
+INSERT INTO t2 VALUES (10, 1, NULL, 'A'), (12, 1, NULL, 'C'), (14, 1, NULL, 'E'), (20, 2, NULL, 'globex t2');
+INSERT INTO t3 VALUES (11, 1, 12, 'B'), (13, 1, NULL, 'D'), (15, 1, NULL, 'F'), (21, 2, 20, 'globex t3');
+UPDATE t2 SET back_t3 = 11 WHERE id = 10;
+UPDATE t2 SET back_t3 = 13 WHERE id = 12;
+UPDATE t2 SET back_t3 = 21 WHERE id = 20;
+INSERT INTO invoices VALUES (100, 1, 10, '120.00'), (200, 2, 20, '80.00');
+"""
+
+
+def test_retention_follows_references_round_a_cycle_of_tables(tmp_path: Path) -> None:
+    """A retained invoice keeps t2 A; A keeps t3 B (t2.back_t3), B keeps t2 C (t3.t2_ref),
+    C keeps t3 D: all four stay with the invoice, whole.  E and F, which nothing retained
+    reaches, go; globex's rows are untouched.  (Retention once stopped at the cycle with
+    a note, and the purge deleted C and D under the retained B.)"""
+    db = tmp_path / "src.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as conn:
+            for statement in RETAIN_SCHEMA.split(";"):
+                if statement.strip():
+                    conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+    config = tmp_path / "learnexit.toml"
+    config.write_text(
+        "\n".join(
+            [
+                "[source]",
+                f'url = "sqlite:///{db}"',
+                "[state]",
+                f'url = "sqlite:///{tmp_path / "state.db"}"',
+                "[customer]",
+                'table = "orgs"',
+                'key = "slug"',
+                "[tables.invoices]",
+                'retain = "P7Y"',
+                'legal_basis = "Bokföringslagen (1999:1078) 7 kap. 2 §"',
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+
+    def rows() -> dict[str, set[tuple[Any, ...]]]:
+        engine = sa.create_engine(f"sqlite:///{db}")
+        try:
+            with engine.connect() as conn:
+                return {
+                    t: set(map(tuple, conn.exec_driver_sql(f"SELECT * FROM {t}")))
+                    for t in ("orgs", "invoices", "t2", "t3")
+                }
+        finally:
+            engine.dispose()
+
+    before = rows()
+    args = ["--config", str(config)]
+    notice = runner.invoke(
+        app,
+        ["notice", "acme", "--received", "2026-01-10", "--period-end", "2026-03-31", *args],
+        env={"LEARNEXIT_NOW": EXPORT_NOW},
+    )
+    assert notice.exit_code == 0, notice.output
+    plan = runner.invoke(app, ["purge", "acme", "--dry-run", "--json", *args], env={"LEARNEXIT_NOW": PURGE_NOW})
+    assert plan.exit_code == 0, plan.output
+    (planned,) = json.loads(plan.stdout)["customers"]
+    assert {t: n for t, n in planned["deleted"].items() if n} == {"t2": 1, "t3": 1}
+    assert {t: n for t, n in planned["retained"].items() if n} == {"invoices": 1, "orgs": 1, "t2": 2, "t3": 2}
+    assert not any("does not follow" in note for note in planned.get("notes", []))
+    done = runner.invoke(app, ["purge", "acme", "--yes", "--json", *args], env={"LEARNEXIT_NOW": PURGE_NOW})
+    assert done.exit_code == 0, done.output
+    after = rows()
+    assert after["t2"] == before["t2"] - {(14, 1, None, "E")}
+    assert after["t3"] == before["t3"] - {(15, 1, None, "F")}
+    assert after["invoices"] == before["invoices"]
+    assert after["orgs"] == before["orgs"]

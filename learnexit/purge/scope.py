@@ -65,61 +65,55 @@ class Scope:
             if e.child == e.parent:
                 self.self_edges.setdefault(e.child, []).append(e)
         self.notes: list[str] = []
-        self._ret: dict[str, ColumnElement[bool] | None] = {}
+        self._ret: dict[tuple[str, int], ColumnElement[bool] | None] = {}
         self._because: dict[str, set[str]] = {}
-        self._busy: set[str] = set()
         self._held: dict[tuple[str, int], ColumnElement[bool] | None] = {}
         self._held_by: dict[str, set[str]] = {}
         self._alias_n = 0
         # Tables whose kept rows depend on each other in a cycle are decided in rounds
         # (``rounds``); ``settle`` finds how many the data needs.
         self.groups = cyclic_groups(holding_depends(self.owned, self.via, self.refs))
+        self.ret_groups = cyclic_groups(holding_depends(self.owned, (), self.refs)) if self.retain_until else {}
         self.rounds = 1
 
     # -- retention ---------------------------------------------------------------
 
-    def ret(self, t: str) -> ColumnElement[bool] | None:
-        """Rows of ``t`` kept by retention (retained rows and what they reference), or None."""
-        if t in self._ret:
-            return self._ret[t]
-        if t in self._busy:
+    def ret(self, t: str, r: int | None = None) -> ColumnElement[bool] | None:
+        """Rows of ``t`` kept by retention (retained rows and what they reference), or
+        None.  In a cycle of tables (``ret_groups``) round ``r`` follows the rows the
+        others keep in round ``r - 1``; ``None``: the last round (``rounds``)."""
+        r = self._round(self.ret_groups, t, r)
+        if r < 0 or not self.retain_until:
             return None
-        self._busy.add(t)
-        try:
-            cond: ColumnElement[bool] | None
-            because: set[str] = set()
-            if t in self.retain_until:
-                cond, because = self.src.predicate(t), {t}
-            else:
-                table = self.src.table(t)
-                conds = []
-                for e in self.refs.get(t, []):
-                    if e.child == t or e.child not in self.owned:
-                        continue
-                    child_cond = self.ret(e.child)
-                    if child_cond is None:
-                        if e.child in self._busy and self.retain_until:
-                            self.notes.append(f"retention does not follow {e.label}: it closes a cycle of references")
-                        continue
-                    child = self.src.table(e.child)
-                    sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
-                        child_cond, *reference_is_set(child, e.child_cols, e.sentinels)
-                    )
-                    conds.append(cols_in(table, e.parent_cols, sub))
-                    because |= self._because.get(e.child, set())
-                if conds:
-                    cond = sa.or_(*conds)
-                    cond = self._ancestors(table, self.self_edges.get(t, []), cond)
-                    if t not in self.via:
-                        cond = sa.and_(cond, self.src.predicate(t))
-                    cond = self.src.keyed(t, cond, "kept")
-                else:
-                    cond = None
-            self._ret[t] = cond
-            self._because[t] = because
-            return cond
-        finally:
-            self._busy.discard(t)
+        if (t, r) in self._ret:
+            return self._ret[(t, r)]
+        cond: ColumnElement[bool] | None = None
+        because: set[str] = set()
+        if t in self.retain_until:
+            cond, because = self.src.predicate(t), {t}
+        else:
+            table = self.src.table(t)
+            conds = []
+            for e in self.refs.get(t, []):
+                if e.child == t or e.child not in self.owned:
+                    continue
+                child_cond = self.ret(e.child, self._child_round(self.ret_groups, t, e.child, r))
+                if child_cond is None:
+                    continue
+                child = self.src.table(e.child)
+                sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
+                    child_cond, *reference_is_set(child, e.child_cols, e.sentinels)
+                )
+                conds.append(cols_in(table, e.parent_cols, sub))
+                because |= self._because.get(e.child, set())
+            if conds:
+                cond = self._ancestors(table, self.self_edges.get(t, []), sa.or_(*conds))
+                if t not in self.via:
+                    cond = sa.and_(cond, self.src.predicate(t))
+                cond = self.src.keyed(t, cond, "kept")
+        self._ret[(t, r)] = cond
+        self._because[t] = self._because.get(t, set()) | because
+        return cond
 
     def _ancestors(self, table: sa.Table, edges: list[Edge], base: ColumnElement[bool]) -> ColumnElement[bool]:
         """Rows matching ``base`` and every row they reach through the self-references."""
@@ -154,7 +148,9 @@ class Scope:
         for e in self.refs.get(t, []):
             if e.child in self.via:
                 if self.dm.info[e.child].how == "owned_via":
-                    tests.append(self.ref_exists(t, e, self._via_stays_at(self._child_round(t, e.child, r))))
+                    tests.append(
+                        self.ref_exists(t, e, self._via_stays_at(self._child_round(self.groups, t, e.child, r)))
+                    )
                     sources.add(e.child)
                 continue
             if e.child in self.owned:
@@ -188,7 +184,7 @@ class Scope:
         """
         if t in self.via:
             return None
-        r = self._round(t, r)
+        r = self._round(self.groups, t, r)
         if r < 0:
             return None
         if (t, r) in self._held:
@@ -199,7 +195,7 @@ class Scope:
         for e in self.refs.get(t, []):
             if e.child == t or e.child not in self.owned or e.child in self.via:
                 continue
-            child_cond = self.held(e.child, self._child_round(t, e.child, r))
+            child_cond = self.held(e.child, self._child_round(self.groups, t, e.child, r))
             if child_cond is None:
                 continue
             child = self.src.table(e.child)
@@ -216,35 +212,38 @@ class Scope:
         self._held_by[t] = self._held_by.get(t, set()) | sources
         return cond
 
-    def _round(self, t: str, r: int | None) -> int:
+    def _round(self, groups: dict[str, int], t: str, r: int | None) -> int:
         """The round of ``t`` asked for: only tables in a cycle have more than one."""
-        return self.rounds if r is None or t not in self.groups else r
+        return self.rounds if r is None or t not in groups else r
 
-    def _child_round(self, t: str, child: str, r: int) -> int:
+    def _child_round(self, groups: dict[str, int], t: str, child: str, r: int) -> int:
         """The round of ``child`` that round ``r`` of ``t`` reads: the one before within
         the same cycle, the last one of a table outside it."""
-        group = self.groups.get(t)
-        return r - 1 if group is not None and self.groups.get(child) == group else self.rounds
+        group = groups.get(t)
+        return r - 1 if group is not None and groups.get(child) == group else self.rounds
 
     def settle(self, conn: Any) -> int:
         """Count, on ``conn``, how many rounds the cycles of tables need (one more
         keeps nothing more), and build every condition from then on with that many."""
-        if not self.groups:
+        if not self.groups and not self.ret_groups:
             return self.rounds
 
-        def size(t: str, r: int) -> int:
-            if t in self.via:
-                return count_rows(conn, self.src.table(t), self.src.predicate(t), self.other_ref(t, r))
-            cond = self.held(t, r)
-            return 0 if cond is None else count_rows(conn, self.src.table(t), cond)
+        def size(t: str, r: int, kept: Any) -> int:
+            table = self.src.table(t)
+            if kept == self.held and t in self.via:
+                return count_rows(conn, table, self.src.predicate(t), self.other_ref(t, r))
+            cond = kept(t, r)
+            return 0 if cond is None else count_rows(conn, table, cond)
 
         def grows(r: int) -> bool:
-            return any(size(t, r) != size(t, r - 1) for t in sorted(self.groups))
+            tables = [(t, self.held) for t in sorted(self.groups)] + [(t, self.ret) for t in sorted(self.ret_groups)]
+            return any(size(t, r, kept) != size(t, r - 1, kept) for t, kept in tables)
 
         rounds = rounds_needed(self.rounds, grows)
         if rounds != self.rounds:
             self.rounds = rounds
             self._held.clear()
+            self._ret.clear()
         return rounds
 
     def held_by(self, t: str) -> list[str]:
@@ -301,14 +300,14 @@ class Scope:
         """A row that stays after the purge references this row of ``t``: a row outside
         the customer's data, or one of the customer's rows kept for others (in a cycle
         of tables: kept by round ``r - 1``; ``None``: the last round)."""
-        r = self._round(t, r)
+        r = self._round(self.groups, t, r)
         tests = []
         for e in self.refs.get(t, []):
             if e.child == t or e.child not in self.owned or e.child in self.via:
                 tests.append(self.ref_exists(t, e, None))
                 continue
             pred = self.src.predicate(e.child)
-            held = self.held(e.child, self._child_round(t, e.child, r))
+            held = self.held(e.child, self._child_round(self.groups, t, e.child, r))
             if held is None:
                 tests.append(self.ref_exists(t, e, outside_of(pred)))
             else:
