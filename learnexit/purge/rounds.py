@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from ..errors import Refused
 from ..source import Edge
 
-__all__ = ["MAX_ROUNDS", "cyclic_groups", "holding_depends", "rounds_needed"]
+__all__ = ["MAX_ROUNDS", "cyclic_groups", "holding_depends", "rounds_needed", "too_deep"]
 
 MAX_ROUNDS = 64
 
@@ -103,3 +103,11 @@ def rounds_needed(start: int, grows: Callable[[int], bool]) -> int:
                 "through a cycle of tables; the purge cannot decide which of them stay"
             )
     return rounds
+
+
+def too_deep(rounds: int, dialect: str) -> str:
+    """Why the purge refuses rows held through more rounds than one statement can say."""
+    return (
+        f"rows kept for others reference each other about {rounds} levels deep through a cycle of "
+        f"tables, too deep for one statement on {dialect}; the purge cannot decide which of them stay"
+    )

@@ -17,12 +17,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .. import contract
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import ConfigError, Refused
 from ..source import Edge, Source
 from ..source.keys import key_cols
 from ..source.ownership import reference_is_set
 from .conditions import cols_in, count_rows, not_owned_by, not_true, outside_of
-from .rounds import cyclic_groups, holding_depends, rounds_needed
+from .rounds import cyclic_groups, holding_depends, rounds_needed, too_deep
 
 __all__ = ["Scope", "personal_blanks"]
 
@@ -235,15 +235,23 @@ class Scope:
             cond = kept(t, r)
             return 0 if cond is None else count_rows(conn, table, cond)
 
+        reached = [self.rounds]
+
         def grows(r: int) -> bool:
+            reached[0] = r
             tables = [(t, self.held) for t in sorted(self.groups)] + [(t, self.ret) for t in sorted(self.ret_groups)]
             return any(size(t, r, kept) != size(t, r - 1, kept) for t, kept in tables)
 
-        rounds = rounds_needed(self.rounds, grows)
-        if rounds != self.rounds:
-            self.rounds = rounds
-            self._held.clear()
-            self._ret.clear()
+        try:
+            rounds = rounds_needed(self.rounds, grows)
+            if rounds != self.rounds:
+                self.rounds = rounds
+                self._held.clear()
+                self._ret.clear()
+            for t in sorted(set(self.groups) | set(self.ret_groups)):  # (each statement built once)
+                sa.select(sa.func.count()).where(self.going(t)).compile(dialect=conn.dialect)
+        except RecursionError:
+            raise Refused(too_deep(reached[0], conn.dialect.name)) from None
         return rounds
 
     def held_by(self, t: str) -> list[str]:
