@@ -6,8 +6,9 @@ Modules, each importing only those listed before it:
 * ``keys`` — row keys as the ledger records them, batches of keys; ``conditions`` — SQL
   conditions and counts;
 * ``history`` — what the ledger says about earlier purges; ``source`` — the purge's view
-  of the source (works once the customer's own row is gone); ``scope`` — which rows go
-  and which stay;
+  of the source (works once the customer's own row is gone); ``rounds`` — the cycles of
+  tables whose kept rows decide each other's, and how many rounds settle them; ``scope``
+  — which rows go and which stay;
 * ``journal`` — pending batches and progress of a running purge; ``record`` — the
   ``purges`` row and its audit entries; ``exports`` — the customer's export packages;
 * ``media`` — media files (path rules, store, matcher); ``media_refs`` — which rows name
