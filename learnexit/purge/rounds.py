@@ -14,7 +14,8 @@ The sets only grow from round to round, so equal counts mean the chain has ended
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from ..errors import Refused
 from ..source import Edge
@@ -22,6 +23,7 @@ from ..source import Edge
 __all__ = ["MAX_ROUNDS", "cyclic_groups", "holding_depends", "rounds_needed", "too_deep"]
 
 MAX_ROUNDS = 64
+K = TypeVar("K", bound=Hashable)
 
 
 def holding_depends(
@@ -91,17 +93,29 @@ def cyclic_groups(depends: Mapping[str, Iterable[str]]) -> dict[str, int]:
     return groups
 
 
-def rounds_needed(start: int, grows: Callable[[int], bool]) -> int:
+def rounds_needed(start: int, cycles: Sequence[K], size: Callable[[K, int], int], dialect: str) -> int:
     """The first number of rounds from ``start`` at which one more round keeps nothing
-    more (``grows(r)``: round ``r`` keeps more rows than round ``r - 1``)."""
+    more: ``size(cycle, r)``, the rows round ``r`` keeps, is the same for every one of
+    ``cycles`` as round ``r - 1``'s (each counted once).  A round deeper than one
+    statement can nest on ``dialect``, or more than ``MAX_ROUNDS``, is refused."""
+    counted: dict[tuple[K, int], int] = {}
+
+    def count(cycle: K, r: int) -> int:
+        if (cycle, r) not in counted:
+            counted[(cycle, r)] = size(cycle, r)
+        return counted[(cycle, r)]
+
     rounds = max(start, 1)
-    while grows(rounds):
-        rounds += 1
-        if rounds > MAX_ROUNDS:
-            raise Refused(
-                f"rows kept for others reference each other more than {MAX_ROUNDS} levels deep "
-                "through a cycle of tables; the purge cannot decide which of them stay"
-            )
+    try:
+        while any(count(cycle, rounds) != count(cycle, rounds - 1) for cycle in cycles):
+            rounds += 1
+            if rounds > MAX_ROUNDS:
+                raise Refused(
+                    f"rows kept for others reference each other more than {MAX_ROUNDS} levels deep "
+                    "through a cycle of tables; the purge cannot decide which of them stay"
+                )
+    except RecursionError:
+        raise Refused(too_deep(rounds, dialect)) from None
     return rounds
 
 

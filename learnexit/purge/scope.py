@@ -100,11 +100,7 @@ class Scope:
                 child_cond = self.ret(e.child, self._child_round(self.ret_groups, t, e.child, r))
                 if child_cond is None:
                     continue
-                child = self.src.table(e.child)
-                sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
-                    child_cond, *reference_is_set(child, e.child_cols, e.sentinels)
-                )
-                conds.append(cols_in(table, e.parent_cols, sub))
+                conds.append(self._referenced_by(table, e, child_cond))
                 because |= self._because.get(e.child, set())
             if conds:
                 cond = self._ancestors(table, self.self_edges.get(t, []), sa.or_(*conds))
@@ -114,6 +110,14 @@ class Scope:
         self._ret[(t, r)] = cond
         self._because[t] = self._because.get(t, set()) | because
         return cond
+
+    def _referenced_by(self, table: sa.Table, e: Edge, child_cond: ColumnElement[bool]) -> ColumnElement[bool]:
+        """Rows of ``table`` that a row of ``e.child`` matching ``child_cond`` references through ``e``."""
+        child = self.src.table(e.child)
+        sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
+            child_cond, *reference_is_set(child, e.child_cols, e.sentinels)
+        )
+        return cols_in(table, e.parent_cols, sub)
 
     def _ancestors(self, table: sa.Table, edges: list[Edge], base: ColumnElement[bool]) -> ColumnElement[bool]:
         """Rows matching ``base`` and every row they reach through the self-references."""
@@ -198,11 +202,7 @@ class Scope:
             child_cond = self.held(e.child, self._child_round(self.groups, t, e.child, r))
             if child_cond is None:
                 continue
-            child = self.src.table(e.child)
-            sub = sa.select(*[child.c[c] for c in e.child_cols]).where(
-                child_cond, *reference_is_set(child, e.child_cols, e.sentinels)
-            )
-            conds.append(cols_in(table, e.parent_cols, sub))
+            conds.append(self._referenced_by(table, e, child_cond))
             sources |= self._held_by.get(e.child, set())
         cond: ColumnElement[bool] | None = None
         if conds:
@@ -228,30 +228,25 @@ class Scope:
         if not self.groups and not self.ret_groups:
             return self.rounds
 
-        def size(t: str, r: int, kept: Any) -> int:
+        def size(cycle: tuple[str, str], r: int) -> int:
+            kind, t = cycle
             table = self.src.table(t)
-            if kept == self.held and t in self.via:
+            if kind == "held" and t in self.via:
                 return count_rows(conn, table, self.src.predicate(t), self.other_ref(t, r))
-            cond = kept(t, r)
+            cond = self.held(t, r) if kind == "held" else self.ret(t, r)
             return 0 if cond is None else count_rows(conn, table, cond)
 
-        reached = [self.rounds]
-
-        def grows(r: int) -> bool:
-            reached[0] = r
-            tables = [(t, self.held) for t in sorted(self.groups)] + [(t, self.ret) for t in sorted(self.ret_groups)]
-            return any(size(t, r, kept) != size(t, r - 1, kept) for t, kept in tables)
-
+        cycles = [("held", t) for t in sorted(self.groups)] + [("ret", t) for t in sorted(self.ret_groups)]
+        rounds = rounds_needed(self.rounds, cycles, size, conn.dialect.name)
+        if rounds != self.rounds:
+            self.rounds = rounds
+            self._held.clear()
+            self._ret.clear()
         try:
-            rounds = rounds_needed(self.rounds, grows)
-            if rounds != self.rounds:
-                self.rounds = rounds
-                self._held.clear()
-                self._ret.clear()
             for t in sorted(set(self.groups) | set(self.ret_groups)):  # (each statement built once)
                 sa.select(sa.func.count()).where(self.going(t)).compile(dialect=conn.dialect)
         except RecursionError:
-            raise Refused(too_deep(reached[0], conn.dialect.name)) from None
+            raise Refused(too_deep(rounds, conn.dialect.name)) from None
         return rounds
 
     def held_by(self, t: str) -> list[str]:
