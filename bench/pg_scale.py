@@ -468,7 +468,7 @@ def measure_scale(scale: int, args: argparse.Namespace, root: Path) -> dict[str,
             f"[{scale:,}] built in {res['build_s']:.0f} s ({load['activity_rows_total']:,} activity rows, "
             f"{load['database_bytes'] / 1e9:.2f} GB; insert {load['insert_s']:.0f} s)"
         )
-        selects, counts, _dm = owned_selects(config, source_url=db_url(db))
+        selects, counts, _dm, _prelude = owned_selects(config, source_url=db_url(db))
         res["customer_rows"] = sum(counts.values())
         res["activity_rows"] = counts.get("activity_log", 0)
         steps = res["steps"]
