@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from ..config import mask_url, normalise_driver
 from ..errors import BadInput, OperationalError
-from ..source import describe_db_error, make_engine
+from ..source import describe_db_error, make_engine, sqlite_pragmas
 from . import composite
 from .evidence import Measurer
 from .propose import (
@@ -79,7 +79,7 @@ def draft_config(
     try:
         metadata = sa.MetaData()
         try:
-            with engine.connect() as conn:
+            with engine.connect() as conn, sqlite_pragmas.prefetched(conn, schema):
                 metadata.reflect(conn, schema=schema)
         except sa.exc.SQLAlchemyError as exc:
             raise OperationalError(f"cannot read {mask_url(url)}: {describe_db_error(exc)}") from None

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from ..config import Settings, mask_url, scrub
 from ..errors import ConfigError, OperationalError, UnknownCustomer
 from ..valuefree import without_values
-from . import text_decode
+from . import sqlite_pragmas, text_decode
 
 
 def _install_sqlite_transactions(engine: Engine, begin: str = "BEGIN") -> None:
@@ -119,7 +119,8 @@ def reflect_source(engine: Engine, url: str, settings: Settings, customer: str) 
                 return _SQLITE_SCHEMAS[key]
             metadata = sa.MetaData()
             event.listen(metadata, "column_reflect", _floats_stay_floats)
-            metadata.reflect(conn, schema=settings.source_schema)
+            with sqlite_pragmas.prefetched(conn, settings.source_schema):
+                metadata.reflect(conn, schema=settings.source_schema)
             if key is not None:
                 while len(_SQLITE_SCHEMAS) >= _SQLITE_SCHEMAS_KEPT:
                     _SQLITE_SCHEMAS.pop(next(iter(_SQLITE_SCHEMAS)))
