@@ -157,3 +157,27 @@ def test_lock_of_a_dead_process_on_this_host_is_broken(ledger_url: str) -> None:
         with pytest.raises(Busy):  # another host: cannot tell, so it stays busy until stale
             with ledger.lock("purge"):
                 pass
+
+
+def test_steps_marked_done_together_are_what_one_at_a_time_makes(ledger_url: str) -> None:
+    """``mark_steps_done`` (the empty tables of a pass, one ledger statement for all) ends
+    where marking each step on its own ends: new steps 0 rows, 0 batches, done; steps
+    already there keep their rows and batches and become done; a step named twice once."""
+    from datetime import datetime
+
+    from learnexit.ledger.purge_records import add_progress, add_purge, mark_steps_done, step_progress
+
+    at = datetime(2026, 12, 6, 3, 0)
+    with Ledger(ledger_url) as ledger, ledger.transaction() as conn:
+        purge = add_purge(
+            conn, customer="acme", identity_id=1, kind="full", started_at=at, plan="{}", forced_reason=None,
+            recorded_by="t",
+        )  # fmt: skip
+        add_progress(conn, purge_id=purge, step="busy", rows=7, batches=2, done=False, updated_at=at)
+        steps = [f"t{i:03d}" for i in range(1200)] + ["busy", "t001"]  # (more than one IN list's worth)
+        mark_steps_done(conn, purge, steps, at)
+        got = {s: step_progress(conn, purge, s) for s in [*steps, "never"]}
+        rows = conn.execute(sa.text("SELECT count(*) FROM purge_progress")).scalar()
+    assert got["busy"] == (7, 2, True)
+    assert all(got[f"t{i:03d}"] == (0, 0, True) for i in range(1200)) and got["never"] is None
+    assert rows == 1201

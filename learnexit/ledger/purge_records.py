@@ -33,6 +33,7 @@ __all__ = [
     "mark_purge_failed",
     "mark_purge_running",
     "mark_purge_unverified",
+    "mark_steps_done",
     "progress_of",
     "purge_keys_like",
     "purge_keys_named",
@@ -225,6 +226,32 @@ def update_progress(
     if done is not None:
         values["done"] = done
     conn.execute(_progress.update().where(_progress.c.purge_id == purge_id, _progress.c.step == step).values(**values))
+
+
+def mark_steps_done(conn: Connection, purge_id: int, steps: Sequence[str], updated_at: datetime) -> None:
+    """Mark each of ``steps`` of the purge done (no rows, no batch added): a row for each
+    step not recorded yet, ``done`` set on the others — in three statements, not two a
+    step (a schema of 480 tables, 310 of them empty)."""
+    wanted = list(dict.fromkeys(steps))
+    known: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        stmt = sa.select(_progress.c.step).where(_progress.c.purge_id == purge_id, _progress.c.step.in_(chunk))
+        known.update(conn.execute(stmt).scalars())
+    new = [
+        {"purge_id": purge_id, "step": s, "rows": 0, "batches": 0, "done": True, "updated_at": updated_at}
+        for s in wanted
+        if s not in known
+    ]
+    if new:
+        conn.execute(_progress.insert(), new)
+    if known:
+        done = (
+            _progress.update()
+            .where(_progress.c.purge_id == purge_id, _progress.c.step == sa.bindparam("b_step"))
+            .values(done=True, updated_at=updated_at)
+        )
+        conn.execute(done, [{"b_step": s} for s in wanted if s in known])
 
 
 def step_rows(conn: Connection, purge_id: int, step: str) -> int:

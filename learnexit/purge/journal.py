@@ -27,6 +27,7 @@ from ..ledger.purge_records import (
     add_purge_key,
     add_purge_keys,
     delete_purge_key,
+    mark_steps_done,
     progress_of,
     purge_keys_like,
     purge_keys_named,
@@ -195,8 +196,8 @@ class Journal:
         """Record the lazily kept batch (``_done``) and the tables marked for later in the
         ledger transaction ``conn``."""
         marks, self._marks = self._marks, []
-        for step in marks:
-            self.bump(conn, step, 0, 0, True)
+        if marks:
+            mark_steps_done(conn, self.purge_id, marks, utcnow())
         done, self._done = self._done, []
         for pending_id, step, rows in done:
             delete_purge_key(conn, pending_id)
