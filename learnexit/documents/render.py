@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import gc
 import hashlib
+import io
 import logging
 import multiprocessing
 import os
@@ -342,6 +343,18 @@ def pdf_renderer() -> PdfRenderer:
         _renderer = PdfRenderer()
         atexit.register(_release_renderer)
     return _renderer
+
+
+def warm_reports(lang: str) -> None:
+    """Lay out a one-line report in ``lang`` once, so that the first real one finds this
+    process's renderer, its style sheets and WeasyPrint's first-use work done: what a
+    purge does on a thread while the database deletes, before its certificate."""
+    from .model import Paragraph, Report
+
+    tiny = Report(
+        lang=lang, title="-", subtitle="-", organisation="-", vendor="-", generated="-", blocks=(Paragraph("-"),)
+    )
+    pdf_renderer().write(tiny, io.BytesIO())
 
 
 def _release_renderer() -> None:

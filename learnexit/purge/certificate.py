@@ -28,7 +28,7 @@ from ..contract import DEFAULT_TIMEZONE
 from ..documents import i18n
 from ..documents.layout import report_html
 from ..documents.model import Block, Facts, Heading, Paragraph, Report, Table
-from ..documents.render import pdf_renderer
+from ..documents.render import pdf_renderer, warm_reports
 from ..errors import OperationalError
 from ..package.build import safe_file_name
 from .results import PurgeResult
@@ -141,7 +141,8 @@ def _deleted_blocks(result: PurgeResult, lang: str) -> list[Block]:
     total = (t("deletion.total"), n(sum(int(c) for c in result.deleted.values())))
     blocks: list[Block] = [
         Heading(t("deletion.deleted")),
-        Table((t("deletion.table"), t("deletion.rows")), (*deleted, total), numeric=(False, True)),
+        # (fixed widths: WeasyPrint need not measure every cell first; a long name wraps)
+        Table((t("deletion.table"), t("deletion.rows")), (*deleted, total), numeric=(False, True), widths=(78, 22)),
     ]
     untouched = [table for table, count in result.deleted.items() if not int(count or 0)]
     if untouched:
@@ -243,6 +244,11 @@ def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) 
 def certificate_html(result: PurgeResult, facts: dict[str, Any], lang: str) -> str:
     """The certificate as HTML (what the PDF is rendered from, with the report style sheet)."""
     return report_html(certificate_document(result, facts, lang))
+
+
+def warm_up(lang: str) -> None:
+    """Make the renderer ready for ``lang`` (see ``documents.render.warm_reports``)."""
+    warm_reports(lang)
 
 
 def render_certificate(result: PurgeResult, facts: dict[str, Any], lang: str) -> bytes:

@@ -35,7 +35,7 @@ from ..logs import event
 from ..offboarding.closure import run_closure
 from ..source import check_customer_key
 from ..valuefree import first_line
-from .certificate import write_certificate
+from .certificate import warm_up, write_certificate
 from .delete import Blanker, Blocked, Deleter, delete_group, groupable
 from .exports import remove_exports
 from .faults import NO_FAULTS, Faults
@@ -64,11 +64,28 @@ __all__ = ["MAX_PASSES", "Run", "check_lang", "execute_purge", "purge_customer",
 MAX_PASSES = 3  # the first pass deletes; the next ones sweep rows written meanwhile
 
 
-def _preload_pdf() -> None:
+def _preload_pdf(lang: str) -> None:
     try:
-        import weasyprint  # noqa: F401 - imported for later use
+        warm_up(lang)  # (WeasyPrint imported, the renderer made, a first layout done)
     except Exception:  # noqa: BLE001 - the certificate step reports any real problem
         pass
+
+
+# The thread making the renderer ready (one per process at a time: a --due run's purges
+# share the renderer, and a failed purge's warm-up may still be running at the next).
+_warming: list[threading.Thread] = []
+
+
+def _start_warming(lang: str) -> None:
+    _wait_warming()
+    thread = threading.Thread(target=_preload_pdf, args=(lang,), name="learnexit-preload", daemon=True)
+    thread.start()
+    _warming.append(thread)
+
+
+def _wait_warming() -> None:
+    while _warming:
+        _warming.pop().join()
 
 
 GROUP_TABLES = 100  # small tables deleted in one transaction at most (``Deleter.delete_group``)
@@ -179,9 +196,10 @@ class Run:
     def _go(self) -> PurgeResult:
         plan = self.plan
         settings = self.settings
-        # The certificate at the end needs WeasyPrint: import it meanwhile, while the
-        # database does the deleting (SQLite and the drivers run without the GIL).
-        threading.Thread(target=_preload_pdf, name="learnexit-preload", daemon=True).start()
+        # The certificate at the end needs WeasyPrint: import it and lay out a first page
+        # meanwhile, while the database does the deleting (SQLite and the drivers run
+        # without the GIL); the certificate waits for it (one layout at a time).
+        _start_warming(self.lang)
         if plan.closure_pending:
             counts = run_closure(settings, self.ledger, self.customer, now=self.now)
             with self.ledger.transaction() as conn:
@@ -301,6 +319,7 @@ class Run:
         result.audit_head = head
         finished = self._clock()
         facts = self._certificate_facts(finished)
+        _wait_warming()
         path, digest = write_certificate(self.settings, result, facts, self.lang)
         result.certificate = str(path)
         retained = retained_entries(self.purge_id, result.retention, found.via_tables, found.retained_keys)
