@@ -146,3 +146,43 @@ def test_a_purge_killed_inside_a_chain_resumes_to_the_same_end(
     assert done.returncode == 0, done.stderr
     assert_only_a_went(url, before)
     assert progress(cfg)["posts"][0] == len(A_POSTS)  # (each row counted once)
+
+
+def test_plain_rows_are_the_rows_sqlalchemy_gives(dbs: Any) -> None:
+    """The purge fetches its batches' keys as plain tuples (``source.keys.plain_rows``):
+    the same values SQLAlchemy's rows hold, converted where it converts them (SQLite's
+    dates, decimals and booleans), on every engine."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from learnexit.source.keys import plain_rows
+
+    meta = sa.MetaData()
+    kinds = sa.Table(
+        "kinds", meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", sa.DateTime), sa.Column("day", sa.Date), sa.Column("amount", sa.Numeric(12, 2)),
+        sa.Column("flag", sa.Boolean), sa.Column("label", sa.String(20)),
+    )  # fmt: skip
+    engine = sa.create_engine(dbs.new("plain"))
+    try:
+        with engine.begin() as conn:
+            meta.create_all(conn)
+            conn.execute(
+                kinds.insert(),
+                [
+                    {"id": 1, "at": dt.datetime(2026, 12, 6, 3, 4, 5), "day": dt.date(999, 1, 2),
+                     "amount": Decimal("12.50"), "flag": True, "label": "å"},
+                    {"id": 2, "at": None, "day": None, "amount": None, "flag": False, "label": None},
+                ],
+            )  # fmt: skip
+        with engine.connect() as conn:
+            for stmt in (sa.select(kinds).order_by(kinds.c.id), sa.select(kinds.c.id).where(kinds.c.id > 5)):
+                got = plain_rows(conn, stmt)
+                assert got == [tuple(r) for r in conn.execute(stmt)]
+                assert all(type(r) is tuple for r in got)
+            assert plain_rows(conn, sa.select(kinds.c.at, kinds.c.flag).where(kinds.c.id == 1)) == [
+                (dt.datetime(2026, 12, 6, 3, 4, 5), True)
+            ]
+    finally:
+        engine.dispose()

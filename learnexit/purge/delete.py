@@ -24,7 +24,7 @@ from ..errors import ConfigError, OperationalError
 from ..logs import event
 from ..media_paths import media_columns
 from ..source import Edge, Source, describe_db_error
-from ..source.keys import chunks, key_after, key_cols, key_in, tables_with_rows
+from ..source.keys import chunks, key_after, key_cols, key_in, plain_rows, tables_with_rows
 from .conditions import count_rows, db_error, not_true
 from .faults import Faults
 from .history import earlier_keys
@@ -139,7 +139,7 @@ class Deleter:
             try:
                 with self.src.engine.begin() as conn:
                     select = sa.select(*pk, *extra_cols).where(*where).order_by(*pk)
-                    rows = conn.execute(select.limit(self.batch)).all()
+                    rows = plain_rows(conn, select.limit(self.batch))
                     last, peeled = rows, 0
                     if self_edges and rows:  # the levels below too, in this transaction
                         rows, last, peeled = self._peel(conn, table, select, rows)
@@ -197,7 +197,7 @@ class Deleter:
         gathered, last, deleted = list(rows), list(rows), 0
         while len(gathered) < self.batch:
             deleted += delete_keys(conn, table, pk, [tuple(r[: len(pk)]) for r in last])
-            last = list(conn.execute(select.limit(self.batch - len(gathered))).all())
+            last = plain_rows(conn, select.limit(self.batch - len(gathered)))
             if not last:
                 break
             gathered += last
@@ -374,7 +374,7 @@ def delete_group(deleter: Deleter, names: list[str]) -> dict[str, int] | None:
                 via = deleter.via_targets(t)
                 cols = [*pk, *[table.c[c] for _, c, _ in via]]
                 stmt = sa.select(*cols).where(deleter.scope.doomed(t)).order_by(*pk).limit(deleter.batch + 1)
-                rows = conn.execute(stmt).all()
+                rows = plain_rows(conn, stmt)
                 total += len(rows)
                 if total > deleter.batch:
                     return None

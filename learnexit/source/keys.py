@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-__all__ = ["chunks", "key_after", "key_cols", "key_in", "tables_with_rows"]
+__all__ = ["chunks", "key_after", "key_cols", "key_in", "plain_rows", "tables_with_rows"]
 
 # Tables looked at per statement by ``tables_with_rows`` (SQLite allows 2,000 result columns).
 _TABLES_PER_STATEMENT = 200
@@ -42,6 +42,35 @@ def key_after(cols: Sequence[Any], key: tuple[Any, ...]) -> ColumnElement[bool]:
     if len(cols) == 1:
         return cols[0] > key[0]
     return sa.tuple_(*cols) > sa.tuple_(*[sa.literal(v) for v in key])
+
+
+def plain_rows(conn: sa.Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...]]:
+    """Every row of ``stmt`` as a plain tuple: the values SQLAlchemy's rows would hold
+    (a column it converts on this dialect is converted), without making a ``Row`` of each
+    — for a purge's batch of 20,000 keys that was a third of fetching them."""
+    result = conn.execute(stmt)
+    try:
+        if not result.returns_rows or result.cursor is None:
+            return [tuple(r) for r in result]
+        processors = []
+        for i, (col, desc) in enumerate(zip(stmt.selected_columns, result.cursor.description or (), strict=False)):
+            process = col.type.dialect_impl(conn.dialect).result_processor(conn.dialect, desc[1])
+            if process is not None:
+                processors.append((i, process))
+        # (the fetch strategy: whatever SQLAlchemy has buffered from the cursor, then the
+        # cursor; the drivers' rows are tuples already)
+        rows: list[tuple[Any, ...]] = list(result.cursor_strategy.fetchall(result, result.cursor))
+    finally:
+        result.close()
+    if not processors:
+        return rows
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, process in processors:
+            values[i] = process(values[i])
+        out.append(tuple(values))
+    return out
 
 
 def tables_with_rows(conn: sa.Connection, tables: Sequence[sa.Table]) -> set[str]:
