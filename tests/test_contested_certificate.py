@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from helpers import pdf_text
-from test_purge import Lms, as_json, give_notice, lite, purge, runner  # noqa: F401
+from test_purge import Lms, as_json, give_notice, lite, lms, purge, runner  # noqa: F401
 
 from learnexit.cli import app
 
@@ -59,3 +59,44 @@ def test_a_contested_row_is_reported_everywhere_and_stays(lite: Lms, tmp_path: P
     certificate = as_json(done)["customers"][0]["certificate"]
     text = " ".join(pdf_text(certificate).split())
     assert "Kept because their owner is disputed" in text and "activity_log" in text
+
+
+def test_the_export_counts_contested_rows_in_its_counting_scan(lms: Lms, monkeypatch) -> None:  # noqa: F811
+    """The export counts a table's contested rows in the same scan as its own rows (each
+    row leading to the customer marked as theirs or contested), a big table in halves on
+    two connections: the figures are the contested report's own, the customer's rows what
+    a plain count of the predicate finds — on every engine."""
+    import sqlalchemy as sa
+
+    from learnexit.export import specs
+    from learnexit.ledger.store import Ledger
+    from learnexit.offboarding.cases import open_source
+
+    engine = sa.create_engine(lms.url)
+    with engine.begin() as conn:  # seven of globex's activity rows on acme's courses
+        acme = "SELECT c.id FROM courses c JOIN organisations o ON o.id = c.organisation_id WHERE o.slug = 'acme'"
+        courses = [r[0] for r in conn.execute(sa.text(acme))]
+        rows = conn.execute(
+            sa.text(
+                "SELECT a.id FROM activity_log a JOIN organisations o ON o.id = a.organisation_id "
+                "WHERE o.slug = 'globex' ORDER BY a.id"
+            )
+        ).scalars()
+        for i, row in enumerate(list(rows)[:70:10]):
+            conn.execute(
+                sa.text("UPDATE activity_log SET course_id = :c WHERE id = :r"), {"c": courses[i % 2], "r": row}
+            )
+    engine.dispose()
+    monkeypatch.setattr(specs, "STATS_SPLIT_SPAN", 10)  # (every table with keys spanning 10: two halves)
+    settings = lms.settings
+    with Ledger(settings.state_url) as ledger, open_source(settings, ledger, "acme") as source:
+        with source.snapshot() as conn:
+            totals: dict[str, int] = {}
+            contested: dict[str, int] = {}
+            with specs.counting_helper(source, conn) as helper:
+                specs.build_specs(source, conn, [], totals, helper, contested)
+            report = {c.table: c.rows for c in source.contested_report(conn)}
+            assert report == {"activity_log": 7}
+            assert {t: n for t, n in contested.items() if n} == report
+            assert set(contested) == {t for t in totals if source.sides(t) is not None}
+            assert totals == {t: source.count(conn, t) for t in totals}

@@ -220,8 +220,6 @@ def _prepare(
     if "sql" in request.format_names and request.dialect == "mysql":  # a dump that would not load: refused first
         check_mysql_names([(t, [c.name for c in source.table(t).columns]) for t in source.owned_tables()])
     customer_name = source.customer_name()
-    with source.snapshot() as sconn:
-        notes += [c.note() for c in source.contested_report(sconn)]
     check_not_purged(ledger, customer, source.customer_row_pk)  # checked again when the export is recorded
     reap_interrupted_exports(ledger, customer)  # (their clear-text builds go first)
     return deadline, late, customer_name
@@ -252,8 +250,11 @@ def _export_rows(
                 position=point.position,
             )
         totals: dict[str, int] = {}
+        contested: dict[str, int] = {}
+        first = len(notes)  # (the contested tables are noted before what the counting notes)
         with counting_helper(source, conn) as helper:
-            specs = build_specs(source, conn, notes, totals, helper)
+            specs = build_specs(source, conn, notes, totals, helper, contested)
+        notes[first:first] = [c.note() for c in source.contested_report(conn, counted=contested)]
         notes.extend(quiet_loss_notes(source.datamap))
         job = ExportJob(
             settings=settings,

@@ -56,9 +56,12 @@ class _Stats:
     low: Any = None  # lowest and highest key, and rows with a key (one integer key column)
     high: Any = None
     keyed: int = 0
+    contested: int | None = None  # rows leading to this customer and another (None: not counted here)
 
     def __add__(self, other: _Stats) -> _Stats:
         both = _Stats(self.rows + other.rows, [a + b for a, b in zip(self.outside, other.outside, strict=True)])
+        if self.contested is not None and other.contested is not None:
+            both.contested = self.contested + other.contested
         lows = [v for v in (self.low, other.low) if v is not None]
         highs = [v for v in (self.high, other.high) if v is not None]
         if all(type(v) is int for v in lows + highs):  # (SQLite: text keys give no range)
@@ -76,23 +79,42 @@ class _Stats:
 def _stats_select(source: Source, name: str, edges: Sequence[Edge], where: Any = None) -> sa.Select[Any]:
     """One scan of ``name``'s exported rows (``where``: a part of them): the count, the
     rows pointing outside the export per edge, and with one integer key column its lowest
-    and highest value and the rows that have one."""
+    and highest value and the rows that have one.
+
+    A table owned through references (``Source.sides``) is scanned for the rows that lead
+    to this customer, each marked as the customer's (it leads to no one else) or
+    contested (it does), and the figures come a row per side: the customer's, and the
+    contested rows' count, which the export notes (``contested_report``) without a scan of
+    its own."""
     table = source.table(name)
     key = integer_key(table)
     # Only the columns the scan looks at (the same rows: building and compiling a wide
     # table's every column, table after table, took longer than the scans).
     wanted = {key, *(c for e in edges for c in e.child_cols)}
     columns = [c for c in table.columns if c.name in wanted] or list(table.columns)[:1]
-    stmt = sa.select(*columns).where(source.predicate(name))
+    sides = source.sides(name)
+    if sides is None:
+        stmt = sa.select(*columns).where(source.predicate(name))
+    else:  # (the customer's: "leads elsewhere" is false, not unknown — as in the predicate)
+        mine, elsewhere = sides
+        side = sa.case((sa.not_(elsewhere), 1), (elsewhere, 2), else_=0).label("le_side")
+        stmt = sa.select(*columns, side).where(mine)
     if where is not None:
         stmt = stmt.where(where)
     owned = stmt.subquery("le_owned")
-    figures: list[Any] = [sa.func.count()] + [
-        sa.func.coalesce(sa.func.sum(_outside(source, owned, e)), 0) for e in edges
-    ]
+    if sides is None:
+        figures: list[Any] = [sa.func.count()] + [
+            sa.func.coalesce(sa.func.sum(_outside(source, owned, e)), 0) for e in edges
+        ]
+        if key is not None:
+            figures += [sa.func.min(owned.c[key]), sa.func.max(owned.c[key]), sa.func.count(owned.c[key])]
+        return sa.select(*figures).select_from(owned)
+    # A row of figures per side (the side computed once a row, for the grouping: used in
+    # each figure, SQLite would compute it again for every one).
+    figures = [sa.func.count()] + [sa.func.coalesce(sa.func.sum(_outside(source, owned, e)), 0) for e in edges]
     if key is not None:
         figures += [sa.func.min(owned.c[key]), sa.func.max(owned.c[key]), sa.func.count(owned.c[key])]
-    return sa.select(*figures).select_from(owned)
+    return sa.select(*figures, owned.c.le_side).select_from(owned).group_by(owned.c.le_side)
 
 
 def whole_tables(source: Source, name: str, edges: Sequence[Edge]) -> bool:
@@ -145,11 +167,19 @@ def _stats_text(source: Source, conn: sa.Connection, name: str, edges: Sequence[
     return sa.text(f"SELECT {', '.join(figures)} FROM {quote.format_table(table)}").bindparams(*binds)
 
 
-def _read_stats(conn: sa.Connection, stmt: sa.Executable, edges: int) -> _Stats:
-    row = tuple(conn.execute(stmt).one())
+def _read_stats(conn: sa.Connection, stmt: sa.Executable, edges: int, keyed: bool, sides: bool) -> _Stats:
+    """The figures of ``stmt``: one row, or with ``sides`` a row per side (1: the
+    customer's rows, 2: contested ones, 0: neither; a side without rows has none)."""
+    rows = [tuple(r) for r in conn.execute(stmt)]
+    by_side = {r[-1]: r[:-1] for r in rows} if sides else {1: rows[0]}
+    row = by_side.get(1)
+    if row is None:
+        return _Stats(0, [0] * edges, contested=int(by_side[2][0]) if 2 in by_side else 0)
     stats = _Stats(int(row[0] or 0), [int(n or 0) for n in row[1 : 1 + edges]])
-    if len(row) > 1 + edges:
+    if keyed:
         stats.low, stats.high, stats.keyed = row[1 + edges], row[2 + edges], int(row[3 + edges] or 0)
+    if sides:
+        stats.contested = int(by_side[2][0]) if 2 in by_side else 0
     return stats
 
 
@@ -227,6 +257,7 @@ def build_specs(
     notes: list[str],
     totals: dict[str, int] | None = None,
     helper: sa.Connection | None = None,
+    contested: dict[str, int] | None = None,
 ) -> list[TableSpec]:
     """Owned tables, parents first, with their columns and the references among them.
 
@@ -236,6 +267,7 @@ def build_specs(
     point outside the export together.  ``helper``: a second connection on the same
     snapshot; a big table's second half is then counted on it, on a thread, while this
     one counts the rest (the drivers leave the GIL while the database works).
+    ``contested``: filled with the contested rows of the tables the scans counted them in.
     """
     settings = source.settings
     # ``export = false`` tables are owned (the purge deletes them) but never exported;
@@ -255,6 +287,8 @@ def build_specs(
         found = counted[name][0] if len(counted[name]) == 1 else counted[name][0] + counted[name][1]
         if totals is not None:
             totals[name] = found.rows
+        if contested is not None and found.contested is not None:
+            contested[name] = found.contested
         keys = []
         for edge, outside in zip(edges[name], found.outside, strict=True):
             if outside:
@@ -328,11 +362,12 @@ def _count_tables(
     def count(on: sa.Connection, parts: list[tuple[str, Any]]) -> None:
         for name, where in parts:
             stmt: sa.Executable
+            keyed = integer_key(source.table(name)) is not None
             if where is None and whole_tables(source, name, edges[name]):
-                stmt = _stats_text(source, on, name, edges[name])
+                stmt, contested = _stats_text(source, on, name, edges[name]), False
             else:
-                stmt = _stats_select(source, name, edges[name], where)
-            counted[name].append(_read_stats(on, stmt, len(edges[name])))
+                stmt, contested = _stats_select(source, name, edges[name], where), source.sides(name) is not None
+            counted[name].append(_read_stats(on, stmt, len(edges[name]), keyed, contested))
 
     thread = Background(lambda: count(helper, theirs), "stats") if theirs and helper is not None else None
     try:

@@ -9,7 +9,7 @@ holding a "no reference" value (``Edge.sentinels``) counts as NULL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,6 +169,15 @@ class Ownership:
             return None
         return sa.and_(self._reach(name, mine=True), self._reach(name, mine=False))
 
+    def sides(self, name: str) -> tuple[ColumnElement[bool], ColumnElement[bool]] | None:
+        """For a table owned through references (``how`` "chain"): the rows whose
+        references lead to this customer, and those whose references lead to another one.
+        The customer's rows are the first and not the second (``predicate``); contested
+        rows are both (``contested``).  None for other tables."""
+        if self.datamap.info[name].how != "chain":
+            return None
+        return self._reach(name, mine=True), self._reach(name, mine=False)
+
     def leads_elsewhere(self, name: str, edge: Edge) -> ColumnElement[bool]:
         """Rows of ``name`` whose reference ``edge`` leads to a customer other than this one."""
         return self._edge_leads(self.datamap.table(name), edge, mine=False)
@@ -243,9 +252,12 @@ class Ownership:
             keys = self.key_sets.register([table.c[c] for c in key_cols], keys)
         return _in(table, key_cols, keys)
 
-    def contested_report(self, conn: Connection, holding: set[str] | None = None) -> list[ContestedTable]:
+    def contested_report(
+        self, conn: Connection, holding: set[str] | None = None, counted: Mapping[str, int] | None = None
+    ) -> list[ContestedTable]:
         """Every table with contested rows, and which of its references lead elsewhere
-        (``holding``: only these tables hold rows)."""
+        (``holding``: only these tables hold rows; ``counted``: the contested rows of some
+        tables, counted already in the same snapshot)."""
         out = []
         for name in self.datamap.owned():
             if holding is not None and name not in holding:
@@ -254,7 +266,10 @@ class Ownership:
             if cond is None:
                 continue
             table = self.datamap.table(name)
-            rows = int(conn.execute(sa.select(sa.func.count()).select_from(table).where(cond)).scalar() or 0)
+            if counted is not None and name in counted:
+                rows = counted[name]
+            else:
+                rows = int(conn.execute(sa.select(sa.func.count()).select_from(table).where(cond)).scalar() or 0)
             if not rows:
                 continue
             info = self.datamap.info[name]

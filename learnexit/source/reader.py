@@ -6,7 +6,7 @@ the replica must hold the same row."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -232,10 +232,19 @@ class Source(SnapshotReader):
         """Rows of ``name`` whose reference ``edge`` leads to a customer other than this one."""
         return self.ownership.leads_elsewhere(name, edge)
 
-    def contested_report(self, conn: Connection, holding: set[str] | None = None) -> list[ContestedTable]:
+    def contested_report(
+        self, conn: Connection, holding: set[str] | None = None, counted: Mapping[str, int] | None = None
+    ) -> list[ContestedTable]:
         """Every table with contested rows, and which of its references lead elsewhere
-        (``holding``: only these tables hold rows, the others are not looked at)."""
-        return self.ownership.contested_report(conn, holding)
+        (``holding``: only these tables hold rows, the others are not looked at;
+        ``counted``: tables whose contested rows were counted already, in this snapshot)."""
+        return self.ownership.contested_report(conn, holding, counted)
+
+    def sides(self, name: str) -> tuple[ColumnElement[bool], ColumnElement[bool]] | None:
+        """A table owned through references: (rows leading to this customer, rows leading
+        to another); the customer's rows are the first and not the second, contested rows
+        both (see ``Ownership.sides``).  None for other tables."""
+        return self.ownership.sides(name)
 
     # -- the customer's rows ----------------------------------------------------
 
