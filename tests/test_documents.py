@@ -567,3 +567,23 @@ def test_activity_counted_from_a_read_pass_is_what_reading_it_again_gives(
         a = pdf_text(alone.path / "data" / "documents" / "reports" / name)
         b = pdf_text(shared.path / "data" / "documents" / "reports" / name)
         assert a == b, name
+
+
+def test_the_heap_is_frozen_only_while_a_certificate_is_laid_out() -> None:
+    """``frozen_heap``: the objects alive before the block are out of the collector's
+    scans during it (a purge's big heap, walked again by every full collection while
+    WeasyPrint makes its objects), and back in afterwards, also after an error."""
+    import gc
+
+    from learnexit.documents.render import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    try:
+        with frozen_heap():
+            raise ValueError("layout failed")
+    except ValueError:
+        pass
+    assert gc.get_freeze_count() == 0

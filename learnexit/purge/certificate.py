@@ -28,7 +28,7 @@ from ..contract import DEFAULT_TIMEZONE
 from ..documents import i18n
 from ..documents.layout import report_html
 from ..documents.model import Block, Facts, Heading, Paragraph, Report, Table
-from ..documents.render import pdf_renderer, warm_reports
+from ..documents.render import frozen_heap, pdf_renderer, warm_reports
 from ..errors import OperationalError
 from ..package.build import safe_file_name
 from .results import PurgeResult
@@ -254,7 +254,8 @@ def warm_up(lang: str) -> None:
 def render_certificate(result: PurgeResult, facts: dict[str, Any], lang: str) -> bytes:
     """The certificate as PDF bytes, through the documents' renderer."""
     out = io.BytesIO()
-    pdf_renderer().write(certificate_document(result, facts, lang), out)
+    with frozen_heap():
+        pdf_renderer().write(certificate_document(result, facts, lang), out)
     return out.getvalue()
 
 
