@@ -14,9 +14,9 @@ from test_purge import Lms, as_json, give_notice, lite, lms, purge, runner  # no
 from learnexit.cli import app
 
 
-def contest_one_activity_row(lms: Lms) -> int:
+def contest_one_activity_row(site: Lms) -> int:
     """An activity row of globex whose course is acme's: owned by both, so by neither."""
-    with sqlite3.connect(lms.root / "lms.db") as db:
+    with sqlite3.connect(site.root / "lms.db") as db:
         acme_course = db.execute(
             "SELECT c.id FROM courses c JOIN organisations o ON o.id = c.organisation_id WHERE o.slug = 'acme' LIMIT 1"
         ).fetchone()[0]

@@ -1,6 +1,7 @@
 """The source LMS: reflect it, work out what belongs to a customer, stream those rows.
 
-- ``reflect``: engines, reflection, value-free database errors;
+- ``reflect``: engines, reflection, value-free database errors (``sqlite_pragmas``: a
+  SQLite schema's per-table reflection read for every table in a few statements);
 - ``customer``: what a customer key may be, the customer's row, the row a case pinned;
 - ``datamap``: every table classified, the references (``Edge``), parents-first order;
 - ``ownership``: the customer's rows as SQL conditions, contested rows;
