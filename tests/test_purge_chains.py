@@ -186,3 +186,19 @@ def test_plain_rows_are_the_rows_sqlalchemy_gives(dbs: Any) -> None:
             ]
     finally:
         engine.dispose()
+
+
+def test_a_batch_peels_for_a_bounded_time(dbs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no time to peel, each batch is one level again (the batch's transaction stays
+    short on a deep chain without an index): 25 batches for the 29 rows, the same end."""
+    from learnexit.purge import delete
+
+    monkeypatch.setattr(delete, "PEEL_SECONDS", 0.0)
+    cfg, url = setup(dbs, tmp_path)
+    before = snapshot(url)
+    settings = load_settings(cfg)
+    with Ledger(settings.state_url) as ledger:
+        result = execute_purge(settings, ledger, "a", parse_now(DUE_NOW))
+    assert result.deleted["posts"] == len(A_POSTS)
+    assert_only_a_went(url, before)
+    assert progress(cfg)["posts"] == (len(A_POSTS), 25)

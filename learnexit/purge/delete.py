@@ -13,6 +13,7 @@ references that close a cycle between tables.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +34,12 @@ from .keys import CHUNK, decode_keys, delete_keys, key_json, keys_per_statement,
 from .media import media_path
 from .scope import Scope
 
-__all__ = ["Blanker", "Blocked", "Deleter"]
+__all__ = ["PEEL_SECONDS", "Blanker", "Blocked", "Deleter"]
+
+# A self-referencing table's batch goes level by level in one transaction (``Deleter._peel``)
+# for at most about this long: a deep chain whose reference has no index is a scan of the
+# table per level, and the batch's transaction holds SQLite's write lock meanwhile.
+PEEL_SECONDS = 1.0
 
 
 class Blocked(Exception):
@@ -191,11 +197,13 @@ class Deleter:
         deleting them frees, level after level, in one transaction and one batch: a chain
         of 24 forum posts was 24 transactions and 24 ledger commits.  Each level but the
         last is deleted here (uncommitted: the ledger records the whole batch as pending
-        before the source commits).  Returns every row selected, the last level (to
-        delete), and the rows deleted here."""
+        before the source commits).  A batch stops peeling after ``PEEL_SECONDS`` (the
+        next batch goes on), so its transaction stays short.  Returns every row selected,
+        the last level (to delete), and the rows deleted here."""
         pk = key_cols(table)
         gathered, last, deleted = list(rows), list(rows), 0
-        while len(gathered) < self.batch:
+        until = time.monotonic() + PEEL_SECONDS
+        while len(gathered) < self.batch and time.monotonic() < until:
             deleted += delete_keys(conn, table, pk, [tuple(r[: len(pk)]) for r in last])
             last = plain_rows(conn, select.limit(self.batch - len(gathered)))
             if not last:
