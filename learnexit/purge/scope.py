@@ -93,15 +93,7 @@ class Scope:
             cond, because = self.src.predicate(t), {t}
         else:
             table = self.src.table(t)
-            conds = []
-            for e in self.refs.get(t, []):
-                if e.child == t or e.child not in self.owned:
-                    continue
-                child_cond = self.ret(e.child, self._child_round(self.ret_groups, t, e.child, r))
-                if child_cond is None:
-                    continue
-                conds.append(self._referenced_by(table, e, child_cond))
-                because |= self._because.get(e.child, set())
+            conds, because = self._kept_by_children(t, r, held=False)
             if conds:
                 cond = self._ancestors(table, self.self_edges.get(t, []), sa.or_(*conds))
                 if t not in self.via:
@@ -110,6 +102,27 @@ class Scope:
         self._ret[(t, r)] = cond
         self._because[t] = self._because.get(t, set()) | because
         return cond
+
+    def _kept_by_children(self, t: str, r: int, held: bool) -> tuple[list[ColumnElement[bool]], set[str]]:
+        """Rows of ``t`` that kept rows of its owned child tables reference — ``held`` or
+        retained (``ret``; followed through people too), each child at the round ``r``
+        reads: a condition per reference, and the tables behind them."""
+        groups, kept, why = (
+            (self.groups, self.held, self._held_by) if held else (self.ret_groups, self.ret, self._because)
+        )
+        skip = self.via if held else ()
+        table = self.src.table(t)
+        conds: list[ColumnElement[bool]] = []
+        behind: set[str] = set()
+        for e in self.refs.get(t, []):
+            if e.child == t or e.child not in self.owned or e.child in skip:
+                continue
+            child_cond = kept(e.child, self._child_round(groups, t, e.child, r))
+            if child_cond is None:
+                continue
+            conds.append(self._referenced_by(table, e, child_cond))
+            behind |= why.get(e.child, set())
+        return conds, behind
 
     def _referenced_by(self, table: sa.Table, e: Edge, child_cond: ColumnElement[bool]) -> ColumnElement[bool]:
         """Rows of ``table`` that a row of ``e.child`` matching ``child_cond`` references through ``e``."""
@@ -195,15 +208,9 @@ class Scope:
             return self._held[(t, r)]
         table = self.src.table(t)
         outside, sources = self._outside_refs(t, r)
-        conds = [outside] if outside is not None else []
-        for e in self.refs.get(t, []):
-            if e.child == t or e.child not in self.owned or e.child in self.via:
-                continue
-            child_cond = self.held(e.child, self._child_round(self.groups, t, e.child, r))
-            if child_cond is None:
-                continue
-            conds.append(self._referenced_by(table, e, child_cond))
-            sources |= self._held_by.get(e.child, set())
+        kept, behind = self._kept_by_children(t, r, held=True)
+        conds = ([outside] if outside is not None else []) + kept
+        sources |= behind
         cond: ColumnElement[bool] | None = None
         if conds:
             cond = self._ancestors(table, self.self_edges.get(t, []), sa.or_(*conds))
