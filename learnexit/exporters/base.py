@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from ..config import Settings
 from ..errors import OperationalError, printable
 from ..source import Edge, ReadPoint, Source, text_decode
+from ..source.keys import result_processors
 
 KINDS = ("integer", "number", "boolean", "date", "datetime", "string", "binary")
 
@@ -53,16 +54,6 @@ def column_kind(col: sa.Column[Any]) -> str:
     if py is bytes:
         return "binary"
     return "string"
-
-
-def result_processors(dialect: Any, stmt: sa.Select[Any], description: Any) -> list[tuple[int, Any]]:
-    """(index, converter) for each selected column SQLAlchemy converts on this dialect."""
-    out = []
-    for i, (col, desc) in enumerate(zip(stmt.selected_columns, description or (), strict=False)):
-        process = col.type.dialect_impl(dialect).result_processor(dialect, desc[1])
-        if process is not None:
-            out.append((i, process))
-    return out
 
 
 # While rows stream, the cycle collector runs only every this many batches (see ``streaming``).

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-__all__ = ["chunks", "key_after", "key_cols", "key_in", "plain_rows", "tables_with_rows"]
+__all__ = ["chunks", "key_after", "key_cols", "key_in", "plain_rows", "result_processors", "tables_with_rows"]
 
 # Tables looked at per statement by ``tables_with_rows`` (SQLite allows 2,000 result columns).
 _TABLES_PER_STATEMENT = 200
@@ -44,6 +44,16 @@ def key_after(cols: Sequence[Any], key: tuple[Any, ...]) -> ColumnElement[bool]:
     return sa.tuple_(*cols) > sa.tuple_(*[sa.literal(v) for v in key])
 
 
+def result_processors(dialect: Any, stmt: sa.Select[Any], description: Any) -> list[tuple[int, Any]]:
+    """(index, converter) for each selected column SQLAlchemy converts on this dialect."""
+    out = []
+    for i, (col, desc) in enumerate(zip(stmt.selected_columns, description or (), strict=False)):
+        process = col.type.dialect_impl(dialect).result_processor(dialect, desc[1])
+        if process is not None:
+            out.append((i, process))
+    return out
+
+
 def plain_rows(conn: sa.Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...]]:
     """Every row of ``stmt`` as a plain tuple: the values SQLAlchemy's rows would hold
     (a column it converts on this dialect is converted), without making a ``Row`` of each
@@ -52,11 +62,7 @@ def plain_rows(conn: sa.Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...
     try:
         if not result.returns_rows or result.cursor is None:
             return [tuple(r) for r in result]
-        processors = []
-        for i, (col, desc) in enumerate(zip(stmt.selected_columns, result.cursor.description or (), strict=False)):
-            process = col.type.dialect_impl(conn.dialect).result_processor(conn.dialect, desc[1])
-            if process is not None:
-                processors.append((i, process))
+        processors = result_processors(conn.dialect, stmt, result.cursor.description)
         # (the fetch strategy: whatever SQLAlchemy has buffered from the cursor, then the
         # cursor; the drivers' rows are tuples already)
         rows: list[tuple[Any, ...]] = list(result.cursor_strategy.fetchall(result, result.cursor))
