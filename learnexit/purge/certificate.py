@@ -28,7 +28,7 @@ from ..contract import DEFAULT_TIMEZONE
 from ..documents import i18n
 from ..documents.layout import report_html
 from ..documents.model import Block, Facts, Heading, Paragraph, Report, Table
-from ..documents.render import frozen_heap, pdf_renderer, warm_reports
+from ..documents.render import frozen_heap, pdf_renderer
 from ..errors import OperationalError
 from ..package.build import safe_file_name
 from .results import PurgeResult
@@ -244,11 +244,6 @@ def certificate_document(result: PurgeResult, facts: dict[str, Any], lang: str) 
 def certificate_html(result: PurgeResult, facts: dict[str, Any], lang: str) -> str:
     """The certificate as HTML (what the PDF is rendered from, with the report style sheet)."""
     return report_html(certificate_document(result, facts, lang))
-
-
-def warm_up(lang: str) -> None:
-    """Make the renderer ready for ``lang`` (see ``documents.render.warm_reports``)."""
-    warm_reports(lang)
 
 
 def render_certificate(result: PurgeResult, facts: dict[str, Any], lang: str) -> bytes:

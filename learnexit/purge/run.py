@@ -28,6 +28,7 @@ from typing import Any
 
 from ..config import Settings, scrub
 from ..documents.i18n import LANGS
+from ..documents.render import warm_reports
 from ..errors import BadInput, LearnexitError, OperationalError, Refused
 from ..ledger.export_records import delivered_export_ids
 from ..ledger.store import Ledger, aware, naive_utc
@@ -35,7 +36,7 @@ from ..logs import event
 from ..offboarding.closure import run_closure
 from ..source import check_customer_key
 from ..valuefree import first_line
-from .certificate import warm_up, write_certificate
+from .certificate import write_certificate
 from .delete import Blanker, Blocked, Deleter, delete_group, groupable
 from .exports import remove_exports
 from .faults import NO_FAULTS, Faults
@@ -66,7 +67,7 @@ MAX_PASSES = 3  # the first pass deletes; the next ones sweep rows written meanw
 
 def _preload_pdf(lang: str) -> None:
     try:
-        warm_up(lang)  # (WeasyPrint imported, the renderer made, a first layout done)
+        warm_reports(lang)  # (WeasyPrint imported, the renderer made, a first layout done)
     except Exception:  # noqa: BLE001 - the certificate step reports any real problem
         pass
 
