@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from test_formats import AWK_CONFIG
 from test_purge import DUE_NOW, RECEIVED, RECORDED, snapshot
 
 from learnexit.config import load_settings
@@ -40,17 +41,7 @@ sa.Table(
     sa.Column("reply_to", sa.Integer, sa.ForeignKey("posts.id"), nullable=True),  # owned through the thread
     sa.Column("body", sa.String(40), nullable=False),
 )  # fmt: skip
-CONFIG = """
-[source]
-url = "{url}"
-[state]
-url = "sqlite:///{state}"
-[customer]
-table = "orgs"
-key = "slug"
-[purge]
-batch_size = 10
-"""
+CONFIG = AWK_CONFIG + "[purge]\nbatch_size = 10\n"
 # a's thread: 1 ← 2 ← … ← 25 (each a reply to the one before), and a tree 100 ← 101, 102 ← 103;
 # b's thread: 200 ← 201 ← … ← 204.
 A_POSTS = set(range(1, 26)) | {100, 101, 102, 103}
@@ -108,7 +99,9 @@ def assert_only_a_went(url: str, before: dict[str, Any]) -> None:
     assert after["orgs"] == {(2,): before["orgs"][(2,)]}
 
 
-def test_a_chain_goes_a_batch_at_a_time_deepest_first(dbs: Any, tmp_path: Path) -> None:
+def purge_a(dbs: Any, tmp_path: Path) -> tuple[int, int]:
+    """Purge customer a in process: a's posts go, b's stay byte for byte; (rows, batches)
+    the ledger recorded for the posts."""
     cfg, url = setup(dbs, tmp_path)
     before = snapshot(url)
     settings = load_settings(cfg)
@@ -116,7 +109,11 @@ def test_a_chain_goes_a_batch_at_a_time_deepest_first(dbs: Any, tmp_path: Path) 
         result = execute_purge(settings, ledger, "a", parse_now(DUE_NOW))
     assert result.deleted["posts"] == len(A_POSTS)
     assert_only_a_went(url, before)
-    rows, batches = progress(cfg)["posts"]
+    return progress(cfg)["posts"]
+
+
+def test_a_chain_goes_a_batch_at_a_time_deepest_first(dbs: Any, tmp_path: Path) -> None:
+    rows, batches = purge_a(dbs, tmp_path)
     assert rows == len(A_POSTS)
     assert batches == 3  # 29 rows: 10, 10 and 9, each batch level by level (it was one batch a level: 25)
 
@@ -194,11 +191,4 @@ def test_a_batch_peels_for_a_bounded_time(dbs: Any, tmp_path: Path, monkeypatch:
     from learnexit.purge import delete
 
     monkeypatch.setattr(delete, "PEEL_SECONDS", 0.0)
-    cfg, url = setup(dbs, tmp_path)
-    before = snapshot(url)
-    settings = load_settings(cfg)
-    with Ledger(settings.state_url) as ledger:
-        result = execute_purge(settings, ledger, "a", parse_now(DUE_NOW))
-    assert result.deleted["posts"] == len(A_POSTS)
-    assert_only_a_went(url, before)
-    assert progress(cfg)["posts"] == (len(A_POSTS), 25)
+    assert purge_a(dbs, tmp_path) == (len(A_POSTS), 25)
