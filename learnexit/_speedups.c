@@ -21,6 +21,7 @@
 #include <Python.h>
 #include <datetime.h>
 #include <math.h>
+#include <limits.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ a growing buffer */
@@ -670,12 +671,398 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ SQLite rows read here
+ *
+ * sqlite_csv reads a SELECT through the sqlite3 handle of the export's own connection
+ * (the Python sqlite3.Connection SQLAlchemy holds, inside its read transaction: the same
+ * snapshot and the same temporary key tables) and writes the CSV records straight from
+ * SQLite's values, without a Python object per value.  The SQLite functions are looked up
+ * in the library the sqlite3 module itself uses (sqlite_bind); nothing is linked here.
+ *
+ * It handles only values whose text is certain -- NULL, integers, finite floats, valid
+ * UTF-8 text, and for the columns SQLAlchemy converts on SQLite: datetimes and dates
+ * stored as exact ISO text, booleans stored as integers -- and stops before the first row
+ * holding anything else (or when SQLite reports an error), returning the rows written.
+ * The caller reads the rest through the driver (OFFSET rows) as before. */
+
+#include <dlfcn.h>
+
+typedef struct le_sqlite3 le_sqlite3;
+typedef struct le_sqlite3_stmt le_sqlite3_stmt;
+
+#define LE_SQLITE_ROW 100
+#define LE_SQLITE_DONE 101
+#define LE_SQLITE_INTEGER 1
+#define LE_SQLITE_FLOAT 2
+#define LE_SQLITE_TEXT 3
+#define LE_SQLITE_NULL 5
+#define LE_SQLITE_TRANSIENT ((void (*)(void *)) - 1)
+
+static struct {
+    int bound;
+    PyTypeObject *connection_type;
+    int (*prepare_v2)(le_sqlite3 *, const char *, int, le_sqlite3_stmt **, const char **);
+    int (*step)(le_sqlite3_stmt *);
+    int (*finalize)(le_sqlite3_stmt *);
+    int (*column_count)(le_sqlite3_stmt *);
+    int (*column_type)(le_sqlite3_stmt *, int);
+    long long (*column_int64)(le_sqlite3_stmt *, int);
+    double (*column_double)(le_sqlite3_stmt *, int);
+    const unsigned char *(*column_text)(le_sqlite3_stmt *, int);
+    int (*column_bytes)(le_sqlite3_stmt *, int);
+    int (*bind_int64)(le_sqlite3_stmt *, int, long long);
+    int (*bind_double)(le_sqlite3_stmt *, int, double);
+    int (*bind_text)(le_sqlite3_stmt *, int, const char *, int, void (*)(void *));
+    int (*bind_null)(le_sqlite3_stmt *, int);
+    int (*bind_parameter_count)(le_sqlite3_stmt *);
+    const char *(*db_filename)(le_sqlite3 *, const char *);
+    int (*get_autocommit)(le_sqlite3 *);
+} lite;
+
+/* CPython's sqlite3.Connection begins with the handle (Modules/_sqlite/connection.h, 3.7
+ * to 3.14); sqlite_bind checks the layout against the handle's own answers. */
+typedef struct {
+    PyObject_HEAD
+    le_sqlite3 *db;
+} le_connection;
+
+PyDoc_STRVAR(sqlite_bind_doc,
+             "sqlite_bind(library, connection_type) -> bool\n\n"
+             "Look up the SQLite functions in the loaded library file (the sqlite3 module's\n"
+             "extension, which links SQLite); False when one is missing.");
+
+static PyObject *sqlite_bind(PyObject *self, PyObject *args) {
+    const char *path;
+    PyObject *type;
+    if (!PyArg_ParseTuple(args, "sO!:sqlite_bind", &path, &PyType_Type, &type))
+        return NULL;
+    if (lite.bound)
+        Py_RETURN_TRUE;
+    void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (h == NULL)
+        Py_RETURN_FALSE;
+#define LE_FIND(field, name)                                                                                         \
+    if ((*(void **)&lite.field = dlsym(h, name)) == NULL)                                                            \
+        Py_RETURN_FALSE;
+    LE_FIND(prepare_v2, "sqlite3_prepare_v2")
+    LE_FIND(step, "sqlite3_step")
+    LE_FIND(finalize, "sqlite3_finalize")
+    LE_FIND(column_count, "sqlite3_column_count")
+    LE_FIND(column_type, "sqlite3_column_type")
+    LE_FIND(column_int64, "sqlite3_column_int64")
+    LE_FIND(column_double, "sqlite3_column_double")
+    LE_FIND(column_text, "sqlite3_column_text")
+    LE_FIND(column_bytes, "sqlite3_column_bytes")
+    LE_FIND(bind_int64, "sqlite3_bind_int64")
+    LE_FIND(bind_double, "sqlite3_bind_double")
+    LE_FIND(bind_text, "sqlite3_bind_text")
+    LE_FIND(bind_null, "sqlite3_bind_null")
+    LE_FIND(bind_parameter_count, "sqlite3_bind_parameter_count")
+    LE_FIND(db_filename, "sqlite3_db_filename")
+    LE_FIND(get_autocommit, "sqlite3_get_autocommit")
+#undef LE_FIND
+    Py_INCREF(type);
+    lite.connection_type = (PyTypeObject *)type;
+    lite.bound = 1;
+    Py_RETURN_TRUE;
+}
+
+/* Whether s[0..n) is UTF-8 as Python's strict decoder takes it (no overlong forms, no
+ * surrogates, nothing above U+10FFFF); *special: it holds a quote, a comma, CR or LF. */
+static int utf8_valid(const unsigned char *s, Py_ssize_t n, int *special) {
+    Py_ssize_t i = 0;
+    *special = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            if (c == '"' || c == ',' || c == '\r' || c == '\n')
+                *special = 1;
+            i++;
+            continue;
+        }
+        int len;
+        unsigned int cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (i + len > n)
+            return 0;
+        for (int k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static int digits_at(const unsigned char *s, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static int month_days(int y, int m) {
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) ? 29 : days[m - 1];
+}
+
+/* A valid "YYYY-MM-DD" (date.fromisoformat's plain form) at s. */
+static int iso_date(const unsigned char *s, int *y, int *m, int *d) {
+    if (s[4] != '-' || s[7] != '-' || !digits_at(s, 4, y) || !digits_at(s + 5, 2, m) || !digits_at(s + 8, 2, d))
+        return 0;
+    return *y >= 1 && *m >= 1 && *m <= 12 && *d >= 1 && *d <= month_days(*y, *m);
+}
+
+/* A datetime stored as "YYYY-MM-DD HH:MM:SS" or with ".ffffff" (SQLAlchemy's storage
+ * format; 'T' also), written as datetime.fromisoformat(text).isoformat(); 0 otherwise. */
+static int csv_iso_datetime(Buf *b, const unsigned char *s, int n) {
+    int y, mo, d, h, mi, sec, us = 0;
+    if ((n != 19 && n != 26) || !iso_date(s, &y, &mo, &d) || (s[10] != ' ' && s[10] != 'T') || s[13] != ':' ||
+        s[16] != ':' || !digits_at(s + 11, 2, &h) || !digits_at(s + 14, 2, &mi) || !digits_at(s + 17, 2, &sec) ||
+        h > 23 || mi > 59 || sec > 59)
+        return 0;
+    if (n == 26 && (s[19] != '.' || !digits_at(s + 20, 6, &us)))
+        return 0;
+    if (buf_reserve(b, 26) < 0)
+        return ERROR;
+    memcpy(b->data + b->len, s, 19);
+    b->data[b->len + 10] = 'T';
+    b->len += 19;
+    if (us) {
+        memcpy(b->data + b->len, s + 19, 7);
+        b->len += 7;
+    }
+    return 1;
+}
+
+enum { KIND_PLAIN = 0, KIND_DATETIME = 1, KIND_DATE = 2, KIND_BOOLEAN = 3 };
+
+/* One value of column c as its CSV field: DONE, ERROR, or UNHANDLED (not certain here). */
+static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
+    int type = lite.column_type(st, c);
+    if (type == LE_SQLITE_NULL)
+        return DONE;
+    if (type == LE_SQLITE_INTEGER && (kind == KIND_PLAIN || kind == KIND_BOOLEAN)) {
+        long long n = lite.column_int64(st, c);
+        if (kind == KIND_BOOLEAN)
+            return n ? buf_put(b, "true", 4) : buf_put(b, "false", 5);
+        char digits[24];
+        int i = (int)sizeof(digits);
+        unsigned long long m = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+        do {
+            digits[--i] = (char)('0' + m % 10);
+            m /= 10;
+        } while (m);
+        if (n < 0)
+            digits[--i] = '-';
+        return buf_put(b, digits + i, (Py_ssize_t)sizeof(digits) - i);
+    }
+    if (type == LE_SQLITE_FLOAT && kind == KIND_PLAIN) {
+        double v = lite.column_double(st, c);
+        if (!isfinite(v))
+            return UNHANDLED;
+        char *s = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (s == NULL)
+            return ERROR;
+        int rc = buf_put(b, s, (Py_ssize_t)strlen(s));
+        PyMem_Free(s);
+        return rc;
+    }
+    if (type != LE_SQLITE_TEXT || kind == KIND_BOOLEAN)
+        return UNHANDLED;
+    const unsigned char *u = lite.column_text(st, c);
+    int n = lite.column_bytes(st, c);
+    if (u == NULL)
+        return ERROR;
+    if (kind == KIND_DATETIME) {
+        int rc = csv_iso_datetime(b, u, n);
+        return rc == 1 ? DONE : rc == 0 ? UNHANDLED : ERROR;
+    }
+    if (kind == KIND_DATE) {
+        int y, m, d;
+        return n == 10 && iso_date(u, &y, &m, &d) ? buf_put(b, (const char *)u, 10) : UNHANDLED;
+    }
+    int special;
+    if (!utf8_valid(u, n, &special))
+        return UNHANDLED;
+    return special ? csv_text(b, (const char *)u, n) : buf_put(b, (const char *)u, n);
+}
+
+/* Binds the statement's parameters (int, float, str or None); 0 when one is none of those. */
+static int bind_params(le_sqlite3_stmt *st, PyObject *params) {
+    Py_ssize_t n = PyTuple_GET_SIZE(params);
+    if (n != lite.bind_parameter_count(st))
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(params, i);
+        int rc;
+        if (v == Py_None) {
+            rc = lite.bind_null(st, (int)i + 1);
+        } else if (PyLong_Check(v)) {
+            int overflow = 0;
+            long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow || (x == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                return 0;
+            }
+            rc = lite.bind_int64(st, (int)i + 1, x);
+        } else if (PyFloat_CheckExact(v)) {
+            rc = lite.bind_double(st, (int)i + 1, PyFloat_AS_DOUBLE(v));
+        } else if (PyUnicode_CheckExact(v)) {
+            Py_ssize_t size;
+            const char *u = PyUnicode_AsUTF8AndSize(v, &size);
+            if (u == NULL || size > INT_MAX) {
+                PyErr_Clear();
+                return 0;
+            }
+            rc = lite.bind_text(st, (int)i + 1, u, (int)size, LE_SQLITE_TRANSIENT);
+        } else {
+            return 0;
+        }
+        if (rc != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Hands the buffer to write(bytes, rows) and empties it; -1 on a Python error. */
+static int flush_to(Buf *b, PyObject *write, Py_ssize_t rows) {
+    PyObject *chunk = PyBytes_FromStringAndSize(b->data ? b->data : "", b->len);
+    if (chunk == NULL)
+        return -1;
+    PyObject *r = PyObject_CallFunction(write, "On", chunk, rows);
+    Py_DECREF(chunk);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    b->len = 0;
+    return PyErr_CheckSignals();
+}
+
+PyDoc_STRVAR(sqlite_csv_doc,
+             "sqlite_csv(connection, filename, sql, params, kinds, write, chunk) -> (rows, finished) | None\n\n"
+             "Run sql (params: a tuple of int, float, str or None) on the sqlite3.Connection's\n"
+             "own handle, inside its open transaction, and write its rows as CSV records\n"
+             "through write(bytes, rows so far), about chunk bytes a call.  kinds: one per\n"
+             "column, 0 as read, 1 datetime text, 2 date text, 3 integer boolean.  Returns\n"
+             "the rows written and whether they are all of them (False: stopped before a row\n"
+             "with a value left to Python, or at an error SQLite reported); None when nothing\n"
+             "was read (the functions are not bound, the handle is not on filename, no\n"
+             "transaction is open, or the statement cannot be prepared as given).");
+
+static PyObject *sqlite_csv(PyObject *self, PyObject *args) {
+    PyObject *conn, *params, *kinds_seq, *write;
+    const char *filename, *sql;
+    Py_ssize_t chunk;
+    if (!PyArg_ParseTuple(args, "OssO!OOn:sqlite_csv", &conn, &filename, &sql, &PyTuple_Type, &params, &kinds_seq,
+                          &write, &chunk))
+        return NULL;
+    if (!lite.bound || !PyObject_TypeCheck(conn, lite.connection_type))
+        Py_RETURN_NONE;
+    le_sqlite3 *db = ((le_connection *)conn)->db;
+    if (db == NULL)
+        Py_RETURN_NONE;
+    const char *main_file = lite.db_filename(db, "main");
+    if (main_file == NULL || strcmp(main_file, filename) != 0 || lite.get_autocommit(db))
+        Py_RETURN_NONE;
+    PyObject *kinds_tuple = PySequence_Tuple(kinds_seq);
+    if (kinds_tuple == NULL)
+        return NULL;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_tuple);
+    int *kinds = PyMem_Calloc((size_t)(ncols ? ncols : 1), sizeof(int));
+    if (kinds == NULL) {
+        Py_DECREF(kinds_tuple);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        kinds[c] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_tuple, c));
+        if (kinds[c] == -1 && PyErr_Occurred()) {
+            PyMem_Free(kinds);
+            Py_DECREF(kinds_tuple);
+            return NULL;
+        }
+    }
+    Py_DECREF(kinds_tuple);
+    le_sqlite3_stmt *st = NULL;
+    PyObject *result = NULL;
+    Buf b = {0};
+    if (lite.prepare_v2(db, sql, -1, &st, NULL) != 0 || st == NULL || lite.column_count(st) != ncols || ncols == 0 ||
+        !bind_params(st, params)) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    Py_ssize_t rows = 0;
+    int finished = 0;
+    for (;;) {
+        int rc = lite.step(st);
+        if (rc == LE_SQLITE_DONE) {
+            finished = 1;
+            break;
+        }
+        if (rc != LE_SQLITE_ROW)
+            break; /* the driver reads again from here, and reports the error its own way */
+        Py_ssize_t start = b.len;
+        int unhandled = 0;
+        for (Py_ssize_t c = 0; c < ncols && !unhandled; c++) {
+            if (c && buf_char(&b, ',') < 0)
+                goto done;
+            Py_ssize_t field = b.len;
+            int vr = csv_sqlite_value(&b, st, (int)c, kinds[c]);
+            if (vr == ERROR)
+                goto done;
+            unhandled = vr == UNHANDLED;
+            /* csv.writer quotes a record of one empty field (it would be a blank line) */
+            if (!unhandled && ncols == 1 && b.len == field && buf_put(&b, "\"\"", 2) < 0)
+                goto done;
+        }
+        if (unhandled) {
+            b.len = start;
+            break;
+        }
+        if (buf_put(&b, "\r\n", 2) < 0)
+            goto done;
+        rows++;
+        if (b.len >= chunk && flush_to(&b, write, rows) < 0)
+            goto done;
+    }
+    if (b.len && flush_to(&b, write, rows) < 0)
+        goto done;
+    result = Py_BuildValue("(nO)", rows, finished ? Py_True : Py_False);
+done:
+    if (st != NULL)
+        lite.finalize(st);
+    buf_free(&b);
+    PyMem_Free(kinds);
+    return result;
+}
+
 /* ------------------------------------------------------------------ the module */
 
 static PyMethodDef methods[] = {
     {"csv_records", csv_records, METH_VARARGS, csv_records_doc},
     {"sql_inserts", sql_inserts, METH_VARARGS, sql_inserts_doc},
     {"xlsx_rows", xlsx_rows, METH_VARARGS, xlsx_rows_doc},
+    {"sqlite_bind", sqlite_bind, METH_VARARGS, sqlite_bind_doc},
+    {"sqlite_csv", sqlite_csv, METH_VARARGS, sqlite_csv_doc},
     {NULL, NULL, 0, NULL},
 };
 

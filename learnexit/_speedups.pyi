@@ -1,5 +1,5 @@
 # The optional C extension (learnexit/_speedups.c); see learnexit/exporters/speedups.py.
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 def csv_records(columns: Sequence[Sequence[Any]], verbatim: Sequence[bool]) -> bytes | int: ...
@@ -17,3 +17,13 @@ def xlsx_rows(
     letters: Sequence[str],
     first: int,
 ) -> bytes | int: ...
+def sqlite_bind(library: str, connection_type: type) -> bool: ...
+def sqlite_csv(
+    connection: Any,
+    filename: str,
+    sql: str,
+    params: tuple[Any, ...],
+    kinds: Sequence[int],
+    write: Callable[[bytes, int], Any],
+    chunk: int,
+) -> tuple[int, bool] | None: ...

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import OperationalError
+from ..exporters import speedups
 from ..exporters.base import Exporter, ExportJob, TableSpec, TableWriter
 from ..logs import event
 from .hooks import NO_HOOKS, ExportHooks
@@ -82,7 +84,8 @@ def read_pass(
             if where is None and totals[spec.name] == 0:
                 pass  # counted empty in this snapshot: nothing to read (the writers' files are the same)
             elif columnar:
-                for columns in job.columns(spec.name, where):
+                rows, finished = read_direct(job, spec, where, writers)
+                for columns in () if finished else job.columns(spec.name, where, offset=rows):
                     n = len(columns[0])
                     for _, w in writers:
                         w.write_columns(spec, columns, n)
@@ -126,6 +129,26 @@ def read_pass(
         raise
 
 
+def read_direct(
+    job: ExportJob, spec: TableSpec, where: Any, writers: list[tuple[str, TableWriter]]
+) -> tuple[int, bool]:
+    """The table's rows written straight from the source by C when the pass feeds one
+    writer that takes records as they are (CSV from SQLite: ``TableWriter.direct``,
+    ``speedups.sqlite_csv``): (rows written, all of them?).  (0, False) when it cannot:
+    the pass reads the rows, or the rest of them, in batches."""
+    sink = writers[0][1].direct(spec) if len(writers) == 1 else None
+    if sink is None:
+        return 0, False
+
+    def write(records: bytes, rows: int) -> None:
+        sink(records)
+        job.progress(spec.name, rows)
+
+    key_sets = job.source.key_sets
+    prepare = None if key_sets is None else functools.partial(key_sets.fill_for, job.conn)
+    return speedups.sqlite_csv(job.conn, job.select(spec.name, where), write, prepare) or (0, False)
+
+
 def read_part(job: ExportJob, exporters: Sequence[Exporter], split: Split, part: int) -> tuple[int, dict[str, Any]]:
     """In a worker: range ``part`` of the split table into every format's files of its own
     (``TableWriter.start_part``); returns the rows read and each format's result."""
@@ -137,8 +160,9 @@ def read_part(job: ExportJob, exporters: Sequence[Exporter], split: Split, part:
             if writer is not None:
                 writers.append((exporter.name, writer))
                 writer.start_part(spec, part)
-        rows = 0
-        for columns in job.columns(spec.name, split.where(spec, part)):
+        where = split.where(spec, part)
+        rows, finished = read_direct(job, spec, where, writers)
+        for columns in () if finished else job.columns(spec.name, where, offset=rows):
             n = len(columns[0])
             for _, w in writers:
                 w.write_columns(spec, columns, n)
@@ -154,4 +178,4 @@ def read_part(job: ExportJob, exporters: Sequence[Exporter], split: Split, part:
         raise
 
 
-__all__ = ["PartResults", "Split", "read_part", "read_pass"]
+__all__ = ["PartResults", "Split", "read_direct", "read_part", "read_pass"]

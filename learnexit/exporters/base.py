@@ -95,7 +95,9 @@ class _Undecodable(Exception):
     """A batch held text that is not UTF-8 while the driver decoded strictly."""
 
 
-def stream_columns(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> Iterator[list[Sequence[Any]]]:
+def stream_columns(
+    conn: Connection, stmt: sa.Select[Any], batch_size: int, offset: int = 0
+) -> Iterator[list[Sequence[Any]]]:
     """Execute ``stmt`` with a server-side cursor and yield its rows in batches, a batch as
     its columns (one sequence of values per selected column, all of the same length).
 
@@ -105,11 +107,11 @@ def stream_columns(conn: Connection, stmt: sa.Select[Any], batch_size: int) -> I
     collection is off meanwhile (``streaming``).  A SQLite source decodes text with the
     driver's C code (``text_decode.strict``); when a batch holds text that is not UTF-8
     the read starts again after the rows already given (``stmt`` has no OFFSET of its
-    own), decoding leniently.
+    own), decoding leniently.  ``offset``: the rows to skip first (read already).
     """
-    given = 0
+    given = offset
     try:
-        for columns in _stream_columns(conn, stmt, batch_size, strict=True):
+        for columns in _stream_columns(conn, stmt.offset(given) if given else stmt, batch_size, strict=True):
             given += len(columns[0]) if columns else 0
             yield columns
     except _Undecodable:
@@ -335,11 +337,13 @@ class ExportJob:
         batches = stream_tuples(self.conn, stmt, batch_size or self.options.batch_size)
         yield from self._undecodable(name, stmt, batches, rows=True)
 
-    def columns(self, name: str, where: Any = None) -> Iterator[list[Sequence[Any]]]:
-        """This customer's rows of ``name`` (optionally narrowed) in batches, a batch as its
-        columns (see ``stream_columns``): what ``TableWriter.write_columns`` takes."""
+    def columns(self, name: str, where: Any = None, offset: int = 0) -> Iterator[list[Sequence[Any]]]:
+        """This customer's rows of ``name`` (optionally narrowed; after the first ``offset``)
+        in batches, a batch as its columns (see ``stream_columns``): what
+        ``TableWriter.write_columns`` takes."""
         stmt = self.select(name, where)
-        yield from self._undecodable(name, stmt, stream_columns(self.conn, stmt, self.options.batch_size), rows=False)
+        batches = stream_columns(self.conn, stmt, self.options.batch_size, offset)
+        yield from self._undecodable(name, stmt, batches, rows=False)
 
     def _undecodable(self, name: str, stmt: sa.Select[Any], batches: Iterator[Any], *, rows: bool) -> Iterator[Any]:
         """Pass the batches on; once the source has replaced text that was not valid UTF-8
@@ -441,6 +445,12 @@ class TableWriter(ABC):
         Writers that work a column at a time override it (and ``write_batch`` then
         transposes); when every writer of a read pass does, the batches come as columns."""
         self.write_batch(spec, list(zip(*columns, strict=True)))
+
+    def direct(self, spec: TableSpec) -> Callable[[bytes], Any] | None:
+        """Where the CSV records of ``spec``'s rows may be written as they are (the CSV
+        writer's file, when the C speedups are on), for a read pass that feeds this
+        writer alone (``export.reading.read_direct``); None: batches only."""
+        return None
 
     def end_table(self, spec: TableSpec, rows: int) -> None:  # noqa: B027
         pass

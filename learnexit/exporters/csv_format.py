@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from . import speedups
@@ -86,6 +86,12 @@ class CsvWriter(TableWriter):
         self.file = self.job.open_file(self.paths[spec.name], "wb", buffering=1 << 20)
         self.python_columns = set()
         self._emit([[self.values.csv(c, spec.name, "(header)")] for c in spec.column_names])
+
+    def direct(self, spec: TableSpec) -> Callable[[bytes], Any] | None:
+        # (a table part-written by batches stays so: their Python columns are not known to C)
+        if speedups.native is None or self.file is None or self.python_columns:
+            return None
+        return self.file.write
 
     def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
         if rows:

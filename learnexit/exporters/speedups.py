@@ -10,10 +10,14 @@ convert such a column in Python and pass it in as finished text (``verbatim``).
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import processors
 
 if TYPE_CHECKING:
     from .values import Sanitiser
@@ -89,3 +93,99 @@ def native_batch(
         assert type(out) is int
         in_python(out)
         handed_back.add(out)
+
+
+# The bytes ``sqlite_csv`` hands over at a time (the writer's file takes them as they come).
+DIRECT_CHUNK = 1 << 20
+# Whether ``sqlite_csv`` may read (the tests turn it off to compare it with the batches).
+direct_reads = True
+
+
+def _sqlite_kinds(dialect: Any, stmt: sa.Select[Any]) -> list[int] | None:
+    """What ``sqlite_csv`` is told of each selected column: 0 read as stored, 1 and 2 a
+    datetime or date SQLAlchemy parses from ISO text, 3 a boolean it makes of an integer;
+    None when SQLAlchemy converts a column some other way (decimals, JSON…)."""
+    kinds = []
+    for col in stmt.selected_columns:
+        process = col.type.dialect_impl(dialect).result_processor(dialect, None)
+        kind = _PROCESSOR_KINDS.get(process, None) if process is not None else 0
+        if kind is None:
+            return None
+        kinds.append(kind)
+    return kinds
+
+
+def _bound_parameters(compiled: Any, dialect: Any) -> tuple[Any, ...] | None:
+    """The statement's parameters in order, as SQLAlchemy would bind them; None when one
+    is not a plain int, float, str or None once its type has processed it."""
+    values = compiled.construct_params()
+    out = []
+    for name in compiled.positiontup or ():
+        bind = compiled.binds.get(name)
+        if bind is None or name not in values:
+            return None
+        value = values[name]
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            value = process(value)
+        if value is not None and type(value) not in (int, float, str, bool):
+            return None
+        out.append(value)
+    return tuple(out)
+
+
+def sqlite_csv(
+    conn: sa.Connection,
+    stmt: sa.Select[Any],
+    write: Callable[[bytes, int], None],
+    prepare: Callable[[str], None] | None = None,
+) -> tuple[int, bool] | None:
+    """``stmt``'s rows as CSV records, read by C through the SQLite handle of ``conn``
+    (a SQLite source's snapshot) and written through ``write(records, rows so far)``:
+    the same bytes ``CsvWriter.write_columns`` writes, without a Python object per value.
+    Returns (rows written, all of them?); the caller reads the rest through the driver,
+    from that offset (a value C leaves to Python, or an error the driver reports).  None
+    when it cannot be used here: no C speedups, another engine, a column SQLAlchemy
+    converts in another way, a parameter of another type.  ``prepare(sql)`` runs first
+    (it fills the key sets the statement names, as they are before SQLAlchemy runs one)."""
+    if native is None or not direct_reads or conn.dialect.name != "sqlite" or not _sqlite_bound():
+        return None
+    kinds = _sqlite_kinds(conn.dialect, stmt)
+    if kinds is None:
+        return None
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = _bound_parameters(compiled, conn.dialect)
+    if params is None:
+        return None
+    sql = str(compiled)
+    if prepare is not None:
+        prepare(sql)
+    dbapi = conn.connection.dbapi_connection
+    files = {row[1]: row[2] for row in conn.exec_driver_sql("PRAGMA database_list")}
+    out: tuple[int, bool] | None = native.sqlite_csv(
+        dbapi, files.get("main", ""), sql, params, kinds, write, DIRECT_CHUNK
+    )
+    return out
+
+
+def _sqlite_bound() -> bool:
+    """Whether the C reader has SQLite's functions: looked up once, in the library the
+    ``sqlite3`` module links (``_sqlite3``), on CPython only (it reads the handle from
+    ``sqlite3.Connection`` as CPython lays it out)."""
+    global _BOUND
+    if _BOUND is None:
+        _BOUND = False
+        if native is not None and sys.implementation.name == "cpython":
+            import _sqlite3
+            import sqlite3
+
+            _BOUND = bool(native.sqlite_bind(_sqlite3.__file__, sqlite3.Connection))
+    return _BOUND
+
+
+_BOUND: bool | None = None
+_PROCESSOR_KINDS: dict[Any, int] = {
+    processors.str_to_datetime: 1,
+    processors.str_to_date: 2,
+    processors.int_to_boolean: 3,
+}

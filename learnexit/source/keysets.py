@@ -107,6 +107,12 @@ class KeySets:
     def _before_cursor_execute(
         self, conn: Connection, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any
     ) -> None:
+        self.fill_for(conn, statement)
+
+    def fill_for(self, conn: Connection, statement: str) -> None:
+        """Fill (if stale) every set ``statement`` names, on ``conn``: what happens before
+        each statement SQLAlchemy runs, for a statement run some other way (the C reader
+        of ``exporters.speedups``)."""
         if "le_keys_" not in statement:
             return
         filled = conn.info.setdefault(_FILLED, {})

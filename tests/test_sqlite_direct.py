@@ -1,0 +1,348 @@
+"""CSV read by C straight from a SQLite snapshot (``speedups.sqlite_csv``) is the CSV the
+batches give.
+
+A CSV-only read pass over a SQLite source hands each table to C, which steps the
+export's own statement on the export's own connection and writes the records from
+SQLite's values; it stops before the first row holding a value it leaves to Python (a
+BLOB, a decimal column, text that is not UTF-8, a datetime not in SQLAlchemy's storage
+format…), and the pass reads the rest in batches from that offset.  Here:
+
+* a property over raw SQLite storage (any storage class in any declared column type,
+  datetimes in many spellings, invalid UTF-8): C then batches == batches alone, byte
+  for byte, or the same error;
+* whole CSV exports of the hostile source (split over processes too): the same files
+  with the direct read, without it, and without the C speedups at all — and the direct
+  read was used;
+* the guards: no open transaction, another database's name, a connection that is not
+  ``sqlite3.Connection``: nothing read (None).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_parallel_export import split_at
+from test_speedups import (
+    NATIVE,
+    assert_same_packages,
+    export_in_process,
+    hostile_sqlite,
+    needs_native,
+    source_config,
+    writer_job,
+)
+
+from learnexit.errors import OperationalError
+from learnexit.exporters import speedups
+from learnexit.exporters.base import ColumnSpec, ExportJob, TableSpec, column_kind, stream_columns
+from learnexit.exporters.csv_format import CsvWriter
+from learnexit.source import text_decode
+
+pytestmark = needs_native
+
+TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
+    "integer": sa.Integer,
+    "text": sa.Text,
+    "varchar": lambda: sa.String(20),
+    "float": sa.Float,
+    "datetime": sa.DateTime,
+    "date": sa.Date,
+    "boolean": lambda: sa.Boolean(create_constraint=False),
+    "numeric": lambda: sa.Numeric(10, 2),
+    "blob": sa.LargeBinary,
+}
+STAMPS = [
+    "2024-01-15 09:12:06.000000",
+    "2024-01-15 09:12:06.123456",
+    "2024-01-15 09:12:06.000001",
+    "2024-01-15T09:12:06",
+    "2024-01-15 09:12:06",
+    "2024-02-29 23:59:59",
+    "2023-02-29 00:00:00",
+    "1900-02-29 00:00:00",
+    "2000-02-29 00:00:00",
+    "0001-01-01 00:00:00",
+    "0000-01-01 00:00:00",
+    "9999-12-31 23:59:59.999999",
+    "2024-01-15",
+    "2024-01-15 09:12",
+    "2024-01-15 09:12:06.5",
+    "2024-01-15 09:12:06.123",
+    "2024-01-15 09:12:06+00:00",
+    "2024-01-15 09:12:06.000000+02:00",
+    "2024-13-01 00:00:00",
+    "2024-00-10 00:00:00",
+    "2024-04-31 00:00:00",
+    "2024-01-15 24:00:00",
+    "2024-01-15 23:60:00",
+    "2024-01-15 23:59:60",
+    " 2024-01-15 09:12:06",
+    "2024-01-15 09:12:06 ",
+    "2024/01/15 09:12:06",
+    "２０２４-01-15 09:12:06",
+    "20240115",
+    "2024-W03-1",
+    "yesterday",
+    "",
+]
+PIECES = ['"', "'", ",", "\r", "\n", "\r\n", "\x00", "\\", "🎓", "é", "\t", ";", " ", "x", "1", "-"]
+
+
+class BadText(bytes):
+    """Bytes stored as TEXT (``CAST(? AS TEXT)``): SQLite keeps them, UTF-8 or not."""
+
+
+values = st.one_of(
+    st.none(),
+    st.sampled_from([0, 1, -1, 2, 2**31, 2**63 - 1, -(2**63), 2**53 + 1]),
+    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([0.0, -0.0, 0.1, 1e16, 5e-324, 1e300, -2.5e-300, 2.0**53, float("inf"), float("-inf")]),
+    st.floats(allow_nan=False),
+    st.sampled_from(STAMPS),
+    st.sampled_from(["2024-01-15", "2024-02-30", "0000-01-01", "2024-1-5", "9999-12-31", "true", "0", "1"]),
+    st.lists(st.one_of(st.sampled_from(PIECES), st.characters(exclude_categories=["Cs"])), max_size=6).map("".join),
+    st.binary(max_size=6),
+    st.sampled_from(
+        [b"a\xed\xa0\x80b", b"\xff", b"\xc3", b"\x80\x00\r\n", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"ok"]
+    ).map(BadText),
+)
+
+
+def make_table(path: Path, types: list[str], rows: list[list[Any]]) -> tuple[sa.Table, TableSpec]:
+    """Table ``t`` (``id`` and one column per type) created by SQLAlchemy, the rows stored
+    raw through sqlite3 (whatever storage class each value has)."""
+    columns = [sa.Column("id", sa.Integer, primary_key=True)]
+    columns += [sa.Column(f"c{i}", TYPES[name]()) for i, name in enumerate(types)]
+    table = sa.Table("t", sa.MetaData(), *columns)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    table.metadata.create_all(engine)
+    engine.dispose()
+    raw = sqlite3.connect(path)
+    for key, row in enumerate(rows, start=1):
+        marks = ", ".join("CAST(? AS TEXT)" if isinstance(v, BadText) else "?" for v in row)
+        raw.execute(f"INSERT INTO t VALUES (?{', ' if row else ''}{marks})", [key, *[_stored(v) for v in row]])
+    raw.commit()
+    raw.close()
+    spec_columns = tuple(
+        ColumnSpec(c.name, column_kind(c), bool(c.nullable), bool(c.primary_key), c.type) for c in table.c
+    )
+    return table, TableSpec("t", spec_columns, ("id",), (), None, table)
+
+
+def _stored(value: Any) -> Any:
+    return bytes(value) if isinstance(value, BadText) else value
+
+
+def read_csv(path: Path, table: sa.Table, spec: TableSpec, *, direct: bool, batch_size: int = 7) -> tuple[Any, ...]:
+    """The table through a CsvWriter, as the read pass feeds it: with ``direct``, C first
+    and batches from where it stopped; else batches only.  (csv bytes, rows C wrote) or
+    ("error", message)."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    text_decode.install(engine)  # (as a source engine: text that is not UTF-8 becomes U+FFFD)
+    with tempfile.TemporaryDirectory() as tmp, engine.connect() as conn:
+        conn.connection.dbapi_connection.execute("BEGIN")  # (the snapshot: a read transaction)
+        job: ExportJob = writer_job(Path(tmp), [spec], "csv")
+        writer = CsvWriter(job)
+        writer.start_table(spec)
+        stmt = sa.select(table).order_by(table.c.id)
+        done, finished = 0, False
+        try:
+            if direct:
+                sink = writer.direct(spec)
+                assert sink is not None
+                got = speedups.sqlite_csv(conn, stmt, lambda records, _rows: sink(records))
+                if got is not None:
+                    done, finished = got
+            rows = done
+            for columns in () if finished else stream_columns(conn, stmt, batch_size, offset=done):
+                writer.write_columns(spec, columns, len(columns[0]))
+                rows += len(columns[0])
+        except OperationalError as exc:
+            writer.abort()
+            return ("error", str(exc))
+        writer.end_table(spec, rows)
+        writer.close()
+        data = (Path(tmp) / "csv" / "t.csv").read_bytes()
+    engine.dispose()
+    return data, done
+
+
+# What a column of each type mostly holds (a real table's values are mostly of its type;
+# C must get all of those right, and stop at the rest).
+TYPED = {
+    "integer": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    "text": st.one_of(st.none(), st.lists(st.sampled_from(PIECES), max_size=5).map("".join)),
+    "varchar": st.one_of(st.none(), st.text(max_size=5)),
+    "float": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers(-5, 5)),
+    "datetime": st.one_of(st.none(), st.sampled_from(STAMPS), st.datetimes().map(str)),
+    "date": st.one_of(st.none(), st.dates().map(str), st.sampled_from(["2024-02-30", "0000-01-01", "2024-1-5"])),
+    "boolean": st.one_of(st.none(), st.sampled_from([0, 1, 2, -1])),
+    "numeric": values,
+    "blob": values,
+}
+
+
+@st.composite
+def table_rows(draw: st.DrawFn) -> tuple[list[str], list[list[Any]]]:
+    """1-4 typed columns and up to 25 rows, each value of its column's type (3 in 4) or
+    anything at all."""
+    types = draw(st.lists(st.sampled_from(sorted(TYPES)), min_size=0, max_size=4))
+    cells = [st.one_of(TYPED[t], TYPED[t], TYPED[t], values) for t in types]
+    rows = draw(st.lists(st.tuples(*cells).map(list), max_size=25))
+    return types, rows
+
+
+@settings(max_examples=150, deadline=None)
+@given(table=table_rows())
+def test_direct_csv_then_batches_equals_batches(table: tuple[list[str], list[list[Any]]]) -> None:
+    types, rows = table
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lms.db"
+        table, spec = make_table(path, types, rows)
+        fast = read_csv(path, table, spec, direct=True)
+        slow = read_csv(path, table, spec, direct=False)
+    assert fast[0] == slow[0]
+    if fast[0] != "error" and not any(t in ("numeric", "blob") for t in types):
+        assert fast[1] <= len(rows)
+
+
+def test_direct_csv_writes_the_plain_rows_itself(tmp_path: Path) -> None:
+    """Values C is sure of: every row written by C, the same text as the batches."""
+    rows = [
+        [7, "plain", 'a "quoted", text\r\nline', 2.5, "2024-01-15 09:12:06.000000", "2024-02-29", 1],
+        [
+            -(2**63),
+            "",
+            "🎓 é\x00",
+            -0.0,  # (SQLite keeps -0.0 as 0.0)
+            "2024-01-15 09:12:06.123456",
+            None,
+            0,
+        ],
+        [None, None, None, None, None, None, None],
+        [2**63 - 1, "x", ",", 1e300, "2024-01-15T23:59:59", "0001-01-01", 2],
+    ]
+    types = ["integer", "varchar", "text", "float", "datetime", "date", "boolean"]
+    table, spec = make_table(tmp_path / "lms.db", types, rows)
+    fast = read_csv(tmp_path / "lms.db", table, spec, direct=True)
+    slow = read_csv(tmp_path / "lms.db", table, spec, direct=False)
+    assert fast == (slow[0], 4)
+    assert fast[0].splitlines()[1:] == [
+        b'1,7,plain,"a ""quoted"", text',
+        b'line",2.5,2024-01-15T09:12:06,2024-02-29,true',
+        "2,-9223372036854775808,,🎓 é\x00,0.0,2024-01-15T09:12:06.123456,,false".encode(),
+        b"3,,,,,,,",
+        b'4,9223372036854775807,x,",",1e+300,2024-01-15T23:59:59,0001-01-01,true',
+    ]
+
+
+@pytest.mark.parametrize(
+    "column,value,stops",
+    [
+        ("blob", b"\x00\x01", True),
+        ("text", BadText(b"a\xed\xa0\x80b"), True),
+        ("text", 5, False),  # (an integer in a text column: its digits, as the driver gives it)
+        ("datetime", "2024-01-15 09:12:06.5", True),
+        ("datetime", "2024-02-30 00:00:00", True),
+        ("boolean", "yes", True),  # (a text "1" would be stored as the integer 1: affinity)
+        ("float", float("inf"), True),
+    ],
+)
+def test_direct_csv_stops_before_a_row_it_leaves_to_python(
+    tmp_path: Path, column: str, value: Any, stops: bool
+) -> None:
+    rows = [[None], [value], [None]]
+    table, spec = make_table(tmp_path / "lms.db", [column], rows)
+    fast = read_csv(tmp_path / "lms.db", table, spec, direct=True)
+    slow = read_csv(tmp_path / "lms.db", table, spec, direct=False)
+    assert fast[0] == slow[0]
+    if fast[0] != "error":
+        assert fast[1] == (1 if stops else 3)
+
+
+BAD_UTF8 = [b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xed\x9f\xbf", b"\xf4\x90\x80\x80", b"\xf4\x8f\xbf\xbf"]
+BAD_UTF8 += [b"\xc0\xaf", b"\xc1\xbf", b"\xc2\x80", b"\xe0\x80\xaf", b"\xe0\xa0\x80", b"\xf0\x80\x80\xaf"]
+BAD_UTF8 += [b"\xf0\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xff", b"\x80", b"\xc3", b"\xe2\x82", b"\xe2\x82\xac"]
+DAYS = ["2024-01-15", "2024-02-29", "2023-02-29", "2024-04-31", "2024-13-01", "0000-01-01", "0001-01-01", "9999-12-31"]
+DAYS += ["2024-1-05", "2024-01-5", "20240115", "2024-W03-1", "2024-01-15 00:00:00", " 2024-01-15", "2024/01/15", ""]
+
+
+@pytest.mark.parametrize(
+    "column,value",
+    [("datetime", s) for s in STAMPS]
+    + [("date", d) for d in DAYS]
+    + [("text", BadText(b"a" + b + b"z")) for b in BAD_UTF8],
+)
+def test_direct_csv_gives_every_spelling_the_text_the_batches_give(tmp_path: Path, column: str, value: Any) -> None:
+    """Each datetime and date spelling (valid, invalid, other ISO forms) and each edge of
+    UTF-8 (surrogates, overlong forms, beyond U+10FFFF, the last valid code points): C
+    writes what the batches write, or stops and they do (the same error, if any)."""
+    table, spec = make_table(tmp_path / "lms.db", [column], [[None], [value], [value], [None]])
+    fast = read_csv(tmp_path / "lms.db", table, spec, direct=True)
+    assert fast[0] == read_csv(tmp_path / "lms.db", table, spec, direct=False)[0]
+
+
+def test_direct_csv_reads_nothing_without_its_snapshot(tmp_path: Path) -> None:
+    """Outside a transaction, on another database's connection, or given anything but a
+    ``sqlite3.Connection``, the C reader reads nothing (None): the batches do it all."""
+    table, spec = make_table(tmp_path / "lms.db", ["integer"], [[1], [2]])
+    del spec
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'lms.db'}")
+    written: list[bytes] = []
+    with engine.connect() as conn:
+        stmt = sa.select(table)
+        conn.connection.dbapi_connection.commit()
+        assert speedups.sqlite_csv(conn, stmt, lambda b, n: written.append(b)) is None  # no transaction
+        conn.connection.dbapi_connection.execute("BEGIN")
+        assert speedups.sqlite_csv(conn, stmt, lambda b, n: written.append(b)) == (2, True)
+        dbapi = conn.connection.dbapi_connection
+        assert NATIVE is not None
+        other = str(tmp_path / "other.db")
+        assert NATIVE.sqlite_csv(dbapi, other, "SELECT 1", (), [0], written.append, 1 << 20) is None
+        assert NATIVE.sqlite_csv(object(), "", "SELECT 1", (), [0], written.append, 1 << 20) is None
+        # a statement that does not prepare, or whose columns are not the kinds given: nothing
+        main = str(tmp_path / "lms.db")
+        assert NATIVE.sqlite_csv(dbapi, main, "SELECT * FROM nowhere", (), [0], written.append, 1 << 20) is None
+        assert NATIVE.sqlite_csv(dbapi, main, "SELECT 1, 2", (), [0], written.append, 1 << 20) is None
+        assert NATIVE.sqlite_csv(dbapi, main, "SELECT ?", (object(),), [0], written.append, 1 << 20) is None
+    engine.dispose()
+    assert written == [b"1,1\r\n2,2\r\n"]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_csv_exports_are_the_same_with_and_without_the_direct_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: bool
+) -> None:
+    """The hostile source exported as CSV alone: direct read (used: counted), batches with
+    C, and Python only give the same files and notes; split over two processes too."""
+    hostile_sqlite(tmp_path / "lms.db", rows=300)
+    cfg = source_config(tmp_path, f"sqlite:///{tmp_path / 'lms.db'}", "\n[export]\nbatch_size = 25\n")
+    if split:
+        split_at(monkeypatch, 100)
+        monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "2")
+    else:
+        monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "1")
+    used: list[tuple[int, bool] | None] = []
+    original = speedups.sqlite_csv
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[int, bool] | None:
+        got = original(*args, **kwargs)
+        used.append(got)
+        return got
+
+    monkeypatch.setattr(speedups, "sqlite_csv", counted)
+    direct = export_in_process(cfg, tmp_path / "d", monkeypatch, speedups_off=False, formats=["csv"])
+    assert any(u is not None and u[0] > 0 for u in used)  # (rows written by C in this process)
+    monkeypatch.setattr(speedups, "direct_reads", False)
+    batches = export_in_process(cfg, tmp_path / "b", monkeypatch, speedups_off=False, formats=["csv"])
+    python = export_in_process(cfg, tmp_path / "p", monkeypatch, speedups_off=True, formats=["csv"])
+    assert_same_packages(direct, batches)
+    assert_same_packages(direct, python)
