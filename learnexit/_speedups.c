@@ -673,17 +673,20 @@ done:
 
 /* ------------------------------------------------------------------ SQLite rows read here
  *
- * sqlite_csv reads a SELECT through the sqlite3 handle of the export's own connection
- * (the Python sqlite3.Connection SQLAlchemy holds, inside its read transaction: the same
- * snapshot and the same temporary key tables) and writes the CSV records straight from
- * SQLite's values, without a Python object per value.  The SQLite functions are looked up
+ * sqlite_csv and sqlite_inserts read a SELECT through the sqlite3 handle of the export's
+ * own connection (the Python sqlite3.Connection SQLAlchemy holds, inside its read
+ * transaction: the same snapshot and the same temporary key tables) and write the CSV
+ * records or the SQL dump's INSERTs straight from SQLite's values, without a Python
+ * object per value.  The SQLite functions are looked up
  * in the library the sqlite3 module itself uses (sqlite_bind); nothing is linked here.
  *
  * It handles only values whose text is certain -- NULL, integers, finite floats, valid
  * UTF-8 text, and for the columns SQLAlchemy converts on SQLite: datetimes and dates
  * stored as exact ISO text, booleans stored as integers -- and stops before the first row
- * holding anything else (or when SQLite reports an error), returning the rows written.
- * The caller reads the rest through the driver (OFFSET rows) as before. */
+ * holding anything else (or when SQLite reports an error), returning the rows written;
+ * sqlite_inserts stops at the start of that row's batch (the statements end with each
+ * batch, as the writer's do).  The caller reads the rest through the driver (OFFSET
+ * rows) as before. */
 
 #include <dlfcn.h>
 
@@ -855,6 +858,19 @@ static int csv_iso_datetime(Buf *b, const unsigned char *s, int n) {
 
 enum { KIND_PLAIN = 0, KIND_DATETIME = 1, KIND_DATE = 2, KIND_BOOLEAN = 3 };
 
+static int put_int64(Buf *b, long long n) {
+    char digits[24];
+    int i = (int)sizeof(digits);
+    unsigned long long m = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        digits[--i] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    if (n < 0)
+        digits[--i] = '-';
+    return buf_put(b, digits + i, (Py_ssize_t)sizeof(digits) - i);
+}
+
 /* One value of column c as its CSV field: DONE, ERROR, or UNHANDLED (not certain here). */
 static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
     int type = lite.column_type(st, c);
@@ -864,16 +880,7 @@ static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
         long long n = lite.column_int64(st, c);
         if (kind == KIND_BOOLEAN)
             return n ? buf_put(b, "true", 4) : buf_put(b, "false", 5);
-        char digits[24];
-        int i = (int)sizeof(digits);
-        unsigned long long m = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
-        do {
-            digits[--i] = (char)('0' + m % 10);
-            m /= 10;
-        } while (m);
-        if (n < 0)
-            digits[--i] = '-';
-        return buf_put(b, digits + i, (Py_ssize_t)sizeof(digits) - i);
+        return put_int64(b, n);
     }
     if (type == LE_SQLITE_FLOAT && kind == KIND_PLAIN) {
         double v = lite.column_double(st, c);
@@ -968,6 +975,59 @@ PyDoc_STRVAR(sqlite_csv_doc,
              "was read (the functions are not bound, the handle is not on filename, no\n"
              "transaction is open, or the statement cannot be prepared as given).");
 
+/* The statement prepared and bound on the connection's own handle, and the kinds of its
+ * columns: 1; 0 when it cannot be read here (nothing is set); -1 on a Python error. */
+typedef struct {
+    le_sqlite3_stmt *st;
+    int *kinds;
+    Py_ssize_t ncols;
+} Reading;
+
+static void reading_close(Reading *r) {
+    if (r->st != NULL)
+        lite.finalize(r->st);
+    PyMem_Free(r->kinds);
+    memset(r, 0, sizeof(*r));
+}
+
+static int reading_open(Reading *r, PyObject *conn, const char *filename, const char *sql, PyObject *params,
+                        PyObject *kinds_seq) {
+    memset(r, 0, sizeof(*r));
+    if (!lite.bound || !PyObject_TypeCheck(conn, lite.connection_type))
+        return 0;
+    le_sqlite3 *db = ((le_connection *)conn)->db;
+    if (db == NULL)
+        return 0;
+    const char *main_file = lite.db_filename(db, "main");
+    if (main_file == NULL || strcmp(main_file, filename) != 0 || lite.get_autocommit(db))
+        return 0;
+    PyObject *kinds = PySequence_Tuple(kinds_seq);
+    if (kinds == NULL)
+        return -1;
+    r->ncols = PyTuple_GET_SIZE(kinds);
+    r->kinds = PyMem_Calloc((size_t)(r->ncols ? r->ncols : 1), sizeof(int));
+    if (r->kinds == NULL) {
+        Py_DECREF(kinds);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t c = 0; c < r->ncols; c++) {
+        r->kinds[c] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds, c));
+        if (r->kinds[c] == -1 && PyErr_Occurred()) {
+            Py_DECREF(kinds);
+            reading_close(r);
+            return -1;
+        }
+    }
+    Py_DECREF(kinds);
+    if (lite.prepare_v2(db, sql, -1, &r->st, NULL) != 0 || r->st == NULL || lite.column_count(r->st) != r->ncols ||
+        r->ncols == 0 || !bind_params(r->st, params)) {
+        reading_close(r);
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *sqlite_csv(PyObject *self, PyObject *args) {
     PyObject *conn, *params, *kinds_seq, *write;
     const char *filename, *sql;
@@ -975,41 +1035,17 @@ static PyObject *sqlite_csv(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OssO!OOn:sqlite_csv", &conn, &filename, &sql, &PyTuple_Type, &params, &kinds_seq,
                           &write, &chunk))
         return NULL;
-    if (!lite.bound || !PyObject_TypeCheck(conn, lite.connection_type))
-        Py_RETURN_NONE;
-    le_sqlite3 *db = ((le_connection *)conn)->db;
-    if (db == NULL)
-        Py_RETURN_NONE;
-    const char *main_file = lite.db_filename(db, "main");
-    if (main_file == NULL || strcmp(main_file, filename) != 0 || lite.get_autocommit(db))
-        Py_RETURN_NONE;
-    PyObject *kinds_tuple = PySequence_Tuple(kinds_seq);
-    if (kinds_tuple == NULL)
-        return NULL;
-    Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_tuple);
-    int *kinds = PyMem_Calloc((size_t)(ncols ? ncols : 1), sizeof(int));
-    if (kinds == NULL) {
-        Py_DECREF(kinds_tuple);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t c = 0; c < ncols; c++) {
-        kinds[c] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_tuple, c));
-        if (kinds[c] == -1 && PyErr_Occurred()) {
-            PyMem_Free(kinds);
-            Py_DECREF(kinds_tuple);
+    Reading rd;
+    int opened = reading_open(&rd, conn, filename, sql, params, kinds_seq);
+    if (opened <= 0) {
+        if (opened < 0)
             return NULL;
-        }
+        Py_RETURN_NONE;
     }
-    Py_DECREF(kinds_tuple);
-    le_sqlite3_stmt *st = NULL;
+    le_sqlite3_stmt *st = rd.st;
+    Py_ssize_t ncols = rd.ncols;
     PyObject *result = NULL;
     Buf b = {0};
-    if (lite.prepare_v2(db, sql, -1, &st, NULL) != 0 || st == NULL || lite.column_count(st) != ncols || ncols == 0 ||
-        !bind_params(st, params)) {
-        result = Py_None;
-        Py_INCREF(result);
-        goto done;
-    }
     Py_ssize_t rows = 0;
     int finished = 0;
     for (;;) {
@@ -1026,7 +1062,7 @@ static PyObject *sqlite_csv(PyObject *self, PyObject *args) {
             if (c && buf_char(&b, ',') < 0)
                 goto done;
             Py_ssize_t field = b.len;
-            int vr = csv_sqlite_value(&b, st, (int)c, kinds[c]);
+            int vr = csv_sqlite_value(&b, st, (int)c, rd.kinds[c]);
             if (vr == ERROR)
                 goto done;
             unhandled = vr == UNHANDLED;
@@ -1048,10 +1084,348 @@ static PyObject *sqlite_csv(PyObject *self, PyObject *args) {
         goto done;
     result = Py_BuildValue("(nO)", rows, finished ? Py_True : Py_False);
 done:
-    if (st != NULL)
-        lite.finalize(st);
+    reading_close(&rd);
     buf_free(&b);
-    PyMem_Free(kinds);
+    return result;
+}
+
+/* A set of 64-bit integers (open addressing; 0 is kept apart), for the references of the
+ * rows sqlite_inserts writes: the keys known to be written, or the ones seen. */
+typedef struct {
+    long long *slots;
+    Py_ssize_t cap, used;
+    int has_zero;
+} IntSet;
+
+static void intset_free(IntSet *s) {
+    PyMem_Free(s->slots);
+    memset(s, 0, sizeof(*s));
+}
+
+static inline size_t int_hash(long long v) {
+    unsigned long long x = (unsigned long long)v;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static int intset_has(const IntSet *s, long long v) {
+    if (v == 0)
+        return s->has_zero;
+    if (s->cap == 0)
+        return 0;
+    for (size_t i = int_hash(v) & (size_t)(s->cap - 1);; i = (i + 1) & (size_t)(s->cap - 1)) {
+        if (s->slots[i] == v)
+            return 1;
+        if (s->slots[i] == 0)
+            return 0;
+    }
+}
+
+static int intset_add(IntSet *s, long long v) {
+    if (v == 0) {
+        s->has_zero = 1;
+        return 0;
+    }
+    if ((s->used + 1) * 2 > s->cap) {
+        IntSet grown = {PyMem_Calloc((size_t)(s->cap ? s->cap * 2 : 64), sizeof(long long)), s->cap ? s->cap * 2 : 64,
+                        0, s->has_zero};
+        if (grown.slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < s->cap; i++)
+            if (s->slots[i] != 0)
+                intset_add(&grown, s->slots[i]);
+        PyMem_Free(s->slots);
+        *s = grown;
+    }
+    size_t i = int_hash(v) & (size_t)(s->cap - 1);
+    while (s->slots[i] != 0 && s->slots[i] != v)
+        i = (i + 1) & (size_t)(s->cap - 1);
+    if (s->slots[i] == 0) {
+        s->slots[i] = v;
+        s->used++;
+    }
+    return 0;
+}
+
+/* The members of a Python set that are 1-tuples of an exact int within 64 bits. */
+static int intset_from(IntSet *s, PyObject *known) {
+    PyObject *it = PyObject_GetIter(known);
+    if (it == NULL)
+        return -1;
+    PyObject *item;
+    while ((item = PyIter_Next(it)) != NULL) {
+        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 1 && PyLong_CheckExact(PyTuple_GET_ITEM(item, 0))) {
+            int overflow = 0;
+            long long v = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(item, 0), &overflow);
+            if (!overflow && !(v == -1 && PyErr_Occurred()) && intset_add(s, v) < 0) {
+                Py_DECREF(item);
+                Py_DECREF(it);
+                return -1;
+            }
+            PyErr_Clear();
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* Adds (v,) to the Python set for every v of s. */
+static int intset_into(const IntSet *s, PyObject *seen) {
+    for (Py_ssize_t i = -1; i < s->cap; i++) {
+        long long v;
+        if (i < 0) {
+            if (!s->has_zero)
+                continue;
+            v = 0;
+        } else if ((v = s->slots[i]) == 0) {
+            continue;
+        }
+        PyObject *t = Py_BuildValue("(L)", v);
+        if (t == NULL || PySet_Add(seen, t) < 0) {
+            Py_XDECREF(t);
+            return -1;
+        }
+        Py_DECREF(t);
+    }
+    return 0;
+}
+
+/* One value of column c as an SQL literal for dialect (as sql_value writes the value the
+ * driver and SQLAlchemy give): DONE, ERROR or UNHANDLED. */
+static int sql_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind, int dialect) {
+    int type = lite.column_type(st, c);
+    if (type == LE_SQLITE_NULL)
+        return buf_put(b, "NULL", 4);
+    if (kind == KIND_BOOLEAN)
+        return UNHANDLED;
+    if (type == LE_SQLITE_INTEGER && kind == KIND_PLAIN)
+        return put_int64(b, lite.column_int64(st, c));
+    if (type == LE_SQLITE_FLOAT && kind == KIND_PLAIN) {
+        double v = lite.column_double(st, c);
+        if (!isfinite(v))
+            return UNHANDLED;
+        char *s = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (s == NULL)
+            return ERROR;
+        int rc = buf_put(b, s, (Py_ssize_t)strlen(s));
+        PyMem_Free(s);
+        return rc;
+    }
+    if (type != LE_SQLITE_TEXT)
+        return UNHANDLED;
+    const unsigned char *u = lite.column_text(st, c);
+    int n = lite.column_bytes(st, c);
+    if (u == NULL)
+        return ERROR;
+    if (kind == KIND_DATETIME) {
+        Py_ssize_t start = b->len;
+        if (buf_char(b, '\'') < 0)
+            return ERROR;
+        int rc = csv_iso_datetime(b, u, n); /* "YYYY-MM-DDTHH:MM:SS[.ffffff]" */
+        if (rc != 1) {
+            b->len = start;
+            return rc == 0 ? UNHANDLED : ERROR;
+        }
+        b->data[start + 11] = ' ';
+        if (dialect == SQLITE && b->len - start == 20 && buf_put(b, ".000000", 7) < 0) /* microseconds always */
+            return ERROR;
+        return buf_char(b, '\'');
+    }
+    if (kind == KIND_DATE) {
+        int y, m, d;
+        if (n != 10 || !iso_date(u, &y, &m, &d))
+            return UNHANDLED;
+        return buf_char(b, '\'') < 0 || buf_put(b, (const char *)u, 10) < 0 || buf_char(b, '\'') < 0 ? ERROR : DONE;
+    }
+    int special;
+    if (!utf8_valid(u, n, &special))
+        return UNHANDLED;
+    return sql_string(b, (const char *)u, n, dialect);
+}
+
+typedef struct {
+    int column;
+    IntSet known; /* checked: a reference not in it stops the read (when check) */
+    IntSet seen;  /* collected (when collect) */
+    PyObject *into;
+    int check;
+} Ref;
+
+/* Whether row's references pass: NULL, or an integer known (when checked; noted when
+ * collected); 0 for a reference that is not, -1 on a Python error. */
+static int refs_pass(Ref *refs, Py_ssize_t nrefs, le_sqlite3_stmt *st) {
+    for (Py_ssize_t k = 0; k < nrefs; k++) {
+        int type = lite.column_type(st, refs[k].column);
+        if (type == LE_SQLITE_NULL)
+            continue;
+        if (type != LE_SQLITE_INTEGER)
+            return 0;
+        long long v = lite.column_int64(st, refs[k].column);
+        if (refs[k].check && !intset_has(&refs[k].known, v))
+            return 0;
+        if (refs[k].into != NULL && intset_add(&refs[k].seen, v) < 0)
+            return -1;
+    }
+    return 1;
+}
+
+static int refs_open(Ref **out, Py_ssize_t *nout, PyObject *spec, Py_ssize_t ncols) {
+    PyObject *seq = PySequence_Tuple(spec);
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
+    Ref *refs = PyMem_Calloc((size_t)(n ? n : 1), sizeof(Ref));
+    *out = refs;
+    *nout = 0;
+    if (refs == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *known, *into;
+        int column;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(seq, k), "iOO", &column, &known, &into) || column < 0 ||
+            column >= ncols) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a reference's column is not selected");
+            Py_DECREF(seq);
+            return -1;
+        }
+        *nout = k + 1;
+        refs[k].column = column;
+        refs[k].check = known != Py_None;
+        if (refs[k].check && intset_from(&refs[k].known, known) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (into != Py_None) {
+            if (!PySet_Check(into)) {
+                PyErr_SetString(PyExc_TypeError, "references are collected into a set");
+                Py_DECREF(seq);
+                return -1;
+            }
+            refs[k].into = into;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static void refs_close(Ref *refs, Py_ssize_t n) {
+    for (Py_ssize_t k = 0; k < n; k++) {
+        intset_free(&refs[k].known);
+        intset_free(&refs[k].seen);
+    }
+    PyMem_Free(refs);
+}
+
+PyDoc_STRVAR(sqlite_inserts_doc,
+             "sqlite_inserts(connection, filename, sql, params, kinds, dialect, head, max_rows, max_chars,\n"
+             "               batch_rows, refs, write) -> (rows, finished) | None\n\n"
+             "As sqlite_csv, the rows as the INSERT statements sql_inserts writes for batches of\n"
+             "batch_rows rows (a statement also ends with each batch).  refs: (column, known,\n"
+             "into) per reference: a row whose value there is not NULL and not (value,) in the\n"
+             "set known (None: not checked) is left to Python, and the values are added to the\n"
+             "set into as (value,) (None: not collected).  A batch is written whole or not at\n"
+             "all: rows is a multiple of batch_rows unless finished.");
+
+static PyObject *sqlite_inserts(PyObject *self, PyObject *args) {
+    PyObject *conn, *params, *kinds_seq, *refs_spec, *write;
+    const char *filename, *sql, *head;
+    Py_ssize_t head_len, max_rows, max_chars, batch_rows;
+    int dialect;
+    if (!PyArg_ParseTuple(args, "OssO!Ois#nnnOO:sqlite_inserts", &conn, &filename, &sql, &PyTuple_Type, &params,
+                          &kinds_seq, &dialect, &head, &head_len, &max_rows, &max_chars, &batch_rows, &refs_spec,
+                          &write))
+        return NULL;
+    if (dialect < SQLITE || dialect > MYSQL || batch_rows < 1) {
+        PyErr_SetString(PyExc_ValueError, "dialect must be 0, 1 or 2, and a batch at least one row");
+        return NULL;
+    }
+    Reading rd;
+    int opened = reading_open(&rd, conn, filename, sql, params, kinds_seq);
+    if (opened <= 0) {
+        if (opened < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Ref *refs = NULL;
+    Py_ssize_t nrefs = 0;
+    PyObject *result = NULL;
+    Buf b = {0};
+    Py_ssize_t rows = 0, in_batch = 0, in_statement = 0, size = 0, batch_start = 0;
+    int finished = 0;
+    if (refs_open(&refs, &nrefs, refs_spec, rd.ncols) < 0)
+        goto done;
+    for (;;) {
+        if (in_batch == 0)
+            batch_start = b.len;
+        int rc = lite.step(rd.st);
+        if (rc == LE_SQLITE_DONE) {
+            finished = 1;
+            break;
+        }
+        if (rc != LE_SQLITE_ROW)
+            break; /* the driver reads this batch again, and reports the error its own way */
+        int pass = refs_pass(refs, nrefs, rd.st);
+        if (pass < 0)
+            goto done;
+        int unhandled = !pass;
+        if (!unhandled && buf_put(&b, in_statement ? ",\n" : head, in_statement ? 2 : head_len) < 0)
+            goto done;
+        Py_ssize_t start = b.len;
+        if (!unhandled && buf_char(&b, '(') < 0)
+            goto done;
+        for (Py_ssize_t c = 0; c < rd.ncols && !unhandled; c++) {
+            if (c && buf_put(&b, ", ", 2) < 0)
+                goto done;
+            int vr = sql_sqlite_value(&b, rd.st, (int)c, rd.kinds[c], dialect);
+            if (vr == ERROR)
+                goto done;
+            unhandled = vr == UNHANDLED;
+        }
+        if (unhandled)
+            break;
+        if (buf_char(&b, ')') < 0)
+            goto done;
+        in_statement++;
+        in_batch++;
+        size += code_points(b.data + start, b.len - start);
+        if (in_statement >= max_rows || size >= max_chars || in_batch == batch_rows) {
+            if (buf_put(&b, ";\n", 2) < 0)
+                goto done;
+            in_statement = size = 0;
+        }
+        if (in_batch == batch_rows) {
+            rows += in_batch;
+            in_batch = 0;
+            if (b.len >= (1 << 20) && flush_to(&b, write, rows) < 0)
+                goto done;
+        }
+    }
+    if (finished) {
+        if (in_statement && buf_put(&b, ";\n", 2) < 0)
+            goto done;
+        rows += in_batch;
+    } else {
+        b.len = batch_start; /* the batch is read again, in Python */
+    }
+    if (b.len && flush_to(&b, write, rows) < 0)
+        goto done;
+    for (Py_ssize_t k = 0; k < nrefs; k++)
+        if (refs[k].into != NULL && intset_into(&refs[k].seen, refs[k].into) < 0)
+            goto done;
+    result = Py_BuildValue("(nO)", rows, finished ? Py_True : Py_False);
+done:
+    refs_close(refs, nrefs);
+    reading_close(&rd);
+    buf_free(&b);
     return result;
 }
 
@@ -1063,6 +1437,7 @@ static PyMethodDef methods[] = {
     {"xlsx_rows", xlsx_rows, METH_VARARGS, xlsx_rows_doc},
     {"sqlite_bind", sqlite_bind, METH_VARARGS, sqlite_bind_doc},
     {"sqlite_csv", sqlite_csv, METH_VARARGS, sqlite_csv_doc},
+    {"sqlite_inserts", sqlite_inserts, METH_VARARGS, sqlite_inserts_doc},
     {NULL, NULL, 0, NULL},
 };
 

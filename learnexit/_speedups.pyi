@@ -27,3 +27,17 @@ def sqlite_csv(
     write: Callable[[bytes, int], Any],
     chunk: int,
 ) -> tuple[int, bool] | None: ...
+def sqlite_inserts(
+    connection: Any,
+    filename: str,
+    sql: str,
+    params: tuple[Any, ...],
+    kinds: Sequence[int],
+    dialect: int,
+    head: str,
+    max_rows: int,
+    max_chars: int,
+    batch_rows: int,
+    refs: Sequence[tuple[int, Any, Any]],
+    write: Callable[[bytes, int], Any],
+) -> tuple[int, bool] | None: ...

@@ -1,24 +1,29 @@
-"""CSV read by C straight from a SQLite snapshot (``speedups.sqlite_csv``) is the CSV the
-batches give.
+"""CSV and SQL read by C straight from a SQLite snapshot (``speedups.sqlite_csv``,
+``speedups.sqlite_inserts``) are the files the batches give.
 
-A CSV-only read pass over a SQLite source hands each table to C, which steps the
-export's own statement on the export's own connection and writes the records from
-SQLite's values; it stops before the first row holding a value it leaves to Python (a
-BLOB, a decimal column, text that is not UTF-8, a datetime not in SQLAlchemy's storage
-format…), and the pass reads the rest in batches from that offset.  Here:
+A read pass over a SQLite source that feeds one writer (CSV, or the SQL dump) hands each
+table to C, which steps the export's own statement on the export's own connection and
+writes the records from SQLite's values; it stops before the first row holding a value
+it leaves to Python (a BLOB, a decimal column, text that is not UTF-8, a datetime not in
+SQLAlchemy's storage format…; for SQL at the start of that row's batch, and also at a
+reference to a key not written yet), and the pass reads the rest in batches from that
+offset.  Here:
 
-* a property over raw SQLite storage (any storage class in any declared column type,
-  datetimes in many spellings, invalid UTF-8): C then batches == batches alone, byte
-  for byte, or the same error;
-* whole CSV exports of the hostile source (split over processes too): the same files
-  with the direct read, without it, and without the C speedups at all — and the direct
-  read was used;
+* properties over raw SQLite storage (any storage class in any declared column type,
+  datetimes in many spellings, invalid UTF-8), CSV and INSERTs in every dialect: C then
+  batches == batches alone, byte for byte, or the same error;
+* whole CSV exports of the hostile source and SQL dumps with references (split over
+  processes too): the same files with the direct read, without it, and without the C
+  speedups at all — and the direct read was used;
+* the references' contract (checked against the known keys, collected, 0 and NULL);
 * the guards: no open transaction, another database's name, a connection that is not
   ``sqlite3.Connection``: nothing read (None).
 """
 
 from __future__ import annotations
 
+import _sqlite3
+import dataclasses
 import sqlite3
 import tempfile
 from collections.abc import Callable
@@ -44,6 +49,7 @@ from learnexit.errors import OperationalError
 from learnexit.exporters import speedups
 from learnexit.exporters.base import ColumnSpec, ExportJob, TableSpec, column_kind, stream_columns
 from learnexit.exporters.csv_format import CsvWriter
+from learnexit.exporters.sql_format import SqlWriter
 from learnexit.source import text_decode
 
 pytestmark = needs_native
@@ -141,26 +147,38 @@ def _stored(value: Any) -> Any:
     return bytes(value) if isinstance(value, BadText) else value
 
 
-def read_csv(path: Path, table: sa.Table, spec: TableSpec, *, direct: bool, batch_size: int = 7) -> tuple[Any, ...]:
-    """The table through a CsvWriter, as the read pass feeds it: with ``direct``, C first
-    and batches from where it stopped; else batches only.  (csv bytes, rows C wrote) or
-    ("error", message)."""
+def read_rows(
+    path: Path, table: sa.Table, spec: TableSpec, *, direct: bool, fmt: str = "csv", batch_size: int = 7
+) -> tuple[Any, ...]:
+    """The table through a CsvWriter (``fmt`` "csv") or an SqlWriter (``fmt`` a dialect),
+    as the read pass feeds it: with ``direct``, C first and batches from where it
+    stopped; else batches only.  (file bytes, rows C wrote) or ("error", message)."""
     engine = sa.create_engine(f"sqlite:///{path}")
     text_decode.install(engine)  # (as a source engine: text that is not UTF-8 becomes U+FFFD)
     with tempfile.TemporaryDirectory() as tmp, engine.connect() as conn:
         conn.connection.dbapi_connection.execute("BEGIN")  # (the snapshot: a read transaction)
-        job: ExportJob = writer_job(Path(tmp), [spec], "csv")
-        writer = CsvWriter(job)
+        job: ExportJob = writer_job(
+            Path(tmp), [spec], "csv" if fmt == "csv" else "sql", "sqlite" if fmt == "csv" else fmt
+        )
+        job = dataclasses.replace(job, options=dataclasses.replace(job.options, batch_size=batch_size))
+        writer = CsvWriter(job) if fmt == "csv" else SqlWriter(job)
         writer.start_table(spec)
         stmt = sa.select(table).order_by(table.c.id)
         done, finished = 0, False
         try:
             if direct:
                 sink = writer.direct(spec)
-                assert sink is not None
-                got = speedups.sqlite_csv(conn, stmt, lambda records, _rows: sink(records))
-                if got is not None:
+                assert sink is not None or fmt != "csv"  # (SQL: not with a boolean or JSON column)
+                write = lambda records, _rows: sink.write(records)  # noqa: E731
+                if sink is None:
+                    got = None
+                elif sink.statements is None:
+                    got = speedups.sqlite_csv(conn, stmt, write)
+                else:
+                    got = speedups.sqlite_inserts(conn, stmt, write, sink.statements, sink.refs)
+                if got is not None and sink is not None:
                     done, finished = got
+                    sink.wrote(done)
             rows = done
             for columns in () if finished else stream_columns(conn, stmt, batch_size, offset=done):
                 writer.write_columns(spec, columns, len(columns[0]))
@@ -170,9 +188,16 @@ def read_csv(path: Path, table: sa.Table, spec: TableSpec, *, direct: bool, batc
             return ("error", str(exc))
         writer.end_table(spec, rows)
         writer.close()
-        data = (Path(tmp) / "csv" / "t.csv").read_bytes()
+        files = sorted(p for p in Path(tmp).rglob("*") if p.is_file())
+        data = b"".join(p.read_bytes() for p in files if p.suffix in (".csv", ".sql"))
     engine.dispose()
+    if fmt != "csv":
+        data = b"\n".join(line for line in data.split(b"\n") if not line.startswith(b"-- generated"))
     return data, done
+
+
+def read_csv(path: Path, table: sa.Table, spec: TableSpec, *, direct: bool, batch_size: int = 7) -> tuple[Any, ...]:
+    return read_rows(path, table, spec, direct=direct, batch_size=batch_size)
 
 
 # What a column of each type mostly holds (a real table's values are mostly of its type;
@@ -212,6 +237,24 @@ def test_direct_csv_then_batches_equals_batches(table: tuple[list[str], list[lis
     assert fast[0] == slow[0]
     if fast[0] != "error" and not any(t in ("numeric", "blob") for t in types):
         assert fast[1] <= len(rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(table=table_rows(), dialect=st.sampled_from(["sqlite", "postgresql", "mysql"]), batch=st.integers(1, 9))
+def test_direct_inserts_then_batches_equal_batches(
+    table: tuple[list[str], list[list[Any]]], dialect: str, batch: int
+) -> None:
+    """The SQL dump's INSERTs: C writes whole batches (a statement ends with each, as
+    there) and leaves the batch holding a value it is not sure of to Python."""
+    types, rows = table
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lms.db"
+        sa_table, spec = make_table(path, types, rows)
+        fast = read_rows(path, sa_table, spec, direct=True, fmt=dialect, batch_size=batch)
+        slow = read_rows(path, sa_table, spec, direct=False, fmt=dialect, batch_size=batch)
+    assert fast[0] == slow[0]
+    if fast[0] != "error":
+        assert fast[1] == len(rows) or fast[1] % batch == 0
 
 
 def test_direct_csv_writes_the_plain_rows_itself(tmp_path: Path) -> None:
@@ -346,3 +389,114 @@ def test_csv_exports_are_the_same_with_and_without_the_direct_read(
     python = export_in_process(cfg, tmp_path / "p", monkeypatch, speedups_off=True, formats=["csv"])
     assert_same_packages(direct, batches)
     assert_same_packages(direct, python)
+
+
+DANGLING_SCHEMA = """
+CREATE TABLE orgs (id INTEGER PRIMARY KEY, slug VARCHAR(20) UNIQUE);
+CREATE TABLE courses (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id), title TEXT);
+CREATE TABLE marks (
+    id INTEGER PRIMARY KEY,
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    course_id INTEGER REFERENCES courses(id),
+    note TEXT,
+    at DATETIME
+);
+"""
+
+
+def dangling_source(path: Path, rows: int, dangling: set[int]) -> None:
+    """Two customers' courses and marks; acme's marks in ``dangling`` reference a course
+    that does not exist (the SQL dump drops that foreign key, noted)."""
+    conn = sqlite3.connect(path)
+    conn.executescript(DANGLING_SCHEMA)
+    conn.executemany("INSERT INTO orgs VALUES (?, ?)", [(1, "acme"), (2, "other")])
+    conn.executemany("INSERT INTO courses VALUES (?, ?, ?)", [(i, 1 + i % 2, f"c{i}") for i in range(1, 11)])
+    marks = []
+    for i in range(1, rows + 1):
+        org = 1 if i % 4 else 2
+        course = 999 if i in dangling else (None if i % 9 == 0 else (2 if org == 1 else 1) + 2 * (i % 5))
+        marks.append((i, org, course, f'note, "{i}"', f"2026-01-{1 + i % 28:02d} 10:00:{i % 60:02d}.000000"))
+    conn.executemany("INSERT INTO marks VALUES (?, ?, ?, ?, ?)", marks)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("dangling", [set(), {37, 150}])
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
+def test_sql_dumps_are_the_same_with_and_without_the_direct_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: bool, dangling: set[int], dialect: str
+) -> None:
+    """References checked by C against the keys written (the export's own range) or
+    collected for the export's process (a worker's range); marks referencing a course
+    that is not there: the counting scan keeps that reference as plain values (noted).
+    Direct read, batches with C, Python only: the same dump and notes."""
+    dangling_source(tmp_path / "lms.db", 240, dangling)
+    cfg = source_config(tmp_path, f"sqlite:///{tmp_path / 'lms.db'}", "\n[export]\nbatch_size = 20\n")
+    if split:
+        split_at(monkeypatch, 50)
+        monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "2")
+    else:
+        monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "1")
+    used: list[tuple[int, bool] | None] = []
+    original = speedups.sqlite_inserts
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[int, bool] | None:
+        got = original(*args, **kwargs)
+        used.append(got)
+        return got
+
+    monkeypatch.setattr(speedups, "sqlite_inserts", counted)
+    options: dict[str, Any] = {"formats": ["sql"], "sql_dialect": dialect}
+    direct = export_in_process(cfg, tmp_path / "d", monkeypatch, speedups_off=False, **options)
+    assert any(u is not None and u[0] > 0 for u in used)
+    monkeypatch.setattr(speedups, "direct_reads", False)
+    batches = export_in_process(cfg, tmp_path / "b", monkeypatch, speedups_off=False, **options)
+    python = export_in_process(cfg, tmp_path / "p", monkeypatch, speedups_off=True, **options)
+    assert_same_packages(direct, batches)
+    assert_same_packages(direct, python)
+    dropped = any("marks" in n and "not part of this export" in n for n in direct[1])
+    assert dropped == bool(dangling)
+
+
+def test_inserts_leave_a_batch_with_an_unknown_reference_to_python(tmp_path: Path) -> None:
+    """``sqlite_inserts``' own contract for references: a value not among the known keys
+    (a row the writer would defer) ends the read at the start of its batch; values seen
+    are collected as 1-tuples; NULLs pass; text where a key is expected stops too."""
+    conn = sqlite3.connect(tmp_path / "lms.db")
+    conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, ref INTEGER)")
+    refs = [1, 2, None, 0, 2, 1, 7, 2, 1, 2]  # (row 7 references 7: unknown; 0 is a key too)
+    conn.executemany("INSERT INTO m VALUES (?, ?)", list(enumerate(refs, start=1)))
+    conn.commit()
+    conn.execute("BEGIN")
+    assert NATIVE is not None and speedups.direct_reads
+    assert NATIVE.sqlite_bind(_sqlite3.__file__, sqlite3.Connection)  # (as speedups does on first use)
+    main = str(tmp_path / "lms.db")
+    out: list[bytes] = []
+
+    def run(known: Any, seen: Any, batch: int) -> Any:
+        out.clear()
+        statements = (0, "INSERT INTO m (id, ref) VALUES\n", 500, 1_000_000, batch)
+        return NATIVE.sqlite_inserts(
+            conn,
+            main,
+            "SELECT id, ref FROM m ORDER BY id",
+            (),
+            [0, 0],
+            *statements,
+            [(1, known, seen)],
+            lambda b, n: out.append(b),
+        )
+
+    assert run({(0,), (1,), (2,), ("7",), (7.5,)}, None, 4) == (4, False)  # (rows 5-8 hold the unknown 7)
+    assert b"".join(out) == b"INSERT INTO m (id, ref) VALUES\n(1, 1),\n(2, 2),\n(3, NULL),\n(4, 0);\n"
+    assert run({(1,), (2,), (7,)}, None, 4) == (0, False)  # (row 4 references 0, not known)
+    seen: set[tuple[Any, ...]] = set()
+    assert run(None, seen, 4) == (10, True)
+    assert seen == {(0,), (1,), (2,), (7,)}
+    assert run({(0,), (1,), (2,), (7,)}, None, 3) == (10, True)
+    conn.execute("UPDATE m SET ref = '2' WHERE id = 9")  # (stored as the integer 2: affinity)
+    conn.execute("UPDATE m SET ref = 'two' WHERE id = 9")
+    assert run({(0,), (1,), (2,), (7,)}, None, 3) == (6, False)
+    conn.rollback()
+    conn.close()

@@ -133,20 +133,27 @@ def read_direct(
     job: ExportJob, spec: TableSpec, where: Any, writers: list[tuple[str, TableWriter]]
 ) -> tuple[int, bool]:
     """The table's rows written straight from the source by C when the pass feeds one
-    writer that takes records as they are (CSV from SQLite: ``TableWriter.direct``,
-    ``speedups.sqlite_csv``): (rows written, all of them?).  (0, False) when it cannot:
+    writer that takes records as they are (CSV or SQL from SQLite: ``TableWriter.direct``,
+    ``speedups.sqlite_csv`` / ``sqlite_inserts``): (rows written, all of them?).  (0, False) when it cannot:
     the pass reads the rows, or the rest of them, in batches."""
     sink = writers[0][1].direct(spec) if len(writers) == 1 else None
     if sink is None:
         return 0, False
 
     def write(records: bytes, rows: int) -> None:
-        sink(records)
+        sink.write(records)
         job.progress(spec.name, rows)
 
     key_sets = job.source.key_sets
     prepare = None if key_sets is None else functools.partial(key_sets.fill_for, job.conn)
-    return speedups.sqlite_csv(job.conn, job.select(spec.name, where), write, prepare) or (0, False)
+    stmt = job.select(spec.name, where)
+    if sink.statements is None:
+        got = speedups.sqlite_csv(job.conn, stmt, write, prepare)
+    else:
+        got = speedups.sqlite_inserts(job.conn, stmt, write, sink.statements, sink.refs, prepare)
+    rows, finished = got or (0, False)
+    sink.wrote(rows)
+    return rows, finished
 
 
 def read_part(job: ExportJob, exporters: Sequence[Exporter], split: Split, part: int) -> tuple[int, dict[str, Any]]:

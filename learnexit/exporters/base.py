@@ -431,6 +431,20 @@ def append_file(source: Path, target: IO[bytes]) -> None:
     source.unlink()
 
 
+@dataclass(frozen=True)
+class DirectSink:
+    """Rows a writer takes as finished records, written by C from a SQLite snapshot
+    (``TableWriter.direct``): CSV records, or (``statements`` given) the INSERTs the SQL
+    writer writes (dialect number, head, rows and characters per statement, rows per
+    batch), whose references ``refs`` are checked or collected (``speedups.Reference``).
+    ``wrote`` is told how many rows were written so."""
+
+    write: Callable[[bytes], Any]
+    statements: tuple[int, str, int, int, int] | None = None
+    refs: tuple[tuple[int, Any, Any], ...] = ()
+    wrote: Callable[[int], None] = lambda rows: None
+
+
 class TableWriter(ABC):
     """Receives every exported table's rows once, batch by batch, parents first."""
 
@@ -446,10 +460,10 @@ class TableWriter(ABC):
         transposes); when every writer of a read pass does, the batches come as columns."""
         self.write_batch(spec, list(zip(*columns, strict=True)))
 
-    def direct(self, spec: TableSpec) -> Callable[[bytes], Any] | None:
-        """Where the CSV records of ``spec``'s rows may be written as they are (the CSV
-        writer's file, when the C speedups are on), for a read pass that feeds this
-        writer alone (``export.reading.read_direct``); None: batches only."""
+    def direct(self, spec: TableSpec) -> DirectSink | None:
+        """How this writer takes ``spec``'s rows read by C straight from a SQLite snapshot,
+        for a read pass that feeds it alone (``export.reading.read_direct``); None:
+        batches only."""
         return None
 
     def end_table(self, spec: TableSpec, rows: int) -> None:  # noqa: B027

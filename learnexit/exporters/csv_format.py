@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import IO, Any
 
 from . import speedups
-from .base import Exporter, ExportJob, TableSpec, TableWriter, append_file, register
+from .base import DirectSink, Exporter, ExportJob, TableSpec, TableWriter, append_file, register
 from .speedups import native_batch
 from .values import Sanitiser, unique_stems
 
@@ -87,11 +87,11 @@ class CsvWriter(TableWriter):
         self.python_columns = set()
         self._emit([[self.values.csv(c, spec.name, "(header)")] for c in spec.column_names])
 
-    def direct(self, spec: TableSpec) -> Callable[[bytes], Any] | None:
+    def direct(self, spec: TableSpec) -> DirectSink | None:
         # (a table part-written by batches stays so: their Python columns are not known to C)
         if speedups.native is None or self.file is None or self.python_columns:
             return None
-        return self.file.write
+        return DirectSink(self.file.write)
 
     def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
         if rows:

@@ -134,6 +134,28 @@ def _bound_parameters(compiled: Any, dialect: Any) -> tuple[Any, ...] | None:
     return tuple(out)
 
 
+def _sqlite_statement(
+    conn: sa.Connection, stmt: sa.Select[Any], prepare: Callable[[str], None] | None
+) -> tuple[Any, str, str, tuple[Any, ...], list[int]] | None:
+    """What the C reader needs to run ``stmt`` on ``conn``'s own SQLite handle: (the
+    ``sqlite3.Connection``, its main file, the SQL, its parameters, the column kinds);
+    None when it cannot (see ``sqlite_csv``).  ``prepare(sql)`` runs first."""
+    if native is None or not direct_reads or conn.dialect.name != "sqlite" or not _sqlite_bound():
+        return None
+    kinds = _sqlite_kinds(conn.dialect, stmt)
+    if kinds is None:
+        return None
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = _bound_parameters(compiled, conn.dialect)
+    if params is None:
+        return None
+    sql = str(compiled)
+    if prepare is not None:
+        prepare(sql)
+    files = {row[1]: row[2] for row in conn.exec_driver_sql("PRAGMA database_list")}
+    return conn.connection.dbapi_connection, files.get("main", ""), sql, params, kinds
+
+
 def sqlite_csv(
     conn: sa.Connection,
     stmt: sa.Select[Any],
@@ -148,23 +170,37 @@ def sqlite_csv(
     when it cannot be used here: no C speedups, another engine, a column SQLAlchemy
     converts in another way, a parameter of another type.  ``prepare(sql)`` runs first
     (it fills the key sets the statement names, as they are before SQLAlchemy runs one)."""
-    if native is None or not direct_reads or conn.dialect.name != "sqlite" or not _sqlite_bound():
+    found = _sqlite_statement(conn, stmt, prepare)
+    if found is None:
         return None
-    kinds = _sqlite_kinds(conn.dialect, stmt)
-    if kinds is None:
+    assert native is not None
+    out: tuple[int, bool] | None = native.sqlite_csv(*found, write, DIRECT_CHUNK)
+    return out
+
+
+# A reference the C reader checks or collects: (column, the keys known to be written or
+# None, the set its values are added to or None), values as 1-tuples.
+Reference = tuple[int, "set[tuple[Any, ...]] | None", "set[tuple[Any, ...]] | None"]
+
+
+def sqlite_inserts(
+    conn: sa.Connection,
+    stmt: sa.Select[Any],
+    write: Callable[[bytes, int], None],
+    statements: tuple[int, str, int, int, int],
+    refs: Sequence[Reference],
+    prepare: Callable[[str], None] | None = None,
+) -> tuple[int, bool] | None:
+    """As ``sqlite_csv``, the rows as the INSERT statements ``SqlWriter`` writes for them
+    (``statements``: dialect number, head, rows and characters per statement, rows per
+    batch; a statement also ends with each batch, as it does there).  A row with a
+    reference ``refs`` checks that is not known (the writer would defer or drop it) is left
+    to Python with its whole batch: the rows written are whole batches unless all."""
+    found = _sqlite_statement(conn, stmt, prepare)
+    if found is None:
         return None
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = _bound_parameters(compiled, conn.dialect)
-    if params is None:
-        return None
-    sql = str(compiled)
-    if prepare is not None:
-        prepare(sql)
-    dbapi = conn.connection.dbapi_connection
-    files = {row[1]: row[2] for row in conn.exec_driver_sql("PRAGMA database_list")}
-    out: tuple[int, bool] | None = native.sqlite_csv(
-        dbapi, files.get("main", ""), sql, params, kinds, write, DIRECT_CHUNK
-    )
+    assert native is not None
+    out: tuple[int, bool] | None = native.sqlite_inserts(*found, *statements, list(refs), write)
     return out
 
 

@@ -53,7 +53,7 @@ from sqlalchemy.schema import AddConstraint, CreateTable
 
 from ..errors import printable
 from . import speedups
-from .base import Exporter, ExportJob, TableSpec, TableWriter, append_file, generated_at, register
+from .base import DirectSink, Exporter, ExportJob, TableSpec, TableWriter, append_file, generated_at, register
 from .none_values import holds_none
 from .speedups import native_batch
 from .sql_dialect import DIALECT_NAMES, DIALECTS, LOAD_HINTS, NATIVE_DIALECTS, Literals, dialect_for
@@ -146,6 +146,25 @@ class SqlWriter(TableWriter):
             ]
             self._write_statements(spec, tuples)
         self.rows[spec.name] += rows
+
+    def direct(self, spec: TableSpec) -> DirectSink | None:
+        """The INSERTs of a table written by C straight from a SQLite snapshot, when every
+        column's literal is C's to write and its references allow (``direct_references``)."""
+        plan = self.plans[spec.name]
+        if speedups.native is None or self.body is None or plan.python_columns:
+            return None
+        if any(col.render in ("json", "bool") for col in plan.columns):
+            return None
+        refs = direct_references(spec, plan, self.keys, self.part_refs)
+        if refs is None:
+            return None
+        batch = self.job.options.batch_size
+        statements = (NATIVE_DIALECTS[self.dialect], self._head(spec), INSERT_ROWS, INSERT_BYTES, batch)
+
+        def wrote(rows: int) -> None:
+            self.rows[spec.name] += rows
+
+        return DirectSink(self.body.write, statements, refs, wrote)
 
     def _references_known(
         self, spec: TableSpec, live: list[ForeignKey], columns: list[Sequence[Any]], index: dict[str, int]
@@ -348,6 +367,32 @@ class SqlWriter(TableWriter):
             self.body.close()
             self.body = None
         self.job.path(self.body_path).unlink(missing_ok=True)
+
+
+KeySet = set[tuple[Any, ...]]
+
+
+def direct_references(
+    spec: TableSpec, plan: TablePlan, keys: dict[tuple[str, tuple[str, ...]], KeySet], part_refs: list[KeySet] | None
+) -> tuple[tuple[int, KeySet | None, KeySet | None], ...] | None:
+    """What C checks of a table's references when it writes the rows itself (see
+    ``speedups.Reference``): in a worker's range, every foreign key's values collected
+    (``part_refs``); otherwise each live one checked against the keys written, so that a
+    batch holding a reference not written yet is left to the batches (deferred there, or
+    its foreign key dropped).  None when C cannot: a later table needs this one's keys,
+    a reference of several columns or into the table itself."""
+    if any(table == spec.name for table, _cols in keys):
+        return None
+    checks: list[tuple[ForeignKey, KeySet | None, KeySet | None]]
+    if part_refs is not None:
+        checks = [(fk, None, seen) for fk, seen in zip(plan.fks, part_refs, strict=True)]
+    else:
+        live = [fk for fk in plan.fks if fk.dropped is None]
+        checks = [(fk, keys[(fk.edge.parent, fk.edge.parent_cols)], None) for fk in live]
+    if any(len(fk.edge.child_cols) != 1 or fk.edge.parent == spec.name for fk, _, _ in checks):
+        return None
+    index = {c: i for i, c in enumerate(spec.column_names)}
+    return tuple((index[fk.edge.child_cols[0]], known, seen) for fk, known, seen in checks)
 
 
 @register
