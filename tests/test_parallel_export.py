@@ -253,6 +253,25 @@ def test_one_format_reads_the_biggest_table_in_two_key_ranges(example: Path, tmp
     assert verify_package(two.path).valid
 
 
+def test_key_ranges_hold_even_rows_by_the_counted_spread() -> None:
+    """The counting scan's halves say where the rows lie; the ranges are cut there (rows
+    spread evenly between the points), not at the middle of the key span."""
+    from learnexit.export.parallel import even_rows
+    from learnexit.export.specs import _Stats, key_spread
+
+    # 1,000 rows with keys 1..100, then 100 rows with keys 500..1000 (counted in two halves)
+    halves = [_Stats(100, [], low=500, high=1000, keyed=100), _Stats(1000, [], low=1, high=100, keyed=1000)]
+    spread = key_spread(halves)
+    assert spread == ((1, 0), (100, 1000), (500, 1000), (1000, 1100))
+    assert even_rows(spread, 2, 1, 1000) == (56,)  # about 550 rows below key 56 (the span's middle: 500)
+    assert even_rows(spread, 4, 1, 1000) == (29, 56, 84)
+    assert even_rows(spread, 2, 1, 1000)[0] - 1 < 500
+    assert key_spread([_Stats(0, []), _Stats(7, [], low=3, high=9, keyed=7)]) == ((3, 0), (9, 7))
+    assert even_rows((), 2, 1, 1000) is None  # (not counted: the even split of the span)
+    assert even_rows(((5, 0), (5, 3)), 2, 5, 5) is None  # (no range of a key of its own)
+    assert even_rows(((5, 0), (5, 3)), 2, 5, 6) == (6,)
+
+
 def test_sql_in_key_ranges_loads_the_same_rows(example: Path, tmp_path: Path, monkeypatch) -> None:
     settings = settings_for(hostile_copy(example, tmp_path), tmp_path)
     one = run(settings, tmp_path / "one", 1, monkeypatch, formats=["sql", "csv"])

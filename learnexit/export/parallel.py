@@ -80,8 +80,9 @@ def plan_split(job: ExportJob, group: Sequence[Exporter], workers: int, totals: 
     """When one group of formats would leave cores idle: the biggest table (at least
     ``SPLIT_FROM_ROWS`` rows, a one-column integer key) cut into ``workers`` ranges of
     keys, if every format of the group can write a table in ranges (``Exporter.splits``).
-    The ranges split the lowest to highest exported key evenly: even rows per range when
-    the customer's keys are spread evenly (an uneven spread costs time, not rows)."""
+    The ranges hold about the same rows by the counting scan's spread of the keys
+    (``TableSpec.key_spread``, ``even_rows``), else they split the lowest to highest key
+    evenly (an uneven spread then costs time, not rows)."""
     readers = [e for e in group if reads_rows(e)]
     if workers < 2 or not readers:
         return None
@@ -97,7 +98,30 @@ def plan_split(job: ExportJob, group: Sequence[Exporter], workers: int, totals: 
     parts = min(workers, span)
     if parts < 2:
         return None
-    return Split(spec.name, key, tuple(low + span * k // parts for k in range(1, parts)))
+    bounds = even_rows(spec.key_spread, parts, low, high) or tuple(low + span * k // parts for k in range(1, parts))
+    return Split(spec.name, key, bounds)
+
+
+def even_rows(spread: Sequence[tuple[int, int]], parts: int, low: int, high: int) -> tuple[int, ...] | None:
+    """The first keys of ranges 1, 2, … that hold about the same number of rows, read off
+    ``spread`` (points (key, rows up to it), rows spread evenly between points); None when
+    it does not give ``parts`` ranges of at least one key each within low..high."""
+    total = spread[-1][1] if spread else 0
+    if total <= 0:
+        return None
+    bounds = []
+    for k in range(1, parts):
+        target = total * k / parts
+        for (k0, r0), (k1, r1) in zip(spread, spread[1:], strict=False):
+            if r0 <= target <= r1 and r1 > r0:
+                bounds.append(k0 + round((k1 - k0) * (target - r0) / (r1 - r0)) + 1)
+                break
+        else:
+            return None
+    keys = [low, *bounds, high + 1]
+    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
+        return None
+    return tuple(bounds)
 
 
 def run_formats(
@@ -479,6 +503,7 @@ __all__ = [
     "SPLIT_FROM_ROWS",
     "export_workers",
     "format_costs",
+    "even_rows",
     "group_formats",
     "plan_split",
     "reads_rows",

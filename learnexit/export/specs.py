@@ -310,10 +310,24 @@ def build_specs(
                 category=settings.rule(name).category,
                 table=table,
                 key_range=found.key_range(),
+                key_spread=key_spread(counted[name]) if found.key_range() is not None else (),
                 rows=found.rows,
             )
         )
     return specs
+
+
+def key_spread(parts: Sequence[_Stats]) -> tuple[tuple[int, int], ...]:
+    """Points (key, rows with a key up to it) from the counting scan's parts of a table,
+    in key order: each part's lowest key (the rows before it) and highest (with its rows)."""
+    points: list[tuple[int, int]] = []
+    below = 0
+    for part in sorted(
+        (p for p in parts if p.rows and type(p.low) is int and type(p.high) is int), key=lambda p: p.low
+    ):
+        points += [(part.low, below), (part.high, below + part.rows)]
+        below += part.rows
+    return tuple(points)
 
 
 def _exported_edges(source: Source, owned: list[str], omitted: dict[str, set[str]]) -> dict[str, list[Edge]]:
@@ -408,6 +422,7 @@ __all__ = [
     "counting_helper",
     "integer_key",
     "key_halves",
+    "key_spread",
     "table_spans",
     "whole_tables",
 ]

@@ -225,6 +225,10 @@ class TableSpec:
     # (lowest, highest) exported key, for a table with a one-column integer primary key:
     # what a big table's key ranges are cut from when several processes read it.
     key_range: tuple[int, int] | None = None
+    # Where the exported keys lie, as points (key, exported rows with a key up to it) with
+    # the rows spread evenly between them (from the counting scan: its halves), so that
+    # key ranges of even rows can be cut; () when not known.
+    key_spread: tuple[tuple[int, int], ...] = ()
     # The exported rows, counted in the export's snapshot (None: not counted).  A table
     # counted empty is not read again: its files are those of a read that found nothing.
     rows: int | None = None
