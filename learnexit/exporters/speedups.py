@@ -206,12 +206,12 @@ def sqlite_inserts(
 
 def _sqlite_bound() -> bool:
     """Whether the C reader has SQLite's functions: looked up once, in the library the
-    ``sqlite3`` module links (``_sqlite3``), on CPython only (it reads the handle from
-    ``sqlite3.Connection`` as CPython lays it out)."""
+    ``sqlite3`` module links (``_sqlite3``), on the CPython versions whose
+    ``sqlite3.Connection`` begins with the handle (3.7 to 3.14: C reads it there)."""
     global _BOUND
     if _BOUND is None:
         _BOUND = False
-        if native is not None and sys.implementation.name == "cpython":
+        if native is not None and sys.implementation.name == "cpython" and sys.version_info[:2] <= (3, 14):
             import _sqlite3
             import sqlite3
 
