@@ -15,6 +15,7 @@ setup(
             sources=["learnexit/_speedups.c"],
             optional=True,
             extra_compile_args=["-O2"],
+            libraries=["dl"],  # dlopen/dlsym: the SQLite functions of the sqlite3 module (glibc < 2.34)
         )
     ]
 )
