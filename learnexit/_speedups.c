@@ -73,6 +73,19 @@ static void buf_free(Buf *b) {
 
 enum { DONE = 0, ERROR = -1, UNHANDLED = 1 };
 
+static int put_int64(Buf *b, long long n) {
+    char digits[24];
+    int i = (int)sizeof(digits);
+    unsigned long long m = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        digits[--i] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    if (n < 0)
+        digits[--i] = '-';
+    return buf_put(b, digits + i, (Py_ssize_t)sizeof(digits) - i);
+}
+
 static int put_int(Buf *b, PyObject *v) {
     int overflow = 0;
     long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
@@ -88,26 +101,19 @@ static int put_int(Buf *b, PyObject *v) {
         Py_DECREF(s);
         return rc;
     }
-    char digits[24];
-    int i = (int)sizeof(digits);
-    unsigned long long m = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
-    do {
-        digits[--i] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m);
-    if (n < 0)
-        digits[--i] = '-';
-    return buf_put(b, digits + i, (Py_ssize_t)sizeof(digits) - i);
+    return put_int64(b, n);
 }
 
-static int put_float(Buf *b, PyObject *v) { /* repr(); only finite values come here */
-    char *s = PyOS_double_to_string(PyFloat_AS_DOUBLE(v), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+static int put_double(Buf *b, double v) { /* repr(); only finite values come here */
+    char *s = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (s == NULL)
         return ERROR;
     int rc = buf_put(b, s, (Py_ssize_t)strlen(s));
     PyMem_Free(s);
     return rc;
 }
+
+static int put_float(Buf *b, PyObject *v) { return put_double(b, PyFloat_AS_DOUBLE(v)); }
 
 static int put_date(Buf *b, int y, int m, int d) { /* date.isoformat(): year zero-padded to 4 */
     char s[16];
@@ -723,7 +729,8 @@ static struct {
 } lite;
 
 /* CPython's sqlite3.Connection begins with the handle (Modules/_sqlite/connection.h, 3.7
- * to 3.14); sqlite_bind checks the layout against the handle's own answers. */
+ * to 3.14; speedups.py binds only there); reading_open checks the handle's own answers
+ * (the main file, an open transaction) before it reads. */
 typedef struct {
     PyObject_HEAD
     le_sqlite3 *db;
@@ -836,7 +843,7 @@ static int iso_date(const unsigned char *s, int *y, int *m, int *d) {
 
 /* A datetime stored as "YYYY-MM-DD HH:MM:SS" or with ".ffffff" (SQLAlchemy's storage
  * format; 'T' also), written as datetime.fromisoformat(text).isoformat(); 0 otherwise. */
-static int csv_iso_datetime(Buf *b, const unsigned char *s, int n) {
+static int put_iso_datetime(Buf *b, const unsigned char *s, int n) {
     int y, mo, d, h, mi, sec, us = 0;
     if ((n != 19 && n != 26) || !iso_date(s, &y, &mo, &d) || (s[10] != ' ' && s[10] != 'T') || s[13] != ':' ||
         s[16] != ':' || !digits_at(s + 11, 2, &h) || !digits_at(s + 14, 2, &mi) || !digits_at(s + 17, 2, &sec) ||
@@ -858,19 +865,6 @@ static int csv_iso_datetime(Buf *b, const unsigned char *s, int n) {
 
 enum { KIND_PLAIN = 0, KIND_DATETIME = 1, KIND_DATE = 2, KIND_BOOLEAN = 3 };
 
-static int put_int64(Buf *b, long long n) {
-    char digits[24];
-    int i = (int)sizeof(digits);
-    unsigned long long m = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
-    do {
-        digits[--i] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m);
-    if (n < 0)
-        digits[--i] = '-';
-    return buf_put(b, digits + i, (Py_ssize_t)sizeof(digits) - i);
-}
-
 /* One value of column c as its CSV field: DONE, ERROR, or UNHANDLED (not certain here). */
 static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
     int type = lite.column_type(st, c);
@@ -884,14 +878,7 @@ static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
     }
     if (type == LE_SQLITE_FLOAT && kind == KIND_PLAIN) {
         double v = lite.column_double(st, c);
-        if (!isfinite(v))
-            return UNHANDLED;
-        char *s = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (s == NULL)
-            return ERROR;
-        int rc = buf_put(b, s, (Py_ssize_t)strlen(s));
-        PyMem_Free(s);
-        return rc;
+        return isfinite(v) ? put_double(b, v) : UNHANDLED;
     }
     if (type != LE_SQLITE_TEXT || kind == KIND_BOOLEAN)
         return UNHANDLED;
@@ -900,7 +887,7 @@ static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
     if (u == NULL)
         return ERROR;
     if (kind == KIND_DATETIME) {
-        int rc = csv_iso_datetime(b, u, n);
+        int rc = put_iso_datetime(b, u, n);
         return rc == 1 ? DONE : rc == 0 ? UNHANDLED : ERROR;
     }
     if (kind == KIND_DATE) {
@@ -1207,14 +1194,7 @@ static int sql_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind, int di
         return put_int64(b, lite.column_int64(st, c));
     if (type == LE_SQLITE_FLOAT && kind == KIND_PLAIN) {
         double v = lite.column_double(st, c);
-        if (!isfinite(v))
-            return UNHANDLED;
-        char *s = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (s == NULL)
-            return ERROR;
-        int rc = buf_put(b, s, (Py_ssize_t)strlen(s));
-        PyMem_Free(s);
-        return rc;
+        return isfinite(v) ? put_double(b, v) : UNHANDLED;
     }
     if (type != LE_SQLITE_TEXT)
         return UNHANDLED;
@@ -1226,7 +1206,7 @@ static int sql_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind, int di
         Py_ssize_t start = b->len;
         if (buf_char(b, '\'') < 0)
             return ERROR;
-        int rc = csv_iso_datetime(b, u, n); /* "YYYY-MM-DDTHH:MM:SS[.ffffff]" */
+        int rc = put_iso_datetime(b, u, n); /* "YYYY-MM-DDTHH:MM:SS[.ffffff]" */
         if (rc != 1) {
             b->len = start;
             return rc == 0 ? UNHANDLED : ERROR;

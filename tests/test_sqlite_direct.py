@@ -368,27 +368,36 @@ def test_csv_exports_are_the_same_with_and_without_the_direct_read(
     C, and Python only give the same files and notes; split over two processes too."""
     hostile_sqlite(tmp_path / "lms.db", rows=300)
     cfg = source_config(tmp_path, f"sqlite:///{tmp_path / 'lms.db'}", "\n[export]\nbatch_size = 25\n")
-    if split:
-        split_at(monkeypatch, 100)
-        monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "2")
-    else:
-        monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "1")
+    exports_three_ways(cfg, tmp_path, monkeypatch, "sqlite_csv", 100 if split else None, formats=["csv"])
+
+
+def exports_three_ways(
+    cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str, split_from: int | None, **options: Any
+) -> tuple[dict[str, bytes], list[str]]:
+    """The export of ``cfg`` with the direct read (``speedups.<reader>``, which must write
+    rows in this process), with C batches and with Python only: the same files and notes.
+    ``split_from``: tables from that many rows read in two processes (None: one process).
+    Returns the direct read's package."""
+    if split_from is not None:
+        split_at(monkeypatch, split_from)
+    monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "1" if split_from is None else "2")
     used: list[tuple[int, bool] | None] = []
-    original = speedups.sqlite_csv
+    original = getattr(speedups, reader)
 
     def counted(*args: Any, **kwargs: Any) -> tuple[int, bool] | None:
         got = original(*args, **kwargs)
         used.append(got)
         return got
 
-    monkeypatch.setattr(speedups, "sqlite_csv", counted)
-    direct = export_in_process(cfg, tmp_path / "d", monkeypatch, speedups_off=False, formats=["csv"])
+    monkeypatch.setattr(speedups, reader, counted)
+    direct = export_in_process(cfg, tmp_path / "d", monkeypatch, speedups_off=False, **options)
     assert any(u is not None and u[0] > 0 for u in used)  # (rows written by C in this process)
     monkeypatch.setattr(speedups, "direct_reads", False)
-    batches = export_in_process(cfg, tmp_path / "b", monkeypatch, speedups_off=False, formats=["csv"])
-    python = export_in_process(cfg, tmp_path / "p", monkeypatch, speedups_off=True, formats=["csv"])
+    batches = export_in_process(cfg, tmp_path / "b", monkeypatch, speedups_off=False, **options)
+    python = export_in_process(cfg, tmp_path / "p", monkeypatch, speedups_off=True, **options)
     assert_same_packages(direct, batches)
     assert_same_packages(direct, python)
+    return direct
 
 
 DANGLING_SCHEMA = """
@@ -433,28 +442,8 @@ def test_sql_dumps_are_the_same_with_and_without_the_direct_read(
     Direct read, batches with C, Python only: the same dump and notes."""
     dangling_source(tmp_path / "lms.db", 240, dangling)
     cfg = source_config(tmp_path, f"sqlite:///{tmp_path / 'lms.db'}", "\n[export]\nbatch_size = 20\n")
-    if split:
-        split_at(monkeypatch, 50)
-        monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "2")
-    else:
-        monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "1")
-    used: list[tuple[int, bool] | None] = []
-    original = speedups.sqlite_inserts
-
-    def counted(*args: Any, **kwargs: Any) -> tuple[int, bool] | None:
-        got = original(*args, **kwargs)
-        used.append(got)
-        return got
-
-    monkeypatch.setattr(speedups, "sqlite_inserts", counted)
     options: dict[str, Any] = {"formats": ["sql"], "sql_dialect": dialect}
-    direct = export_in_process(cfg, tmp_path / "d", monkeypatch, speedups_off=False, **options)
-    assert any(u is not None and u[0] > 0 for u in used)
-    monkeypatch.setattr(speedups, "direct_reads", False)
-    batches = export_in_process(cfg, tmp_path / "b", monkeypatch, speedups_off=False, **options)
-    python = export_in_process(cfg, tmp_path / "p", monkeypatch, speedups_off=True, **options)
-    assert_same_packages(direct, batches)
-    assert_same_packages(direct, python)
+    direct = exports_three_ways(cfg, tmp_path, monkeypatch, "sqlite_inserts", 50 if split else None, **options)
     dropped = any("marks" in n and "not part of this export" in n for n in direct[1])
     assert dropped == bool(dangling)
 

@@ -88,10 +88,7 @@ class CsvWriter(TableWriter):
         self._emit([[self.values.csv(c, spec.name, "(header)")] for c in spec.column_names])
 
     def direct(self, spec: TableSpec) -> DirectSink | None:
-        # (a table part-written by batches stays so: their Python columns are not known to C)
-        if speedups.native is None or self.file is None or self.python_columns:
-            return None
-        return DirectSink(self.file.write)
+        return None if self.file is None else DirectSink(self.file.write)
 
     def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
         if rows:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import processors
 
+from ..source.keys import result_processors
+
 if TYPE_CHECKING:
     from .values import Sanitiser
 
@@ -105,13 +107,12 @@ def _sqlite_kinds(dialect: Any, stmt: sa.Select[Any]) -> list[int] | None:
     """What ``sqlite_csv`` is told of each selected column: 0 read as stored, 1 and 2 a
     datetime or date SQLAlchemy parses from ISO text, 3 a boolean it makes of an integer;
     None when SQLAlchemy converts a column some other way (decimals, JSON…)."""
-    kinds = []
-    for col in stmt.selected_columns:
-        process = col.type.dialect_impl(dialect).result_processor(dialect, None)
-        kind = _PROCESSOR_KINDS.get(process, None) if process is not None else 0
+    kinds = [0] * len(stmt.selected_columns)
+    for i, process in result_processors(dialect, stmt, [(None, None)] * len(kinds)):  # (pysqlite: no type codes)
+        kind = _PROCESSOR_KINDS.get(process)
         if kind is None:
             return None
-        kinds.append(kind)
+        kinds[i] = kind
     return kinds
 
 

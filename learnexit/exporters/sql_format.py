@@ -151,9 +151,7 @@ class SqlWriter(TableWriter):
         """The INSERTs of a table written by C straight from a SQLite snapshot, when every
         column's literal is C's to write and its references allow (``direct_references``)."""
         plan = self.plans[spec.name]
-        if speedups.native is None or self.body is None or plan.python_columns:
-            return None
-        if any(col.render in ("json", "bool") for col in plan.columns):
+        if self.body is None or any(col.render in ("json", "bool") for col in plan.columns):
             return None
         refs = direct_references(spec, plan, self.keys, self.part_refs)
         if refs is None:
