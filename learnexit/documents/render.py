@@ -46,6 +46,7 @@ from .model import Certificate, Document
 FORMATS = ("pdf", "docx")
 MAX_CERTIFICATE_LAYOUTS = 32  # per process (each keeps a laid-out page)
 WORKERS_ENV = "LEARNEXIT_RENDER_WORKERS"
+WORKER_PATIENCE = 300.0  # seconds a PdfWorker may take to get ready, and then for a document
 
 
 class PdfRenderer:
@@ -479,6 +480,102 @@ def _context() -> Any:
         ctx.set_forkserver_preload(["weasyprint", "docx", "learnexit.documents.render"])
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def pdf_bytes(doc: Document) -> bytes:
+    """``doc`` as PDF bytes, laid out in this process (see ``frozen_heap``)."""
+    out = io.BytesIO()
+    with frozen_heap():
+        pdf_renderer().write(doc, out)
+    return out.getvalue()
+
+
+def _pdf_worker(conn: Any, lang: str) -> None:
+    """``PdfWorker``'s process: get ready, then render what comes until None comes."""
+    try:
+        warm_reports(lang)
+        conn.send(True)
+        while (doc := conn.recv()) is not None:
+            conn.send(pdf_bytes(doc))
+    except Exception:  # noqa: BLE001 - the caller renders it itself, and meets the error there
+        try:
+            conn.send(None)
+        except OSError:
+            pass
+
+
+def _warm_here(lang: str) -> None:
+    try:
+        warm_reports(lang)
+    except Exception:  # noqa: BLE001 - rendering the document reports any real problem
+        pass
+
+
+class PdfWorker:
+    """Makes WeasyPrint ready (imported, the renderer made, a first page in ``lang`` laid
+    out: a second of CPU) while the caller goes on, then renders its documents to PDF.
+
+    With two usable cores or more that happens in a process of its own, forked from the
+    render fork server: a purge's certificate waited for that second on a thread that
+    shared the interpreter with the purge itself.  With one core (or where no process
+    can start) a thread of this process does it.  Whatever goes wrong in the process
+    (it died, WeasyPrint failed), ``render`` lays the document out here instead, which
+    gives the same bytes, or raises the same error.  ``close`` ends the process."""
+
+    def __init__(self, lang: str) -> None:
+        self.conn: Any = None
+        self.process: Any = None
+        self.ready = False
+        self.thread: threading.Thread | None = None
+        if default_workers() > 1:
+            try:
+                ctx = _context()
+                self.conn, child = ctx.Pipe()
+                self.process = ctx.Process(target=_pdf_worker, args=(child, lang), name="learnexit-pdf", daemon=True)
+                self.process.start()
+                child.close()
+                return
+            except (OSError, ValueError, NotImplementedError) as exc:
+                event("render_pool_unavailable", level=logging.WARNING, error=type(exc).__name__)
+                self._drop()
+        self.thread = threading.Thread(target=_warm_here, args=(lang,), name="learnexit-preload", daemon=True)
+        self.thread.start()
+
+    def render(self, doc: Document) -> bytes:
+        """``doc`` as PDF bytes."""
+        if self.conn is not None:
+            try:
+                if not self.ready and self.conn.poll(WORKER_PATIENCE):
+                    self.ready = self.conn.recv() is True
+                if self.ready:
+                    self.conn.send(doc)
+                    if self.conn.poll(WORKER_PATIENCE):
+                        data = self.conn.recv()
+                        if isinstance(data, bytes):
+                            return data
+            except (OSError, EOFError):
+                pass
+            self.close()
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        return pdf_bytes(doc)
+
+    def close(self) -> None:
+        """End the process (at once, ready or not) or wait for the thread."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.join()
+        self._drop()
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+        self.process = None
 
 
 class RenderQueue:

@@ -16,7 +16,6 @@ e-mail or file name ever appears.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 from datetime import UTC, date, datetime
@@ -28,7 +27,7 @@ from ..contract import DEFAULT_TIMEZONE
 from ..documents import i18n
 from ..documents.layout import report_html
 from ..documents.model import Block, Facts, Heading, Paragraph, Report, Table
-from ..documents.render import frozen_heap, pdf_renderer
+from ..documents.render import PdfWorker, pdf_bytes
 from ..errors import OperationalError
 from ..package.build import safe_file_name
 from .results import PurgeResult
@@ -246,17 +245,18 @@ def certificate_html(result: PurgeResult, facts: dict[str, Any], lang: str) -> s
     return report_html(certificate_document(result, facts, lang))
 
 
-def render_certificate(result: PurgeResult, facts: dict[str, Any], lang: str) -> bytes:
-    """The certificate as PDF bytes, through the documents' renderer."""
-    out = io.BytesIO()
-    with frozen_heap():
-        pdf_renderer().write(certificate_document(result, facts, lang), out)
-    return out.getvalue()
+def render_certificate(result: PurgeResult, facts: dict[str, Any], lang: str, worker: PdfWorker | None = None) -> bytes:
+    """The certificate as PDF bytes, through the documents' renderer (``worker``: one made
+    ready while the purge ran)."""
+    doc = certificate_document(result, facts, lang)
+    return worker.render(doc) if worker is not None else pdf_bytes(doc)
 
 
-def write_certificate(settings: Settings, result: PurgeResult, facts: dict[str, Any], lang: str) -> tuple[Path, str]:
+def write_certificate(
+    settings: Settings, result: PurgeResult, facts: dict[str, Any], lang: str, worker: PdfWorker | None = None
+) -> tuple[Path, str]:
     """Render and store the certificate under ``[purge] certificates``; (path, sha256)."""
-    data = render_certificate(result, facts, lang)
+    data = render_certificate(result, facts, lang, worker)
     folder = Path(settings.purge.certificates)
     finished = facts.get("finished_at") or datetime.now(UTC)
     name = (

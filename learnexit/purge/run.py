@@ -28,7 +28,7 @@ from typing import Any
 
 from ..config import Settings, scrub
 from ..documents.i18n import LANGS
-from ..documents.render import warm_reports
+from ..documents.render import PdfWorker
 from ..errors import BadInput, LearnexitError, OperationalError, Refused
 from ..ledger.export_records import delivered_export_ids
 from ..ledger.store import Ledger, aware, naive_utc
@@ -63,30 +63,6 @@ from .verify import Verification, verify
 __all__ = ["MAX_PASSES", "Run", "check_lang", "execute_purge", "purge_customer", "purge_lock"]
 
 MAX_PASSES = 3  # the first pass deletes; the next ones sweep rows written meanwhile
-
-
-def _preload_pdf(lang: str) -> None:
-    try:
-        warm_reports(lang)  # (WeasyPrint imported, the renderer made, a first layout done)
-    except Exception:  # noqa: BLE001 - the certificate step reports any real problem
-        pass
-
-
-# The thread making the renderer ready (one per process at a time: a --due run's purges
-# share the renderer, and a failed purge's warm-up may still be running at the next).
-_warming: list[threading.Thread] = []
-
-
-def _start_warming(lang: str) -> None:
-    _wait_warming()
-    thread = threading.Thread(target=_preload_pdf, args=(lang,), name="learnexit-preload", daemon=True)
-    thread.start()
-    _warming.append(thread)
-
-
-def _wait_warming() -> None:
-    while _warming:
-        _warming.pop().join()
 
 
 GROUP_TABLES = 100  # small tables deleted in one transaction at most (``Deleter.delete_group``)
@@ -149,6 +125,7 @@ class Run:
         self.expire_all = False
         self.notes: list[str] = []
         self.journal = Journal(ledger, self.customer, 0)
+        self.pdf: PdfWorker | None = None
         self._t0 = time.monotonic()
 
     def _clock(self) -> datetime:
@@ -173,6 +150,10 @@ class Run:
         except BaseException as exc:
             self._fail(exc)
             raise
+        finally:
+            if self.pdf is not None:
+                self.pdf.close()
+                self.pdf = None
 
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, LearnexitError):
@@ -197,10 +178,9 @@ class Run:
     def _go(self) -> PurgeResult:
         plan = self.plan
         settings = self.settings
-        # The certificate at the end needs WeasyPrint: import it and lay out a first page
-        # meanwhile, while the database does the deleting (SQLite and the drivers run
-        # without the GIL); the certificate waits for it (one layout at a time).
-        _start_warming(self.lang)
+        # The certificate at the end needs WeasyPrint: a process of its own imports it and
+        # lays out a first page meanwhile (``PdfWorker``), while the purge deletes.
+        self.pdf = PdfWorker(self.lang)
         if plan.closure_pending:
             counts = run_closure(settings, self.ledger, self.customer, now=self.now)
             with self.ledger.transaction() as conn:
@@ -320,8 +300,7 @@ class Run:
         result.audit_head = head
         finished = self._clock()
         facts = self._certificate_facts(finished)
-        _wait_warming()
-        path, digest = write_certificate(self.settings, result, facts, self.lang)
+        path, digest = write_certificate(self.settings, result, facts, self.lang, self.pdf)
         result.certificate = str(path)
         retained = retained_entries(self.purge_id, result.retention, found.via_tables, found.retained_keys)
         certificate = (str(path), digest, finished)
