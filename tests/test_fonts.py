@@ -107,3 +107,39 @@ def test_the_export_notes_name_the_characters_no_font_draws(tmp_path: Path) -> N
     else:
         assert not boxes, notes
     assert not any("U+1F" in n for n in boxes), "emoji are drawn by the bundled fonts"
+
+
+def _weasyprints_system_fonts() -> list[Path]:
+    """The oracle: the system font files as WeasyPrint's own fontconfig binding lists them."""
+    from weasyprint.text.ffi import ffi, fontconfig
+
+    config = ffi.gc(fontconfig.FcInitLoadConfigAndFonts(), fontconfig.FcConfigDestroy)
+    fonts = fontconfig.FcConfigGetFonts(config, fontconfig.FcSetSystem)
+    found = ffi.new("FcChar8 **")
+    files = set()
+    for i in range(fonts.nfont):
+        if fontconfig.FcPatternGetString(fonts.fonts[i], b"file", 0, found) == fontconfig.FcResultMatch:
+            files.add(Path(ffi.string(found[0]).decode("utf-8", "surrogateescape")))
+    return sorted(files)
+
+
+def test_the_system_fonts_are_those_weasyprint_sees() -> None:
+    from learnexit.documents import fonts
+
+    listed = fonts._system_font_files()  # noqa: SLF001 - compared with WeasyPrint's own listing
+    assert listed == _weasyprints_system_fonts()
+    assert any(p.name == "DejaVuSans.ttf" for p in listed)  # (Debian's default face, on every CI machine)
+
+
+def test_naming_undrawable_characters_does_not_import_weasyprint() -> None:
+    """An export whose PDFs other processes render asks which characters no font draws:
+    that is fontconfig's list and the fonts' character maps, not WeasyPrint (half a second)."""
+    code = (
+        "import sys\n"
+        "from learnexit.documents.fonts import undrawable\n"
+        "print(undrawable(['é', '😀', '\\u0378']))\n"
+        "print('weasyprint' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "['\\u0378']"
+    assert out[1] == "False"

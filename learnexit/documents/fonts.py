@@ -15,6 +15,8 @@ character that no font on the machine can draw would come out as an empty box:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -98,21 +100,60 @@ def steady_font_instances() -> None:
     Font.clean = clean
 
 
+class _FontSet(ctypes.Structure):
+    _fields_ = (("nfont", ctypes.c_int), ("sfont", ctypes.c_int), ("fonts", ctypes.POINTER(ctypes.c_void_p)))
+
+
+def _fontconfig() -> Any:
+    """fontconfig, the library WeasyPrint finds fonts with (None: not on this machine)."""
+    for name in ("libfontconfig.so.1", ctypes.util.find_library("fontconfig")):
+        if not name:
+            continue
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        lib.FcInitLoadConfigAndFonts.restype = ctypes.c_void_p
+        lib.FcInitLoadConfigAndFonts.argtypes = ()
+        lib.FcConfigGetFonts.restype = ctypes.POINTER(_FontSet)
+        lib.FcConfigGetFonts.argtypes = (ctypes.c_void_p, ctypes.c_int)
+        lib.FcPatternGetString.restype = ctypes.c_int
+        lib.FcPatternGetString.argtypes = (
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_char_p),
+        )
+        lib.FcConfigDestroy.restype = None
+        lib.FcConfigDestroy.argtypes = (ctypes.c_void_p,)
+        return lib
+    return None
+
+
 def _system_font_files() -> list[Path]:
-    """The font files fontconfig knows on this machine (as WeasyPrint sees them)."""
-    try:
-        from weasyprint.text.ffi import ffi, fontconfig
-    except Exception:  # noqa: BLE001 - no WeasyPrint libraries: no system fonts to know of
+    """The font files fontconfig knows on this machine (the system fonts WeasyPrint
+    sees), asked through ``ctypes``: importing WeasyPrint for this list cost an export
+    whose PDFs are rendered by other processes half a second."""
+    lib = _fontconfig()
+    if lib is None:
         return []
-    config = ffi.gc(fontconfig.FcInitLoadConfigAndFonts(), fontconfig.FcConfigDestroy)
-    fonts = fontconfig.FcConfigGetFonts(config, fontconfig.FcSetSystem)
+    config = lib.FcInitLoadConfigAndFonts()
+    if not config:
+        return []
     files: list[Path] = []
-    if fonts == ffi.NULL:
-        return files
-    string = ffi.new("FcChar8 **")
-    for i in range(fonts.nfont):
-        if fontconfig.FcPatternGetString(fonts.fonts[i], b"file", 0, string) == fontconfig.FcResultMatch:
-            files.append(Path(ffi.string(string[0]).decode("utf-8", "surrogateescape")))
+    try:
+        fonts = lib.FcConfigGetFonts(config, 0)  # (FcSetSystem)
+        if fonts:
+            found = ctypes.c_char_p()
+            for i in range(fonts.contents.nfont):
+                # (FcResultMatch is 0)
+                if (
+                    lib.FcPatternGetString(fonts.contents.fonts[i], b"file", 0, ctypes.byref(found)) == 0
+                    and found.value
+                ):
+                    files.append(Path(found.value.decode("utf-8", "surrogateescape")))
+    finally:
+        lib.FcConfigDestroy(config)
     return sorted(set(files))
 
 
