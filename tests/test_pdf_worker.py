@@ -12,8 +12,9 @@ import time
 import pypdf
 import pytest
 
+from learnexit.documents import render
 from learnexit.documents.model import Bullets, Paragraph, Report
-from learnexit.documents.render import WORKERS_ENV, PdfWorker, pdf_bytes
+from learnexit.documents.render import WORKERS_ENV, PdfWorker, pdf_bytes, pdf_worker
 
 
 def _report(lang: str = "en", name: str = "Acme Ltd") -> Report:
@@ -122,3 +123,28 @@ def test_closing_an_unused_worker_ends_its_process_at_once(monkeypatch) -> None:
     # (terminated, not waited for: far less than the second a warm-up takes on a cold
     # fork server; generous for a loaded machine)
     assert time.monotonic() - started < 30
+
+
+def test_one_process_renders_for_one_purge_after_another(plain, monkeypatch) -> None:
+    """``pdf_worker``: the same worker for the next purge, a new one once it gave up its
+    process (here: killed), and none inherited across a fork."""
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    monkeypatch.setattr(render, "_worker", None)
+    first = pdf_worker("en")
+    try:
+        assert pdf_worker("sv") is first
+        assert first.render(_report()) == plain
+        assert pdf_worker("en") is first
+        first.process.kill()
+        first.process.join()
+        assert first.render(_report()) == plain  # (laid out here)
+        second = pdf_worker("en")
+        assert second is not first and second.process is not None
+        assert second.render(_report()) == plain
+        monkeypatch.setattr(second, "pid", second.pid + 1)  # (as a forked child sees it)
+        third = pdf_worker("en")
+        assert third is not second
+        third.close()
+        second.close()
+    finally:
+        first.close()

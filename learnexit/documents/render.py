@@ -527,6 +527,8 @@ class PdfWorker:
         self.process: Any = None
         self.ready = False
         self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+        self.gave_up = False  # (its process failed: ``pdf_worker`` makes a new one)
         if default_workers() > 1:
             try:
                 ctx = _context()
@@ -556,6 +558,7 @@ class PdfWorker:
             except (OSError, EOFError):
                 pass
             self.close()
+            self.gave_up = True
         if self.thread is not None:
             self.thread.join()
             self.thread = None
@@ -576,6 +579,23 @@ class PdfWorker:
             self.conn.close()
         self.conn = None
         self.process = None
+
+    def usable(self) -> bool:
+        """Made by this process, and its process (if it had one) not given up on."""
+        return self.pid == os.getpid() and not self.gave_up
+
+
+_worker: PdfWorker | None = None
+
+
+def pdf_worker(lang: str) -> PdfWorker:
+    """This process's ``PdfWorker``: made on first use (ready for ``lang``), and again
+    when the one before gave up its process or was made before a fork.  One purge after
+    another (``purge --due``) renders with the same one."""
+    global _worker
+    if _worker is None or not _worker.usable():
+        _worker = PdfWorker(lang)
+    return _worker
 
 
 class RenderQueue:

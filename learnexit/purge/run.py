@@ -28,7 +28,7 @@ from typing import Any
 
 from ..config import Settings, scrub
 from ..documents.i18n import LANGS
-from ..documents.render import PdfWorker
+from ..documents.render import PdfWorker, pdf_worker
 from ..errors import BadInput, LearnexitError, OperationalError, Refused
 from ..ledger.export_records import delivered_export_ids
 from ..ledger.store import Ledger, aware, naive_utc
@@ -150,10 +150,6 @@ class Run:
         except BaseException as exc:
             self._fail(exc)
             raise
-        finally:
-            if self.pdf is not None:
-                self.pdf.close()
-                self.pdf = None
 
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, LearnexitError):
@@ -180,7 +176,7 @@ class Run:
         settings = self.settings
         # The certificate at the end needs WeasyPrint: a process of its own imports it and
         # lays out a first page meanwhile (``PdfWorker``), while the purge deletes.
-        self.pdf = PdfWorker(self.lang)
+        self.pdf = pdf_worker(self.lang)
         if plan.closure_pending:
             counts = run_closure(settings, self.ledger, self.customer, now=self.now)
             with self.ledger.transaction() as conn:
