@@ -94,6 +94,7 @@ def test_one_core_warms_on_a_thread_and_renders_here(plain, monkeypatch) -> None
 def test_a_worker_that_died_is_replaced_by_rendering_here(plain, monkeypatch) -> None:
     monkeypatch.setenv(WORKERS_ENV, "2")
     worker = PdfWorker("en")
+    assert worker.join_start()
     worker.process.kill()
     worker.process.join()
     assert worker.render(_report()) == plain
@@ -104,6 +105,7 @@ def test_a_worker_that_died_is_replaced_by_rendering_here(plain, monkeypatch) ->
 def test_a_worker_that_died_after_getting_ready_is_replaced_too(plain, monkeypatch) -> None:
     monkeypatch.setenv(WORKERS_ENV, "2")
     worker = PdfWorker("en")
+    assert worker.join_start()
     assert worker.conn.poll(120) and worker.conn.recv() is True
     worker.ready = True
     worker.process.kill()
@@ -115,6 +117,7 @@ def test_a_worker_that_died_after_getting_ready_is_replaced_too(plain, monkeypat
 def test_closing_an_unused_worker_ends_its_process_at_once(monkeypatch) -> None:
     monkeypatch.setenv(WORKERS_ENV, "2")
     worker = PdfWorker("en")
+    assert worker.join_start()
     process = worker.process
     started = time.monotonic()
     worker.close()
@@ -135,6 +138,7 @@ def test_one_process_renders_for_one_purge_after_another(plain, monkeypatch) -> 
         assert pdf_worker("sv") is first
         assert first.render(_report()) == plain
         assert pdf_worker("en") is first
+        assert first.join_start()
         first.process.kill()
         first.process.join()
         assert first.render(_report()) == plain  # (laid out here)

@@ -327,11 +327,13 @@ class _Run:
 def _one(ctx: Ctx, r: _Run, customer: str, forced: str | None) -> int:
     """`purge CUSTOMER`: plan, show and confirm (unless --yes), run, render."""
     from ..purge.plan import plan_purge
-    from ..purge.run import execute_purge
+    from ..purge.run import execute_purge, start_certificate
 
     # With --yes nothing is shown or confirmed: check the refusals without counting
     # (bad input still changes nothing); the purge plans and counts under its lock.
     counted = r.dry_run or not r.yes
+    if not counted:
+        start_certificate(r.settings, r.lang)  # (it is needed in a moment, unless refused)
     plan = plan_purge(r.settings, r.ledger, customer, r.now, forced, count=counted)
     if r.dry_run:
         ctx.emit({"customers": [plan.as_dict()]}, lambda out: _render_plan(out, plan))

@@ -477,7 +477,7 @@ def _context() -> Any:
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         # The fork server imports WeasyPrint once; every worker forks from it warm.
-        ctx.set_forkserver_preload(["weasyprint", "docx", "learnexit.documents.render"])
+        ctx.set_forkserver_preload(["__main__", "weasyprint", "docx", "learnexit.cli", "learnexit.documents.render"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -527,6 +527,7 @@ class PdfWorker:
         self.process: Any = None
         self.ready = False
         self.thread: threading.Thread | None = None
+        self.starting: threading.Thread | None = None
         self.pid = os.getpid()
         self.gave_up = False  # (its process failed: ``pdf_worker`` makes a new one)
         if default_workers() > 1:
@@ -534,18 +535,39 @@ class PdfWorker:
                 ctx = _context()
                 self.conn, child = ctx.Pipe()
                 self.process = ctx.Process(target=_pdf_worker, args=(child, lang), name="learnexit-pdf", daemon=True)
-                self.process.start()
-                child.close()
-                return
             except (OSError, ValueError, NotImplementedError) as exc:
                 event("render_pool_unavailable", level=logging.WARNING, error=type(exc).__name__)
                 self._drop()
+            else:
+                # (a cold fork server answers only once it has imported WeasyPrint: the
+                # start waits on a thread of its own, not the caller's)
+                self.starting = threading.Thread(target=self._start, args=(child,), name="learnexit-pdf-start")
+                self.starting.start()
+                return
         self.thread = threading.Thread(target=_warm_here, args=(lang,), name="learnexit-preload", daemon=True)
         self.thread.start()
 
+    def _start(self, child: Any) -> None:
+        try:
+            self.process.start()
+        except (OSError, ValueError, NotImplementedError) as exc:
+            event("render_pool_unavailable", level=logging.WARNING, error=type(exc).__name__)
+            self.process = None
+        finally:
+            child.close()
+
+    def join_start(self) -> bool:
+        """Wait until the process has started (or failed to); whether it runs."""
+        if self.starting is not None:
+            self.starting.join()
+            self.starting = None
+            if self.process is None:
+                self._drop()
+        return self.process is not None
+
     def render(self, doc: Document) -> bytes:
         """``doc`` as PDF bytes."""
-        if self.conn is not None:
+        if self.join_start():
             try:
                 if not self.ready and self.conn.poll(WORKER_PATIENCE):
                     self.ready = self.conn.recv() is True
@@ -566,7 +588,7 @@ class PdfWorker:
 
     def close(self) -> None:
         """End the process (at once, ready or not) or wait for the thread."""
-        if self.process is not None:
+        if self.join_start():
             self.process.terminate()
             self.process.join()
         self._drop()

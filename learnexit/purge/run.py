@@ -60,7 +60,7 @@ from .scope import Scope
 from .source import open_source
 from .verify import Verification, verify
 
-__all__ = ["MAX_PASSES", "Run", "check_lang", "execute_purge", "purge_customer", "purge_lock"]
+__all__ = ["MAX_PASSES", "Run", "check_lang", "execute_purge", "purge_customer", "purge_lock", "start_certificate"]
 
 MAX_PASSES = 3  # the first pass deletes; the next ones sweep rows written meanwhile
 
@@ -350,6 +350,15 @@ def purge_lock(settings: Settings, ledger: Ledger) -> Iterator[None]:
         finally:
             stop.set()
             thread.join(timeout=10)
+
+
+def start_certificate(settings: Settings, lang: str | None) -> None:
+    """Get the certificate's renderer ready now (``PdfWorker``), for a purge about to
+    run: its fork server's start then overlaps the checks before the purge too.  Bad
+    input is left for the purge to report (nothing is started)."""
+    value = lang or settings.export.lang
+    if value in LANGS:
+        pdf_worker(value)
 
 
 def check_lang(settings: Settings, lang: str | None) -> str:
