@@ -478,16 +478,46 @@ def test_reused_certificate_layout_texts_and_page(tmp_path) -> None:
 
 
 def test_font_subsets_are_reused_unchanged() -> None:
-    from learnexit.documents import render
+    from learnexit.documents import font_cache, render
 
     renderer = render.PdfRenderer()
     cert = _certificate(person="Subset Cache-Test", course="Course ÆØÅ")
+    font_cache.clear()
     once = renderer.write(cert)
-    assert render._subsets  # cached
+    subsets, cleaned = font_cache.sizes()
+    assert subsets and cleaned  # cached
     again = renderer.write(cert)
-    render._subsets.clear()
+    assert font_cache.sizes() == (subsets, cleaned)  # (nothing new: all of it reused)
+    font_cache.clear()
     fresh = renderer.write(cert)
     assert once == again == fresh
+
+
+def test_variable_fonts_made_static_are_reused_unchanged() -> None:
+    """Emoji and other scripts are drawn with the Noto variable fonts, which each PDF
+    embeds as a static instance: reused from one document to the next, the bytes are
+    those of instancing the font afresh, document by document."""
+    from learnexit.documents import font_cache, render
+    from learnexit.documents.model import Paragraph, Report
+
+    def report(name: str) -> Report:
+        return Report(
+            lang="en", title="Report", subtitle=name, organisation=name, vendor="Vendor",
+            generated="Generated 6 December 2026",
+            blocks=(Paragraph(f"{name}: Åsa 🎓🚀✅ مرحبا שלום नमस्ते สวัสดี Ωμέγα Жанна → € ☃"),),
+        )  # fmt: skip
+
+    renderer = render.PdfRenderer()
+    names = ["Acme 🎓", "Beta ✅", "Acme 🎓"]
+    font_cache.clear()
+    reused = [renderer.write(report(n)) for n in names]
+    assert font_cache.sizes()[1] >= 3  # (DejaVu and at least two Noto fonts)
+    fresh = []
+    for n in names:
+        font_cache.clear()
+        fresh.append(renderer.write(report(n)))
+    assert reused == fresh
+    assert reused[0] == reused[2] != reused[1]
 
 
 def test_notice_letter_in_both_languages(settings, tmp_path) -> None:
@@ -587,3 +617,23 @@ def test_the_heap_is_frozen_only_while_a_certificate_is_laid_out() -> None:
     except ValueError:
         pass
     assert gc.get_freeze_count() == 0
+
+
+def test_the_font_patches_go_on_once_however_many_renderers() -> None:
+    """Each renderer installs the steady and the caching ``Font.clean`` (and the caching
+    ``Font.subset``): once in all, in that order, however many renderers a process makes
+    (wrapped twice, the steady one waited for its own lock for ever)."""
+    from weasyprint.pdf.fonts import Font
+
+    from learnexit.documents import render
+
+    for _ in range(3):
+        render.PdfRenderer()
+    chain = []
+    func = Font.clean
+    while func is not None:
+        chain.append((getattr(func, "learnexit_cached", False), getattr(func, "learnexit_steady", False)))
+        func = getattr(func, "__wrapped__", None)
+    assert chain == [(True, False), (False, True), (False, False)]
+    assert getattr(Font.subset, "learnexit_cached", False)
+    assert not getattr(Font.subset.__wrapped__, "learnexit_cached", False)

@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "bundled_font_files",
     "document_characters",
+    "patched_with",
     "register_fonts",
     "steady_font_instances",
     "undrawable",
@@ -82,7 +83,7 @@ def steady_font_instances() -> None:
     except ImportError:  # pragma: no cover - another WeasyPrint or fontTools
         return
     original = getattr(Font, "clean", None)
-    if original is None or getattr(original, "learnexit_steady", False) or not hasattr(_h_e_a_d, "timestampNow"):
+    if original is None or patched_with(original, "learnexit_steady") or not hasattr(_h_e_a_d, "timestampNow"):
         return
 
     def clean(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -97,7 +98,21 @@ def steady_font_instances() -> None:
                 _h_e_a_d.timestampNow = now
 
     clean.learnexit_steady = True  # type: ignore[attr-defined]
+    clean.__wrapped__ = original  # type: ignore[attr-defined]
     Font.clean = clean
+
+
+def patched_with(func: Any, marker: str) -> bool:
+    """Whether ``func`` or a function it wraps (``__wrapped__``) carries ``marker``: the
+    steady ``clean`` and the font cache's both wrap WeasyPrint's ``Font.clean``, and each
+    must see itself under the other (wrapped twice, the steady one took its lock twice)."""
+    seen = 0
+    while func is not None and seen < 16:
+        if getattr(func, marker, False):
+            return True
+        func = getattr(func, "__wrapped__", None)
+        seen += 1
+    return False
 
 
 class _FontSet(ctypes.Structure):

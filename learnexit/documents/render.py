@@ -4,7 +4,7 @@ WeasyPrint spends much of a small document's time parsing CSS and setting up fon
 each process parses the style sheets once (per language) and keeps one
 ``FontConfiguration``.  Certificates, of which there are thousands, are laid out once
 per language and then only their varying lines are shaped and placed
-(``CertificateLayout``), and font subsets that recur are reused (``cache_font_subsets``):
+(``CertificateLayout``), and font subsets that recur are reused (``font_cache``):
 some 7-10 ms of CPU a certificate instead of 32, for the same bytes as a full layout.
 Thousands of certificates go to a pool of worker processes (one per core,
 ``LEARNEXIT_RENDER_WORKERS`` to change), started from a fork server that has WeasyPrint
@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import atexit
 import gc
-import hashlib
 import io
 import logging
 import multiprocessing
 import os
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from ..errors import OperationalError
 from ..logs import event
 from ..machine import usable_cores
 from ..valuefree import first_line
+from .font_cache import cache_font_cleaning, cache_font_subsets
 from .fonts import register_fonts
 from .layout import certificate_html, certificate_lines, certificate_title, document_html, page_css, stylesheet_text
 from .model import Certificate, Document
@@ -69,6 +69,7 @@ class PdfRenderer:
         self._layouts: dict[tuple[str, bool, tuple[tuple[str, float, float], ...]], CertificateLayout | None] = {}
         self._lock = threading.Lock()
         cache_font_subsets()
+        cache_font_cleaning()
 
     def stylesheets(self, kind: str, lang: str) -> list[Any]:
         key = (kind, lang)
@@ -281,58 +282,6 @@ class CertificateLayout:
         )
         renderer = self.renderer
         return self._document_class([self.page], metadata, renderer.url_fetcher, renderer.font_config, {}, None)
-
-
-SUBSET_CACHE_SIZE = 512  # font subsets kept per process (a few kB each)
-_subsets: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
-
-
-def cache_font_subsets() -> None:
-    """Make WeasyPrint reuse a font subset already made for the same glyphs of the same font.
-
-    Subsetting (HarfBuzz) is a third of what a certificate costs once it is laid out,
-    and most subsets recur: the fixed lines of every certificate, a course's name on
-    every certificate of that course, a person's on all of theirs.  The subset depends
-    only on the font and the glyphs (and two flags), so the bytes are the same.
-    Installed once per process; a WeasyPrint without ``Font.subset(to_unicode,
-    hinting)`` is left alone.
-    """
-    try:
-        from weasyprint.pdf.fonts import Font
-    except ImportError:  # pragma: no cover - another WeasyPrint
-        return
-    original = getattr(Font, "subset", None)
-    if original is None or getattr(original, "learnexit_cached", False):
-        return
-
-    def subset(self: Any, to_unicode: dict[int, str], hinting: bool, *more: Any, **options: Any) -> None:
-        content = self.file_content
-        if more or options or not to_unicode or not isinstance(content, bytes):  # (a newer signature: as it is)
-            return original(self, to_unicode, hinting, *more, **options)
-        key = (
-            self.hash,
-            getattr(self, "index", None),
-            getattr(self, "glyph_count", None),
-            len(content),
-            hashlib.md5(content[:2048] + content[-2048:], usedforsecurity=False).digest(),
-            bool(hinting),
-            bool(getattr(self, "missing", None)),
-            tuple(sorted(to_unicode)),
-        )
-        cached = _subsets.get(key)
-        if cached is not None:
-            _subsets.move_to_end(key)
-            self.file_content = cached
-            return None
-        original(self, to_unicode, hinting)
-        if isinstance(self.file_content, bytes) and self.file_content is not content:
-            _subsets[key] = self.file_content
-            if len(_subsets) > SUBSET_CACHE_SIZE:
-                _subsets.popitem(last=False)
-        return None
-
-    subset.learnexit_cached = True  # type: ignore[attr-defined]
-    Font.subset = subset
 
 
 _renderer: PdfRenderer | None = None
