@@ -31,14 +31,10 @@ def cache_font_subsets() -> None:
     Installed once per process; a WeasyPrint without ``Font.subset(to_unicode,
     hinting)`` is left alone.
     """
-    try:
-        from weasyprint.pdf.fonts import Font
-    except ImportError:  # pragma: no cover - another WeasyPrint
-        return
-    original = getattr(Font, "subset", None)
-    if original is None or patched_with(original, "learnexit_cached"):
-        return
+    _patch_font("subset", _caching_subset)
 
+
+def _caching_subset(original: Any) -> Any:
     def subset(self: Any, to_unicode: dict[int, str], hinting: bool, *more: Any, **options: Any) -> None:
         content = self.file_content
         if more or options or not to_unicode or not isinstance(content, bytes):  # (a newer signature: as it is)
@@ -51,14 +47,10 @@ def cache_font_subsets() -> None:
             return None
         original(self, to_unicode, hinting)
         if isinstance(self.file_content, bytes) and self.file_content is not content:
-            _subsets[key] = self.file_content
-            if len(_subsets) > SUBSET_CACHE_SIZE:
-                _subsets.popitem(last=False)
+            _keep(_subsets, key, self.file_content, SUBSET_CACHE_SIZE)
         return None
 
-    subset.learnexit_cached = True  # type: ignore[attr-defined]
-    subset.__wrapped__ = original  # type: ignore[attr-defined]
-    Font.subset = subset
+    return subset
 
 
 def _font_key(font: Any, content: bytes, to_unicode: dict[int, str], hinting: bool) -> tuple[Any, ...]:
@@ -92,14 +84,10 @@ def cache_font_cleaning() -> None:
     timestamp is fixed (``fonts.steady_font_instances``), so the bytes are the same.
     Installed once per process, over the steady ``clean``; a WeasyPrint without
     ``Font.clean(to_unicode, hinting)`` is left alone."""
-    try:
-        from weasyprint.pdf.fonts import Font
-    except ImportError:  # pragma: no cover - another WeasyPrint
-        return
-    original = getattr(Font, "clean", None)
-    if original is None or patched_with(original, "learnexit_cached"):
-        return
+    _patch_font("clean", _caching_clean)
 
+
+def _caching_clean(original: Any) -> Any:
     def clean(self: Any, to_unicode: dict[int, str], hinting: bool, *more: Any, **options: Any) -> None:
         content = self.file_content
         variations = getattr(self, "variations", None)
@@ -123,14 +111,34 @@ def cache_font_cleaning() -> None:
             return None
         original(self, to_unicode, hinting)
         if isinstance(self.file_content, bytes):
-            _cleaned[key] = (self.file_content, dict(variations))
-            if len(_cleaned) > CLEAN_CACHE_SIZE:
-                _cleaned.popitem(last=False)
+            _keep(_cleaned, key, (self.file_content, dict(variations)), CLEAN_CACHE_SIZE)
         return None
 
-    clean.learnexit_cached = True  # type: ignore[attr-defined]
-    clean.__wrapped__ = original  # type: ignore[attr-defined]
-    Font.clean = clean
+    return clean
+
+
+def _patch_font(name: str, caching: Any) -> None:
+    """Put ``caching(original)`` in place of WeasyPrint's ``Font.<name>``, once per process
+    (marked, and found under any patch put over it later); a WeasyPrint without it is
+    left alone."""
+    try:
+        from weasyprint.pdf.fonts import Font
+    except ImportError:  # pragma: no cover - another WeasyPrint
+        return
+    original = getattr(Font, name, None)
+    if original is None or patched_with(original, "learnexit_cached"):
+        return
+    wrapper = caching(original)
+    wrapper.learnexit_cached = True
+    wrapper.__wrapped__ = original
+    setattr(Font, name, wrapper)
+
+
+def _keep(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any, limit: int) -> None:
+    """Remember ``value`` as the newest of at most ``limit`` (the oldest goes)."""
+    cache[key] = value
+    if len(cache) > limit:
+        cache.popitem(last=False)
 
 
 def clear() -> None:

@@ -356,9 +356,11 @@ def start_certificate(settings: Settings, lang: str | None) -> None:
     """Get the certificate's renderer ready now (``PdfWorker``), for a purge about to
     run: its fork server's start then overlaps the checks before the purge too.  Bad
     input is left for the purge to report (nothing is started)."""
-    value = lang or settings.export.lang
-    if value in LANGS:
-        pdf_worker(value)
+    try:
+        value = check_lang(settings, lang)
+    except BadInput:
+        return
+    pdf_worker(value)
 
 
 def check_lang(settings: Settings, lang: str | None) -> str:
