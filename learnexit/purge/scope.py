@@ -70,6 +70,7 @@ class Scope:
         self._held: dict[tuple[str, int], ColumnElement[bool] | None] = {}
         self._held_by: dict[str, set[str]] = {}
         self._alias_n = 0
+        self._outside_sets: dict[str, sa.Table | None] = {}
         # Tables whose kept rows depend on each other in a cycle are decided in rounds
         # (``rounds``); ``settle`` finds how many the data needs.
         self.groups = cyclic_groups(holding_depends(self.owned, self.via, self.refs))
@@ -173,7 +174,7 @@ class Scope:
             if e.child in self.owned:
                 if self.dm.info[e.child].how == "database":
                     continue  # the whole database is the customer's
-                tests.append(self.ref_exists(t, e, not_owned_by(self.src, e.child)))
+                tests.append(self.outside_ref(t, e))
             else:
                 tests.append(self.ref_exists(t, e, None))
             sources.add(e.child)
@@ -301,6 +302,47 @@ class Scope:
             self._alias_n += 1
         return ref_exists(self.src.table(t), self.src.table(e.child), e, extra, f"le_ref_{self._alias_n}")
 
+    def outside_ref(self, t: str, e: Edge) -> ColumnElement[bool]:
+        """Some row of ``e.child`` outside the customer's data references this row of ``t``
+        through ``e`` (``e.child``: an owned table; for a reference of ``t`` to itself,
+        the referencing row is another row of ``t``).
+
+        Where the source holds key sets (SQLite, MariaDB) and the child references two or
+        more of the customer's tables, the reference columns of its rows outside the
+        customer's data are one set (``_outside_set``), which all those tables' conditions
+        read: an activity log that names people, courses and organisations was read once
+        for each of them, at every snapshot of the purge (its plan, each pass, its
+        verification)."""
+        shared = self._outside_set(e.child) if e.child != t else None
+        if shared is None:
+            return self.ref_exists(t, e, not_owned_by(self.src, e.child))
+        table = self.src.table(t)
+        sub = (
+            sa.select(*[shared.c[c] for c in e.child_cols])
+            .where(*reference_is_set(shared, e.child_cols, e.sentinels))
+            .correlate(None)
+        )
+        return sa.and_(*[table.c[c].isnot(None) for c in e.parent_cols], cols_in(table, e.parent_cols, sub))
+
+    def _outside_set(self, child: str) -> sa.Table | None:
+        """The set of the reference columns (distinct) of the rows of ``child`` outside
+        the customer's data, registered once; None where it would not be shared."""
+        if child in self._outside_sets:
+            return self._outside_sets[child]
+        shared: sa.Table | None = None
+        key_sets = self.src.key_sets
+        edges = [e for e in self.dm.edges if e.child == child and e.parent != child]
+        if key_sets is not None and len({e.parent for e in edges if e.parent in self.owned}) >= 2:
+            table = self.src.table(child)
+            names = {c for e in edges for c in e.child_cols}
+            columns = [c for c in table.columns if c.name in names]  # (in the table's order)
+            fill = sa.select(*columns).where(self.src.not_owned(child, table)).distinct()
+            held = key_sets.register(columns, fill).get_final_froms()[0]
+            assert isinstance(held, sa.Table)
+            shared = held
+        self._outside_sets[child] = shared
+        return shared
+
     def any_ref(self, t: str) -> ColumnElement[bool]:
         """Some row anywhere still references this row of ``t``."""
         tests = [self.ref_exists(t, e, None) for e in self.refs.get(t, [])]
@@ -319,7 +361,7 @@ class Scope:
             pred = self.src.predicate(e.child)
             held = self.held(e.child, self._child_round(self.groups, t, e.child, r))
             if held is None:
-                tests.append(self.ref_exists(t, e, outside_of(pred)))
+                tests.append(self.outside_ref(t, e))
             else:
                 tests.append(self.ref_exists(t, e, outside_of(sa.and_(pred, not_true(held)))))
         return sa.or_(*tests) if tests else sa.false()
