@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from helpers import pdf_text
-from test_purge import Lms, as_json, give_notice, lite, lms, purge, runner  # noqa: F401
+from test_purge import DUE_NOW, Lms, as_json, give_notice, lite, lms, purge, runner  # noqa: F401
 
 from learnexit.cli import app
 
@@ -100,3 +100,63 @@ def test_the_export_counts_contested_rows_in_its_counting_scan(lms: Lms, monkeyp
             assert {t: n for t, n in contested.items() if n} == report
             assert set(contested) == {t for t in totals if source.sides(t) is not None}
             assert totals == {t: source.count(conn, t) for t in totals}
+
+
+def test_the_purge_plan_counts_each_table_in_one_scan_as_the_plain_counts_do(lms: Lms) -> None:  # noqa: F811
+    """The plan reads a table owned through references once: its contested rows and the
+    rows to delete, retain and keep for others, each row marked by side.  The figures are
+    what a plain count of each condition finds, table by table — here with contested
+    activity rows (which keep two of acme's courses for globex) and retained invoices, on
+    every engine."""
+    import sqlalchemy as sa
+
+    from learnexit.ledger.store import Ledger
+    from learnexit.offboarding.clock import parse_now
+    from learnexit.purge.conditions import count_rows
+    from learnexit.purge.plan import plan_purge
+    from learnexit.purge.scope import Scope
+    from learnexit.purge.source import open_source as purge_source
+
+    engine = sa.create_engine(lms.url)
+    with engine.begin() as conn:  # seven of globex's activity rows on two of acme's courses
+        acme = "SELECT c.id FROM courses c JOIN organisations o ON o.id = c.organisation_id WHERE o.slug = 'acme'"
+        courses = [r[0] for r in conn.execute(sa.text(acme))]
+        globex = (
+            "SELECT a.id FROM activity_log a JOIN organisations o ON o.id = a.organisation_id "
+            "WHERE o.slug = 'globex' ORDER BY a.id"
+        )
+        for i, row in enumerate(list(conn.execute(sa.text(globex)).scalars())[:70:10]):
+            conn.execute(
+                sa.text("UPDATE activity_log SET course_id = :c WHERE id = :r"), {"c": courses[i % 2], "r": row}
+            )
+    engine.dispose()
+    give_notice(lms)
+    settings = lms.settings
+    now = parse_now(DUE_NOW)
+    with Ledger(settings.state_url) as ledger:
+        plan = plan_purge(settings, ledger, "acme", now)
+        assert not plan.refusals, plan.refusals
+        planned = {tp.table: (tp.delete, tp.retained, tp.kept_shared) for tp in plan.tables}
+        with purge_source(settings, ledger, "acme", row_may_be_gone=False) as src:
+            scope = Scope(settings, src, plan.termination_date, now)
+            with src.snapshot() as conn:
+                scope.settle(conn)
+                plain: dict[str, tuple[int, int, int]] = {}
+                contested: dict[str, int] = {}
+                for t in scope.children_first:
+                    if src.sides(t) is None or t in scope.via:
+                        continue
+                    table = src.table(t)
+                    ret, shared = scope.ret(t), scope.shared_only(t)
+                    plain[t] = (
+                        count_rows(conn, table, scope.doomed(t)),
+                        count_rows(conn, table, ret) if ret is not None else 0,
+                        count_rows(conn, table, shared) if shared is not None else 0,
+                    )
+                    cond = src.contested(t)
+                    if cond is not None and count_rows(conn, table, cond):
+                        contested[t] = count_rows(conn, table, cond)
+    assert contested == {"activity_log": 7}
+    assert plan.contested == contested
+    assert plain["courses"][2] == 2 and plain["invoices"][1] > 0  # kept for globex; retained
+    assert {t: planned[t] for t in plain} == plain

@@ -557,11 +557,17 @@ def check_world(world: World, url: str, folder: Path, victim: int) -> None:
     (planned,) = json.loads(plan.stdout)["customers"] if plan.stdout.strip() else [{}]
     assert plan.exit_code == 0, (customer, plan.stderr, planned.get("refusals"))
     assert {t: n for t, n in planned["deleted"].items() if n} == counts, (customer, "plan", planned["deleted"])
+    contested = {name: len(pks) for name, pks in verdict.contested.items() if pks}
+    assert planned["contested"] == contested, (customer, "plan", planned["contested"], "oracle", contested)
     assert read_all(url, schema) == before  # a dry run changes nothing
     done = cli(config, PURGE_NOW, "purge", customer, "--yes", "--json")
     assert done.exit_code == 0, (customer, done.stderr)
     (result,) = json.loads(done.stdout)["customers"]
     assert {t: n for t, n in result["deleted"].items() if n} == counts, (customer, "purge", result["deleted"])
+    # What the plan said stays is what the verification (counting on its own) found kept.
+    retained = {t: entry["rows"] for t, entry in result["retention"].items()}
+    assert planned["retained"] == retained, (customer, "plan", planned["retained"], "verified", retained)
+    assert planned["kept_shared"] == result["kept_shared"], (customer, planned["kept_shared"], result["kept_shared"])
     after = read_all(url, schema)
     want = expected_after(schema, before, verdict)
     for name in names:
