@@ -165,7 +165,8 @@ class Deleter:
                         # The ledger learns what goes before the source forgets it.
                         pending_id = self.journal.record_pending(t, keys, candidates, files)
                         self.faults.reached("pending")
-                        n += peeled + delete_keys(conn, table, pk, [tuple(r[: len(pk)]) for r in last])
+                        gone = keys if last is rows else [tuple(r[: len(pk)]) for r in last]
+                        n += peeled + delete_keys(conn, table, pk, gone)
             except sa.exc.IntegrityError as exc:
                 self.journal.drop_pending(pending_id)
                 raise Blocked(t, describe_db_error(exc)) from None

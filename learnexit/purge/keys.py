@@ -177,14 +177,18 @@ def delete_keys(conn: Connection, table: sa.Table, pk: list[sa.Column[Any]], key
         except NotImplementedError:
             simple = False
     n = 0
-    if not simple or any(type(k[0]) not in (int, str) for k in keys):
+    values = [k[0] for k in keys] if simple else []
+    if not simple or not {type(v) for v in values} <= _PLAIN_TYPES:
         for chunk in chunks(keys, CHUNK):
             n += conn.execute(table.delete().where(key_in(pk, chunk))).rowcount or 0
         return n
     assert mark is not None  # simple implies a known placeholder style
     preparer = conn.dialect.identifier_preparer
     head = f"DELETE FROM {preparer.format_table(table)} WHERE {preparer.quote(pk[0].name)} IN "
-    for chunk in chunks(keys, keys_per_statement(conn)):
-        sql = head + "(" + ", ".join([mark] * len(chunk)) + ")"
-        n += conn.exec_driver_sql(sql, tuple(k[0] for k in chunk)).rowcount or 0
+    per = keys_per_statement(conn)
+    full = head + "(" + ", ".join([mark] * per) + ")"  # (the same text for every full statement)
+    for at in range(0, len(values), per):
+        chunk = values[at : at + per]
+        sql = full if len(chunk) == per else head + "(" + ", ".join([mark] * len(chunk)) + ")"
+        n += conn.exec_driver_sql(sql, tuple(chunk)).rowcount or 0
     return n
