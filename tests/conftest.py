@@ -140,28 +140,65 @@ def db_factory(tmp_path: Path) -> Iterator[Callable[[str], DatabaseFactory]]:
 
 # --------------------------------------------------------------------------- the order of the files
 
-# The test files that take longest, longest first: those over 40 s in a parallel run on
-# the 2-core machine (2026-12-06: 220 s for test_faults.py down to 41 s for
-# test_runbook.py, of 1,645 s in all).  The suite runs on pytest-xdist workers that each
-# take a whole file at a time (pyproject: --dist loadfile): started first, these run side
-# by side with the many short files, instead of one of them being left for last while
-# the other workers sit idle.  Only the order of whole files changes; the tests of a file
-# keep their written order.  A file missing here runs after these, in the usual order; a
-# name that no longer exists is harmless.
+# The test files that take longest, longest first: those over 20 s in a parallel run on
+# the 2-core machine (2026-12-06, later: 152 s for test_faults.py down to 20 s for
+# test_sqlite_direct.py, of 1,255 s in all; the figure after each name).  The suite runs
+# on pytest-xdist workers that each take a whole file at a time (pyproject: --dist
+# loadfile) and ask for the next file when they are nearly done: handed out longest
+# first, the long files run side by side and the many short ones fill in at the end, so
+# the workers finish within seconds of each other instead of one of them being left with
+# a long file while the other sits idle.  Only the order of whole files changes; the
+# tests of a file keep their written order.  A file missing here runs after these, in
+# the usual order; a name that no longer exists is harmless.  When a file grows past
+# about 20 s, add it in its place.
 LONGEST_FILES = (
-    "test_faults.py",
-    "test_ownership_oracle.py",
-    "test_ownership_regressions.py",
-    "test_purge.py",
-    "test_restore_reapplied.py",
-    "test_parallel_export.py",
-    "test_secrets.py",
-    "test_concurrency.py",
-    "test_purge_kill.py",
-    "test_isolation_property.py",
-    "test_release.py",
-    "test_runbook.py",
+    "test_faults.py",  # 152 s (slow)
+    "test_ownership_oracle.py",  # 114 s
+    "test_ownership_regressions.py",  # 88 s
+    "test_purge.py",  # 49 s
+    "test_concurrency.py",  # 47 s
+    "test_secrets.py",  # 46 s
+    "test_speedups.py",  # 44 s
+    "test_purge_chains.py",  # 40 s
+    "test_restore_reapplied.py",  # 37 s
+    "test_purge_kill.py",  # 35 s (slow)
+    "test_parallel_export.py",  # 35 s
+    "test_formats.py",  # 33 s
+    "test_isolation_property.py",  # 30 s
+    "test_no_values_leak.py",  # 30 s
+    "test_media_aliases.py",  # 27 s
+    "test_customer_identity.py",  # 27 s
+    "test_documents.py",  # 24 s
+    "test_release.py",  # 24 s (slow)
+    "test_runbook.py",  # 23 s
+    "test_draft.py",  # 22 s
+    "test_sqlite_direct.py",  # 20 s
 )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Write learnexit's bytecode (``__pycache__``, gitignored) before any test runs.
+
+    Hundreds of tests start learnexit as a process of its own (``python -m learnexit``,
+    the runbook, the recipes, multiprocessing's spawn and forkserver).  An editable
+    install has no bytecode, and with PYTHONDONTWRITEBYTECODE=1 (set on the CI machines)
+    Python never writes it either, so every one of those processes compiled learnexit
+    from source again: 0.05-0.2 s of each.  ``compileall`` writes it whatever that
+    setting says and skips what is up to date (a few milliseconds then).  The bytecode
+    holds the source's modification time, so an edited file is compiled afresh by the
+    next process that imports it: this changes only how fast the code starts, never
+    which code runs.  It runs once, in the process that starts the xdist workers.
+    """
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller did it
+        return
+    import compileall
+
+    import learnexit
+
+    try:
+        compileall.compile_dir(Path(learnexit.__file__).parent, quiet=2)
+    except OSError:  # a read-only copy: it is only slower
+        pass
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
