@@ -139,6 +139,26 @@ def test_each_snapshot_fills_the_key_sets_again(db_factory: Any, kind: str, tmp_
 
 
 @pytest.mark.parametrize("kind", HELD)
+def test_each_transaction_fills_the_key_sets_again_within_a_pass(db_factory: Any, kind: str, tmp_path: Path) -> None:
+    """The purge refreshes the sets once a pass, and its transactions decide on sets read
+    at their own start: a committed transaction's sets are not reused by the next one
+    (the pool forgets them on check-in), so a row written between two tables'
+    transactions of the same pass counts at once."""
+    url = str(db_factory(kind).new("pertx"))
+    settings = small_site(url, tmp_path)
+    with Source(settings, "acme") as src:
+        src.refresh_key_sets()  # (a pass begins; no refresh until the end of the test)
+        with src.engine.begin() as conn:
+            assert acts_of(src, conn) == [100, 101]
+        writer = sa.create_engine(url)
+        with writer.begin() as conn:  # a user moved to acme between two transactions
+            conn.exec_driver_sql("UPDATE users SET org_id = 1 WHERE id = 20")
+        writer.dispose()
+        with src.engine.begin() as conn:
+            assert acts_of(src, conn) == [100, 101, 102, 103]
+
+
+@pytest.mark.parametrize("kind", HELD)
 def test_a_rolled_back_fill_is_filled_again(db_factory: Any, kind: str, tmp_path: Path) -> None:
     url = str(db_factory(kind).new("rollback"))
     settings = small_site(url, tmp_path)
