@@ -10,9 +10,19 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import OperationalError
-from ..source import Source, describe_db_error
+from ..source import Edge, Source, describe_db_error
+from ..source.ownership import reference_is_set
 
-__all__ = ["cols_in", "count_rows", "db_error", "flag_counts", "not_owned_by", "not_true", "outside_of"]
+__all__ = [
+    "OutsideSets",
+    "cols_in",
+    "count_rows",
+    "db_error",
+    "flag_counts",
+    "not_owned_by",
+    "not_true",
+    "outside_of",
+]
 
 
 def not_true(cond: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -74,3 +84,52 @@ def flag_counts(
 def db_error(what: str, exc: BaseException) -> OperationalError:
     """A database error as an OperationalError: "what: the driver's reason" (no values)."""
     return OperationalError(f"{what}: {describe_db_error(exc)}")
+
+
+class OutsideSets:
+    """The reference columns of each child table's rows outside the customer's data, as
+    one key set per child, for the conditions "a row outside the customer's data
+    references this row" of all the tables the child references.
+
+    Where the source holds key sets (SQLite, MariaDB) and a child references two or more
+    of the customer's tables, its set is filled by one scan of the child (distinct
+    values) and read by every parent's condition: an activity log that names people,
+    courses and organisations was read once for each of them, at every snapshot of the
+    purge (its plan, each pass, its verification).  Elsewhere ``reference`` says None
+    and the caller reads the child itself."""
+
+    def __init__(self, src: Source, owned: set[str]) -> None:
+        self.src = src
+        self.owned = owned
+        self._sets: dict[str, sa.Table | None] = {}
+
+    def reference(self, table: sa.Table, e: Edge) -> ColumnElement[bool] | None:
+        """Some row of ``e.child`` outside the customer's data references this row of
+        ``table`` (``e.parent``) through ``e``; None where the child has no shared set."""
+        shared = self._set(e.child)
+        if shared is None:
+            return None
+        sub = (
+            sa.select(*[shared.c[c] for c in e.child_cols])
+            .where(*reference_is_set(shared, e.child_cols, e.sentinels))
+            .correlate(None)
+        )
+        return sa.and_(*[table.c[c].isnot(None) for c in e.parent_cols], cols_in(table, e.parent_cols, sub))
+
+    def _set(self, child: str) -> sa.Table | None:
+        """The child's set, registered on first use; None where it would not be shared."""
+        if child in self._sets:
+            return self._sets[child]
+        shared: sa.Table | None = None
+        key_sets = self.src.key_sets
+        edges = [e for e in self.src.datamap.edges if e.child == child and e.parent != child]
+        if key_sets is not None and len({e.parent for e in edges if e.parent in self.owned}) >= 2:
+            table = self.src.table(child)
+            names = {c for e in edges for c in e.child_cols}
+            columns = [c for c in table.columns if c.name in names]  # (in the table's order)
+            fill = sa.select(*columns).where(self.src.not_owned(child, table)).distinct()
+            held = key_sets.register(columns, fill).get_final_froms()[0]
+            assert isinstance(held, sa.Table)
+            shared = held
+        self._sets[child] = shared
+        return shared

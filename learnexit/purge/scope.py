@@ -21,10 +21,10 @@ from ..errors import ConfigError, Refused
 from ..source import Edge, Source
 from ..source.keys import key_cols
 from ..source.ownership import reference_is_set
-from .conditions import cols_in, count_rows, not_owned_by, not_true, outside_of
+from .conditions import OutsideSets, cols_in, count_rows, not_owned_by, not_true, outside_of
 from .rounds import cyclic_groups, holding_depends, rounds_needed, too_deep
 
-__all__ = ["Scope", "personal_blanks"]
+__all__ = ["Scope", "personal_blanks", "retention_dates"]
 
 
 class Scope:
@@ -47,16 +47,7 @@ class Scope:
         self.children_first = list(reversed(owned))
         self.owned = set(owned)
         self.via = {t for t in owned if self.dm.info[t].how == "owned_via"}
-        self.retain_until: dict[str, date] = {}
-        self.expired: dict[str, date] = {}
-        for t in owned:
-            rule = settings.rule(t)
-            if rule.retain and termination is not None:
-                until = contract.retention_until(termination, rule.retain)
-                if expire_all or self.today > until:
-                    self.expired[t] = until
-                else:
-                    self.retain_until[t] = until
+        self.retain_until, self.expired = retention_dates(settings, owned, termination, self.today, expire_all)
         self.refs: dict[str, list[Edge]] = {}
         for e in self.dm.edges:
             self.refs.setdefault(e.parent, []).append(e)
@@ -70,7 +61,7 @@ class Scope:
         self._held: dict[tuple[str, int], ColumnElement[bool] | None] = {}
         self._held_by: dict[str, set[str]] = {}
         self._alias_n = 0
-        self._outside_sets: dict[str, sa.Table | None] = {}
+        self._outside = OutsideSets(src, self.owned)
         # Tables whose kept rows depend on each other in a cycle are decided in rounds
         # (``rounds``); ``settle`` finds how many the data needs.
         self.groups = cyclic_groups(holding_depends(self.owned, self.via, self.refs))
@@ -303,45 +294,11 @@ class Scope:
         return ref_exists(self.src.table(t), self.src.table(e.child), e, extra, f"le_ref_{self._alias_n}")
 
     def outside_ref(self, t: str, e: Edge) -> ColumnElement[bool]:
-        """Some row of ``e.child`` outside the customer's data references this row of ``t``
-        through ``e`` (``e.child``: an owned table; for a reference of ``t`` to itself,
-        the referencing row is another row of ``t``).
-
-        Where the source holds key sets (SQLite, MariaDB) and the child references two or
-        more of the customer's tables, the reference columns of its rows outside the
-        customer's data are one set (``_outside_set``), which all those tables' conditions
-        read: an activity log that names people, courses and organisations was read once
-        for each of them, at every snapshot of the purge (its plan, each pass, its
-        verification)."""
-        shared = self._outside_set(e.child) if e.child != t else None
-        if shared is None:
-            return self.ref_exists(t, e, not_owned_by(self.src, e.child))
-        table = self.src.table(t)
-        sub = (
-            sa.select(*[shared.c[c] for c in e.child_cols])
-            .where(*reference_is_set(shared, e.child_cols, e.sentinels))
-            .correlate(None)
-        )
-        return sa.and_(*[table.c[c].isnot(None) for c in e.parent_cols], cols_in(table, e.parent_cols, sub))
-
-    def _outside_set(self, child: str) -> sa.Table | None:
-        """The set of the reference columns (distinct) of the rows of ``child`` outside
-        the customer's data, registered once; None where it would not be shared."""
-        if child in self._outside_sets:
-            return self._outside_sets[child]
-        shared: sa.Table | None = None
-        key_sets = self.src.key_sets
-        edges = [e for e in self.dm.edges if e.child == child and e.parent != child]
-        if key_sets is not None and len({e.parent for e in edges if e.parent in self.owned}) >= 2:
-            table = self.src.table(child)
-            names = {c for e in edges for c in e.child_cols}
-            columns = [c for c in table.columns if c.name in names]  # (in the table's order)
-            fill = sa.select(*columns).where(self.src.not_owned(child, table)).distinct()
-            held = key_sets.register(columns, fill).get_final_froms()[0]
-            assert isinstance(held, sa.Table)
-            shared = held
-        self._outside_sets[child] = shared
-        return shared
+        """Some row of ``e.child`` (an owned table) outside the customer's data references
+        this row of ``t`` through ``e``: from the child's shared set (``OutsideSets``)
+        where there is one, else a subquery of the child itself."""
+        shared = self._outside.reference(self.src.table(t), e) if e.child != t else None
+        return shared if shared is not None else self.ref_exists(t, e, not_owned_by(self.src, e.child))
 
     def any_ref(self, t: str) -> ColumnElement[bool]:
         """Some row anywhere still references this row of ``t``."""
@@ -369,6 +326,24 @@ class Scope:
     def personal(self, t: str) -> tuple[dict[str, Any], ColumnElement[bool] | None]:
         """(blank values, "not yet blank" condition) for the personal columns of ``t``."""
         return personal_blanks(self.settings, self.src.table(t), t)
+
+
+def retention_dates(
+    settings: Settings, owned: list[str], termination: date | None, today: date, expire_all: bool
+) -> tuple[dict[str, date], dict[str, date]]:
+    """The tables retained under a legal basis: (kept until, by table) and (expired: since
+    when, by table; ``expire_all``: every one)."""
+    retain_until: dict[str, date] = {}
+    expired: dict[str, date] = {}
+    for t in owned:
+        rule = settings.rule(t)
+        if rule.retain and termination is not None:
+            until = contract.retention_until(termination, rule.retain)
+            if expire_all or today > until:
+                expired[t] = until
+            else:
+                retain_until[t] = until
+    return retain_until, expired
 
 
 def personal_blanks(settings: Settings, table: sa.Table, t: str) -> tuple[dict[str, Any], ColumnElement[bool] | None]:
