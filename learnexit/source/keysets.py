@@ -57,7 +57,7 @@ class KeySets:
     def __init__(self, engine: Engine) -> None:
         self.dialect = engine.dialect.name
         self.metadata = sa.MetaData()
-        self._fills: dict[str, tuple[sa.Table, sa.Select[Any], list[sa.Column[Any]]]] = {}
+        self._fills: dict[str, tuple[sa.Table, sa.Select[Any], list[sa.Column[Any]], bool]] = {}
         self._epoch = 0
         event.listen(engine, "before_cursor_execute", self._before_cursor_execute)
         event.listen(engine, "rollback", self._forget_connection)
@@ -71,12 +71,17 @@ class KeySets:
             return False
         return engine.dialect.name in ("sqlite", "mysql", "mariadb")
 
-    def register(self, columns: Sequence[sa.Column[Any]], fill: sa.Select[Any]) -> sa.Select[Any]:
+    def register(
+        self, columns: Sequence[sa.Column[Any]], fill: sa.Select[Any], *, index: bool = True
+    ) -> sa.Select[Any]:
         """A set of keys ``fill`` selects (its columns are ``columns`` of a source table, in
-        order); returns the SELECT of the set for ``IN`` conditions."""
+        order); returns the SELECT of the set for ``IN`` conditions.  ``index=False``: no
+        SQLite index on the set (one that is only ever read whole, a column at a time:
+        SQLite builds its own for each ``IN``, and an index over all the columns of a
+        big set costs as much to build as the set)."""
         name = f"le_keys_{len(self._fills) + 1}"
         table = sa.Table(name, self.metadata, *[sa.Column(c.name, c.type) for c in columns])
-        self._fills[name] = (table, fill, list(columns))
+        self._fills[name] = (table, fill, list(columns), index)
         return sa.select(*table.c)
 
     def refresh(self) -> None:
@@ -96,10 +101,11 @@ class KeySets:
         """SQL that creates and fills every set registered so far, in order, with literal
         values: for another tool that runs learnexit's conditions (the bench's sqlite3)."""
         out = []
-        for name, (_table, fill, columns) in self._fills.items():
+        for name, (_table, fill, columns, index) in self._fills.items():
             select = str(fill.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
             out.append(f"CREATE TEMP TABLE {name} AS {' '.join(select.split())};")
-            out.append(_sqlite_index(dialect, name, [c.name for c in columns]) + ";")
+            if index:
+                out.append(_sqlite_index(dialect, name, [c.name for c in columns]) + ";")
         return out
 
     # -- filling -----------------------------------------------------------------
@@ -126,7 +132,7 @@ class KeySets:
                     raise
 
     def _fill(self, conn: Connection, name: str) -> None:
-        table, fill, columns = self._fills[name]
+        table, fill, columns, index = self._fills[name]
         shape = sa.select(*columns).where(sa.false())
         shape_sql = str(shape.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
         if self.dialect == "sqlite":
@@ -141,7 +147,7 @@ class KeySets:
             self._fill_through_spool(conn, table, fill, names)
         else:
             conn.execute(table.insert().from_select(names, fill))
-        if self.dialect == "sqlite":
+        if self.dialect == "sqlite" and index:
             conn.exec_driver_sql(_sqlite_index(conn.dialect, name, names))
 
     @staticmethod
