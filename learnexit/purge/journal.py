@@ -42,7 +42,7 @@ from ..logs import event
 from ..source import Source
 from ..source.keys import chunks, key_cols, key_in
 from .conditions import count_rows
-from .keys import CHUNK, dec_value, enc_keys, enc_value
+from .keys import CHUNK, dec_value, enc_value, keys_text
 
 __all__ = ["MEDIA", "MEDIA_STATES", "PENDING", "RETAINED", "Journal", "MediaEntry"]
 
@@ -154,7 +154,7 @@ class Journal:
             conn,
             purge_id=self.purge_id,
             table_name=PENDING + step,
-            key=json.dumps(enc_keys(keys), separators=(",", ":")),
+            key=keys_text(keys),
         )
 
     def record_pending_tables(
