@@ -165,7 +165,7 @@ class Scope:
             if e.child in self.owned:
                 if self.dm.info[e.child].how == "database":
                     continue  # the whole database is the customer's
-                tests.append(self.outside_ref(t, e))
+                tests.append(self.outside_ref(t, e, not_owned_by(self.src, e.child)))
             else:
                 tests.append(self.ref_exists(t, e, None))
             sources.add(e.child)
@@ -293,12 +293,12 @@ class Scope:
             self._alias_n += 1
         return ref_exists(self.src.table(t), self.src.table(e.child), e, extra, f"le_ref_{self._alias_n}")
 
-    def outside_ref(self, t: str, e: Edge) -> ColumnElement[bool]:
+    def outside_ref(self, t: str, e: Edge, outside: Callable[[Any], ColumnElement[bool]]) -> ColumnElement[bool]:
         """Some row of ``e.child`` (an owned table) outside the customer's data references
         this row of ``t`` through ``e``: from the child's shared set (``OutsideSets``)
-        where there is one, else a subquery of the child itself."""
+        where there is one, else a subquery of the child itself (its rows ``outside``)."""
         shared = self._outside.reference(self.src.table(t), e) if e.child != t else None
-        return shared if shared is not None else self.ref_exists(t, e, not_owned_by(self.src, e.child))
+        return shared if shared is not None else self.ref_exists(t, e, outside)
 
     def any_ref(self, t: str) -> ColumnElement[bool]:
         """Some row anywhere still references this row of ``t``."""
@@ -318,7 +318,7 @@ class Scope:
             pred = self.src.predicate(e.child)
             held = self.held(e.child, self._child_round(self.groups, t, e.child, r))
             if held is None:
-                tests.append(self.outside_ref(t, e))
+                tests.append(self.outside_ref(t, e, outside_of(pred)))
             else:
                 tests.append(self.ref_exists(t, e, outside_of(sa.and_(pred, not_true(held)))))
         return sa.or_(*tests) if tests else sa.false()
