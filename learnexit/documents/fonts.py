@@ -120,10 +120,10 @@ class _FontSet(ctypes.Structure):
 
 
 def _fontconfig() -> Any:
-    """fontconfig, the library WeasyPrint finds fonts with (None: not on this machine)."""
-    for name in ("libfontconfig.so.1", ctypes.util.find_library("fontconfig")):
-        if not name:
-            continue
+    """fontconfig, the library WeasyPrint finds fonts with (None: not on this machine).
+    By its usual name first: ``find_library`` runs ``ldconfig -p`` (or a compiler) in a
+    process of its own, only needed where that name is not found."""
+    for name in _fontconfig_names():
         try:
             lib = ctypes.CDLL(name)
         except OSError:
@@ -143,6 +143,13 @@ def _fontconfig() -> Any:
         lib.FcConfigDestroy.argtypes = (ctypes.c_void_p,)
         return lib
     return None
+
+
+def _fontconfig_names() -> Iterator[str]:
+    yield "libfontconfig.so.1"
+    found = ctypes.util.find_library("fontconfig")
+    if found:
+        yield found
 
 
 def _system_font_files() -> list[Path]:
