@@ -530,9 +530,7 @@ class PdfWorker:
                 pass
             self.close()
             self.gave_up = True
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
+        self._join_thread()
         return pdf_bytes(doc)
 
     def close(self) -> None:
@@ -541,6 +539,9 @@ class PdfWorker:
             self.process.terminate()
             self.process.join()
         self._drop()
+        self._join_thread()
+
+    def _join_thread(self) -> None:
         if self.thread is not None:
             self.thread.join()
             self.thread = None
