@@ -24,8 +24,8 @@ from test_ownership_oracle import (
 )
 
 from learnexit.config import load_settings
-from learnexit.source import Source
-from learnexit.source.keysets import INLINE_ENV
+from learnexit.source import Source, make_engine
+from learnexit.source.keysets import INLINE_ENV, KeySets
 
 WORLDS = ((151183, 4, "int"), (1674216077, 5, "text"), (7, 5, "id"), (42, 3, "int"))
 # Purged both ways; inline, MariaDB exhausts its memory on the purge of the first three.
@@ -201,3 +201,107 @@ def test_a_mariadb_snapshot_reads_its_keys_without_locks_and_as_of_its_start(db_
     writer.dispose()
     with Source(settings, "acme") as src, src.snapshot() as conn:
         assert acts_of(src, conn) == [100, 102, 103]
+
+
+# --------------------------------------------------------------------------- reusable sets
+
+
+class Counted:
+    """A SQLite source with one reusable set (the users of acts) naming another (the
+    users of org 1), the statements that fill them counted."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.url = f"sqlite:///{tmp_path / 'reuse.db'}"
+        small_site(self.url, tmp_path)
+        self.engine = make_engine(self.url)
+        self.keys = KeySets(self.engine)
+        md = sa.MetaData()
+        users = sa.Table("users", md, autoload_with=self.engine)
+        acts = sa.Table("acts", md, autoload_with=self.engine)
+        of_org = self.keys.register([users.c.id], sa.select(users.c.id).where(users.c.org_id == 1))
+        self.acting = self.keys.register(
+            [acts.c.user_id], sa.select(acts.c.user_id).where(acts.c.user_id.in_(of_org)).distinct(), reuse=True
+        )
+        self.users = users
+        self.fills: list[str] = []
+        sa.event.listen(self.engine, "before_cursor_execute", self._count)
+
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO le_keys_2 "):
+            self.fills.append(statement)
+
+    def read(self, conn: Any) -> list[int]:
+        stmt = sa.select(self.users.c.id).where(self.users.c.id.in_(self.acting)).order_by(self.users.c.id)
+        return list(conn.execute(stmt).scalars())
+
+    def write(self, sql: str) -> None:
+        other = sa.create_engine(self.url)
+        with other.begin() as conn:
+            conn.exec_driver_sql(sql)
+        other.dispose()
+
+
+def test_a_reusable_set_is_read_again_while_the_database_is_unchanged(tmp_path: Path) -> None:
+    site = Counted(tmp_path)
+    with site.engine.begin() as conn:
+        assert site.read(conn) == [10, 11]
+    for _ in range(3):  # new transactions, a pass's refresh between them: nothing changed
+        site.keys.refresh()
+        with site.engine.begin() as conn:
+            assert site.read(conn) == [10, 11]
+    assert len(site.fills) == 1 and site.keys.reused == 3
+    site.engine.dispose()
+
+
+def test_a_commit_by_another_connection_fills_it_again(tmp_path: Path) -> None:
+    site = Counted(tmp_path)
+    with site.engine.begin() as conn:
+        assert site.read(conn) == [10, 11]
+    site.write("UPDATE users SET org_id = 1 WHERE id = 20")  # user 20 (with acts) moves to org 1
+    with site.engine.begin() as conn:
+        assert site.read(conn) == [10, 11, 20]
+    assert len(site.fills) == 2 and site.keys.reused == 0
+    site.engine.dispose()
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+def test_a_change_by_this_connection_fills_it_again(tmp_path: Path, end: str) -> None:
+    """Its own writes do not move ``data_version``: ``total_changes`` does (a rolled-back
+    change counts too: refilling costs time, never a wrong answer)."""
+    site = Counted(tmp_path)
+    with site.engine.connect() as conn:
+        assert site.read(conn) == [10, 11]
+        conn.commit()
+        conn.exec_driver_sql("UPDATE users SET org_id = 1 WHERE id = 20")
+        getattr(conn, end)()
+        site.keys.refresh()
+        assert site.read(conn) == ([10, 11, 20] if end == "commit" else [10, 11])
+    assert len(site.fills) == 2 and site.keys.reused == 0
+    site.engine.dispose()
+
+
+def test_a_fill_taken_back_by_a_rollback_is_not_reused(tmp_path: Path) -> None:
+    """The connection's record says "filled after the other connection's change", the
+    rollback took the table back to the fill before it: the generation beside the set,
+    rolled back with it, tells."""
+    site = Counted(tmp_path)
+    with site.engine.begin() as conn:
+        assert site.read(conn) == [10, 11]
+    site.write("UPDATE users SET org_id = 1 WHERE id = 20")
+    with site.engine.connect() as conn:
+        assert site.read(conn) == [10, 11, 20]  # filled again, in this transaction
+        conn.rollback()
+        site.keys.refresh()
+        assert site.read(conn) == [10, 11, 20]  # not the rolled-back table's [10, 11]
+    assert len(site.fills) == 3 and site.keys.reused == 0
+    site.engine.dispose()
+
+
+def test_another_pooled_connection_fills_its_own(tmp_path: Path) -> None:
+    site = Counted(tmp_path)
+    with site.engine.connect() as first, site.engine.connect() as second:
+        assert site.read(first) == [10, 11]
+        first.commit()
+        assert site.read(second) == [10, 11]  # no set on this connection yet
+    assert len(site.fills) == 2
+    site.engine.dispose()

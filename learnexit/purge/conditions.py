@@ -132,7 +132,9 @@ class OutsideSets:
             names = {c for e in edges for c in e.child_cols}
             columns = [c for c in table.columns if c.name in names]  # (in the table's order)
             fill = sa.select(*columns).where(self.src.not_owned(child, table)).distinct()
-            held = key_sets.register(columns, fill, index=False).get_final_froms()[0]
+            # (the set depends on the data alone: a later transaction reads it again while
+            # the database is unchanged, as the sweep pass and the verification do)
+            held = key_sets.register(columns, fill, index=False, reuse=True).get_final_froms()[0]
             assert isinstance(held, sa.Table)
             shared = held
         self._sets[child] = shared

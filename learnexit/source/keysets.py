@@ -15,6 +15,14 @@ makes every set stale (the next use fills it again): a new snapshot, a new table
 purge.  A rollback forgets what was filled on that connection (SQLite drops a table
 created in a rolled-back transaction; MariaDB empties it).
 
+A set registered with ``reuse=True`` (SQLite only) outlives its transaction while the
+database stays as it was: a later transaction of the same connection reads it again
+without filling it, if no other connection has committed since the fill (``PRAGMA
+data_version``), this connection has changed no row outside its key sets
+(``total_changes``), and the set's table still holds that fill (a generation number
+written beside it in the same transaction: a rollback takes both back).  The SELECT would
+give the same rows on the same data, so the set is what a fill would make.
+
 SQLite and MariaDB hold the sets (PostgreSQL evaluates a shared subquery once per
 statement and keeps them inline; its read transactions are read-only, too).  Inside a
 MariaDB read snapshot, ``INSERT … SELECT`` would take shared locks on the rows it reads
@@ -38,6 +46,11 @@ from sqlalchemy.engine import Connection, Engine
 __all__ = ["KeySets"]
 
 _FILLED = "learnexit_key_sets"  # Connection.info: set name -> epoch it was filled in
+# Connection.info (of the DBAPI connection, kept across check-ins): set name -> (generation,
+# data_version, changes) of a reusable set's fill; and the rows the fills inserted.
+_REUSABLE = "learnexit_key_sets_reusable"
+_FILL_CHANGES = "learnexit_key_sets_fill_changes"
+_STAMPS = "le_keys_stamps"  # the temporary table of the reusable sets' generations
 _READ_SNAPSHOT = "learnexit_read_snapshot"  # Connection.info: a consistent read is open
 _NAME = re.compile(r"\ble_keys_\d+\b")
 _SPOOL_BATCH = 5000
@@ -58,7 +71,10 @@ class KeySets:
         self.dialect = engine.dialect.name
         self.metadata = sa.MetaData()
         self._fills: dict[str, tuple[sa.Table, sa.Select[Any], list[sa.Column[Any]], bool]] = {}
+        self._reusable: set[str] = set()
         self._epoch = 0
+        self._generation = 0
+        self.reused = 0  # fills a reusable set was spared (the tests read it)
         event.listen(engine, "before_cursor_execute", self._before_cursor_execute)
         event.listen(engine, "rollback", self._forget_connection)
         event.listen(engine.pool, "reset", self._forget_record)
@@ -72,16 +88,21 @@ class KeySets:
         return engine.dialect.name in ("sqlite", "mysql", "mariadb")
 
     def register(
-        self, columns: Sequence[sa.Column[Any]], fill: sa.Select[Any], *, index: bool = True
+        self, columns: Sequence[sa.Column[Any]], fill: sa.Select[Any], *, index: bool = True, reuse: bool = False
     ) -> sa.Select[Any]:
         """A set of keys ``fill`` selects (its columns are ``columns`` of a source table, in
         order); returns the SELECT of the set for ``IN`` conditions.  ``index=False``: no
         SQLite index on the set (one that is only ever read whole, a column at a time:
         SQLite builds its own for each ``IN``, and an index over all the columns of a
-        big set costs as much to build as the set)."""
+        big set costs as much to build as the set).  ``reuse=True`` (SQLite): a later
+        transaction reads the set again while the database is unchanged (see the module
+        docstring); only for a ``fill`` whose rows depend on nothing but the data (no
+        clock, no value that changes between transactions)."""
         name = f"le_keys_{len(self._fills) + 1}"
         table = sa.Table(name, self.metadata, *[sa.Column(c.name, c.type) for c in columns])
         self._fills[name] = (table, fill, list(columns), index)
+        if reuse and self.dialect == "sqlite":
+            self._reusable.add(name)
         return sa.select(*table.c)
 
     def refresh(self) -> None:
@@ -126,7 +147,10 @@ class KeySets:
             if name in self._fills and filled.get(name) != self._epoch:
                 filled[name] = self._epoch  # first: the fill's own statements name the set
                 try:
-                    self._fill(conn, name)
+                    if name in self._reusable and self._still_filled(conn, name):
+                        self.reused += 1
+                    else:
+                        self._fill(conn, name)
                 except BaseException:
                     filled.pop(name, None)
                     raise
@@ -135,20 +159,68 @@ class KeySets:
         table, fill, columns, index = self._fills[name]
         shape = sa.select(*columns).where(sa.false())
         shape_sql = str(shape.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        if self.dialect == "sqlite":
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
-            conn.exec_driver_sql(f"CREATE TEMP TABLE {name} AS {shape_sql}")
-        else:
+        names = [c.name for c in columns]
+        if self.dialect != "sqlite":
             # TEMPORARY in both: a plain DROP/CREATE TABLE would commit the transaction.
             conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
             conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} AS {shape_sql}")
-        names = [c.name for c in columns]
-        if self.dialect != "sqlite" and conn.info.get(_READ_SNAPSHOT):
-            self._fill_through_spool(conn, table, fill, names)
-        else:
-            conn.execute(table.insert().from_select(names, fill))
-        if self.dialect == "sqlite" and index:
+            if conn.info.get(_READ_SNAPSHOT):
+                self._fill_through_spool(conn, table, fill, names)
+            else:
+                conn.execute(table.insert().from_select(names, fill))
+            return
+        # The rows a fill inserts are changes of this connection too (``total_changes``):
+        # counted apart, its own only (the sets it names fill themselves first, inside).
+        raw = conn.connection.dbapi_connection
+        before, counted = raw.total_changes, conn.info.get(_FILL_CHANGES, 0)  # type: ignore[union-attr]
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {name} AS {shape_sql}")
+        conn.execute(table.insert().from_select(names, fill))
+        if index:
             conn.exec_driver_sql(_sqlite_index(conn.dialect, name, names))
+        if name in self._reusable:
+            self._generation += 1
+            conn.exec_driver_sql(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_STAMPS} (name TEXT PRIMARY KEY, generation INTEGER)"
+            )
+            conn.exec_driver_sql(
+                f"INSERT OR REPLACE INTO temp.{_STAMPS} (name, generation) VALUES (?, ?)", (name, self._generation)
+            )
+        nested = conn.info.get(_FILL_CHANGES, 0) - counted
+        own = raw.total_changes - before - nested  # type: ignore[union-attr]
+        conn.info[_FILL_CHANGES] = conn.info.get(_FILL_CHANGES, 0) + own
+        if name in self._reusable:
+            conn.info.setdefault(_REUSABLE, {})[name] = (self._generation, *self._database_state(conn))
+
+    # -- reusing -----------------------------------------------------------------
+
+    @staticmethod
+    def _database_state(conn: Connection) -> tuple[Any, int]:
+        """(``PRAGMA data_version``, rows this connection changed outside its key sets):
+        both the same at two moments means the source database did not change between
+        them.  The read before the pragma makes this transaction take its snapshot."""
+        conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+        version = conn.exec_driver_sql("PRAGMA data_version").scalar()
+        total = conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
+        return version, int(total) - int(conn.info.get(_FILL_CHANGES, 0))
+
+    def _still_filled(self, conn: Connection, name: str) -> bool:
+        """Reusable set ``name`` holds what a fill would put there now: filled on this
+        connection, nothing committed by others or changed by this connection since, and
+        the table still holds that fill (not taken back by a rollback)."""
+        stamp = conn.info.get(_REUSABLE, {}).get(name)
+        if stamp is None:
+            return False
+        generation, version, changes = stamp
+        if self._database_state(conn) != (version, changes):
+            return False
+        present = conn.exec_driver_sql(
+            "SELECT count(*) FROM temp.sqlite_master WHERE type = 'table' AND name IN (?, ?)", (_STAMPS, name)
+        ).scalar()
+        if present != 2:
+            return False
+        held = conn.exec_driver_sql(f"SELECT generation FROM temp.{_STAMPS} WHERE name = ?", (name,)).scalar()
+        return bool(held == generation)
 
     @staticmethod
     def _fill_through_spool(conn: Connection, table: sa.Table, fill: sa.Select[Any], names: list[str]) -> None:
@@ -184,8 +256,9 @@ class KeySets:
         survive: the next transaction on the connection fills every set it names again.
         So each of the purge's transactions decides on sets read at its own start, not at
         the start of the pass (``refresh``): a row another customer writes meanwhile
-        counts from the next transaction on (measured, 2026-12-06: the activity log's
-        outside set of the 1M example, ~0.1 s a fill, is filled five times after the plan)."""
+        counts from the next transaction on.  A reusable set's record (``_REUSABLE``)
+        stays: the next transaction reads the set again only if the database is as it
+        was when it was filled (``_still_filled``)."""
         del dbapi_connection
         if getattr(reset_state, "transaction_was_reset", False):
             return
