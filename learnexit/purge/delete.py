@@ -26,6 +26,7 @@ from ..logs import event
 from ..media_paths import media_columns
 from ..source import Edge, Source, describe_db_error
 from ..source.keys import chunks, key_after, key_cols, key_in, plain_rows, tables_with_rows
+from ..source.sqlite_fk import ParentDeletes
 from .conditions import count_rows, db_error, not_true
 from .faults import Faults
 from .history import earlier_keys
@@ -51,6 +52,10 @@ class Blocked(Exception):
         self.detail = detail
 
 
+class _LeftNaming(Exception):
+    """A delete without enforced foreign keys left a row naming a deleted one."""
+
+
 class Deleter:
     """Deletes one customer's rows table by table, recording every batch in the journal."""
 
@@ -71,6 +76,7 @@ class Deleter:
         self.faults = faults
         self.report = report
         self.batch = settings.purge.batch_size
+        self.parents = ParentDeletes(src.engine) if src.engine.dialect.name == "sqlite" else None
 
     def capture(self, retention: bool) -> None:
         """owned_via candidates, before any row that names them is deleted (``retention``:
@@ -152,13 +158,13 @@ class Deleter:
                     if not rows:
                         stalled = bool(self_edges) and count_rows(conn, table, self.scope.doomed(t)) > 0
                     else:
-                        keys = [tuple(r[: len(pk)]) for r in rows]
+                        # (rows of the key alone are the keys: plain tuples already)
+                        keys = [tuple(r[: len(pk)]) for r in rows] if extra_cols else rows
                         candidates = via_candidates(via, rows, len(pk))
                         files: list[tuple[str, dict[str, Any]]] = []
-                        for r in rows:
-                            tail = r[len(pk) :]
-                            if mcols and media is not None:
-                                values = dict(zip(mcols, tail[len(via) :], strict=True))
+                        if mcols and media is not None:
+                            for r in rows:
+                                values = dict(zip(mcols, r[len(pk) + len(via) :], strict=True))
                                 path = media_path(media, values)
                                 if path is not None:
                                     files.append((path, values))
@@ -296,8 +302,6 @@ class Deleter:
 
     def delete_candidates(self, t: str) -> int:
         """owned_via rows: delete those nothing references any more, keep the others."""
-        table = self.src.table(t)
-        pk = key_cols(table)
         keys = decode_keys(self.journal.candidates.get(t, set()))
         total = 0
         any_ref = self.scope.any_ref(t)
@@ -305,28 +309,9 @@ class Deleter:
         while progressed:
             progressed = False
             for chunk in chunks(keys, self.batch):
-                pending_id: int | None = None
-                try:
-                    with self.src.engine.begin() as conn:
-                        found = []
-                        # (as many keys a statement as it takes: each statement collects the
-                        # references of every referencing table once, a scan of each)
-                        wide = keys_per_statement(conn) if len(pk) == 1 else CHUNK
-                        for sub in chunks(chunk, wide):
-                            stmt = (
-                                sa.select(*pk).where(key_in(pk, sub), not_true(any_ref)).order_by(*pk).with_for_update()
-                            )
-                            found += [tuple(r) for r in conn.execute(stmt)]
-                        if not found:
-                            continue
-                        pending_id = self.journal.record_pending(t, found, {}, [])
-                        self.faults.reached("pending")
-                        n = delete_keys(conn, table, pk, found)
-                except sa.exc.IntegrityError as exc:
-                    self.journal.drop_pending(pending_id)
-                    raise Blocked(t, describe_db_error(exc)) from None
-                except sa.exc.SQLAlchemyError as exc:
-                    raise db_error(f"deleting from {t} failed", exc) from None
+                pending_id, n = candidates_batch(self, t, chunk, any_ref, checked_once(self, t, len(chunk)))
+                if pending_id is None:
+                    continue
                 self.faults.reached("delete")
                 self.journal.record_done(pending_id, t, n)
                 self.faults.reached("batch")
@@ -337,6 +322,56 @@ class Deleter:
             # ``t`` to itself; without one, another round would find nothing new.
             progressed = progressed and bool(self.scope.self_edges.get(t))
         return total
+
+
+def checked_once(deleter: Deleter, t: str, rows: int) -> bool:
+    """Whether to delete ``rows`` rows of ``t`` with SQLite's foreign keys checked once per
+    referencing table, not per row (``ParentDeletes``), where that is cheaper."""
+    if deleter.parents is None:
+        return False
+    try:
+        with deleter.src.engine.connect() as conn:
+            return deleter.parents.worth_it(conn, deleter.src.table(t).name, rows)
+    except sa.exc.SQLAlchemyError as exc:
+        raise db_error("cannot read the source", exc) from None
+
+
+def candidates_batch(
+    deleter: Deleter, t: str, chunk: Sequence[tuple[Any, ...]], any_ref: ColumnElement[bool], unchecked: bool
+) -> tuple[int | None, int]:
+    """Delete the rows of ``chunk`` (owned_via keys of ``t``) nothing references any
+    more, in one transaction: (their pending batch, rows deleted); (None, 0) when none
+    is free.  ``unchecked``: with foreign keys checked once before the commit, and
+    again with them enforced when that check finds a row left naming a deleted one."""
+    table = deleter.src.table(t)
+    pk = key_cols(table)
+    pending_id: int | None = None
+    try:
+        with deleter.parents.unenforced() if unchecked and deleter.parents else deleter.src.engine.begin() as conn:
+            found = []
+            # (as many keys a statement as it takes: each statement collects the
+            # references of every referencing table once, a scan of each)
+            wide = keys_per_statement(conn) if len(pk) == 1 else CHUNK
+            for sub in chunks(chunk, wide):
+                stmt = sa.select(*pk).where(key_in(pk, sub), not_true(any_ref)).order_by(*pk).with_for_update()
+                found += [tuple(r) for r in conn.execute(stmt)]
+            if not found:
+                return None, 0
+            pending_id = deleter.journal.record_pending(t, found, {}, [])
+            deleter.faults.reached("pending")
+            n = delete_keys(conn, table, pk, found)
+            if unchecked and deleter.parents and deleter.parents.left_naming(conn, table.name):
+                raise _LeftNaming  # (rolls the transaction back)
+    except _LeftNaming:
+        deleter.journal.drop_pending(pending_id)
+        event("purge_enforced_again", customer=deleter.customer, table=t)
+        return candidates_batch(deleter, t, chunk, any_ref, False)
+    except sa.exc.IntegrityError as exc:
+        deleter.journal.drop_pending(pending_id)
+        raise Blocked(t, describe_db_error(exc)) from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise db_error(f"deleting from {t} failed", exc) from None
+    return pending_id, n
 
 
 def via_candidates(via: list[tuple[str, str, str]], rows: Sequence[Any], start: int) -> dict[str, set[str]]:
