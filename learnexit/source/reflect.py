@@ -15,18 +15,9 @@ from ..errors import ConfigError, OperationalError, UnknownCustomer
 from ..valuefree import without_values
 from . import sqlite_pragmas, text_decode
 
-# A source SQLite file is read through a memory map of up to this many bytes (``PRAGMA
-# mmap_size``; beyond it, and for every write, SQLite reads and writes as usual).  Without
-# it every page a statement touches is a read() into SQLite's 2 MB page cache: the
-# purge of the 1M example (71 MB) made 1.1 million of them, mostly the foreign-key
-# checks scanning the activity log once per deleted person.  Only the source's
-# connections map their file; the ledger stays small.
-SQLITE_SOURCE_MMAP_BYTES = 256 * 1024 * 1024
 
-
-def _install_sqlite_transactions(engine: Engine, begin: str = "BEGIN", mmap_bytes: int = 0) -> None:
-    """Make pysqlite honour BEGIN, so a read transaction is a real snapshot; enforce
-    foreign keys, wait for locks, and map up to ``mmap_bytes`` of the file."""
+def _install_sqlite_transactions(engine: Engine, begin: str = "BEGIN") -> None:
+    """Make pysqlite honour BEGIN, so a read transaction is a real snapshot."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -34,8 +25,6 @@ def _install_sqlite_transactions(engine: Engine, begin: str = "BEGIN", mmap_byte
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA busy_timeout = 30000")
-        if mmap_bytes:
-            cursor.execute(f"PRAGMA mmap_size = {int(mmap_bytes)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -66,7 +55,7 @@ def make_engine(url: str, *, what: str = "source", sqlite_begin: str = "BEGIN") 
     except Exception as exc:  # missing driver, bad URL
         raise ConfigError(f"{what} URL {mask_url(url)}: {scrub(str(exc)).splitlines()[0]}") from None
     if parsed.drivername.startswith("sqlite"):
-        _install_sqlite_transactions(engine, sqlite_begin, 0 if what == "state" else SQLITE_SOURCE_MMAP_BYTES)
+        _install_sqlite_transactions(engine, sqlite_begin)
         if what != "state":
             text_decode.install(engine)  # text that is not valid UTF-8: U+FFFD, never a failed read
     return engine
