@@ -33,10 +33,12 @@ EXPORT_WORKERS_ENV = "LEARNEXIT_EXPORT_WORKERS"
 PARALLEL_FROM_ROWS = 10_000
 # A table this big may be read in key ranges by several processes (``plan_split``).
 SPLIT_FROM_ROWS = 100_000
-# Rough cost of a format per exported row, to start the costly ones first.
-# Rough CPU seconds of each format alone for 600k rows (``bench/run.py``), to balance the
-# groups and start the costly tasks first.
-_COST = {"json": 5.0, "xml": 2.5, "xlsx": 4.0, "pdf": 4.5, "docx": 3.5, "sql": 3.5, "csv": 2.5, "media": 0.3}
+# Rough seconds of each format alone for 600k rows, less the ~0.6 s every export spends
+# before its formats (``bench/run.py``, 2026-12-06), to balance the groups and start the
+# costly tasks first.  (The older figures, from before the C reader, put the CSV and SQL
+# dump with the documents and the workbook with JSON and XML: the full package's longest
+# group, JSON and XML making ~7 s alone, ended ~0.3 s later.)
+_COST = {"json": 4.0, "xml": 2.7, "xlsx": 2.2, "pdf": 2.7, "docx": 2.1, "sql": 0.6, "csv": 0.5, "media": 0.3}
 # A format cheaper than this that reads no rows is a task of its own (see ``group_formats``).
 _FILLER_COST = 0.5
 # A format whose ``after`` step makes another's files too when both are exported (the
