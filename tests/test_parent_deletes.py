@@ -131,6 +131,24 @@ def test_a_row_left_naming_a_deleted_one_is_found_and_rolled_back(tmp_path: Path
     engine.dispose()
 
 
+def test_a_table_added_after_the_weighing_is_checked_too(tmp_path: Path) -> None:
+    """The catalogue is read again at the check: a table another program created since
+    (say an LMS upgrade during the purge) with a row naming a person counts."""
+    engine = tiny(tmp_path, index=False)
+    parents = ParentDeletes(engine)
+    with engine.connect() as conn:
+        assert parents.worth_it(conn, "people", 3)  # (the catalogue is read and kept here)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE badges (id INTEGER PRIMARY KEY, person_id INTEGER REFERENCES people(id))")
+        conn.exec_driver_sql("INSERT INTO badges VALUES (1, 2)")
+    with pytest.raises(LeftNaming), parents.unenforced() as conn:
+        conn.exec_driver_sql("DELETE FROM people WHERE id IN (2, 3)")
+        assert parents.left_naming(conn, "people") is True
+        raise LeftNaming
+    assert count(engine, "people") == 3
+    engine.dispose()
+
+
 def test_a_dangling_reference_to_another_parent_is_not_this_deletes(tmp_path: Path) -> None:
     """A note naming a label that was never there (written with foreign keys off, long
     ago) is no reason to send a delete of people back; one naming a person that is gone

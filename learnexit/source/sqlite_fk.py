@@ -54,17 +54,11 @@ class ParentDeletes:
         self._refused: set[str] = set()  # parents whose check once found a row left naming them
 
     def references(self, conn: Connection, parent: str) -> list[Reference]:
-        """Every foreign key in the database that names ``parent`` (read from SQLite's own
-        catalogue, once: the purge does not change the schema)."""
+        """Every foreign key in the database that names ``parent``, read from SQLite's own
+        catalogue once, with its index (to weigh a delete: ``worth_it``)."""
         if self._references is None:
             found: dict[str, list[Reference]] = {}
-            rows = conn.exec_driver_sql(
-                'SELECT m.name, f.id, f.seq, f."table", f."from" FROM sqlite_master AS m '
-                "JOIN pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table' ORDER BY m.name, f.id, f.seq"
-            ).all()
-            keys: dict[tuple[str, int], tuple[str, list[str]]] = {}
-            for child, fk_id, _seq, target, column in rows:
-                keys.setdefault((child, fk_id), (str(target), []))[1].append(str(column))
+            keys = _foreign_keys(conn)
             indexes = _index_prefixes(conn, sorted({child for child, _ in keys}))
             for (child, _fk_id), (target, columns) in keys.items():
                 wanted = tuple(sorted(c.lower() for c in columns))
@@ -113,7 +107,12 @@ class ParentDeletes:
         and deletes with foreign keys enforced (and ``parent`` is not checked this way
         again in this run)."""
         q = conn.dialect.identifier_preparer.quote
-        for child in sorted({r.child for r in self.references(conn, parent)}):
+        # (the catalogue read again, in this transaction: a table added since the purge
+        # began is checked too, and none can be added before this transaction ends)
+        children = {
+            child for (child, _), (target, _) in _foreign_keys(conn).items() if target.lower() == parent.lower()
+        }
+        for child in sorted(children):
             for row in conn.exec_driver_sql(f"PRAGMA foreign_key_check({q(child)})"):
                 if str(row[2]).lower() == parent.lower():
                     self._refused.add(parent.lower())
@@ -134,6 +133,18 @@ def _enforce(conn: Connection) -> None:
         enforced = False
     if not enforced:
         conn.invalidate()
+
+
+def _foreign_keys(conn: Connection) -> dict[tuple[str, int], tuple[str, list[str]]]:
+    """Every foreign key of the main database: (table, key id) -> (parent, columns)."""
+    rows = conn.exec_driver_sql(
+        'SELECT m.name, f.id, f.seq, f."table", f."from" FROM sqlite_master AS m '
+        "JOIN pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table' ORDER BY m.name, f.id, f.seq"
+    ).all()
+    keys: dict[tuple[str, int], tuple[str, list[str]]] = {}
+    for child, fk_id, _seq, target, column in rows:
+        keys.setdefault((str(child), int(fk_id)), (str(target), []))[1].append(str(column))
+    return keys
 
 
 def _index_prefixes(conn: Connection, tables: list[str]) -> dict[str, list[list[str]]]:
