@@ -190,20 +190,20 @@ def test_whatever_happens_inside_every_connection_enforces_again(tmp_path: Path)
 # --------------------------------------------------------------------------- the purge
 
 
-def example(tmp_path: Path, template: Path, name: str, *, hidden_reference: bool) -> Path:
-    """A copy of the example.  ``hidden_reference``: a row of another customer names a
-    person only acme has, through a column whose reference ownership does not follow
-    (``ignore_references``): the purge's own conditions take the person for free, the
-    database's foreign key does not."""
+def example(tmp_path: Path, template: Path, name: str, *, hidden: str | None) -> Path:
+    """A copy of the example.  ``hidden``: a row of another customer names a person
+    ("person") or a course ("course") only acme has, through a column whose reference
+    ownership does not follow (``ignore_references``): the purge's own conditions take
+    the row for free, the database's foreign key does not."""
     root = tmp_path / name
     root.mkdir()
     shutil.copy(template / "lms.db", root / "lms.db")
     shutil.copytree(template / "media", root / "media")
     text = (template / "learnexit.toml").read_text(encoding="utf-8")
-    if hidden_reference:
-        text += '\n[tables.attachments]\nignore_references = ["uploaded_by"]\n'
-        engine = sa.create_engine(f"sqlite:///{root / 'lms.db'}")
-        with engine.begin() as conn:
+    engine = sa.create_engine(f"sqlite:///{root / 'lms.db'}")
+    with engine.begin() as conn:
+        if hidden == "person":
+            text += '\n[tables.attachments]\nignore_references = ["uploaded_by"]\n'
             only_acme = conn.exec_driver_sql(
                 "SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id JOIN organisations o "
                 "ON o.id = m.organisation_id GROUP BY u.id HAVING min(o.slug) = 'acme' AND max(o.slug) = 'acme' "
@@ -215,7 +215,20 @@ def example(tmp_path: Path, template: Path, name: str, *, hidden_reference: bool
             ).scalar()
             assert only_acme is not None and other is not None
             conn.exec_driver_sql("UPDATE attachments SET uploaded_by = ? WHERE id = ?", (only_acme, other))
-        engine.dispose()
+        elif hidden == "course":
+            assert "[tables.activity_log]\n" in text
+            text = text.replace("[tables.activity_log]\n", '[tables.activity_log]\nignore_references = ["course_id"]\n')
+            course = conn.exec_driver_sql(
+                "SELECT c.id FROM courses c JOIN organisations o ON o.id = c.organisation_id "
+                "WHERE o.slug = 'acme' ORDER BY c.id LIMIT 1"
+            ).scalar()
+            other = conn.exec_driver_sql(
+                "SELECT a.id FROM activity_log a JOIN organisations o ON o.id = a.organisation_id "
+                "WHERE o.slug <> 'acme' ORDER BY a.id LIMIT 1"
+            ).scalar()
+            assert course is not None and other is not None
+            conn.exec_driver_sql("UPDATE activity_log SET course_id = ? WHERE id = ?", (course, other))
+    engine.dispose()
     (root / "learnexit.toml").write_text(text, encoding="utf-8")
     settings = load_settings(root / "learnexit.toml")
     with Ledger(settings.state_url) as ledger:
@@ -245,20 +258,20 @@ def run_purge(root: Path) -> tuple[str, dict[str, list[tuple[Any, ...]]]]:
     return outcome, rows
 
 
-@pytest.mark.parametrize("hidden_reference", [False, True])
+@pytest.mark.parametrize("hidden", [None, "person", "course"])
 def test_the_purge_leaves_what_the_enforced_delete_leaves(
     tmp_path: Path,
     example_template: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-    hidden_reference: bool,
+    hidden: str | None,
 ) -> None:
-    """The same purge twice: people deleted with one check per referencing table, and
-    with SQLite's checks per row.  Every row left is the same, and so is the outcome —
-    also where a reference the purge does not follow still names a person: the check
-    finds it, and the enforced delete refuses as it always did."""
-    fast = example(tmp_path, example_template, "fast", hidden_reference=hidden_reference)
-    plain = example(tmp_path, example_template, "plain", hidden_reference=hidden_reference)
+    """The same purge twice: people and courses deleted with one check per referencing
+    table, and with SQLite's checks per row.  Every row left is the same, and so is the
+    outcome — also where a reference the purge does not follow still names a person or
+    a course: the check finds it, and the enforced delete refuses as it always did."""
+    fast = example(tmp_path, example_template, "fast", hidden=hidden)
+    plain = example(tmp_path, example_template, "plain", hidden=hidden)
     used: list[str] = []
     real = ParentDeletes.worth_it
 
@@ -271,13 +284,14 @@ def test_the_purge_leaves_what_the_enforced_delete_leaves(
     monkeypatch.setattr(ParentDeletes, "worth_it", spy)
     with caplog.at_level(logging.INFO, logger="learnexit"):
         fast_outcome = run_purge(fast)
-    assert "users" in used  # (the example's people are deleted the checked way)
-    again = [r for r in caplog.records if "purge_enforced_again" in r.getMessage()]
+    assert {"users", "courses"} <= set(used)  # (the example's people and courses go the checked way)
+    again: list[Any] = [r for r in caplog.records if r.getMessage() == "purge_enforced_again"]
     monkeypatch.setattr(ParentDeletes, "worth_it", lambda *_: False)
     plain_outcome = run_purge(plain)
     assert fast_outcome == plain_outcome
-    if hidden_reference:
-        assert "users" in fast_outcome[0] and fast_outcome[0] != "done"
-        assert again  # the check found the named person, the enforced delete refused
+    if hidden:
+        table = {"person": "users", "course": "courses"}[hidden]
+        assert table in fast_outcome[0] and fast_outcome[0] != "done"
+        assert {r.le_fields["table"] for r in again} == {table}  # found, then refused enforced
     else:
         assert fast_outcome[0] == "done" and not again

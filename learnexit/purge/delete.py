@@ -133,6 +133,7 @@ class Deleter:
         mcols = media_columns(media) if media is not None and media.table == t else []
         extra_cols = [table.c[c] for _, c, _ in via] + [table.c[c] for c in mcols]
         self_edges = self.scope.self_edges.get(t, [])
+        unchecked = not self_edges and checked_once(self, t, None)
         total = 0
         # Batches walk the table in key order (each select starts after the last key of
         # the one before, instead of scanning from the start again); at the end one more
@@ -149,7 +150,7 @@ class Deleter:
             pending_id: int | None = None
             n = 0
             try:
-                with self.src.engine.begin() as conn:
+                with self.parents.unenforced() if unchecked and self.parents else self.src.engine.begin() as conn:
                     select = sa.select(*pk, *extra_cols).where(*where).order_by(*pk)
                     rows = plain_rows(conn, select.limit(self.batch))
                     last, peeled = rows, 0
@@ -161,18 +162,19 @@ class Deleter:
                         # (rows of the key alone are the keys: plain tuples already)
                         keys = [tuple(r[: len(pk)]) for r in rows] if extra_cols else rows
                         candidates = via_candidates(via, rows, len(pk))
-                        files: list[tuple[str, dict[str, Any]]] = []
-                        if mcols and media is not None:
-                            for r in rows:
-                                values = dict(zip(mcols, r[len(pk) + len(via) :], strict=True))
-                                path = media_path(media, values)
-                                if path is not None:
-                                    files.append((path, values))
+                        files = media_files(media, mcols, rows, len(pk) + len(via))
                         # The ledger learns what goes before the source forgets it.
                         pending_id = self.journal.record_pending(t, keys, candidates, files)
                         self.faults.reached("pending")
                         gone = keys if last is rows else [tuple(r[: len(pk)]) for r in last]
                         n += peeled + delete_keys(conn, table, pk, gone)
+                        if unchecked and self.parents and self.parents.left_naming(conn, table.name):
+                            raise _LeftNaming  # (rolls the transaction back)
+            except _LeftNaming:
+                self.journal.drop_pending(pending_id)
+                event("purge_enforced_again", customer=self.customer, table=t)
+                unchecked = False  # the same batch again, enforced
+                continue
             except sa.exc.IntegrityError as exc:
                 self.journal.drop_pending(pending_id)
                 raise Blocked(t, describe_db_error(exc)) from None
@@ -324,14 +326,20 @@ class Deleter:
         return total
 
 
-def checked_once(deleter: Deleter, t: str, rows: int) -> bool:
-    """Whether to delete ``rows`` rows of ``t`` with SQLite's foreign keys checked once per
-    referencing table, not per row (``ParentDeletes``), where that is cheaper."""
+def checked_once(deleter: Deleter, t: str, rows: int | None) -> bool:
+    """Whether to delete ``rows`` rows of ``t`` (None: a batch of the customer's rows in
+    it, counted now) with SQLite's foreign keys checked once per referencing table, not per row
+    (``ParentDeletes``): only where some referencing table would be scanned per row."""
     if deleter.parents is None:
         return False
+    name = deleter.src.table(t).name
     try:
         with deleter.src.engine.connect() as conn:
-            return deleter.parents.worth_it(conn, deleter.src.table(t).name, rows)
+            if not deleter.parents.scanned_per_row(conn, name):
+                return False
+            if rows is None:  # (the customer's rows: an upper bound, cheaper to count than the doomed ones)
+                rows = min(deleter.batch, count_rows(conn, deleter.src.table(t), deleter.src.predicate(t)))
+            return deleter.parents.worth_it(conn, name, rows)
     except sa.exc.SQLAlchemyError as exc:
         raise db_error("cannot read the source", exc) from None
 
@@ -374,6 +382,19 @@ def candidates_batch(
     return pending_id, n
 
 
+def media_files(media: Any, mcols: list[str], rows: Sequence[Any], start: int) -> list[tuple[str, dict[str, Any]]]:
+    """The media files ``rows`` name: (path, values of the media columns, selected from
+    column ``start`` on)."""
+    files: list[tuple[str, dict[str, Any]]] = []
+    if mcols and media is not None:
+        for r in rows:
+            values = dict(zip(mcols, r[start:], strict=True))
+            path = media_path(media, values)
+            if path is not None:
+                files.append((path, values))
+    return files
+
+
 def via_candidates(via: list[tuple[str, str, str]], rows: Sequence[Any], start: int) -> dict[str, set[str]]:
     """The people (owned_via keys) ``rows`` name: the ``via`` columns (``Deleter.via_targets``)
     selected after the row's key, from column ``start`` on."""
@@ -387,7 +408,9 @@ def via_candidates(via: list[tuple[str, str, str]], rows: Sequence[Any], start: 
 
 def groupable(deleter: Deleter, t: str) -> bool:
     """``t`` may share a transaction with other small tables (``delete_group``): a
-    primary key, no reference to itself, not the media table."""
+    primary key, no reference to itself, not the media table, and no need of the
+    foreign-key check once per referencing table (``checked_once``: a group's
+    transaction enforces them row by row)."""
     table = deleter.src.table(t)
     media = deleter.settings.media
     return (
@@ -395,6 +418,7 @@ def groupable(deleter: Deleter, t: str) -> bool:
         and t not in deleter.scope.via
         and not deleter.scope.self_edges.get(t)
         and not (media is not None and media.table == t)
+        and not checked_once(deleter, t, None)
     )
 
 

@@ -67,14 +67,19 @@ class ParentDeletes:
             self._references = found
         return self._references.get(parent.lower(), [])
 
+    def scanned_per_row(self, conn: Connection, parent: str) -> bool:
+        """Some table referencing ``parent`` has no index for it (SQLite scans it for
+        every deleted row of ``parent``), and no check here has sent ``parent`` back."""
+        if parent.lower() in self._refused:
+            return False
+        return any(not r.indexed for r in self.references(conn, parent))
+
     def worth_it(self, conn: Connection, parent: str, rows: int) -> bool:
         """Deleting ``rows`` rows of ``parent`` costs less with one check per referencing
         table than with SQLite's checks per deleted row (rows counted now)."""
-        if parent.lower() in self._refused or rows < 2:
+        if rows < 2 or not self.scanned_per_row(conn, parent):
             return False
         refs = self.references(conn, parent)
-        if not any(not r.indexed for r in refs):
-            return False
         q = conn.dialect.identifier_preparer.quote
         counts = {
             c: int(conn.exec_driver_sql(f"SELECT count(*) FROM {q(c)}").scalar() or 0) for c in {r.child for r in refs}
