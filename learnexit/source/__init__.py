@@ -11,6 +11,9 @@
 - ``inspection``: ``inspect_customer`` (imported from there: it reads the config's
   quiet-loss checks, which build on this package);
 - ``keys``: rows in key order, in batches (the closure and the purge walk tables by it);
+- ``keysets``: the key sets the ownership conditions name, as temporary tables;
+  ``sqlite_fk``: SQLite parent rows deleted with the foreign keys checked once per
+  referencing table;
 - ``naming``: the customer's display name; ``text_decode``: SQLite text that is not UTF-8.
 
 The names most modules need are importable from the package itself.
