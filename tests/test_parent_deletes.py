@@ -190,6 +190,29 @@ def test_whatever_happens_inside_every_connection_enforces_again(tmp_path: Path)
 # --------------------------------------------------------------------------- the purge
 
 
+# A reference the purge does not follow (``ignore_references``): (its table, its column,
+# the acme-only row it is made to name, the other customer's row made to name it).
+HIDDEN = {
+    "person": (
+        "attachments",
+        "uploaded_by",
+        "SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id JOIN organisations o "
+        "ON o.id = m.organisation_id GROUP BY u.id HAVING min(o.slug) = 'acme' AND max(o.slug) = 'acme' "
+        "ORDER BY u.id LIMIT 1",
+        "SELECT a.id FROM attachments a JOIN courses c ON c.id = a.course_id JOIN organisations o "
+        "ON o.id = c.organisation_id WHERE o.slug <> 'acme' ORDER BY a.id LIMIT 1",
+    ),
+    "course": (
+        "activity_log",
+        "course_id",
+        "SELECT c.id FROM courses c JOIN organisations o ON o.id = c.organisation_id "
+        "WHERE o.slug = 'acme' ORDER BY c.id LIMIT 1",
+        "SELECT a.id FROM activity_log a JOIN organisations o ON o.id = a.organisation_id "
+        "WHERE o.slug <> 'acme' ORDER BY a.id LIMIT 1",
+    ),
+}
+
+
 def example(tmp_path: Path, template: Path, name: str, *, hidden: str | None) -> Path:
     """A copy of the example.  ``hidden``: a row of another customer names a person
     ("person") or a course ("course") only acme has, through a column whose reference
@@ -200,35 +223,16 @@ def example(tmp_path: Path, template: Path, name: str, *, hidden: str | None) ->
     shutil.copy(template / "lms.db", root / "lms.db")
     shutil.copytree(template / "media", root / "media")
     text = (template / "learnexit.toml").read_text(encoding="utf-8")
-    engine = sa.create_engine(f"sqlite:///{root / 'lms.db'}")
-    with engine.begin() as conn:
-        if hidden == "person":
-            text += '\n[tables.attachments]\nignore_references = ["uploaded_by"]\n'
-            only_acme = conn.exec_driver_sql(
-                "SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id JOIN organisations o "
-                "ON o.id = m.organisation_id GROUP BY u.id HAVING min(o.slug) = 'acme' AND max(o.slug) = 'acme' "
-                "ORDER BY u.id LIMIT 1"
-            ).scalar()
-            other = conn.exec_driver_sql(
-                "SELECT a.id FROM attachments a JOIN courses c ON c.id = a.course_id JOIN organisations o "
-                "ON o.id = c.organisation_id WHERE o.slug <> 'acme' ORDER BY a.id LIMIT 1"
-            ).scalar()
-            assert only_acme is not None and other is not None
-            conn.exec_driver_sql("UPDATE attachments SET uploaded_by = ? WHERE id = ?", (only_acme, other))
-        elif hidden == "course":
-            assert "[tables.activity_log]\n" in text
-            text = text.replace("[tables.activity_log]\n", '[tables.activity_log]\nignore_references = ["course_id"]\n')
-            course = conn.exec_driver_sql(
-                "SELECT c.id FROM courses c JOIN organisations o ON o.id = c.organisation_id "
-                "WHERE o.slug = 'acme' ORDER BY c.id LIMIT 1"
-            ).scalar()
-            other = conn.exec_driver_sql(
-                "SELECT a.id FROM activity_log a JOIN organisations o ON o.id = a.organisation_id "
-                "WHERE o.slug <> 'acme' ORDER BY a.id LIMIT 1"
-            ).scalar()
-            assert course is not None and other is not None
-            conn.exec_driver_sql("UPDATE activity_log SET course_id = ? WHERE id = ?", (course, other))
-    engine.dispose()
+    if hidden is not None:
+        table, column, target_sql, row_sql = HIDDEN[hidden]
+        section, rule = f"[tables.{table}]\n", f'ignore_references = ["{column}"]\n'
+        text = text.replace(section, section + rule) if section in text else f"{text}\n{section}{rule}"
+        engine = sa.create_engine(f"sqlite:///{root / 'lms.db'}")
+        with engine.begin() as conn:
+            target, row = conn.exec_driver_sql(target_sql).scalar(), conn.exec_driver_sql(row_sql).scalar()
+            assert target is not None and row is not None
+            conn.exec_driver_sql(f"UPDATE {table} SET {column} = ? WHERE id = ?", (target, row))
+        engine.dispose()
     (root / "learnexit.toml").write_text(text, encoding="utf-8")
     settings = load_settings(root / "learnexit.toml")
     with Ledger(settings.state_url) as ledger:
