@@ -149,6 +149,29 @@ def test_a_table_added_after_the_weighing_is_checked_too(tmp_path: Path) -> None
     engine.dispose()
 
 
+def test_a_table_sqlite_cannot_check_sends_the_delete_back(tmp_path: Path) -> None:
+    """A referencing table with another foreign key SQLite cannot use ("foreign key
+    mismatch": its parent columns have no unique index) fails ``foreign_key_check``,
+    where SQLite's per-row checks of the people never look at that key: the delete goes
+    the enforced way, and succeeds there."""
+    engine = tiny(tmp_path, index=False)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE codes (id INTEGER PRIMARY KEY, code TEXT)")
+        conn.exec_driver_sql(
+            "CREATE TABLE pins (id INTEGER PRIMARY KEY, person_id INTEGER REFERENCES people(id), "
+            "code TEXT REFERENCES codes(code))"
+        )
+    parents = ParentDeletes(engine)
+    with pytest.raises(LeftNaming), parents.unenforced() as conn:
+        conn.exec_driver_sql("DELETE FROM people WHERE id IN (2, 3)")
+        assert parents.left_naming(conn, "people") is True
+        raise LeftNaming
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM people WHERE id IN (2, 3)")
+    assert count(engine, "people") == 1
+    engine.dispose()
+
+
 def test_a_dangling_reference_to_another_parent_is_not_this_deletes(tmp_path: Path) -> None:
     """A note naming a label that was never there (written with foreign keys off, long
     ago) is no reason to send a delete of people back; one naming a person that is gone
