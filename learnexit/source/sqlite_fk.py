@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["ParentDeletes", "Reference"]
 
-# The single check must cost less than this share of the per-row checks it replaces.
+# The per-row checks are replaced only where they cost more than this many times the single check.
 _MARGIN = 2
 
 
