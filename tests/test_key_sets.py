@@ -305,3 +305,17 @@ def test_another_pooled_connection_fills_its_own(tmp_path: Path) -> None:
         assert site.read(second) == [10, 11]  # no set on this connection yet
     assert len(site.fills) == 2
     site.engine.dispose()
+
+
+def test_the_source_pool_hands_back_the_connection_used_last(tmp_path: Path) -> None:
+    """(it holds the sets); an in-memory database, which has no such pool, still opens."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'pool.db'}")
+    with engine.connect() as first, engine.connect() as second:
+        used = [first.connection.dbapi_connection, second.connection.dbapi_connection]
+    with engine.connect() as again:
+        assert again.connection.dbapi_connection is used[0]  # (closed last: the outer one)
+    engine.dispose()
+    memory = make_engine("sqlite://")
+    with memory.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    memory.dispose()

@@ -42,9 +42,11 @@ def make_engine(url: str, *, what: str = "source", sqlite_begin: str = "BEGIN") 
         kwargs["connect_args"] = {"connect_timeout": 10, "options": "-c jit=off"}
     elif parsed.drivername.startswith("mysql"):
         kwargs["connect_args"] = {"connect_timeout": 10, "charset": "utf8mb4"}
-    if what != "state" and parsed.drivername.startswith("sqlite"):
+    in_memory = not parsed.database or parsed.database == ":memory:" or parsed.query.get("mode") == "memory"
+    if what != "state" and parsed.drivername.startswith("sqlite") and not in_memory:
         # The connection used last is handed out first: it holds the key sets the last
-        # transaction filled (``KeySets``, reusable while the database is unchanged).
+        # transaction filled (``KeySets``, reusable while the database is unchanged).  (A
+        # database in memory has a pool of one connection a thread: no order to choose.)
         kwargs["pool_use_lifo"] = True
     if what == "state" and not parsed.drivername.startswith("sqlite"):
         # The ledger connection idles while an export or purge works on the source; a
