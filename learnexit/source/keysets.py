@@ -170,7 +170,7 @@ class KeySets:
                 conn.execute(table.insert().from_select(names, fill))
             return
         # The rows a fill inserts are changes of this connection too (``total_changes``):
-        # counted apart, its own only (the sets it names fill themselves first, inside).
+        # counted apart, with those of the sets it names (filled first, inside it).
         raw = conn.connection.dbapi_connection
         before, counted = raw.total_changes, conn.info.get(_FILL_CHANGES, 0)  # type: ignore[union-attr]
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
@@ -186,9 +186,7 @@ class KeySets:
             conn.exec_driver_sql(
                 f"INSERT OR REPLACE INTO temp.{_STAMPS} (name, generation) VALUES (?, ?)", (name, self._generation)
             )
-        nested = conn.info.get(_FILL_CHANGES, 0) - counted
-        own = raw.total_changes - before - nested  # type: ignore[union-attr]
-        conn.info[_FILL_CHANGES] = conn.info.get(_FILL_CHANGES, 0) + own
+        conn.info[_FILL_CHANGES] = counted + raw.total_changes - before  # type: ignore[union-attr]
         if name in self._reusable:
             conn.info.setdefault(_REUSABLE, {})[name] = (self._generation, *self._database_state(conn))
 
