@@ -77,6 +77,7 @@ class Deleter:
         self.report = report
         self.batch = settings.purge.batch_size
         self.parents = ParentDeletes(src.engine) if src.engine.dialect.name == "sqlite" else None
+        self.weighed: dict[str, bool] = {}  # ``checked_once`` of a table's batches, this pass
 
     def capture(self, retention: bool) -> None:
         """owned_via candidates, before any row that names them is deleted (``retention``:
@@ -97,7 +98,9 @@ class Deleter:
             self.journal.mark("capture:" + t)
 
     def settle(self) -> None:
-        """The rounds the scope's cycles of tables need on the rows there are now."""
+        """The rounds the scope's cycles of tables need on the rows there are now (a new
+        pass: its tables are weighed again, ``checked_once``)."""
+        self.weighed.clear()
         try:
             with self.src.engine.connect() as conn:
                 self.scope.settle(conn)
@@ -173,7 +176,7 @@ class Deleter:
             except _LeftNaming:
                 self.journal.drop_pending(pending_id)
                 event("purge_enforced_again", customer=self.customer, table=t)
-                unchecked = False  # the same batch again, enforced
+                unchecked = self.weighed[t] = False  # the same batch again, enforced
                 continue
             except sa.exc.IntegrityError as exc:
                 self.journal.drop_pending(pending_id)
@@ -328,10 +331,20 @@ class Deleter:
 
 def checked_once(deleter: Deleter, t: str, rows: int | None) -> bool:
     """Whether to delete ``rows`` rows of ``t`` (None: a batch of the customer's rows in
-    it, counted now) with SQLite's foreign keys checked once per referencing table, not per row
-    (``ParentDeletes``): only where some referencing table would be scanned per row."""
+    it, counted once a pass — ``groupable`` and ``delete_table`` both ask) with SQLite's
+    foreign keys checked once per referencing table, not per row (``ParentDeletes``):
+    only where some referencing table would be scanned per row."""
     if deleter.parents is None:
         return False
+    if rows is None:
+        if t not in deleter.weighed:
+            deleter.weighed[t] = _weigh(deleter, t, None)
+        return deleter.weighed[t]
+    return _weigh(deleter, t, rows)
+
+
+def _weigh(deleter: Deleter, t: str, rows: int | None) -> bool:
+    assert deleter.parents is not None
     name = deleter.src.table(t).name
     try:
         with deleter.src.engine.connect() as conn:
