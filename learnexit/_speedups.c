@@ -695,6 +695,7 @@ done:
  * rows) as before. */
 
 #include <dlfcn.h>
+#include <poll.h>
 
 typedef struct le_sqlite3 le_sqlite3;
 typedef struct le_sqlite3_stmt le_sqlite3_stmt;
@@ -1409,6 +1410,335 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ PostgreSQL's COPY */
+
+/* libpq, as the psycopg driver loaded it (speedups.pg_library finds the one file); the
+ * connection is psycopg's own PGconn, used only while the driver waits for this call. */
+typedef struct le_pgconn le_pgconn;
+typedef struct le_pgresult le_pgresult;
+typedef struct le_pgcancel le_pgcancel;
+
+#define LE_PGRES_COMMAND_OK 1
+#define LE_PGRES_COPY_OUT 3
+#define LE_CONNECTION_OK 0
+#define LE_PQTRANS_INTRANS 2
+
+static struct {
+    int bound;
+    le_pgresult *(*exec)(le_pgconn *, const char *);
+    int (*result_status)(const le_pgresult *);
+    char *(*result_error)(const le_pgresult *);
+    void (*clear)(le_pgresult *);
+    le_pgresult *(*get_result)(le_pgconn *);
+    int (*get_copy_data)(le_pgconn *, char **, int);
+    void (*freemem)(void *);
+    int (*consume_input)(le_pgconn *);
+    int (*socket)(const le_pgconn *);
+    int (*status)(const le_pgconn *);
+    int (*transaction_status)(const le_pgconn *);
+    int (*is_nonblocking)(const le_pgconn *);
+    int (*set_nonblocking)(le_pgconn *, int);
+    le_pgcancel *(*get_cancel)(le_pgconn *);
+    int (*cancel)(le_pgcancel *, char *, int);
+    void (*free_cancel)(le_pgcancel *);
+    char *(*error_message)(const le_pgconn *);
+} pq;
+
+PyDoc_STRVAR(pg_bind_doc, "pg_bind(library) -> bool\n\n"
+                          "Look up libpq's functions in the loaded library file (the one the psycopg driver\n"
+                          "uses); False when one is missing.");
+
+static PyObject *pg_bind(PyObject *self, PyObject *args) {
+    const char *path;
+    if (!PyArg_ParseTuple(args, "s:pg_bind", &path))
+        return NULL;
+    if (pq.bound)
+        Py_RETURN_TRUE;
+    void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (h == NULL)
+        Py_RETURN_FALSE;
+#define LE_FIND(field, name)                                                                                         \
+    if ((*(void **)&pq.field = dlsym(h, name)) == NULL)                                                              \
+        Py_RETURN_FALSE;
+    LE_FIND(exec, "PQexec")
+    LE_FIND(result_status, "PQresultStatus")
+    LE_FIND(result_error, "PQresultErrorMessage")
+    LE_FIND(clear, "PQclear")
+    LE_FIND(get_result, "PQgetResult")
+    LE_FIND(get_copy_data, "PQgetCopyData")
+    LE_FIND(freemem, "PQfreemem")
+    LE_FIND(consume_input, "PQconsumeInput")
+    LE_FIND(socket, "PQsocket")
+    LE_FIND(status, "PQstatus")
+    LE_FIND(transaction_status, "PQtransactionStatus")
+    LE_FIND(is_nonblocking, "PQisnonblocking")
+    LE_FIND(set_nonblocking, "PQsetnonblocking")
+    LE_FIND(get_cancel, "PQgetCancel")
+    LE_FIND(cancel, "PQcancel")
+    LE_FIND(free_cancel, "PQfreeCancel")
+    LE_FIND(error_message, "PQerrorMessage")
+#undef LE_FIND
+    pq.bound = 1;
+    Py_RETURN_TRUE;
+}
+
+/* Every result left on the connection read and freed; the message of the last failed
+ * one into *message (a new str, or left NULL), unless one is there already. */
+static void pg_results(le_pgconn *conn, int *ok, PyObject **message) {
+    le_pgresult *res;
+    while ((res = pq.get_result(conn)) != NULL) {
+        if (pq.result_status(res) != LE_PGRES_COMMAND_OK) {
+            *ok = 0;
+            if (*message == NULL)
+                *message = PyUnicode_DecodeUTF8(pq.result_error(res), (Py_ssize_t)strlen(pq.result_error(res)),
+                                                "replace");
+        }
+        pq.clear(res);
+    }
+}
+
+/* After a Python error in the middle of a COPY: the server told to stop, what it had
+ * sent read and dropped, the connection left idle (its transaction failed). */
+static void pg_abandon(le_pgconn *conn) {
+    char errbuf[256];
+    le_pgcancel *cancel = pq.get_cancel(conn);
+    if (cancel != NULL) {
+        pq.cancel(cancel, errbuf, (int)sizeof(errbuf));
+        pq.free_cancel(cancel);
+    }
+    char *data;
+    int n;
+    Py_BEGIN_ALLOW_THREADS;
+    while ((n = pq.get_copy_data(conn, &data, 0)) > 0)
+        pq.freemem(data);
+    Py_END_ALLOW_THREADS;
+    int ok = 1;
+    PyObject *message = NULL;
+    pg_results(conn, &ok, &message);
+    Py_XDECREF(message);
+}
+
+/* What pg_copy_csv is told of each column: as PostgreSQL writes it (integers, numeric,
+ * uuid), text (its "" is an empty string: the empty field), a boolean (t/f), a timestamp
+ * without time zone or a date (DateStyle ISO). */
+enum { PG_AS_IS = 0, PG_TEXT = 1, PG_BOOL = 2, PG_TIMESTAMP = 3, PG_DATE = 4 };
+
+static inline int is_digits(const char *s, int n) {
+    for (int k = 0; k < n; k++)
+        if (s[k] < '0' || s[k] > '9')
+            return 0;
+    return 1;
+}
+
+/* 'YYYY-MM-DD' of years 1 to 9999 (no BC, no infinity: Python's date holds no such day). */
+static int pg_iso_date(const char *f, Py_ssize_t n) {
+    return n >= 10 && is_digits(f, 4) && f[4] == '-' && is_digits(f + 5, 2) && f[7] == '-' && is_digits(f + 8, 2);
+}
+
+/* One field as the CSV writer writes the value: 1, or 0 when it is left to the driver. */
+static int pg_field(Buf *b, const char *f, Py_ssize_t n, int kind) {
+    if (n == 0) /* NULL */
+        return 1;
+    switch (kind) {
+    case PG_TEXT:
+        return n == 2 && f[0] == '"' && f[1] == '"' ? 1 : buf_put(b, f, n) < 0 ? -1 : 1;
+    case PG_BOOL:
+        if (n == 1 && (f[0] == 't' || f[0] == 'f'))
+            return buf_put(b, f[0] == 't' ? "true" : "false", f[0] == 't' ? 4 : 5) < 0 ? -1 : 1;
+        return 0;
+    case PG_DATE:
+        return n == 10 && pg_iso_date(f, n) ? (buf_put(b, f, n) < 0 ? -1 : 1) : 0;
+    case PG_TIMESTAMP: { /* 'YYYY-MM-DD HH:MI:SS[.f…]' -> isoformat(): 'T', six digits of a fraction */
+        if (n < 19 || !pg_iso_date(f, n) || f[10] != ' ' || !is_digits(f + 11, 2) || f[13] != ':' ||
+            !is_digits(f + 14, 2) || f[16] != ':' || !is_digits(f + 17, 2))
+            return 0;
+        Py_ssize_t digits = n > 19 ? n - 20 : 0;
+        if (n > 19 && (f[19] != '.' || digits < 1 || digits > 6 || !is_digits(f + 20, (int)digits)))
+            return 0;
+        if (buf_reserve(b, 26) < 0)
+            return -1;
+        memcpy(b->data + b->len, f, 19);
+        b->data[b->len + 10] = 'T';
+        b->len += 19;
+        if (digits) {
+            memcpy(b->data + b->len, f + 19, (size_t)digits + 1);
+            memset(b->data + b->len + 1 + digits, '0', (size_t)(6 - digits));
+            b->len += 7;
+        }
+        return 1;
+    }
+    default:
+        return buf_put(b, f, n) < 0 ? -1 : 1;
+    }
+}
+
+/* A row of PostgreSQL's CSV (one COPY message, its LF taken off) as the CSV writer's
+ * record: 1; 0 when a value is left to the driver (nothing is put); -1 on an error. */
+static int pg_csv_row(Buf *b, const char *s, Py_ssize_t n, const int *kinds, Py_ssize_t ncols) {
+    Py_ssize_t start = b->len, i = 0;
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        if (c) {
+            if (i >= n || s[i] != ',' || buf_char(b, ',') < 0)
+                goto left;
+            i++;
+        }
+        Py_ssize_t from = i;
+        if (i < n && s[i] == '"') { /* quoted: to the closing quote (inner quotes doubled) */
+            for (i++;; i++) {
+                if (i >= n)
+                    goto left;
+                if (s[i] == '"') {
+                    if (i + 1 < n && s[i + 1] == '"') {
+                        i++;
+                        continue;
+                    }
+                    i++;
+                    break;
+                }
+            }
+        } else {
+            while (i < n && s[i] != ',')
+                i++;
+        }
+        int r = pg_field(b, s + from, i - from, kinds[c]);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            goto left;
+    }
+    if (i == n && buf_put(b, "\r\n", 2) == 0)
+        return 1;
+left:
+    b->len = start;
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+PyDoc_STRVAR(pg_copy_csv_doc,
+             "pg_copy_csv(pgconn, sql, kinds, write, chunk) -> (rows, finished, message) | None\n\n"
+             "Run sql, a COPY ... TO STDOUT (FORMAT csv) statement, on libpq's PGconn at the\n"
+             "address pgconn (psycopg's PGconn.pgconn_ptr), inside its open transaction, and\n"
+             "write its rows as the CSV writer's records through write(bytes, rows so far),\n"
+             "about chunk bytes a call (kinds: one per column, 0 as PostgreSQL writes it, 1\n"
+             "text, 2 boolean, 3 timestamp, 4 date; a value of another form stops the COPY\n"
+             "before its row, with the message 'left to the driver').  Returns the rows written, whether they are all of\n"
+             "them, and the server's message when it stopped with an error (the transaction\n"
+             "has then failed: the caller rolls back to a savepoint of its own).  None when\n"
+             "nothing was run: libpq is not bound, the connection is not open or not inside a\n"
+             "transaction.  An error raised by write stops the COPY (the server is told to\n"
+             "cancel it) and propagates.");
+
+static PyObject *pg_copy_csv(PyObject *self, PyObject *args) {
+    PyObject *address, *kinds_seq, *write;
+    const char *sql;
+    Py_ssize_t chunk;
+    if (!PyArg_ParseTuple(args, "OsOOn:pg_copy_csv", &address, &sql, &kinds_seq, &write, &chunk))
+        return NULL;
+    PyObject *kinds_tuple = PySequence_Tuple(kinds_seq);
+    if (kinds_tuple == NULL)
+        return NULL;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_tuple);
+    int kinds[256];
+    if (ncols < 1 || ncols > 256) {
+        Py_DECREF(kinds_tuple);
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t c = 0; c < ncols; c++)
+        kinds[c] = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_tuple, c));
+    Py_DECREF(kinds_tuple);
+    if (PyErr_Occurred())
+        return NULL;
+    le_pgconn *conn = (le_pgconn *)PyLong_AsVoidPtr(address);
+    if (conn == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!pq.bound || pq.status(conn) != LE_CONNECTION_OK || pq.transaction_status(conn) != LE_PQTRANS_INTRANS)
+        Py_RETURN_NONE;
+    int nonblocking = pq.is_nonblocking(conn);
+    if (nonblocking)
+        pq.set_nonblocking(conn, 0); /* PQexec: send and wait for the first result */
+    le_pgresult *res;
+    Py_BEGIN_ALLOW_THREADS;
+    res = pq.exec(conn, sql);
+    Py_END_ALLOW_THREADS;
+    Buf b = {0};
+    Py_ssize_t rows = 0;
+    int finished = 0, failed = 0, left = 0;
+    PyObject *message = NULL, *result = NULL;
+    if (res == NULL || pq.result_status(res) != LE_PGRES_COPY_OUT) {
+        const char *text = res != NULL ? pq.result_error(res) : pq.error_message(conn);
+        message = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+        if (res != NULL)
+            pq.clear(res);
+        int ok = 1;
+        pg_results(conn, &ok, &message);
+        goto out;
+    }
+    pq.clear(res);
+    for (;;) {
+        char *data;
+        int n = pq.get_copy_data(conn, &data, 1);
+        if (n > 0) {
+            /* one row a message, ended by LF (a line break inside a value is quoted) */
+            int put = pg_csv_row(&b, data, data[n - 1] == '\n' ? n - 1 : n, kinds, ncols);
+            pq.freemem(data);
+            if (put < 0) {
+                failed = 1;
+                break;
+            }
+            if (put == 0) { /* the driver reads from this row on */
+                left = 1;
+                break;
+            }
+            rows++;
+            if (b.len >= chunk && flush_to(&b, write, rows) < 0) {
+                failed = 1;
+                break;
+            }
+        } else if (n == 0) { /* nothing complete yet: wait for the socket without the GIL */
+            struct pollfd fd = {pq.socket(conn), POLLIN, 0};
+            int ready;
+            Py_BEGIN_ALLOW_THREADS;
+            ready = poll(&fd, 1, 200);
+            Py_END_ALLOW_THREADS;
+            if (ready <= 0 && PyErr_CheckSignals() < 0) { /* (a timeout, or a signal: EINTR) */
+                failed = 1;
+                break;
+            }
+            if (ready > 0 && !pq.consume_input(conn)) { /* the connection is lost */
+                const char *text = pq.error_message(conn);
+                message = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+                break;
+            }
+        } else {
+            int ok = n == -1;
+            pg_results(conn, &ok, &message);
+            if (n == -2 && message == NULL) {
+                const char *text = pq.error_message(conn);
+                message = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+            }
+            finished = ok;
+            break;
+        }
+    }
+    if (failed || left)
+        pg_abandon(conn);
+    if (left && (message = PyUnicode_FromString("left to the driver")) == NULL)
+        failed = 1;
+    if (failed)
+        goto out;
+    if (b.len && flush_to(&b, write, rows) < 0) /* (rows before an error are whole rows) */
+        goto out;
+    result = Py_BuildValue("(nOO)", rows, finished ? Py_True : Py_False, message ? message : Py_None);
+out:
+    if (nonblocking)
+        pq.set_nonblocking(conn, 1);
+    Py_XDECREF(message);
+    buf_free(&b);
+    return result;
+}
+
 /* ------------------------------------------------------------------ the module */
 
 static PyMethodDef methods[] = {
@@ -1418,6 +1748,8 @@ static PyMethodDef methods[] = {
     {"sqlite_bind", sqlite_bind, METH_VARARGS, sqlite_bind_doc},
     {"sqlite_csv", sqlite_csv, METH_VARARGS, sqlite_csv_doc},
     {"sqlite_inserts", sqlite_inserts, METH_VARARGS, sqlite_inserts_doc},
+    {"pg_bind", pg_bind, METH_VARARGS, pg_bind_doc},
+    {"pg_copy_csv", pg_copy_csv, METH_VARARGS, pg_copy_csv_doc},
     {NULL, NULL, 0, NULL},
 };
 

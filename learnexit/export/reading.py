@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from ..errors import OperationalError
 from ..exporters import speedups
 from ..exporters.base import Exporter, ExportJob, TableSpec, TableWriter
+from ..exporters.pg_csv import pg_csv
 from ..logs import event
 from .hooks import NO_HOOKS, ExportHooks
 
@@ -147,7 +148,12 @@ def read_direct(
     key_sets = job.source.key_sets
     prepare = None if key_sets is None else functools.partial(key_sets.fill_for, job.conn)
     stmt = job.select(spec.name, where)
-    if sink.statements is None:
+    if sink.statements is None and job.conn.dialect.name == "postgresql":
+        copied = pg_csv(job.conn, stmt, write)
+        got = None if copied is None else copied[:2]
+        if copied is not None and copied[2] is not None:  # (the driver reads the rest, and says what is wrong)
+            event("export_copy_stopped", level=logging.DEBUG, table=spec.name, rows=copied[0])
+    elif sink.statements is None:
         got = speedups.sqlite_csv(job.conn, stmt, write, prepare)
     else:
         got = speedups.sqlite_inserts(job.conn, stmt, write, sink.statements, sink.refs, prepare)

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from . import speedups
 from .base import DirectSink, Exporter, ExportJob, TableSpec, TableWriter, append_file, register
+from .pg_csv import server_writes
 from .speedups import native_batch
 from .values import Sanitiser, unique_stems
 
@@ -173,4 +174,7 @@ class CsvExporter(Exporter):
         return CsvWriter(job)
 
     def splits(self, job: ExportJob, spec: TableSpec) -> bool:
-        return True
+        # (a table PostgreSQL writes itself is one COPY: the server reads it with its own
+        # parallel workers, where key ranges would each scan and sort the table again)
+        alone = list(job.options.formats) == [self.name]  # (with other formats the rows are read for all)
+        return not (alone and server_writes(job.conn, job.select(spec.name)))
