@@ -15,7 +15,11 @@
  * such text cannot be encoded as UTF-8, UnicodeEncodeError propagates (the caller then
  * redoes the batch value by value, replacing and counting lone surrogates).
  *
- * Nothing here keeps state between calls, and the GIL is held throughout.
+ * sqlite_csv and sqlite_inserts read a SQLite statement on the sqlite3 module's own
+ * handle; pg_copy_csv reads PostgreSQL's COPY on psycopg's own PGconn (libpq bound once by
+ * pg_bind) and writes the CSV writer's records from the server's text.  Apart from the
+ * bound library functions nothing is kept between calls; the GIL is held throughout,
+ * except while pg_copy_csv waits for the server.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

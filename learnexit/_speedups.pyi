@@ -41,3 +41,11 @@ def sqlite_inserts(
     refs: Sequence[tuple[int, Any, Any]],
     write: Callable[[bytes, int], Any],
 ) -> tuple[int, bool] | None: ...
+def pg_bind(library: str) -> bool: ...
+def pg_copy_csv(
+    pgconn: int,
+    sql: str,
+    kinds: Sequence[int],
+    write: Callable[[bytes, int], Any],
+    chunk: int,
+) -> tuple[int, bool, str | None] | None: ...
