@@ -414,10 +414,15 @@ def specs_summary(specs: list[Any], totals: dict[str, int], notes: list[str]) ->
     )
 
 
-@pytest.mark.parametrize("engine_kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    ("engine_kind", "server_workers"), [("sqlite", None), ("postgresql", True), ("postgresql", False)]
+)
 def test_counting_big_tables_in_halves_on_a_helper_finds_what_one_scan_finds(
-    example: Path, tmp_path: Path, db_factory, monkeypatch, engine_kind: str
+    example: Path, tmp_path: Path, db_factory, monkeypatch, engine_kind: str, server_workers: bool | None
 ) -> None:
+    """SQLite (and PostgreSQL without parallel query) count a big table in two key
+    halves, one on the helper; PostgreSQL counts it whole on the helper, with workers of
+    its own.  Either way the figures are one scan's."""
     url = None
     if engine_kind == "postgresql":
         url = postgresql_example(db_factory, "halves")
@@ -433,14 +438,33 @@ def test_counting_big_tables_in_halves_on_a_helper_finds_what_one_scan_finds(
         return halves
 
     monkeypatch.setattr(specs, "key_halves", record)
+    read_by: list[tuple[Any, bool]] = []  # (the connection, whole?) of each count of activity_log
+    original_stats = specs._read_stats
+
+    def stats(on: Any, stmt: Any, *args: Any) -> Any:
+        text = str(stmt)
+        if "FROM activity_log" in text:
+            read_by.append((on, "activity_log.id <" not in text and "activity_log.id >=" not in text))
+        return original_stats(on, stmt, *args)
+
+    monkeypatch.setattr(specs, "_read_stats", stats)
     with Source(settings, "acme") as source, source.snapshot() as conn:
+        if server_workers is False:
+            conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+        assert specs.server_parallel(conn) is bool(server_workers)
         plain: tuple[dict[str, int], list[str]] = ({}, [])
         one = specs_summary(specs.build_specs(source, conn, plain[1], plain[0]), *plain)
         with specs.counting_helper(source, conn) as helper:
             assert helper is not None
             helped: tuple[dict[str, int], list[str]] = ({}, [])
+            read_by.clear()
             two = specs_summary(specs.build_specs(source, conn, helped[1], helped[0], helper), *helped)
-    assert "activity_log" in halved
+            if server_workers:
+                assert read_by == [(helper, True)]
+            else:
+                assert sorted(on is helper for on, _ in read_by) == [False, True]
+                assert not any(whole for _, whole in read_by)
+    assert ("activity_log" in halved) is not bool(server_workers)
     assert one == two
     assert two[0]["activity_log"] == 1800 and dict(t[::2] for t in two[2])["activity_log"] is not None
 
