@@ -712,6 +712,25 @@ typedef struct le_sqlite3_stmt le_sqlite3_stmt;
 #define LE_SQLITE_NULL 5
 #define LE_SQLITE_TRANSIENT ((void (*)(void *)) - 1)
 
+/* A function of a library already loaded (by the module whose objects it is used on), and
+ * where its address goes. */
+typedef struct {
+    void **slot;
+    const char *name;
+} Symbol;
+
+/* Every symbol looked up in the loaded library file path: 1; 0 when the file is not loaded
+ * or a function is missing (the caller then keeps none of them). */
+static int find_symbols(const char *path, const Symbol *symbols, size_t n) {
+    void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (h == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((*symbols[i].slot = dlsym(h, symbols[i].name)) == NULL)
+            return 0;
+    return 1;
+}
+
 static struct {
     int bound;
     PyTypeObject *connection_type;
@@ -753,29 +772,26 @@ static PyObject *sqlite_bind(PyObject *self, PyObject *args) {
         return NULL;
     if (lite.bound)
         Py_RETURN_TRUE;
-    void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
-    if (h == NULL)
+    const Symbol symbols[] = {
+        {(void **)&lite.prepare_v2, "sqlite3_prepare_v2"},
+        {(void **)&lite.step, "sqlite3_step"},
+        {(void **)&lite.finalize, "sqlite3_finalize"},
+        {(void **)&lite.column_count, "sqlite3_column_count"},
+        {(void **)&lite.column_type, "sqlite3_column_type"},
+        {(void **)&lite.column_int64, "sqlite3_column_int64"},
+        {(void **)&lite.column_double, "sqlite3_column_double"},
+        {(void **)&lite.column_text, "sqlite3_column_text"},
+        {(void **)&lite.column_bytes, "sqlite3_column_bytes"},
+        {(void **)&lite.bind_int64, "sqlite3_bind_int64"},
+        {(void **)&lite.bind_double, "sqlite3_bind_double"},
+        {(void **)&lite.bind_text, "sqlite3_bind_text"},
+        {(void **)&lite.bind_null, "sqlite3_bind_null"},
+        {(void **)&lite.bind_parameter_count, "sqlite3_bind_parameter_count"},
+        {(void **)&lite.db_filename, "sqlite3_db_filename"},
+        {(void **)&lite.get_autocommit, "sqlite3_get_autocommit"},
+    };
+    if (!find_symbols(path, symbols, sizeof(symbols) / sizeof(symbols[0])))
         Py_RETURN_FALSE;
-#define LE_FIND(field, name)                                                                                         \
-    if ((*(void **)&lite.field = dlsym(h, name)) == NULL)                                                            \
-        Py_RETURN_FALSE;
-    LE_FIND(prepare_v2, "sqlite3_prepare_v2")
-    LE_FIND(step, "sqlite3_step")
-    LE_FIND(finalize, "sqlite3_finalize")
-    LE_FIND(column_count, "sqlite3_column_count")
-    LE_FIND(column_type, "sqlite3_column_type")
-    LE_FIND(column_int64, "sqlite3_column_int64")
-    LE_FIND(column_double, "sqlite3_column_double")
-    LE_FIND(column_text, "sqlite3_column_text")
-    LE_FIND(column_bytes, "sqlite3_column_bytes")
-    LE_FIND(bind_int64, "sqlite3_bind_int64")
-    LE_FIND(bind_double, "sqlite3_bind_double")
-    LE_FIND(bind_text, "sqlite3_bind_text")
-    LE_FIND(bind_null, "sqlite3_bind_null")
-    LE_FIND(bind_parameter_count, "sqlite3_bind_parameter_count")
-    LE_FIND(db_filename, "sqlite3_db_filename")
-    LE_FIND(get_autocommit, "sqlite3_get_autocommit")
-#undef LE_FIND
     Py_INCREF(type);
     lite.connection_type = (PyTypeObject *)type;
     lite.bound = 1;
@@ -1458,30 +1474,27 @@ static PyObject *pg_bind(PyObject *self, PyObject *args) {
         return NULL;
     if (pq.bound)
         Py_RETURN_TRUE;
-    void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
-    if (h == NULL)
+    const Symbol symbols[] = {
+        {(void **)&pq.exec, "PQexec"},
+        {(void **)&pq.result_status, "PQresultStatus"},
+        {(void **)&pq.result_error, "PQresultErrorMessage"},
+        {(void **)&pq.clear, "PQclear"},
+        {(void **)&pq.get_result, "PQgetResult"},
+        {(void **)&pq.get_copy_data, "PQgetCopyData"},
+        {(void **)&pq.freemem, "PQfreemem"},
+        {(void **)&pq.consume_input, "PQconsumeInput"},
+        {(void **)&pq.socket, "PQsocket"},
+        {(void **)&pq.status, "PQstatus"},
+        {(void **)&pq.transaction_status, "PQtransactionStatus"},
+        {(void **)&pq.is_nonblocking, "PQisnonblocking"},
+        {(void **)&pq.set_nonblocking, "PQsetnonblocking"},
+        {(void **)&pq.get_cancel, "PQgetCancel"},
+        {(void **)&pq.cancel, "PQcancel"},
+        {(void **)&pq.free_cancel, "PQfreeCancel"},
+        {(void **)&pq.error_message, "PQerrorMessage"},
+    };
+    if (!find_symbols(path, symbols, sizeof(symbols) / sizeof(symbols[0])))
         Py_RETURN_FALSE;
-#define LE_FIND(field, name)                                                                                         \
-    if ((*(void **)&pq.field = dlsym(h, name)) == NULL)                                                              \
-        Py_RETURN_FALSE;
-    LE_FIND(exec, "PQexec")
-    LE_FIND(result_status, "PQresultStatus")
-    LE_FIND(result_error, "PQresultErrorMessage")
-    LE_FIND(clear, "PQclear")
-    LE_FIND(get_result, "PQgetResult")
-    LE_FIND(get_copy_data, "PQgetCopyData")
-    LE_FIND(freemem, "PQfreemem")
-    LE_FIND(consume_input, "PQconsumeInput")
-    LE_FIND(socket, "PQsocket")
-    LE_FIND(status, "PQstatus")
-    LE_FIND(transaction_status, "PQtransactionStatus")
-    LE_FIND(is_nonblocking, "PQisnonblocking")
-    LE_FIND(set_nonblocking, "PQsetnonblocking")
-    LE_FIND(get_cancel, "PQgetCancel")
-    LE_FIND(cancel, "PQcancel")
-    LE_FIND(free_cancel, "PQfreeCancel")
-    LE_FIND(error_message, "PQerrorMessage")
-#undef LE_FIND
     pq.bound = 1;
     Py_RETURN_TRUE;
 }
