@@ -1690,6 +1690,8 @@ static PyObject *pg_copy_csv(PyObject *self, PyObject *args) {
             pq.clear(res);
         int ok = 1;
         pg_results(conn, &ok, &message);
+        if (message != NULL) /* (no row was read: the driver reads them all) */
+            result = Py_BuildValue("(nOO)", (Py_ssize_t)0, Py_False, message);
         goto out;
     }
     pq.clear(res);

@@ -377,6 +377,25 @@ def test_an_error_raised_by_the_writer_stops_the_copy_and_leaves_the_connection_
         engine.dispose()
 
 
+def test_a_copy_the_server_refuses_before_its_first_row_reads_nothing(pg_source: str) -> None:
+    """An error before the COPY starts (here when the server plans it) is the server's
+    message and no rows; the connection, back at the savepoint, reads on."""
+    assert NATIVE is not None
+    engine, conn = job_connection(pg_source)
+    try:
+        conn.exec_driver_sql("SELECT 1")  # (the transaction begins)
+        conn.exec_driver_sql("SAVEPOINT before")
+        address = conn.connection.dbapi_connection.pgconn.pgconn_ptr  # type: ignore[union-attr]
+        sql = "COPY (SELECT 1 / 0, 2) TO STDOUT (FORMAT csv)"
+        rows, finished, message = NATIVE.pg_copy_csv(address, sql, [0, 0], lambda *a: None, 1024)
+        assert (rows, finished) == (0, False) and "division by zero" in message
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT before")
+        assert conn.exec_driver_sql("SELECT count(*) FROM items").scalar() == 150
+    finally:
+        conn.close()
+        engine.dispose()
+
+
 def test_nothing_is_copied_outside_a_transaction_or_without_a_connection(pg_source: str) -> None:
     assert NATIVE is not None
     assert pg_csv.pg_library() is not None
