@@ -862,15 +862,17 @@ static int iso_date(const unsigned char *s, int *y, int *m, int *d) {
     return *y >= 1 && *m >= 1 && *m <= 12 && *d >= 1 && *d <= month_days(*y, *m);
 }
 
-/* A datetime stored as "YYYY-MM-DD HH:MM:SS" or with ".ffffff" (SQLAlchemy's storage
- * format; 'T' also), written as datetime.fromisoformat(text).isoformat(); 0 otherwise. */
-static int put_iso_datetime(Buf *b, const unsigned char *s, int n) {
+/* A datetime as "YYYY-MM-DD HH:MM:SS" ('T' also), or with a fraction of min_digits to six
+ * digits (SQLAlchemy's storage format: 6; PostgreSQL's output drops trailing zeros: 1),
+ * written as isoformat() writes it (six digits, none when zero); 0 otherwise. */
+static int put_iso_datetime(Buf *b, const unsigned char *s, int n, int min_digits) {
     int y, mo, d, h, mi, sec, us = 0;
-    if ((n != 19 && n != 26) || !iso_date(s, &y, &mo, &d) || (s[10] != ' ' && s[10] != 'T') || s[13] != ':' ||
-        s[16] != ':' || !digits_at(s + 11, 2, &h) || !digits_at(s + 14, 2, &mi) || !digits_at(s + 17, 2, &sec) ||
-        h > 23 || mi > 59 || sec > 59)
+    int digits = n > 19 ? n - 20 : 0;
+    if ((n != 19 && (digits < min_digits || digits > 6)) || !iso_date(s, &y, &mo, &d) ||
+        (s[10] != ' ' && s[10] != 'T') || s[13] != ':' || s[16] != ':' || !digits_at(s + 11, 2, &h) ||
+        !digits_at(s + 14, 2, &mi) || !digits_at(s + 17, 2, &sec) || h > 23 || mi > 59 || sec > 59)
         return 0;
-    if (n == 26 && (s[19] != '.' || !digits_at(s + 20, 6, &us)))
+    if (digits && (s[19] != '.' || !digits_at(s + 20, digits, &us)))
         return 0;
     if (buf_reserve(b, 26) < 0)
         return ERROR;
@@ -878,7 +880,8 @@ static int put_iso_datetime(Buf *b, const unsigned char *s, int n) {
     b->data[b->len + 10] = 'T';
     b->len += 19;
     if (us) {
-        memcpy(b->data + b->len, s + 19, 7);
+        memcpy(b->data + b->len, s + 19, (size_t)digits + 1);
+        memset(b->data + b->len + 1 + digits, '0', (size_t)(6 - digits));
         b->len += 7;
     }
     return 1;
@@ -908,7 +911,7 @@ static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
     if (u == NULL)
         return ERROR;
     if (kind == KIND_DATETIME) {
-        int rc = put_iso_datetime(b, u, n);
+        int rc = put_iso_datetime(b, u, n, 6);
         return rc == 1 ? DONE : rc == 0 ? UNHANDLED : ERROR;
     }
     if (kind == KIND_DATE) {
@@ -1227,7 +1230,7 @@ static int sql_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind, int di
         Py_ssize_t start = b->len;
         if (buf_char(b, '\'') < 0)
             return ERROR;
-        int rc = put_iso_datetime(b, u, n); /* "YYYY-MM-DDTHH:MM:SS[.ffffff]" */
+        int rc = put_iso_datetime(b, u, n, 6); /* "YYYY-MM-DDTHH:MM:SS[.ffffff]" */
         if (rc != 1) {
             b->len = start;
             return rc == 0 ? UNHANDLED : ERROR;
@@ -1499,6 +1502,11 @@ static PyObject *pg_bind(PyObject *self, PyObject *args) {
     Py_RETURN_TRUE;
 }
 
+/* libpq's message text as a str (a new reference; NULL with a Python error). */
+static PyObject *pg_text(const char *text) {
+    return PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+}
+
 /* Every result left on the connection read and freed; the message of the last failed
  * one into *message (a new str, or left NULL), unless one is there already. */
 static void pg_results(le_pgconn *conn, int *ok, PyObject **message) {
@@ -1507,8 +1515,7 @@ static void pg_results(le_pgconn *conn, int *ok, PyObject **message) {
         if (pq.result_status(res) != LE_PGRES_COMMAND_OK) {
             *ok = 0;
             if (*message == NULL)
-                *message = PyUnicode_DecodeUTF8(pq.result_error(res), (Py_ssize_t)strlen(pq.result_error(res)),
-                                                "replace");
+                *message = pg_text(pq.result_error(res));
         }
         pq.clear(res);
     }
@@ -1540,18 +1547,6 @@ static void pg_abandon(le_pgconn *conn) {
  * without time zone or a date (DateStyle ISO). */
 enum { PG_AS_IS = 0, PG_TEXT = 1, PG_BOOL = 2, PG_TIMESTAMP = 3, PG_DATE = 4 };
 
-static inline int is_digits(const char *s, int n) {
-    for (int k = 0; k < n; k++)
-        if (s[k] < '0' || s[k] > '9')
-            return 0;
-    return 1;
-}
-
-/* 'YYYY-MM-DD' of years 1 to 9999 (no BC, no infinity: Python's date holds no such day). */
-static int pg_iso_date(const char *f, Py_ssize_t n) {
-    return n >= 10 && is_digits(f, 4) && f[4] == '-' && is_digits(f + 5, 2) && f[7] == '-' && is_digits(f + 8, 2);
-}
-
 /* One field as the CSV writer writes the value: 1, or 0 when it is left to the driver. */
 static int pg_field(Buf *b, const char *f, Py_ssize_t n, int kind) {
     if (n == 0) /* NULL */
@@ -1563,27 +1558,12 @@ static int pg_field(Buf *b, const char *f, Py_ssize_t n, int kind) {
         if (n == 1 && (f[0] == 't' || f[0] == 'f'))
             return buf_put(b, f[0] == 't' ? "true" : "false", f[0] == 't' ? 4 : 5) < 0 ? -1 : 1;
         return 0;
-    case PG_DATE:
-        return n == 10 && pg_iso_date(f, n) ? (buf_put(b, f, n) < 0 ? -1 : 1) : 0;
-    case PG_TIMESTAMP: { /* 'YYYY-MM-DD HH:MI:SS[.f…]' -> isoformat(): 'T', six digits of a fraction */
-        if (n < 19 || !pg_iso_date(f, n) || f[10] != ' ' || !is_digits(f + 11, 2) || f[13] != ':' ||
-            !is_digits(f + 14, 2) || f[16] != ':' || !is_digits(f + 17, 2))
-            return 0;
-        Py_ssize_t digits = n > 19 ? n - 20 : 0;
-        if (n > 19 && (f[19] != '.' || digits < 1 || digits > 6 || !is_digits(f + 20, (int)digits)))
-            return 0;
-        if (buf_reserve(b, 26) < 0)
-            return -1;
-        memcpy(b->data + b->len, f, 19);
-        b->data[b->len + 10] = 'T';
-        b->len += 19;
-        if (digits) {
-            memcpy(b->data + b->len, f + 19, (size_t)digits + 1);
-            memset(b->data + b->len + 1 + digits, '0', (size_t)(6 - digits));
-            b->len += 7;
-        }
-        return 1;
+    case PG_DATE: { /* 'YYYY-MM-DD' of years 1 to 9999 (no BC, no infinity: Python's date holds no such day) */
+        int y, m, d;
+        return n == 10 && iso_date((const unsigned char *)f, &y, &m, &d) ? (buf_put(b, f, n) < 0 ? -1 : 1) : 0;
     }
+    case PG_TIMESTAMP: /* 'YYYY-MM-DD HH:MI:SS[.f…]' -> isoformat(): 'T', six digits of a fraction */
+        return n <= 26 ? put_iso_datetime(b, (const unsigned char *)f, (int)n, 1) : 0;
     default:
         return buf_put(b, f, n) < 0 ? -1 : 1;
     }
@@ -1684,8 +1664,7 @@ static PyObject *pg_copy_csv(PyObject *self, PyObject *args) {
     int finished = 0, failed = 0, left = 0;
     PyObject *message = NULL, *result = NULL;
     if (res == NULL || pq.result_status(res) != LE_PGRES_COPY_OUT) {
-        const char *text = res != NULL ? pq.result_error(res) : pq.error_message(conn);
-        message = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+        message = pg_text(res != NULL ? pq.result_error(res) : pq.error_message(conn));
         if (res != NULL)
             pq.clear(res);
         int ok = 1;
@@ -1726,17 +1705,14 @@ static PyObject *pg_copy_csv(PyObject *self, PyObject *args) {
                 break;
             }
             if (ready > 0 && !pq.consume_input(conn)) { /* the connection is lost */
-                const char *text = pq.error_message(conn);
-                message = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+                message = pg_text(pq.error_message(conn));
                 break;
             }
         } else {
             int ok = n == -1;
             pg_results(conn, &ok, &message);
-            if (n == -2 && message == NULL) {
-                const char *text = pq.error_message(conn);
-                message = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
-            }
+            if (n == -2 && message == NULL)
+                message = pg_text(pq.error_message(conn));
             finished = ok;
             break;
         }
