@@ -385,9 +385,7 @@ def _count_tables(
             # tables whole while this thread counts the rest.
             theirs = [(name, None) for name in big]
             ours = [(name, None) for name in filled if name not in big]
-            big = []
-        halves = {name: h for name in big if (h := key_halves(source, conn, name)) is not None}
-        if halves:
+        elif halves := {name: h for name in big if (h := key_halves(source, conn, name)) is not None}:
             theirs = [(name, second) for name, (_, second) in halves.items()]
             ours = [(name, first) for name, (first, _) in halves.items()]
             ours += [(name, None) for name in filled if name not in halves]

@@ -79,14 +79,21 @@ def copy_select(stmt: sa.Select[Any]) -> tuple[sa.Select[Any], list[int]] | None
 def server_writes(conn: sa.Connection, stmt: sa.Select[Any]) -> bool:
     """Whether ``pg_csv`` would have the server write ``stmt``'s rows (as far as can be
     told before it runs: a value it cannot give still sends the rest to the driver)."""
+    return _copyable(conn, stmt) is not None
+
+
+def _copyable(conn: sa.Connection, stmt: sa.Select[Any]) -> tuple[int, sa.Select[Any], list[int]] | None:
+    """The address of the connection's libpq ``PGconn``, and ``copy_select(stmt)``; None
+    when the server cannot be asked here (no C speedups, another engine or driver)."""
     native = speedups.native
     if native is None or not speedups.direct_reads or conn.dialect.name != "postgresql":
-        return False
+        return None
     dbapi = conn.connection.dbapi_connection
     if type(dbapi).__module__.split(".")[0] != "psycopg":  # (psycopg 3: its PGconn is libpq's)
-        return False
+        return None
     address = getattr(getattr(dbapi, "pgconn", None), "pgconn_ptr", None)
-    return address is not None and _bound(native) and copy_select(stmt) is not None
+    found = copy_select(stmt) if address is not None and _bound(native) else None
+    return None if found is None or address is None else (int(address), *found)
 
 
 def pg_csv(
@@ -97,19 +104,17 @@ def pg_csv(
     them.  Returns (rows written, all of them?, the server's message when it stopped);
     after a stop the transaction is as it was before the COPY, and the caller reads the
     rest through the driver from that offset.  None when it cannot be used here."""
-    native = speedups.native
-    if not server_writes(conn, stmt) or not _iso_utf8(conn):
+    found = _copyable(conn, stmt)
+    if found is None or not _iso_utf8(conn):
         return None
+    address, select, kinds = found
+    native = speedups.native
     assert native is not None
-    dbapi: Any = conn.connection.dbapi_connection
-    address = dbapi.pgconn.pgconn_ptr
-    found = copy_select(stmt)
-    assert found is not None
-    select, kinds = found
     try:  # the values are put in the text: COPY takes no parameters
         import psycopg
 
         compiled = select.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        dbapi: Any = conn.connection.dbapi_connection
         sql = psycopg.ClientCursor(dbapi).mogrify(str(compiled), compiled.params)
     except Exception:  # noqa: BLE001 - a value psycopg cannot put in text: the driver reads it
         return None
