@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -153,7 +154,7 @@ class Deleter:
             pending_id: int | None = None
             n = 0
             try:
-                with self.parents.unenforced() if unchecked and self.parents else self.src.engine.begin() as conn:
+                with batch_transaction(self, unchecked) as conn:
                     select = sa.select(*pk, *extra_cols).where(*where).order_by(*pk)
                     rows = plain_rows(conn, select.limit(self.batch))
                     last, peeled = rows, 0
@@ -171,8 +172,7 @@ class Deleter:
                         self.faults.reached("pending")
                         gone = keys if last is rows else [tuple(r[: len(pk)]) for r in last]
                         n += peeled + delete_keys(conn, table, pk, gone)
-                        if unchecked and self.parents and self.parents.left_naming(conn, table.name):
-                            raise _LeftNaming  # (rolls the transaction back)
+                        refuse_left_naming(self, conn, table, unchecked)
             except _LeftNaming:
                 self.journal.drop_pending(pending_id)
                 event("purge_enforced_again", customer=self.customer, table=t)
@@ -357,6 +357,21 @@ def _weigh(deleter: Deleter, t: str, rows: int | None) -> bool:
         raise db_error("cannot read the source", exc) from None
 
 
+def batch_transaction(deleter: Deleter, unchecked: bool) -> AbstractContextManager[sa.Connection]:
+    """The transaction a batch deletes in: with SQLite's foreign keys off, checked once
+    before the commit (``unchecked``, see ``refuse_left_naming``), or enforced row by row."""
+    if unchecked and deleter.parents is not None:
+        return deleter.parents.unenforced()
+    return deleter.src.engine.begin()
+
+
+def refuse_left_naming(deleter: Deleter, conn: sa.Connection, table: sa.Table, unchecked: bool) -> None:
+    """In an ``unchecked`` batch's transaction: a row left naming a deleted one raises
+    ``_LeftNaming``, which rolls the batch back (the caller deletes it again, enforced)."""
+    if unchecked and deleter.parents is not None and deleter.parents.left_naming(conn, table.name):
+        raise _LeftNaming
+
+
 def candidates_batch(
     deleter: Deleter, t: str, chunk: Sequence[tuple[Any, ...]], any_ref: ColumnElement[bool], unchecked: bool
 ) -> tuple[int | None, int]:
@@ -368,7 +383,7 @@ def candidates_batch(
     pk = key_cols(table)
     pending_id: int | None = None
     try:
-        with deleter.parents.unenforced() if unchecked and deleter.parents else deleter.src.engine.begin() as conn:
+        with batch_transaction(deleter, unchecked) as conn:
             found = []
             # (as many keys a statement as it takes: each statement collects the
             # references of every referencing table once, a scan of each)
@@ -381,8 +396,7 @@ def candidates_batch(
             pending_id = deleter.journal.record_pending(t, found, {}, [])
             deleter.faults.reached("pending")
             n = delete_keys(conn, table, pk, found)
-            if unchecked and deleter.parents and deleter.parents.left_naming(conn, table.name):
-                raise _LeftNaming  # (rolls the transaction back)
+            refuse_left_naming(deleter, conn, table, unchecked)
     except _LeftNaming:
         deleter.journal.drop_pending(pending_id)
         event("purge_enforced_again", customer=deleter.customer, table=t)
