@@ -37,6 +37,7 @@ __all__ = ["copy_select", "pg_csv"]
 
 CHUNK = 1 << 20  # bytes handed to the writer at a time
 _SAVEPOINT = "learnexit_copy"
+_SETTINGS = "learnexit_pg_iso_utf8"  # Connection.info: what ``_iso_utf8`` found
 AS_IS, TEXT, BOOL, TIMESTAMP, DATE = range(5)  # (what ``_speedups.pg_copy_csv`` makes of a field)
 _TEXT_TYPES = (sa.Text, sa.String, sa.VARCHAR, sa.TEXT, sa.Unicode, sa.UnicodeText)
 
@@ -144,10 +145,14 @@ def _run(conn: sa.Connection, sql: str) -> tuple[Any, ...] | None:
 
 def _iso_utf8(conn: sa.Connection) -> bool:
     """Dates leave the server as ISO text, and text as the UTF-8 it holds (a ``SQL_ASCII``
-    database holds bytes of any encoding: the driver's decoding decides what they are)."""
-    found = _run(conn, "SELECT current_setting('server_encoding'), current_setting('DateStyle')")
-    encoding, style = found or ("", "")
-    return str(encoding).upper() in ("UTF8", "UNICODE") and str(style).upper().startswith("ISO")
+    database holds bytes of any encoding: the driver's decoding decides what they are).
+    Asked once per connection (learnexit never changes these settings)."""
+    info = conn.connection.info
+    if _SETTINGS not in info:
+        found = _run(conn, "SELECT current_setting('server_encoding'), current_setting('DateStyle')")
+        encoding, style = found or ("", "")
+        info[_SETTINGS] = str(encoding).upper() in ("UTF8", "UNICODE") and str(style).upper().startswith("ISO")
+    return bool(info[_SETTINGS])
 
 
 def pg_library() -> str | None:
