@@ -798,16 +798,27 @@ static PyObject *sqlite_bind(PyObject *self, PyObject *args) {
     Py_RETURN_TRUE;
 }
 
+/* What an ASCII byte is to a format's text (MARK_SPECIAL: it must be escaped or quoted;
+ * MARK_BAD: XML cannot hold it), per format. */
+enum { MARK_SPECIAL = 1, MARK_BAD = 2 };
+static const unsigned char CSV_MARKS[128] = {['"'] = 1, [','] = 1, ['\r'] = 1, ['\n'] = 1};
+static const unsigned char JSON_MARKS[128] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1};
+static const unsigned char XML_MARKS[128] = {
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 2, 2, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    ['&'] = 1, ['<'] = 1, ['>'] = 1};
+
 /* Whether s[0..n) is UTF-8 as Python's strict decoder takes it (no overlong forms, no
- * surrogates, nothing above U+10FFFF); *special: it holds a quote, a comma, CR or LF. */
-static int utf8_valid(const unsigned char *s, Py_ssize_t n, int *special) {
+ * surrogates, nothing above U+10FFFF); *special: the marks of its ASCII bytes, ORed, and
+ * nonchar when it holds U+FFFE or U+FFFF. */
+static int utf8_valid(const unsigned char *s, Py_ssize_t n, const unsigned char *marks, int nonchar, int *special) {
     Py_ssize_t i = 0;
-    *special = 0;
+    int found = 0;
     while (i < n) {
         unsigned char c = s[i];
         if (c < 0x80) {
-            if (c == '"' || c == ',' || c == '\r' || c == '\n')
-                *special = 1;
+            found |= marks[c];
             i++;
             continue;
         }
@@ -834,8 +845,11 @@ static int utf8_valid(const unsigned char *s, Py_ssize_t n, int *special) {
         }
         if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
             return 0;
+        if (cp == 0xFFFE || cp == 0xFFFF)
+            found |= nonchar;
         i += len;
     }
+    *special = found;
     return 1;
 }
 
@@ -919,7 +933,7 @@ static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
         return n == 10 && iso_date(u, &y, &m, &d) ? buf_put(b, (const char *)u, 10) : UNHANDLED;
     }
     int special;
-    if (!utf8_valid(u, n, &special))
+    if (!utf8_valid(u, n, CSV_MARKS, 0, &special))
         return UNHANDLED;
     return special ? csv_text(b, (const char *)u, n) : buf_put(b, (const char *)u, n);
 }
@@ -1247,7 +1261,7 @@ static int sql_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind, int di
         return buf_char(b, '\'') < 0 || buf_put(b, (const char *)u, 10) < 0 || buf_char(b, '\'') < 0 ? ERROR : DONE;
     }
     int special;
-    if (!utf8_valid(u, n, &special))
+    if (!utf8_valid(u, n, CSV_MARKS, 0, &special))
         return UNHANDLED;
     return sql_string(b, (const char *)u, n, dialect);
 }
@@ -1431,6 +1445,323 @@ done:
     reading_close(&rd);
     buf_free(&b);
     return result;
+}
+
+/* ------------------------------------------------------------------ SQLite rows as JSON and XML
+ *
+ * sqlite_rows opens a statement on the connection's own handle (as sqlite_csv does) and
+ * keeps it in a capsule; sqlite_texts reads it a batch at a time, each row made into one
+ * text per template: the JSON writer's object ({"name":value,...}, as orjson writes the
+ * values Sanitiser.json leaves unchanged) or the XML writer's column elements (the text
+ * as Sanitiser.xml gives it, & < > and CR escaped).  The nested documents merge several
+ * tables' rows with the people, so each statement stays open between calls; sqlite_close
+ * (or the capsule's end) finalizes it.  A row holding what is not certain here (a float
+ * in JSON, text XML cannot hold, a BLOB, text that is not UTF-8, ...) stops the reading
+ * before it, as sqlite_csv stops: the caller reads the rest through the driver. */
+
+enum { TEXT_JSON = 0, TEXT_XML = 1 };
+static const char ROWS_CAPSULE[] = "learnexit._speedups.rows";
+
+/* A JSON string's inside, as orjson escapes it: " \ and the control characters. */
+static int json_string(Buf *b, const unsigned char *u, Py_ssize_t size) {
+    static const char hex[] = "0123456789abcdef";
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = u[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        Py_ssize_t n = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\r': esc[1] = 'r'; break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        if (buf_put(b, (const char *)u + start, i - start) < 0 || buf_put(b, esc, n) < 0)
+            return ERROR;
+        start = i + 1;
+    }
+    return buf_put(b, (const char *)u + start, size - start);
+}
+
+/* One value (not NULL) of column c as the template's mode writes it: DONE, ERROR or
+ * UNHANDLED. */
+static int text_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind, int mode) {
+    int type = lite.column_type(st, c);
+    if (type == LE_SQLITE_INTEGER && (kind == KIND_PLAIN || kind == KIND_BOOLEAN)) {
+        long long n = lite.column_int64(st, c);
+        if (kind == KIND_BOOLEAN)
+            return n ? buf_put(b, "true", 4) : buf_put(b, "false", 5);
+        return put_int64(b, n);
+    }
+    if (type == LE_SQLITE_FLOAT && kind == KIND_PLAIN && mode == TEXT_XML) { /* (orjson's floats: Python's) */
+        double v = lite.column_double(st, c);
+        return isfinite(v) ? put_double(b, v) : UNHANDLED;
+    }
+    if (type != LE_SQLITE_TEXT || kind == KIND_BOOLEAN)
+        return UNHANDLED;
+    const unsigned char *u = lite.column_text(st, c);
+    int n = lite.column_bytes(st, c);
+    if (u == NULL)
+        return ERROR;
+    int quoted = mode == TEXT_JSON;
+    if (kind == KIND_DATETIME || kind == KIND_DATE) {
+        Py_ssize_t start = b->len;
+        int y, m, d, rc;
+        if (quoted && buf_char(b, '"') < 0)
+            return ERROR;
+        if (kind == KIND_DATETIME)
+            rc = put_iso_datetime(b, u, n, 6);
+        else
+            rc = n == 10 && iso_date(u, &y, &m, &d) ? (buf_put(b, (const char *)u, 10) < 0 ? ERROR : 1) : 0;
+        if (rc != 1) {
+            b->len = start;
+            return rc == 0 ? UNHANDLED : ERROR;
+        }
+        return quoted ? buf_char(b, '"') : DONE;
+    }
+    int special;
+    if (!utf8_valid(u, n, quoted ? JSON_MARKS : XML_MARKS, quoted ? 0 : MARK_BAD, &special) || (special & MARK_BAD))
+        return UNHANDLED;
+    if (!quoted)
+        return special ? xml_text(b, (const char *)u, n) : buf_put(b, (const char *)u, n);
+    if (buf_char(b, '"') < 0 || (special ? json_string(b, u, n) : buf_put(b, (const char *)u, n)) < 0)
+        return ERROR;
+    return buf_char(b, '"');
+}
+
+/* A template's pieces, borrowed from its tuple: mode, head, tail, and per column its
+ * prefix, suffix and the whole text of a NULL. */
+typedef struct {
+    const char *data;
+    Py_ssize_t len;
+} Piece;
+
+typedef struct {
+    int mode;
+    Piece head, tail;
+    Piece *columns; /* ncols * 3 */
+} Template;
+
+static int piece(PyObject *v, Piece *p) {
+    if (!PyBytes_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "a template's pieces are bytes");
+        return -1;
+    }
+    p->data = PyBytes_AS_STRING(v);
+    p->len = PyBytes_GET_SIZE(v);
+    return 0;
+}
+
+/* templates (a tuple of (mode, head, tail, ((prefix, suffix, null), ...))) read into
+ * t[0..n); -1 with an error set when one is not so. */
+static int templates_open(PyObject *templates, Template *t, Py_ssize_t n, Py_ssize_t ncols) {
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *spec = PyTuple_GET_ITEM(templates, k), *cols;
+        PyObject *head, *tail;
+        if (!PyArg_ParseTuple(spec, "iSSO!:template", &t[k].mode, &head, &tail, &PyTuple_Type, &cols))
+            return -1;
+        if ((t[k].mode != TEXT_JSON && t[k].mode != TEXT_XML) || PyTuple_GET_SIZE(cols) != ncols) {
+            PyErr_SetString(PyExc_ValueError, "a template has mode 0 or 1 and a triple per column");
+            return -1;
+        }
+        if (piece(head, &t[k].head) < 0 || piece(tail, &t[k].tail) < 0)
+            return -1;
+        t[k].columns = PyMem_Calloc((size_t)(3 * ncols + 1), sizeof(Piece));
+        if (t[k].columns == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t c = 0; c < ncols; c++) {
+            PyObject *triple = PyTuple_GET_ITEM(cols, c);
+            if (!PyTuple_Check(triple) || PyTuple_GET_SIZE(triple) != 3) {
+                PyErr_SetString(PyExc_ValueError, "a template's column is (prefix, suffix, null)");
+                return -1;
+            }
+            for (int j = 0; j < 3; j++)
+                if (piece(PyTuple_GET_ITEM(triple, j), &t[k].columns[3 * c + j]) < 0)
+                    return -1;
+        }
+    }
+    return 0;
+}
+
+/* The current row as template t's text in b (emptied first): DONE, ERROR or UNHANDLED. */
+static int template_row(Buf *b, const Template *t, le_sqlite3_stmt *st, const int *kinds, Py_ssize_t ncols) {
+    b->len = 0;
+    if (buf_put(b, t->head.data, t->head.len) < 0)
+        return ERROR;
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        const Piece *p = t->columns + 3 * c;
+        if (lite.column_type(st, (int)c) == LE_SQLITE_NULL) {
+            if (buf_put(b, p[2].data, p[2].len) < 0)
+                return ERROR;
+            continue;
+        }
+        if (buf_put(b, p[0].data, p[0].len) < 0)
+            return ERROR;
+        int vr = text_sqlite_value(b, st, (int)c, kinds[c], t->mode);
+        if (vr != DONE)
+            return vr;
+        if (buf_put(b, p[1].data, p[1].len) < 0)
+            return ERROR;
+    }
+    return buf_put(b, t->tail.data, t->tail.len);
+}
+
+static void rows_destroy(PyObject *capsule) {
+    Reading *rd = PyCapsule_GetPointer(capsule, ROWS_CAPSULE);
+    if (rd != NULL) {
+        reading_close(rd);
+        PyMem_Free(rd);
+    }
+}
+
+PyDoc_STRVAR(sqlite_rows_doc,
+             "sqlite_rows(connection, filename, sql, params, kinds) -> capsule | None\n\n"
+             "The statement prepared and bound as sqlite_csv would read it, for sqlite_texts;\n"
+             "None when it cannot be read here (as sqlite_csv).");
+
+static PyObject *sqlite_rows(PyObject *self, PyObject *args) {
+    PyObject *conn, *params, *kinds_seq;
+    const char *filename, *sql;
+    if (!PyArg_ParseTuple(args, "OssO!O:sqlite_rows", &conn, &filename, &sql, &PyTuple_Type, &params, &kinds_seq))
+        return NULL;
+    Reading *rd = PyMem_Calloc(1, sizeof(Reading));
+    if (rd == NULL)
+        return PyErr_NoMemory();
+    int opened = reading_open(rd, conn, filename, sql, params, kinds_seq);
+    if (opened <= 0) {
+        PyMem_Free(rd);
+        if (opened < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *capsule = PyCapsule_New(rd, ROWS_CAPSULE, rows_destroy);
+    if (capsule == NULL) {
+        reading_close(rd);
+        PyMem_Free(rd);
+    }
+    return capsule;
+}
+
+PyDoc_STRVAR(sqlite_texts_doc,
+             "sqlite_texts(rows, templates, key, max_rows) -> (keys, texts, state)\n\n"
+             "Up to max_rows more rows of sqlite_rows' statement: keys, the integers of\n"
+             "column key (an empty list when key is -1); texts, per template (mode 0 JSON,\n"
+             "1 XML; head, tail, and per column (prefix, suffix, the text of a NULL)) the\n"
+             "rows' texts as bytes.  state: 0 more may follow, 1 every row is read, 2\n"
+             "stopped before a row left to the driver (or at an error SQLite reported).");
+
+static PyObject *sqlite_texts(PyObject *self, PyObject *args) {
+    PyObject *capsule, *templates;
+    Py_ssize_t key, max_rows;
+    if (!PyArg_ParseTuple(args, "OO!nn:sqlite_texts", &capsule, &PyTuple_Type, &templates, &key, &max_rows))
+        return NULL;
+    Reading *rd = PyCapsule_GetPointer(capsule, ROWS_CAPSULE);
+    if (rd == NULL)
+        return NULL;
+    if (rd->st == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the rows are closed");
+        return NULL;
+    }
+    if (key < -1 || key >= rd->ncols || (key >= 0 && rd->kinds[key] != KIND_PLAIN)) {
+        PyErr_SetString(PyExc_ValueError, "key is -1 or a column read as stored");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(templates);
+    Template *t = PyMem_Calloc((size_t)(n ? n : 1), sizeof(Template));
+    PyObject *keys = PyList_New(0), *texts = PyList_New(n), *result = NULL;
+    Buf b = {0};
+    int state = 0;
+    if (t == NULL || keys == NULL || texts == NULL) {
+        if (t == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *list = PyList_New(0);
+        if (list == NULL)
+            goto done;
+        PyList_SET_ITEM(texts, k, list);
+    }
+    if (templates_open(templates, t, n, rd->ncols) < 0)
+        goto done;
+    for (Py_ssize_t rows = 0; rows < max_rows; rows++) {
+        int rc = lite.step(rd->st);
+        if (rc != LE_SQLITE_ROW) {
+            state = rc == LE_SQLITE_DONE ? 1 : 2;
+            break;
+        }
+        if (key >= 0 && lite.column_type(rd->st, (int)key) != LE_SQLITE_INTEGER) {
+            state = 2;
+            break;
+        }
+        /* every text of the row first: a value left to the driver stops before the row */
+        Py_ssize_t k;
+        for (k = 0; k < n; k++) {
+            int vr = template_row(&b, &t[k], rd->st, rd->kinds, rd->ncols);
+            if (vr == ERROR)
+                goto done;
+            if (vr == UNHANDLED)
+                break;
+            PyObject *text = PyBytes_FromStringAndSize(b.data, b.len);
+            if (text == NULL)
+                goto done;
+            int added = PyList_Append(PyList_GET_ITEM(texts, k), text);
+            Py_DECREF(text);
+            if (added < 0)
+                goto done;
+        }
+        if (k < n) {
+            for (Py_ssize_t j = 0; j < k; j++) { /* (the texts made of the row: taken back) */
+                PyObject *list = PyList_GET_ITEM(texts, j);
+                if (PyList_SetSlice(list, PyList_GET_SIZE(list) - 1, PyList_GET_SIZE(list), NULL) < 0)
+                    goto done;
+            }
+            state = 2;
+            break;
+        }
+        if (key >= 0) {
+            PyObject *v = PyLong_FromLongLong(lite.column_int64(rd->st, (int)key));
+            if (v == NULL || PyList_Append(keys, v) < 0) {
+                Py_XDECREF(v);
+                goto done;
+            }
+            Py_DECREF(v);
+        }
+    }
+    if (PyErr_CheckSignals() < 0)
+        goto done;
+    result = Py_BuildValue("(OOi)", keys, texts, state);
+done:
+    if (t != NULL)
+        for (Py_ssize_t k = 0; k < n; k++)
+            PyMem_Free(t[k].columns);
+    PyMem_Free(t);
+    Py_XDECREF(keys);
+    Py_XDECREF(texts);
+    buf_free(&b);
+    return result;
+}
+
+PyDoc_STRVAR(sqlite_close_doc, "sqlite_close(rows) -> None\n\nFinalize sqlite_rows' statement (again: nothing).");
+
+static PyObject *sqlite_close(PyObject *self, PyObject *capsule) {
+    Reading *rd = PyCapsule_GetPointer(capsule, ROWS_CAPSULE);
+    if (rd == NULL)
+        return NULL;
+    reading_close(rd);
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ PostgreSQL's COPY */
@@ -1743,6 +2074,9 @@ static PyMethodDef methods[] = {
     {"sqlite_bind", sqlite_bind, METH_VARARGS, sqlite_bind_doc},
     {"sqlite_csv", sqlite_csv, METH_VARARGS, sqlite_csv_doc},
     {"sqlite_inserts", sqlite_inserts, METH_VARARGS, sqlite_inserts_doc},
+    {"sqlite_rows", sqlite_rows, METH_VARARGS, sqlite_rows_doc},
+    {"sqlite_texts", sqlite_texts, METH_VARARGS, sqlite_texts_doc},
+    {"sqlite_close", sqlite_close, METH_O, sqlite_close_doc},
     {"pg_bind", pg_bind, METH_VARARGS, pg_bind_doc},
     {"pg_copy_csv", pg_copy_csv, METH_VARARGS, pg_copy_csv_doc},
     {NULL, NULL, 0, NULL},

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -30,6 +30,9 @@ from ..config import Settings
 from ..errors import OperationalError, printable
 from ..source import Edge, ReadPoint, Source, text_decode
 from ..source.keys import result_processors
+
+if TYPE_CHECKING:
+    from .speedups import RowTemplate
 
 KINDS = ("integer", "number", "boolean", "date", "datetime", "string", "binary")
 
@@ -440,13 +443,17 @@ class DirectSink:
     """Rows a writer takes as finished records, written by C from a SQLite snapshot
     (``TableWriter.direct``): CSV records, or (``statements`` given) the INSERTs the SQL
     writer writes (dialect number, head, rows and characters per statement, rows per
-    batch), whose references ``refs`` are checked or collected (``speedups.Reference``).
-    ``wrote`` is told how many rows were written so."""
+    batch), whose references ``refs`` are checked or collected (``speedups.Reference``),
+    or (``template`` given) each row's text as the template says, a batch's texts at a
+    time to ``texts`` (``speedups.sqlite_texts``).  ``wrote`` is told how many rows were
+    written so."""
 
     write: Callable[[bytes], Any]
     statements: tuple[int, str, int, int, int] | None = None
     refs: tuple[tuple[int, Any, Any], ...] = ()
     wrote: Callable[[int], None] = lambda rows: None
+    template: RowTemplate | None = None
+    texts: Callable[[list[bytes]], Any] | None = None
 
 
 class TableWriter(ABC):

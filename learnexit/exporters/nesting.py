@@ -10,6 +10,7 @@ their documents here (``register_sink``); neither format imports the other.
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -21,8 +22,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import OperationalError
 from ..source import Edge
+from . import speedups
 from .base import ExportJob, stream_columns, stream_tuples
 from .none_values import no_none
+from .speedups import RowTemplate
 
 __all__ = [
     "NESTED_FORMAT",
@@ -211,6 +214,12 @@ class _Group:
 # prepare(table, columns of a batch) -> per sink, its prepared value of each row
 Prepare = Callable[[str, list[Sequence[Any]]], list[list[Any]]]
 Batch = tuple[list[Sequence[Any]], list[list[Any]]]  # (the columns, per sink the prepared rows)
+# A batch of a table merged with the people: (each row's person, the rows themselves when
+# the table has nested tables of its own, per sink the prepared rows)
+StreamBatch = tuple[Sequence[Any], "list[tuple[Any, ...]] | None", list[list[Any]]]
+# templates(table) -> per sink, what its ``prepare`` makes of a row, for C to make it
+# (``NestedSink.row_template``); None when one of them cannot say
+Templates = Callable[[str], "list[RowTemplate] | None"]
 
 
 def _in(table: sa.Table, cols: tuple[str, ...], what: Any) -> ColumnElement[bool]:
@@ -239,9 +248,8 @@ def _run_end(keys: Sequence[Any], pos: int, person: Any) -> int:
 class _Stream:
     """One nested table's rows in the order of the people they belong to (a merge join)."""
 
-    def __init__(self, batches: Iterator[Batch], key: int, rows: bool, sinks: int) -> None:
+    def __init__(self, batches: Iterator[StreamBatch], rows: bool, sinks: int) -> None:
         self.batches = batches
-        self.key = key
         self.want_rows = rows
         self.sinks = sinks
         self.keys: Sequence[Any] = ()
@@ -254,9 +262,8 @@ class _Stream:
             batch = next(self.batches, None)
             if batch is None:
                 return False
-            columns, self.made = batch
-            self.keys = columns[self.key]
-            self.rows = list(zip(*columns, strict=True)) if self.want_rows else []
+            self.keys, rows, self.made = batch
+            self.rows = rows or []
             self.pos = 0
         return True
 
@@ -306,12 +313,22 @@ class NestedReader:
     every sink's own values once (a column at a time): ``Record.value`` and ``Leaves``.
     """
 
-    def __init__(self, job: ExportJob, plan: NestingPlan, prepare: Prepare, sinks: int = 1) -> None:
+    def __init__(
+        self,
+        job: ExportJob,
+        plan: NestingPlan,
+        prepare: Prepare,
+        sinks: int = 1,
+        templates: Templates | None = None,
+        counted: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.job = job
         self.plan = plan
         self.source = job.source
         self.prepare = prepare
         self.sinks = sinks
+        self.templates = templates
+        self.counted = counted
         self.index = {t.name: {c: i for i, c in enumerate(t.column_names)} for t in job.tables}
         self.empty = {t.name for t in job.tables if t.rows == 0}  # (counted in this snapshot: no query)
 
@@ -345,6 +362,37 @@ class NestedReader:
         for columns in stream_columns(self.job.conn, stmt, batch_size or self.job.options.batch_size):
             yield columns, self.prepare(table, columns)
 
+    def _stream_batches(
+        self, table: str, where: Any, order_by: Any, key: int, want_rows: bool
+    ) -> Iterator[StreamBatch]:
+        """The rows of ``table`` merged with the people, ``STREAM_BATCH`` at a time: made
+        by C straight from SQLite when the table has nothing nested in it and every sink
+        gives its row's template (``speedups.sqlite_texts``: no Python object per value),
+        the rest (all, or after a value C leaves to Python) through the driver."""
+        if table in self.empty:
+            return
+        stmt = self.job.select(table, where, order_by)
+        texts = None if want_rows else self._texts(table, stmt, key)
+        if texts is not None:
+            for keys, made in texts:
+                if self.counted is not None:
+                    self.counted(table, len(keys))
+                yield keys, None, made
+            if texts.finished:
+                return
+        given = 0 if texts is None else texts.rows
+        for columns in stream_columns(self.job.conn, stmt, STREAM_BATCH, given):
+            rows = list(zip(*columns, strict=True)) if want_rows else None
+            yield columns[key], rows, self.prepare(table, columns)
+
+    def _texts(self, table: str, stmt: sa.Select[Any], key: int) -> speedups.SqliteTexts | None:
+        templates = self.templates(table) if self.templates is not None else None
+        if templates is None:
+            return None
+        key_sets = self.source.key_sets
+        prepare = None if key_sets is None else functools.partial(key_sets.fill_for, self.job.conn)
+        return speedups.sqlite_texts(self.job.conn, stmt, templates, key, STREAM_BATCH, prepare)
+
     def _key(self, table: str, row: tuple[Any, ...], cols: tuple[str, ...]) -> tuple[Any, ...]:
         index = self.index[table]
         return tuple(row[index[c]] for c in cols)
@@ -372,9 +420,10 @@ class NestedReader:
                 order = [t.c[nest.edge.child_cols[0]], *t.primary_key.columns]
                 # (a table counted empty is not read: no condition to build)
                 where = self.placed(nest.table, self.all_people()) if nest.table not in self.empty else None
-                batches = self._batches(nest.table, where=where, order_by=order, batch_size=STREAM_BATCH)
                 key = self.index[nest.table][nest.edge.child_cols[0]]
-                streams[nest.table] = _Stream(batches, key, bool(plan.kids(nest.table)), self.sinks)
+                want_rows = bool(plan.kids(nest.table))
+                batches = self._stream_batches(nest.table, where, order, key, want_rows)
+                streams[nest.table] = _Stream(batches, want_rows, self.sinks)
             for batch in self._people_batches(id_col, PEOPLE_BATCH):
                 ids = [row[id_index] for row, _ in batch]
                 groups: dict[str, Any] = self._groups([n for n in plan.nests if n not in streams], ids)
@@ -526,6 +575,15 @@ class NestedSink:
         """This document's own form of each row of a batch (given as its columns)."""
         raise NotImplementedError
 
+    def row_template(self, table: str) -> RowTemplate | None:
+        """What ``prepare`` makes of a row of ``table`` (UTF-8 text), for C to make it from
+        the source's values (``speedups.sqlite_texts``); None: only ``prepare`` can."""
+        return None
+
+    def templated(self, table: str, rows: int) -> None:
+        """``rows`` rows of ``table`` were made from ``row_template``: what ``prepare``
+        notes of every row (a column's name that had to change), noted."""
+
     def begin(self) -> None:
         pass
 
@@ -569,7 +627,15 @@ def write_nested(job: ExportJob, plan: NestingPlan, sinks: list[NestedSink]) -> 
     def prepare(table: str, columns: list[Sequence[Any]]) -> list[list[Any]]:
         return [sink.prepare(table, columns) for sink in sinks]
 
-    reader = NestedReader(job, plan, prepare, len(sinks))
+    def templates(table: str) -> list[RowTemplate] | None:
+        made = [sink.row_template(table) for sink in sinks]
+        return None if None in made else made  # type: ignore[return-value]
+
+    def templated(table: str, rows: int) -> None:
+        for sink in sinks:
+            sink.templated(table, rows)
+
+    reader = NestedReader(job, plan, prepare, len(sinks), templates, templated)
     try:
         for sink in sinks:
             sink.begin()

@@ -1,4 +1,4 @@
-"""The CSV, SQL and Excel writers' optional inner loop in C (``learnexit/_speedups.c``).
+"""The CSV, SQL, Excel, JSON and XML writers' optional inner loop in C (``learnexit/_speedups.c``).
 
 ``native`` is the compiled module, or ``None`` where it was not built (no C compiler at
 install time) or ``LEARNEXIT_NO_SPEEDUPS=1`` turns it off; the writers then take their
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -203,6 +203,68 @@ def sqlite_inserts(
     assert native is not None
     out: tuple[int, bool] | None = native.sqlite_inserts(*found, *statements, list(refs), write)
     return out
+
+
+# The modes of a row template (``sqlite_texts``).
+TEXT_JSON, TEXT_XML = 0, 1
+# A document's text of one row, for C to fill in: (TEXT_JSON or TEXT_XML, the text before
+# the columns, the text after them, per column (the text before its value, the text after
+# it, the whole text of a NULL)).
+RowTemplate = tuple[int, bytes, bytes, tuple[tuple[bytes, bytes, bytes], ...]]
+
+
+class SqliteTexts:
+    """A statement's rows read by C a batch at a time (``sqlite_texts``), each row made
+    into one text per template: iterating gives (the key column's integers, per template
+    the rows' texts).  ``rows``: the rows given so far; ``finished``: whether they are all
+    of them once iterating ends (else the caller reads the rest through the driver, after
+    ``rows``: a value C leaves to Python, or an error the driver reports).  The statement
+    is finalized when iterating ends (or the object goes)."""
+
+    def __init__(self, handle: Any, templates: tuple[RowTemplate, ...], key: int, batch: int) -> None:
+        self.handle = handle
+        self.templates = templates
+        self.key = key
+        self.batch = batch
+        self.rows = 0
+        self.finished = False
+
+    def __iter__(self) -> Iterator[tuple[list[int], list[list[bytes]]]]:
+        assert native is not None
+        try:
+            while True:
+                keys, texts, state = native.sqlite_texts(self.handle, self.templates, self.key, self.batch)
+                if texts[0]:
+                    self.rows += len(texts[0])
+                    yield keys, texts
+                if state:
+                    self.finished = state == 1
+                    return
+        finally:
+            native.sqlite_close(self.handle)
+
+
+def sqlite_texts(
+    conn: sa.Connection,
+    stmt: sa.Select[Any],
+    templates: Sequence[RowTemplate],
+    key: int,
+    batch: int,
+    prepare: Callable[[str], None] | None = None,
+) -> SqliteTexts | None:
+    """``stmt``'s rows as the texts ``templates`` describe (at least one; the nested JSON
+    and XML documents' rows), read by C through the SQLite handle of ``conn`` ``batch``
+    rows at a time, with the integers of column ``key`` (-1: none); see ``SqliteTexts``.
+    None when it cannot be used here (as ``sqlite_csv``), or when the key column is one
+    SQLAlchemy converts."""
+    if not templates:
+        return None
+    found = _sqlite_statement(conn, stmt, prepare)
+    if found is None or (key >= 0 and found[4][key] != 0):
+        return None
+    assert native is not None
+    handle = native.sqlite_rows(*found)
+    return None if handle is None else SqliteTexts(handle, tuple(templates), key, batch)
 
 
 def _sqlite_bound() -> bool:

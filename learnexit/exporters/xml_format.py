@@ -58,6 +58,7 @@ from .nesting import (
     register_sink,
     write_nested,
 )
+from .speedups import TEXT_XML, RowTemplate
 from .values import NUL, SEP, Sanitiser, file_stem, iso_by_orjson, marked, xml_legal
 
 FOLDER = "xml"
@@ -332,10 +333,8 @@ class XmlDocument(NestedSink):
         rows = len(columns[0]) if columns else 0
         if not rows:
             return []
-        values = self.values
         spec = self.layout.specs[table]
-        for column in self.bad_names[table]:  # counted once per row written, as lxml wrote each
-            values.changed(table, "(name)", "contained characters XML cannot hold: replaced by U+FFFD", rows)
+        self.templated(table, rows)
         elements = [
             self._elements(tags, table, column, col)
             for tags, column, col in zip(self.columns[table], spec.column_names, columns, strict=True)
@@ -417,6 +416,14 @@ class XmlDocument(NestedSink):
 
     def prepare(self, table: str, columns: list[Sequence[Any]]) -> list[Any]:
         return self.rows_xml(table, columns)
+
+    def row_template(self, table: str) -> RowTemplate:
+        tags = tuple((s.encode(), e.encode(), z.encode()) for s, e, z in self.columns[table])
+        return TEXT_XML, b"", b"", tags
+
+    def templated(self, table: str, rows: int) -> None:
+        for _column in self.bad_names[table]:  # counted once per row written, as lxml wrote each
+            self.values.changed(table, "(name)", "contained characters XML cannot hold: replaced by U+FFFD", rows)
 
     def _put(self, text: str) -> None:
         assert self.file is not None
