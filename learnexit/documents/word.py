@@ -9,8 +9,12 @@ page numbers.
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
+from dataclasses import dataclass
 from typing import IO, Any
+from xml.sax.saxutils import escape
 
 from docx import Document as new_document
 from docx.enum.section import WD_ORIENT
@@ -377,8 +381,123 @@ def certificate_docx(cert: Certificate, target: str | IO[bytes]) -> None:
     doc.save(target)
 
 
+# --------------------------------------------------------------------------- certificates, fast
+
+# A certificate's varying texts, in this order; the template holds MARK(i) where text i goes.
+_FIELDS = ("organisation", "person", "completed", "course", "score", "issued", "number", "reproduced")
+_MARK = "\ue000{}\ue001"
+_VARYING = ("word/document.xml", "docProps/core.xml")
+_TITLE_MAX = 255  # (python-docx's core properties: longer titles and authors are cut)
+
+
+@dataclass(frozen=True)
+class CertificateTemplate:
+    """A certificate laid out once by python-docx with marks for its varying texts: the
+    package without the parts that hold them (``head``, a zip), and those parts' XML with
+    the marks (``parts``).  A certificate is the head with the parts added, the marks
+    replaced by its texts — the parts python-docx writes for it, byte for byte."""
+
+    head: bytes
+    parts: tuple[tuple[str, str], ...]
+
+
+def _certificate_texts(cert: Certificate) -> list[str | None]:
+    """The varying texts of ``cert`` as ``certificate_docx`` sets them (``_FIELDS`` order)."""
+    completed = cert.completed or i18n.text(cert.lang, "certificate.completed")
+    values = {f: getattr(cert, f) for f in _FIELDS}
+    return [completed if f == "completed" else values[f] for f in _FIELDS]
+
+
+def _plain_run(text: str | None) -> bool:
+    """Whether python-docx writes ``text`` as one ``w:t`` without attributes (no tab or
+    line break of its own, no white space to preserve at either end, not empty), which is
+    what a mark stands for."""
+    return (
+        bool(text)
+        and text == text.strip()  # type: ignore[union-attr]
+        and not any(c in text for c in "\t\n\r\ue000\ue001")  # type: ignore[operator]
+    )
+
+
+def certificate_template(lang: str, with_score: bool) -> CertificateTemplate | None:
+    """The template of certificates in ``lang`` (with a score line or not); None when the
+    marks do not come out of python-docx as plain text (another python-docx)."""
+    key = (lang, with_score)
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = _make_template(lang, with_score)
+    return _TEMPLATES[key]
+
+
+_TEMPLATES: dict[tuple[str, bool], CertificateTemplate | None] = {}
+
+
+def _make_template(lang: str, with_score: bool) -> CertificateTemplate | None:
+    marks = {f: _MARK.format(i) for i, f in enumerate(_FIELDS)}
+    cert = Certificate(
+        lang=lang,
+        organisation=marks["organisation"],
+        vendor="",
+        person=marks["person"],
+        course=marks["course"],
+        issued=marks["issued"],
+        number=marks["number"],
+        score=marks["score"] if with_score else None,
+        reproduced=marks["reproduced"],
+        completed=marks["completed"],
+    )
+    full = io.BytesIO()
+    certificate_docx(cert, full)
+    head = io.BytesIO()
+    parts = []
+    with zipfile.ZipFile(full) as src, zipfile.ZipFile(head, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename in _VARYING:
+                parts.append((info.filename, data.decode("utf-8")))
+            elif "\ue000".encode() in data:
+                return None
+            else:
+                dst.writestr(info, data, compress_type=info.compress_type)
+    text = "".join(xml for _name, xml in parts)
+    if len(parts) != len(_VARYING) or any(m not in text for f, m in marks.items() if f != "score" or with_score):
+        return None
+    return CertificateTemplate(head.getvalue(), tuple(parts))
+
+
+def fast_certificate_docx(cert: Certificate, target: str | IO[bytes]) -> bool:
+    """``cert`` written from its template (``certificate_template``): the parts python-docx
+    writes for it, in a package whose varying parts come last.  False (nothing written)
+    when a text is not plain (``_plain_run``) or too long for the core properties: then
+    ``certificate_docx`` lays it out."""
+    texts = _certificate_texts(cert)
+    with_score = bool(cert.score)
+    title = f"{i18n.text(cert.lang, 'certificate.title')} – {cert.person}"
+    if len(title) > _TITLE_MAX or len(cert.organisation) > _TITLE_MAX:
+        return False
+    if not all(_plain_run(t) for f, t in zip(_FIELDS, texts, strict=True) if f != "score" or with_score):
+        return False
+    template = certificate_template(cert.lang, with_score)
+    if template is None:
+        return False
+    escaped = [escape(clean(t)) if t else "" for t in texts]
+    out = io.BytesIO(template.head)
+    with zipfile.ZipFile(out, "a", zipfile.ZIP_DEFLATED) as zf:
+        for name, xml in template.parts:
+            for i, value in enumerate(escaped):
+                xml = xml.replace(_MARK.format(i), value)
+            zf.writestr(name, xml.encode("utf-8"))
+    data = out.getvalue()
+    if isinstance(target, str):
+        with open(target, "wb") as fh:
+            fh.write(data)
+    else:
+        target.write(data)
+    return True
+
+
 def document_docx(doc: Document, target: str | IO[bytes]) -> None:
     if isinstance(doc, Certificate):
-        certificate_docx(doc, target)
+        if not fast_certificate_docx(doc, target):
+            certificate_docx(doc, target)
     else:
         report_docx(doc, target)
