@@ -573,8 +573,10 @@ def test_i18n_formats() -> None:
 def test_activity_counted_from_a_read_pass_is_what_reading_it_again_gives(
     example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a tabular format in the same read pass, the documents take the activity counts
-    from that read (``ActivityWatcher``) instead of reading the table again: same documents."""
+    """With a format in the same read pass that reads through the driver (Excel), the
+    documents take the activity counts from that read (``ActivityWatcher``) instead of
+    reading the table again: same documents.  A format C reads alone (CSV on SQLite) feeds
+    no watcher: the documents read the two columns they need themselves."""
     settings = dataclasses.replace(
         load_settings(example / "learnexit.toml"), state_url=f"sqlite:///{tmp_path / 'state.db'}"
     )
@@ -591,8 +593,10 @@ def test_activity_counted_from_a_read_pass_is_what_reading_it_again_gives(
     alone = run_export(settings, "acme", formats=["pdf"], out=tmp_path / "alone")
     assert "activity_log" in read_by_documents
     read_by_documents.clear()
-    shared = run_export(settings, "acme", formats=["csv", "pdf"], out=tmp_path / "shared")
-    assert "activity_log" not in read_by_documents  # counted from the CSV read
+    shared = run_export(settings, "acme", formats=["xlsx", "pdf"], out=tmp_path / "shared")
+    assert "activity_log" not in read_by_documents  # counted from the workbook's read
+    run_export(settings, "acme", formats=["csv", "pdf"], out=tmp_path / "beside-c")
+    assert "activity_log" in read_by_documents
     for name in ("user-statistics.pdf", "analytics-summary.pdf"):
         a = pdf_text(alone.path / "data" / "documents" / "reports" / name)
         b = pdf_text(shared.path / "data" / "documents" / "reports" / name)

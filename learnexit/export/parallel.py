@@ -33,12 +33,10 @@ EXPORT_WORKERS_ENV = "LEARNEXIT_EXPORT_WORKERS"
 PARALLEL_FROM_ROWS = 10_000
 # A table this big may be read in key ranges by several processes (``plan_split``).
 SPLIT_FROM_ROWS = 100_000
-# Rough seconds of each format alone for 600k rows, less the ~0.6 s every export spends
-# before its formats (``bench/run.py``, 2026-12-06), to balance the groups and start the
-# costly tasks first.  (The older figures, from before the C reader, put the CSV and SQL
-# dump with the documents and the workbook with JSON and XML: the full package's longest
-# group, JSON and XML making ~7 s alone, ended ~0.3 s later.)
-_COST = {"json": 4.0, "xml": 2.7, "xlsx": 2.2, "pdf": 2.7, "docx": 2.1, "sql": 0.6, "csv": 0.5, "media": 0.3}
+# Rough seconds of each format alone for 600k rows, less the ~0.75 s every export spends
+# before its formats (``bench/run.py``, 2026-12-06: JSON and XML rows made by C, Word
+# certificates from templates), to balance the groups and start the costly tasks first.
+_COST = {"json": 1.95, "xml": 0.5, "xlsx": 2.0, "pdf": 2.75, "docx": 1.7, "sql": 0.4, "csv": 0.3, "media": 0.05}
 # A format cheaper than this that reads no rows is a task of its own (see ``group_formats``).
 _FILLER_COST = 0.5
 # A format whose ``after`` step makes another's files too when both are exported (the
@@ -193,17 +191,28 @@ def group_formats(exporters: Sequence[Exporter], workers: int) -> list[list[Expo
     """The tasks of a parallel export: the formats shared out over ``workers`` groups,
     costliest first, each to the group with the least work so far.  In a group, one read
     of each table feeds every format that takes the rows (instead of one read per format),
-    then the formats' ``after`` steps run.  A format that reads nothing and costs little
+    then the formats' ``after`` steps run (a format that watches a read pass goes with one
+    that reads through the driver).  A format that reads nothing and costs little
     (media; a format another one makes) is a task of its own at the end, taken by the
     first process that is free: the cost figures are rough, and this evens out the end."""
     cost = format_costs(exporters)
     fillers = [e for e in exporters if not reads_rows(e) and cost[e.name] < _FILLER_COST]
+    units = [[e] for e in exporters if e not in fillers]
+    # A format that watches a read pass (the documents' activity counts) goes with one
+    # whose rows come through the driver: fed by that read, it need not read the table
+    # again (beside formats C reads alone it would).
+    watching = [u for u in units if type(u[0]).watcher is not Exporter.watcher]
+    feeding = [u for u in units if u[0].driver_reads and u not in watching]
+    if watching and feeding:
+        host = max(watching, key=lambda u: cost[u[0].name])
+        host += feeding[0]
+        units.remove(feeding[0])
     groups: list[list[Exporter]] = [[] for _ in range(max(1, workers))]
     load = [0.0] * len(groups)
-    for exporter in sorted((e for e in exporters if e not in fillers), key=lambda e: -cost[e.name]):
+    for unit in sorted(units, key=lambda u: -sum(cost[e.name] for e in u)):
         i = load.index(min(load))
-        groups[i].append(exporter)
-        load[i] += cost[exporter.name]
+        groups[i] += unit
+        load[i] += sum(cost[e.name] for e in unit)
     tasks = [g for _, g in sorted(zip(load, groups, strict=True), key=lambda pair: -pair[0]) if g]
     return tasks + [[e] for e in sorted(fillers, key=lambda e: -cost[e.name])]
 

@@ -70,10 +70,14 @@ def read_pass(
                 writers.append((exporter.name, writer))
         if not writers:  # only formats that read on their own (documents, media): nothing to feed
             return
-        if split is None:  # (a watcher must see every row: not when a table is read in ranges)
+        alone = reads_alone(job, writers)
+        # (a watcher must see every row: not when a table is read in ranges; and it is fed
+        # by a read the formats make anyway, not by one of its own)
+        if split is None and not all(alone):
             for exporter in exporters:
                 if type(exporter).writer is Exporter.writer and (watcher := exporter.watcher(job)) is not None:
                     writers.append((exporter.name, watcher))
+                    alone.append(False)
         # Batches as columns when every writer takes them so (no transposing back and forth).
         columnar = all(type(w).write_columns is not TableWriter.write_columns for _, w in writers)
         for spec in job.tables:
@@ -85,13 +89,7 @@ def read_pass(
             if where is None and totals[spec.name] == 0:
                 pass  # counted empty in this snapshot: nothing to read (the writers' files are the same)
             elif columnar:
-                rows, finished = read_direct(job, spec, where, writers)
-                for columns in () if finished else job.columns(spec.name, where, offset=rows):
-                    n = len(columns[0])
-                    for _, w in writers:
-                        w.write_columns(spec, columns, n)
-                    rows += n
-                    job.progress(spec.name, rows)
+                rows = _read_columns(job, spec, where, writers, alone)
             else:
                 for batch in job.tuples(spec.name, where):
                     for _, w in writers:
@@ -128,6 +126,65 @@ def read_pass(
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
         raise
+
+
+def reads_alone(job: ExportJob, writers: list[tuple[str, TableWriter]]) -> list[bool]:
+    """Which writers read each table on their own, by C straight from the source
+    (``read_direct``) when they can (``TableWriter.direct``): the only writer of the
+    pass, or on SQLite every one (C reading a table again costs less than the driver's
+    fetch it would share).  The others share one read through the driver."""
+    can = [type(w).direct is not TableWriter.direct for _, w in writers]
+    if len(writers) == 1 or (job.conn.dialect.name == "sqlite" and speedups.native is not None):
+        return can
+    return [False] * len(writers)
+
+
+def _read_columns(
+    job: ExportJob, spec: TableSpec, where: Any, writers: list[tuple[str, TableWriter]], alone: list[bool]
+) -> int:
+    """One table for every writer: each writer that reads alone by C (``read_direct``),
+    then the rest — the other writers', and those C stopped before the end — in one
+    read through the driver from the first row one of them lacks, each writer taking the
+    rows it has not written.  Returns the rows read (every writer's, the same)."""
+    have = [0] * len(writers)
+    done: set[int] = set()
+    counts: set[int] = set()
+    report = job.progress
+    shown = [0]
+
+    def forward(label: str, n: int, total: int | None = None) -> None:  # (each read counts from 0 again)
+        if label != spec.name:
+            report(label, n, total)
+        elif n > shown[0]:
+            shown[0] = n
+            report(label, n, total)
+
+    job.progress = forward
+    try:
+        for i, writer in enumerate(writers):
+            if alone[i]:
+                have[i], finished = read_direct(job, spec, where, [writer])
+                if finished:
+                    done.add(i)
+                    counts.add(have[i])
+        rest = [i for i in range(len(writers)) if i not in done]
+        if rest:
+            rows = min(have[i] for i in rest)
+            for columns in job.columns(spec.name, where, offset=rows):
+                n = len(columns[0])
+                for i in rest:
+                    skip = have[i] - rows
+                    if skip < n:
+                        part = columns if skip <= 0 else [c[skip:] for c in columns]
+                        writers[i][1].write_columns(spec, part, n - max(skip, 0))
+                rows += n
+                job.progress(spec.name, rows)
+            counts.add(rows)
+    finally:
+        job.progress = report
+    if len(counts) > 1:
+        raise OperationalError(f"{spec.name}: read {sorted(counts)} rows in the same snapshot")
+    return counts.pop() if counts else 0
 
 
 def read_direct(

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -30,9 +30,6 @@ from ..config import Settings
 from ..errors import OperationalError, printable
 from ..source import Edge, ReadPoint, Source, text_decode
 from ..source.keys import result_processors
-
-if TYPE_CHECKING:
-    from .speedups import RowTemplate
 
 KINDS = ("integer", "number", "boolean", "date", "datetime", "string", "binary")
 
@@ -452,7 +449,7 @@ class DirectSink:
     statements: tuple[int, str, int, int, int] | None = None
     refs: tuple[tuple[int, Any, Any], ...] = ()
     wrote: Callable[[int], None] = lambda rows: None
-    template: RowTemplate | None = None
+    template: tuple[Any, ...] | None = None  # (a ``speedups.RowTemplate``)
     texts: Callable[[list[bytes]], Any] | None = None
 
 
@@ -522,6 +519,9 @@ class Exporter(ABC):
     description: ClassVar[str]
     folder: ClassVar[str]  # below data/
     order: ClassVar[int] = 50  # ``after`` steps run in this order
+    # Its rows always come through the driver (no reader in C straight from the source):
+    # a watcher in its read pass is fed by that read (``export.parallel.group_formats``).
+    driver_reads: ClassVar[bool] = False
 
     def writer(self, job: ExportJob) -> TableWriter | None:
         return None

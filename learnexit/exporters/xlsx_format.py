@@ -668,6 +668,7 @@ class XlsxExporter(Exporter):
     name = "xlsx"
     description = "one Excel workbook, one sheet per table (typed values, strings never formulas)"
     folder = FOLDER
+    driver_reads = True
 
     def writer(self, job: ExportJob) -> TableWriter:
         return XlsxWriter(job)
