@@ -635,6 +635,26 @@ def test_excel_continues_long_tables_on_further_sheets(case: Case, tmp_path: Pat
             )
 
 
+def test_worksheets_deflated_by_isal_hold_what_zlib_gives(case: Case, tmp_path: Path, monkeypatch) -> None:
+    """With ``isal`` installed the worksheets are deflated by ISA-L (``_fast_deflate``):
+    another, smaller stream of the same members — openpyxl and zipfile read the same."""
+    if case.kind != "sqlite" or xlsx_format._isal_zlib is None:
+        pytest.skip("the deflating does not depend on the engine; isal is in learnexit[all]")
+    fast = run_export(case.settings, CUSTOMER, formats=["xlsx"], out=tmp_path / "isal")
+    monkeypatch.setattr(xlsx_format, "_isal_zlib", None)
+    plain = run_export(case.settings, CUSTOMER, formats=["xlsx"], out=tmp_path / "zlib")
+    books = [r.path / "data" / "excel" / f"{CUSTOMER}.xlsx" for r in (fast, plain)]
+    with zipfile.ZipFile(books[0]) as a, zipfile.ZipFile(books[1]) as b:
+        assert a.testzip() is None and b.testzip() is None
+        assert a.namelist() == b.namelist()
+        for name in a.namelist():
+            assert a.read(name) == b.read(name), name
+        sheets = [n for n in a.namelist() if n.startswith("xl/worksheets/")]
+        # (ISA-L's stream is another than zlib's: it was used)
+        assert any(a.getinfo(n).compress_size != b.getinfo(n).compress_size for n in sheets)
+    assert read_xlsx_sheets(books[0]) == read_xlsx_sheets(books[1])
+
+
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
 def test_sql_dump_loads_into_a_fresh_database_of_each_engine(case: Case, dialect: str, db_factory) -> None:
     """Every dump loads into every engine (the matching one is also in the round-trip test)."""
