@@ -641,3 +641,43 @@ def test_the_font_patches_go_on_once_however_many_renderers() -> None:
     assert chain == [(True, False), (False, True), (False, False)]
     assert getattr(Font.subset, "learnexit_cached", False)
     assert not getattr(Font.subset.__wrapped__, "learnexit_cached", False)
+
+
+def test_the_export_summary_is_rendered_by_the_documents_warm_workers(
+    example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Formats side by side: the export's own process renders the documents with its pool
+    and keeps the workers (warm: renderer, style sheets) for the summary, which it makes
+    once every format is done; the pool is shut down after it."""
+    from learnexit.documents import render
+
+    settings = dataclasses.replace(
+        load_settings(example / "learnexit.toml"), state_url=f"sqlite:///{tmp_path / 'state.db'}"
+    )
+    monkeypatch.setenv("LEARNEXIT_EXPORT_WORKERS", "2")
+    monkeypatch.setenv("LEARNEXIT_RENDER_WORKERS", "2")
+    monkeypatch.setenv("LEARNEXIT_NOW", "2026-11-29T10:15:00Z")
+    queues: list[tuple[object, object]] = []
+    real_init, real_finish = render.RenderQueue.__init__, render.RenderQueue.finish
+
+    def init(self: render.RenderQueue, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        queues.append((kwargs.get("pool"), self))
+
+    pools: list[object] = []
+
+    def finish(self: render.RenderQueue, keep_pool: bool = False) -> int:
+        done = real_finish(self, keep_pool)
+        if keep_pool:
+            pools.append(self.pool)
+        return done
+
+    monkeypatch.setattr(render.RenderQueue, "__init__", init)
+    monkeypatch.setattr(render.RenderQueue, "finish", finish)
+    result = run_export(settings, "acme", formats=["csv", "pdf", "docx"], out=tmp_path / "out")
+    docs = result.path / "data" / "documents"
+    assert (docs / "export-summary.pdf").read_bytes().startswith(b"%PDF")
+    assert (docs / "export-summary.docx").stat().st_size > 0
+    given = [pool for pool, _queue in queues if pool is not None]
+    assert len(pools) == 1 and given == pools  # the documents' pool, handed to the summary's queue
+    assert given[0]._shutdown_thread  # type: ignore[attr-defined]  # (and shut down after it)

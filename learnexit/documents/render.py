@@ -594,6 +594,7 @@ class RenderQueue:
         parallel_from: int = 40,
         progress: Any = None,
         expected: int = 0,
+        pool: ProcessPoolExecutor | None = None,
     ) -> None:
         self.workers = default_workers() if workers is None else max(1, workers)
         self.chunk = chunk
@@ -601,7 +602,7 @@ class RenderQueue:
         self.progress = progress
         self.pending: list[tuple[Document, str, str]] = []
         self.in_flight: deque[tuple[Future[int], list[tuple[Document, str, str]]]] = deque()
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: ProcessPoolExecutor | None = pool  # (given: another queue's warm workers, see ``finish``)
         self.done = 0
         self.added = 0
         self.expected = expected
@@ -656,7 +657,10 @@ class RenderQueue:
         # (document names come from the source's values: counted, never named)
         return OperationalError(f"rendering {len(items)} documents failed: {first_line(exc)}")
 
-    def finish(self) -> int:
+    def finish(self, keep_pool: bool = False) -> int:
+        """Wait for every document; the number of files written.  ``keep_pool``: the
+        pool's workers stay up, warm (their renderer, style sheets and laid-out
+        certificates), for ``detach`` to hand to a later queue (``RenderQueue(pool=…)``)."""
         self.finishing = True
         try:
             if self.pool is not None:
@@ -672,9 +676,18 @@ class RenderQueue:
                     raise self._failure([item], exc) from exc
                 self._count(1)
             self.pending = []
-        finally:
+        except BaseException:
+            self._shutdown()
+            raise
+        if not keep_pool:
             self._shutdown()
         return self.done
+
+    def detach(self) -> ProcessPoolExecutor | None:
+        """The pool (after ``finish(keep_pool=True)``), now the caller's to pass on or shut
+        down; None when the documents were rendered in this process."""
+        pool, self.pool = self.pool, None
+        return pool
 
     def abort(self) -> None:
         for future, _ in self.in_flight:

@@ -17,6 +17,8 @@ Files (below ``data/documents/``; the .pdf and the .docx of a document sit side 
 
 from __future__ import annotations
 
+import multiprocessing
+import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -76,6 +78,7 @@ def build_documents(b: DocumentBuild) -> None:
 
 
 _WATCHED = "documents"  # job.shared: the DocumentBuild the read pass fed (``ActivityWatcher``)
+_WARM_POOL = "documents.pool"  # job.shared: the render workers, kept for the export summary
 
 
 class ActivityWatcher(TableWriter):
@@ -146,7 +149,14 @@ class _DocumentsExporter(Exporter):
                 build = DocumentBuild(job, fmts, queue)
             build.queue = queue
             build_documents(build)
-            queue.finish()
+            # The export summary follows once every format is done (``finish``, in the
+            # export's own process): this process's warm workers render it then.
+            keep = job.parallel and multiprocessing.parent_process() is None
+            queue.finish(keep_pool=keep)
+            if keep and (pool := queue.detach()) is not None:
+                job.shared[_WARM_POOL] = pool
+                # (an export that fails before its summary: the workers go with the job)
+                weakref.finalize(job, pool.shutdown, wait=False, cancel_futures=True)
 
     def watcher(self, job: ExportJob) -> TableWriter | None:
         """When other formats read the activity table anyway, the documents' activity counts
@@ -162,15 +172,18 @@ class _DocumentsExporter(Exporter):
     def finish(self, job: ExportJob) -> None:
         """The export summary, when the formats ran side by side (once all are done): made
         by the first document format for all of them, as in ``after``, each format by a
-        worker of the render pool (its fork server has WeasyPrint loaded already when this
-        process rendered the documents), not by importing WeasyPrint here."""
+        worker of the render pool — the documents' own, still warm, when this process
+        rendered them; else new ones from its fork server (WeasyPrint loaded already) —
+        not by importing WeasyPrint here."""
         if not job.parallel:
             return
         fmts = self._formats(job)
         if fmts is None:
             return  # made with the first
         prefix = f"{fmts[0]}: "  # (made together, the formats' notes are the same)
-        with RenderQueue(workers=min(len(fmts), default_workers()), parallel_from=1, chunk=1) as queue:
+        warm = job.shared.pop(_WARM_POOL, None)
+        workers = min(len(fmts), default_workers())
+        with RenderQueue(workers=workers, parallel_from=1, chunk=1, pool=warm) as queue:
             build = DocumentBuild(job, fmts, queue)
             build.own_notes = [n[len(prefix) :] for n in job.notes if n.startswith(prefix)]
             export_summary(build)
