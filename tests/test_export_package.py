@@ -720,3 +720,30 @@ def test_digests_taken_ahead_are_used_only_for_files_unchanged_since(tmp_path: P
     assert hashes["csv/a.csv"] == ("0" * 64, 7)  # unchanged: not read again
     assert hashes["csv/b.csv"] == (hashlib.sha256(b"id\r\n2\r\n3\r\n").hexdigest(), 10)
     assert hashes["index.html"] == (hashlib.sha256(b"<html></html>").hexdigest(), 13)
+
+
+def test_a_groups_folders_are_hashed_ahead_and_known_digests_not_again(tmp_path: Path) -> None:
+    """A parallel export hashes each group's folders when the group is done (``prehash``
+    with ``folders``) and, at the end, only what is new or changed (``known``)."""
+    from learnexit.export.parallel import _folders
+    from learnexit.exporters.base import load_builtin
+    from learnexit.package.build import prehash
+
+    data = tmp_path / "data"
+    for folder, name in (("csv", "a.csv"), ("json", "acme.json"), ("xml", "acme.xml"), ("documents", "x.pdf")):
+        (data / folder).mkdir(parents=True)
+        (data / folder / name).write_bytes(name.encode())
+    ahead = prehash(data, {"json", "xml"})
+    assert set(ahead) == {"json/acme.json", "xml/acme.xml"}
+    poisoned = {rel: ("0" * 64, size, identity) for rel, (_digest, size, identity) in ahead.items()}
+    later = prehash(data, known=poisoned)
+    assert later["json/acme.json"][0] == "0" * 64  # known and unchanged: not read again
+    assert later["csv/a.csv"][0] == hashlib.sha256(b"a.csv").hexdigest()
+    formats = load_builtin()
+    chosen = ["csv", "json", "xml", "pdf", "docx", "sql"]
+    # JSON makes the XML document, PDF the Word files: the makers' groups hash those folders
+    assert _folders([formats["json"], formats["sql"]], chosen) == {"json", "xml", "sql"}
+    assert _folders([formats["xml"]], chosen) == set()
+    assert _folders([formats["docx"]], chosen) == set()
+    assert _folders([formats["xml"]], ["xml"]) == {"xml"}
+    assert _folders([formats["pdf"], formats["xlsx"]], chosen) == {"documents", "excel"}

@@ -12,12 +12,12 @@ import queue
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import errors
 from ..errors import BadInput, LearnexitError, OperationalError
-from ..exporters.base import Exporter, ExportJob
+from ..exporters.base import Exporter, ExportJob, load_builtin
 from ..logs import event
 from ..machine import usable_cores
 from ..package.build import prehash
@@ -150,7 +150,8 @@ def run_formats(
         if job.parallel and any(type(e).finish is not Exporter.finish for e in exporters):
             # The export summary is made now, the rest is final: hash it meanwhile (the
             # package hashes again only what changed or is new).
-            job.in_background(lambda: job.prehashed.update(prehash(job.data_dir)), "prehash")
+            known = dict(job.prehashed)
+            job.in_background(lambda: job.prehashed.update(prehash(job.data_dir, known=known)), "prehash")
         for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):
             exporter.finish(job)
 
@@ -180,6 +181,7 @@ class _TaskResult:
     after_notes: list[str]  # notes of its ``after`` step
     problems: list[str]
     media: list[dict[str, Any]]
+    hashed: dict[str, Any] = field(default_factory=dict)  # its files' digests (``package.prehash``)
 
 
 def reads_rows(exporter: Exporter) -> bool:
@@ -273,9 +275,27 @@ def _run_task(
                     format=exporter.name,
                     seconds=round(time.monotonic() - started, 2),
                 )
+            # The group's files are final: hashed (and synced to disk) now, beside the
+            # other groups' work, rather than all at the end.
+            folders = _folders(group, job.options.formats)
+            if folders:
+                results[0].hashed = prehash(job.data_dir, folders)
             return results
     finally:
         job.progress = report
+
+
+def _folders(group: Sequence[Exporter], chosen: Sequence[str]) -> set[str]:
+    """The folders below data/ the formats of ``group`` write: their own, and those of the
+    chosen formats they make (``_MADE_WITH``)."""
+    names = {e.name for e in group}
+    made = {name for name, maker in _MADE_WITH.items() if maker in names and name in chosen}
+    # (a format another chosen one makes: its files are that one's)
+    folders = {e.folder for e in group if _MADE_WITH.get(e.name) not in chosen}
+    if made:
+        builtin = load_builtin()
+        folders |= {builtin[name].folder for name in made if name in builtin}
+    return folders
 
 
 @dataclass
@@ -403,7 +423,9 @@ def _run_here(job: ExportJob, run: _Run, children: list[tuple[Any, Any]]) -> dic
 
 def _merge(job: ExportJob, exporters: Sequence[Exporter], order: list[str], results: dict[str, _TaskResult]) -> None:
     """The formats' notes, problems and media, in the order one process would have
-    produced them: read passes, then ``after`` steps."""
+    produced them: read passes, then ``after`` steps; their files' digests."""
+    for result in results.values():
+        job.prehashed.update(result.hashed)
     for exporter in sorted(exporters, key=lambda e: order.index(e.name)):
         job.notes.extend(results[exporter.name].read_notes)
     for exporter in sorted(exporters, key=lambda e: (e.order, order.index(e.name))):

@@ -23,7 +23,7 @@ import re
 import shutil
 import stat
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -243,15 +243,29 @@ def _identity(path: Path) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def prehash(root: Path) -> dict[str, tuple[str, int, tuple[int, int, int, int]]]:
-    """``hash_files`` of every file below ``root`` now, each with what identifies its
-    content (device, inode, size, modification time, the same before and after hashing):
-    ``finish_package`` takes a digest from here for a file that is still the same.  An
-    export hashes what the formats wrote while it makes the export summary."""
+def prehash(
+    root: Path,
+    folders: Collection[str] | None = None,
+    known: dict[str, tuple[str, int, tuple[int, int, int, int]]] | None = None,
+) -> dict[str, tuple[str, int, tuple[int, int, int, int]]]:
+    """``hash_files`` of every file below ``root`` (or below its ``folders``) now, each
+    with what identifies its content (device, inode, size, modification time, the same
+    before and after hashing): ``finish_package`` takes a digest from here for a file
+    that is still the same.  A file ``known`` and unchanged since is not read again.  A
+    parallel export hashes each group's files when the group is done, and the rest while
+    it makes the export summary."""
     files = relative_files(root)
-    before = {rel: _identity(root / rel) for rel in files}
-    hashed = hash_files(root, files)
+    if folders is not None:
+        files = [rel for rel in files if rel.split("/", 1)[0] in folders]
     out = {}
+    if known:
+        for rel in files:
+            entry = known.get(rel)
+            if entry is not None and _identity(root / rel) == entry[2]:
+                out[rel] = entry
+        files = [rel for rel in files if rel not in out]
+    before = {rel: _identity(root / rel) for rel in files}
+    hashed = _hash_new(root, files)
     for rel, (digest, size) in hashed.items():
         if _identity(root / rel) == before[rel]:
             out[rel] = (digest, size, before[rel])
