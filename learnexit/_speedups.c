@@ -877,23 +877,35 @@ static int iso_date(const unsigned char *s, int *y, int *m, int *d) {
 }
 
 /* A datetime as "YYYY-MM-DD HH:MM:SS" ('T' also), or with a fraction of min_digits to six
- * digits (SQLAlchemy's storage format: 6; PostgreSQL's output drops trailing zeros: 1),
- * written as isoformat() writes it (six digits, none when zero); 0 otherwise. */
-static int put_iso_datetime(Buf *b, const unsigned char *s, int n, int min_digits) {
-    int y, mo, d, h, mi, sec, us = 0;
-    int digits = n > 19 ? n - 20 : 0;
-    if ((n != 19 && (digits < min_digits || digits > 6)) || !iso_date(s, &y, &mo, &d) ||
-        (s[10] != ' ' && s[10] != 'T') || s[13] != ':' || s[16] != ':' || !digits_at(s + 11, 2, &h) ||
-        !digits_at(s + 14, 2, &mi) || !digits_at(s + 17, 2, &sec) || h > 23 || mi > 59 || sec > 59)
+ * digits (SQLAlchemy's storage format: 6; PostgreSQL's output drops trailing zeros: 1):
+ * its fields in t[0..6] (year, month, day, hour, minute, second, microsecond) and the
+ * fraction's digits; 0 when it is not one. */
+static int iso_datetime(const unsigned char *s, int n, int min_digits, int *t, int *digits) {
+    *digits = n > 19 ? n - 20 : 0;
+    t[6] = 0;
+    if ((n != 19 && (*digits < min_digits || *digits > 6)) || !iso_date(s, &t[0], &t[1], &t[2]) ||
+        (s[10] != ' ' && s[10] != 'T') || s[13] != ':' || s[16] != ':' || !digits_at(s + 11, 2, &t[3]) ||
+        !digits_at(s + 14, 2, &t[4]) || !digits_at(s + 17, 2, &t[5]) || t[3] > 23 || t[4] > 59 || t[5] > 59)
         return 0;
-    if (digits && (s[19] != '.' || !digits_at(s + 20, digits, &us)))
+    if (*digits && (s[19] != '.' || !digits_at(s + 20, *digits, &t[6])))
+        return 0;
+    for (int k = *digits; k < 6; k++)
+        t[6] *= 10;
+    return 1;
+}
+
+/* Such a datetime written as isoformat() writes it (six fraction digits, none when zero);
+ * 0 when it is not one. */
+static int put_iso_datetime(Buf *b, const unsigned char *s, int n, int min_digits) {
+    int t[7], digits;
+    if (!iso_datetime(s, n, min_digits, t, &digits))
         return 0;
     if (buf_reserve(b, 26) < 0)
         return ERROR;
     memcpy(b->data + b->len, s, 19);
     b->data[b->len + 10] = 'T';
     b->len += 19;
-    if (us) {
+    if (t[6]) {
         memcpy(b->data + b->len, s + 19, (size_t)digits + 1);
         memset(b->data + b->len + 1 + digits, '0', (size_t)(6 - digits));
         b->len += 7;
@@ -1764,6 +1776,148 @@ static PyObject *sqlite_close(PyObject *self, PyObject *capsule) {
     Py_RETURN_NONE;
 }
 
+/* One value (not NULL) of column c as xlsx_rows' excel_cell writes what the driver and
+ * SQLAlchemy give for it: DONE (an empty text writes no cell), ERROR or UNHANDLED. */
+static int excel_sqlite_cell(Buf *b, le_sqlite3_stmt *st, int c, int kind, const char *letter, Py_ssize_t nletter,
+                             const char *row, int nrow) {
+    int type = lite.column_type(st, c);
+    if (type == LE_SQLITE_INTEGER && (kind == KIND_PLAIN || kind == KIND_BOOLEAN)) {
+        long long n = lite.column_int64(st, c);
+        if (kind == KIND_BOOLEAN) {
+            if (cell_start(b, letter, nletter, row, nrow, "\" t=\"b\"><v>") < 0)
+                return ERROR;
+            return buf_put(b, n ? "1</v></c>" : "0</v></c>", 9);
+        }
+        if (n <= -EXCEL_INT_LIMIT || n >= EXCEL_INT_LIMIT)
+            return UNHANDLED;
+        if (cell_start(b, letter, nletter, row, nrow, "\" t=\"n\"><v>") < 0 || put_int64(b, n) < 0)
+            return ERROR;
+        return buf_put(b, "</v></c>", 8);
+    }
+    if (type != LE_SQLITE_TEXT || kind == KIND_BOOLEAN) /* (floats: Python notes their rounding) */
+        return UNHANDLED;
+    const unsigned char *u = lite.column_text(st, c);
+    int n = lite.column_bytes(st, c);
+    if (u == NULL)
+        return ERROR;
+    if (kind == KIND_DATETIME || kind == KIND_DATE) {
+        int t[7] = {0}, digits;
+        if (kind == KIND_DATETIME ? !iso_datetime(u, n, 6, t, &digits) : (n != 10 || !iso_date(u, &t[0], &t[1], &t[2])))
+            return UNHANDLED;
+        if (t[0] < 1900)
+            return UNHANDLED;
+        long days = ordinal(t[0], t[1], t[2]) - EXCEL_EPOCH_ORDINAL;
+        const char *attrs = kind == KIND_DATETIME ? "\" s=\"2\" t=\"n\"><v>" : "\" s=\"3\" t=\"n\"><v>";
+        if (cell_start(b, letter, nletter, row, nrow, attrs) < 0 ||
+            put_serial(b, days, t[3] * 3600L + t[4] * 60L + t[5], t[6]) < 0)
+            return ERROR;
+        return buf_put(b, "</v></c>", 8);
+    }
+    if (n == 0)
+        return DONE;
+    int special;
+    if (!utf8_valid(u, n, XML_MARKS, MARK_BAD, &special) || (special & MARK_BAD))
+        return UNHANDLED;
+    /* excel_text_ok: at most EXCEL_TEXT_MAX characters; white space (str.strip's) at an end */
+    Py_ssize_t chars = 0;
+    for (int i = 0; i < n; i++)
+        chars += (u[i] & 0xC0) != 0x80;
+    if (chars > EXCEL_TEXT_MAX)
+        return UNHANDLED;
+    int last = n - 1;
+    while (last > 0 && (u[last] & 0xC0) == 0x80)
+        last--;
+    PyObject *ends = PyUnicode_DecodeUTF8((const char *)u + last, n - last, "strict");
+    PyObject *starts = ends == NULL ? NULL : PyUnicode_DecodeUTF8((const char *)u, n < 4 ? n : 4, "ignore");
+    if (starts == NULL) {
+        Py_XDECREF(ends);
+        return ERROR;
+    }
+    int space = (PyUnicode_GET_LENGTH(starts) && Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(starts, 0))) ||
+                Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(ends, 0));
+    Py_DECREF(starts);
+    Py_DECREF(ends);
+    if (cell_start(b, letter, nletter, row, nrow,
+                   space ? "\" t=\"inlineStr\"><is><t xml:space=\"preserve\">" : "\" t=\"inlineStr\"><is><t>") < 0 ||
+        (special ? xml_text(b, (const char *)u, n) : buf_put(b, (const char *)u, n)) < 0)
+        return ERROR;
+    return buf_put(b, "</t></is></c>", 13);
+}
+
+PyDoc_STRVAR(sqlite_cells_doc,
+             "sqlite_cells(rows, letters, first, max_rows) -> (bytes, rows, state)\n\n"
+             "Up to max_rows more rows of sqlite_rows' statement as worksheet rows, as xlsx_rows\n"
+             "writes them (numbered from first; one cell reference letter per column written:\n"
+             "the columns after them are not), as UTF-8; the rows written, and state as\n"
+             "sqlite_texts says (2: stopped before a row with a value left to Python).");
+
+static PyObject *sqlite_cells(PyObject *self, PyObject *args) {
+    PyObject *capsule, *letters;
+    Py_ssize_t first, max_rows;
+    if (!PyArg_ParseTuple(args, "OO!nn:sqlite_cells", &capsule, &PyTuple_Type, &letters, &first, &max_rows))
+        return NULL;
+    Reading *rd = PyCapsule_GetPointer(capsule, ROWS_CAPSULE);
+    if (rd == NULL)
+        return NULL;
+    if (rd->st == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the rows are closed");
+        return NULL;
+    }
+    Py_ssize_t ncols = PyTuple_GET_SIZE(letters);
+    if (ncols > rd->ncols || first < 1 || max_rows < 0 || first > PY_SSIZE_T_MAX - max_rows) {
+        PyErr_SetString(PyExc_ValueError, "a letter per column written (at most the statement's), rows from 1");
+        return NULL;
+    }
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        PyObject *letter = PyTuple_GET_ITEM(letters, c);
+        if (!PyUnicode_Check(letter) || !PyUnicode_IS_ASCII(letter) || PyUnicode_GET_LENGTH(letter) == 0) {
+            PyErr_SetString(PyExc_ValueError, "column letters must be non-empty ASCII str");
+            return NULL;
+        }
+    }
+    Buf b = {0};
+    PyObject *result = NULL;
+    Py_ssize_t rows = 0;
+    int state = 0;
+    while (rows < max_rows) {
+        int rc = lite.step(rd->st);
+        if (rc != LE_SQLITE_ROW) {
+            state = rc == LE_SQLITE_DONE ? 1 : 2;
+            break;
+        }
+        Py_ssize_t start = b.len;
+        char row[24];
+        int nrow = snprintf(row, sizeof(row), "%zd", first + rows);
+        if (buf_put(&b, "<row r=\"", 8) < 0 || buf_put(&b, row, nrow) < 0 || buf_put(&b, "\">", 2) < 0)
+            goto done;
+        int unhandled = 0;
+        for (Py_ssize_t c = 0; c < ncols && !unhandled; c++) {
+            if (lite.column_type(rd->st, (int)c) == LE_SQLITE_NULL)
+                continue;
+            PyObject *letter = PyTuple_GET_ITEM(letters, c);
+            int vr = excel_sqlite_cell(&b, rd->st, (int)c, rd->kinds[c], PyUnicode_DATA(letter),
+                                       PyUnicode_GET_LENGTH(letter), row, nrow);
+            if (vr == ERROR)
+                goto done;
+            unhandled = vr == UNHANDLED;
+        }
+        if (unhandled) {
+            b.len = start;
+            state = 2;
+            break;
+        }
+        if (buf_put(&b, "</row>", 6) < 0)
+            goto done;
+        rows++;
+    }
+    if (PyErr_CheckSignals() < 0)
+        goto done;
+    result = Py_BuildValue("(y#ni)", b.data ? b.data : "", b.len, rows, state);
+done:
+    buf_free(&b);
+    return result;
+}
+
 /* ------------------------------------------------------------------ PostgreSQL's COPY */
 
 /* libpq, as the psycopg driver loaded it (speedups.pg_library finds the one file); the
@@ -2077,6 +2231,7 @@ static PyMethodDef methods[] = {
     {"sqlite_rows", sqlite_rows, METH_VARARGS, sqlite_rows_doc},
     {"sqlite_texts", sqlite_texts, METH_VARARGS, sqlite_texts_doc},
     {"sqlite_close", sqlite_close, METH_O, sqlite_close_doc},
+    {"sqlite_cells", sqlite_cells, METH_VARARGS, sqlite_cells_doc},
     {"pg_bind", pg_bind, METH_VARARGS, pg_bind_doc},
     {"pg_copy_csv", pg_copy_csv, METH_VARARGS, pg_copy_csv_doc},
     {NULL, NULL, 0, NULL},

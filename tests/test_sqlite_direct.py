@@ -489,3 +489,110 @@ def test_inserts_leave_a_batch_with_an_unknown_reference_to_python(tmp_path: Pat
     assert run({(0,), (1,), (2,), (7,)}, None, 3) == (6, False)
     conn.rollback()
     conn.close()
+
+
+# --------------------------------------------------------------------------- worksheet rows
+
+
+def read_sheets(
+    path: Path, table: sa.Table, spec: TableSpec, *, direct: bool, per_sheet: int = 0, batch_size: int = 7
+) -> tuple[Any, ...]:
+    """The table through an XlsxWriter as the read pass feeds it alone: with ``direct``,
+    C's worksheet rows (``native.sqlite_cells``) first and batches from where it stopped;
+    (every sheet's XML, rows C wrote, the notes) or ("error", message)."""
+    from learnexit.exporters import xlsx_format
+
+    engine = sa.create_engine(f"sqlite:///{path}")
+    text_decode.install(engine)
+    with tempfile.TemporaryDirectory() as tmp, engine.connect() as conn:
+        conn.connection.dbapi_connection.execute("BEGIN")
+        job: ExportJob = writer_job(Path(tmp), [spec], "xlsx")
+        job = dataclasses.replace(job, options=dataclasses.replace(job.options, batch_size=batch_size))
+        saved = xlsx_format.MAX_DATA_ROWS
+        if per_sheet:
+            xlsx_format.MAX_DATA_ROWS = per_sheet
+        try:
+            writer = xlsx_format.XlsxWriter(job)
+            writer.start_table(spec)
+            stmt = sa.select(table).order_by(table.c.id)
+            done, finished = 0, False
+            if direct:
+                sink = writer.direct(spec)
+                assert sink is not None and sink.sheet is not None
+                handle = speedups.sqlite_rows(conn, stmt)  # (None: a column SQLAlchemy converts)
+                if handle is not None:
+                    done, finished = sink.sheet(handle, lambda rows: None)
+            rows = done
+            for columns in () if finished else stream_columns(conn, stmt, batch_size, offset=done):
+                writer.write_columns(spec, columns, len(columns[0]))
+                rows += len(columns[0])
+        except OperationalError as exc:
+            return ("error", str(exc))
+        finally:
+            xlsx_format.MAX_DATA_ROWS = saved
+        writer.end_table(spec, rows)
+        sheets = [s.path.read_bytes() for s in writer.sheets[1:]]
+        notes = list(job.notes)
+        writer.abort()
+    engine.dispose()
+    return sheets, done, notes
+
+
+@settings(max_examples=120, deadline=None)
+@given(table=table_rows(), per_sheet=st.sampled_from([0, 4, 9]))
+def test_direct_sheets_then_batches_equal_batches(table: tuple[list[str], list[list[Any]]], per_sheet: int) -> None:
+    """The workbook's rows made by C from SQLite's values: the sheets (a table continued
+    over several when they are small) and the notes of the batches alone."""
+    types, rows = table
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lms.db"
+        sa_table, spec = make_table(path, types, rows)
+        fast = read_sheets(path, sa_table, spec, direct=True, per_sheet=per_sheet)
+        slow = read_sheets(path, sa_table, spec, direct=False, per_sheet=per_sheet)
+    assert fast[0] == slow[0]
+    if fast[0] != "error":
+        assert fast[2] == slow[2]
+
+
+def test_direct_sheets_write_the_plain_rows_themselves(tmp_path: Path) -> None:
+    rows = [
+        [7, "plain", " padded ", "2024-01-15 09:12:06.000000", "2024-02-29", 1],
+        [10**15 - 1, "a & <b> \r\n", "\u3000wide space", "1900-01-01 00:00:00.500000", "1900-03-01", 0],
+        [None, "", None, None, None, None],
+        [-(10**15) + 1, "🎓" * 3, "x", "2024-01-15T23:59:59", "9999-12-31", 2],
+    ]
+    types = ["integer", "text", "varchar", "datetime", "date", "boolean"]
+    table, spec = make_table(tmp_path / "lms.db", types, rows)
+    fast = read_sheets(tmp_path / "lms.db", table, spec, direct=True)
+    slow = read_sheets(tmp_path / "lms.db", table, spec, direct=False)
+    assert fast[0] == slow[0] and fast[1] == 4
+    sheet = fast[0][0]
+    assert b'<c r="D2" t="inlineStr"><is><t xml:space="preserve"> padded </t></is></c>' in sheet
+    assert b'<c r="C3" t="inlineStr"><is><t xml:space="preserve">a &amp; &lt;b&gt; &#13;\n</t></is></c>' in sheet
+    assert '<c r="D3" t="inlineStr"><is><t xml:space="preserve">\u3000wide space</t></is></c>'.encode() in sheet
+    assert b'<row r="4"><c r="A4" t="n"><v>3</v></c></row>' in sheet  # (NULLs and '' write no cell)
+    assert b'<c r="G2" t="b"><v>1</v></c>' in sheet and b'<c r="G5" t="b"><v>1</v></c>' in sheet
+
+
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("integer", 10**15),  # (Excel keeps 15 digits: the string, noted, is Python's)
+        ("integer", -(10**15)),
+        ("float", 2.5),  # (rounding is noted by Python)
+        ("text", "x" * 16384),  # (longer than C checks: Python counts its UTF-16 length)
+        ("text", "nul\x00"),
+        ("text", "\ufffe"),
+        ("datetime", "1899-12-31 23:59:59"),
+        ("date", "1899-12-31"),
+        ("blob", b"\x01"),
+        ("text", BadText(b"\xff")),
+    ],
+)
+def test_direct_sheets_stop_before_a_row_they_leave_to_python(tmp_path: Path, column: str, value: Any) -> None:
+    table, spec = make_table(tmp_path / "lms.db", [column], [[None], [value], [None]])
+    fast = read_sheets(tmp_path / "lms.db", table, spec, direct=True)
+    slow = read_sheets(tmp_path / "lms.db", table, spec, direct=False)
+    assert fast[0] == slow[0] and fast[2] == slow[2]
+    if fast[0] != "error":
+        assert fast[1] == 1

@@ -73,11 +73,22 @@ def read_pass(
         alone = reads_alone(job, writers)
         # (a watcher must see every row: not when a table is read in ranges; and it is fed
         # by a read the formats make anyway, not by one of its own)
-        if split is None and not all(alone):
+        watchers = []
+        if split is None:
             for exporter in exporters:
                 if type(exporter).writer is Exporter.writer and (watcher := exporter.watcher(job)) is not None:
-                    writers.append((exporter.name, watcher))
-                    alone.append(False)
+                    watchers.append((exporter.name, watcher))
+        if watchers and all(alone):
+            # A format that may read through the driver does so, and feeds the watchers:
+            # cheaper than their own read of the table (``Exporter.driver_reads``).
+            feeders = {e.name for e in exporters if e.driver_reads}
+            for i, (name, _writer) in enumerate(writers):
+                if name in feeders:
+                    alone[i] = False
+                    break
+        if not all(alone):
+            writers += watchers
+            alone += [False] * len(watchers)
         # Batches as columns when every writer takes them so (no transposing back and forth).
         columnar = all(type(w).write_columns is not TableWriter.write_columns for _, w in writers)
         for spec in job.tables:
@@ -207,6 +218,9 @@ def read_direct(
     stmt = job.select(spec.name, where)
     if sink.template is not None:
         got = _direct_texts(job, spec, stmt, sink, prepare)
+    elif sink.sheet is not None:
+        handle = speedups.sqlite_rows(job.conn, stmt, prepare)
+        got = None if handle is None else sink.sheet(handle, lambda rows: job.progress(spec.name, rows))
     elif sink.statements is None and job.conn.dialect.name == "postgresql":
         copied = pg_csv(job.conn, stmt, write)
         got = None if copied is None else copied[:2]

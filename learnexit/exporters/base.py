@@ -442,8 +442,8 @@ class DirectSink:
     writer writes (dialect number, head, rows and characters per statement, rows per
     batch), whose references ``refs`` are checked or collected (``speedups.Reference``),
     or (``template`` given) each row's text as the template says, a batch's texts at a
-    time to ``texts`` (``speedups.sqlite_texts``).  ``wrote`` is told how many rows were
-    written so."""
+    time to ``texts`` (``speedups.sqlite_texts``), or (``sheet`` given) worksheet rows
+    the writer takes from C itself.  ``wrote`` is told how many rows were written so."""
 
     write: Callable[[bytes], Any]
     statements: tuple[int, str, int, int, int] | None = None
@@ -451,6 +451,9 @@ class DirectSink:
     wrote: Callable[[int], None] = lambda rows: None
     template: tuple[Any, ...] | None = None  # (a ``speedups.RowTemplate``)
     texts: Callable[[list[bytes]], Any] | None = None
+    # (the workbook: writes the rows of C's statement (``speedups.sqlite_rows``) itself,
+    # reporting the rows so far; returns (rows written, all of them?))
+    sheet: Callable[[Any, Callable[[int], None]], tuple[int, bool]] | None = None
 
 
 class TableWriter(ABC):
@@ -519,8 +522,9 @@ class Exporter(ABC):
     description: ClassVar[str]
     folder: ClassVar[str]  # below data/
     order: ClassVar[int] = 50  # ``after`` steps run in this order
-    # Its rows always come through the driver (no reader in C straight from the source):
-    # a watcher in its read pass is fed by that read (``export.parallel.group_formats``).
+    # Beside a watcher (the documents' activity counts) its rows come through the driver
+    # and feed it, where alone C may read them: cheaper than the watcher's own read of the
+    # table (``export.reading.read_pass``, ``export.parallel.group_formats``).
     driver_reads: ClassVar[bool] = False
 
     def writer(self, job: ExportJob) -> TableWriter | None:

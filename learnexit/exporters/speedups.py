@@ -267,6 +267,17 @@ def sqlite_texts(
     return None if handle is None else SqliteTexts(handle, tuple(templates), key, batch)
 
 
+def sqlite_rows(conn: sa.Connection, stmt: sa.Select[Any], prepare: Callable[[str], None] | None = None) -> Any:
+    """``stmt`` prepared by C on the SQLite handle of ``conn``, for ``native.sqlite_cells``
+    (a capsule; ``native.sqlite_close`` finalizes it); None when it cannot be read here
+    (as ``sqlite_csv``)."""
+    found = _sqlite_statement(conn, stmt, prepare)
+    if found is None:
+        return None
+    assert native is not None
+    return native.sqlite_rows(*found)
+
+
 def _sqlite_bound() -> bool:
     """Whether the C reader has SQLite's functions: looked up once, in the library the
     ``sqlite3`` module links (``_sqlite3``), on the CPython versions whose

@@ -43,7 +43,7 @@ from xml.sax.saxutils import quoteattr
 import orjson
 
 from . import speedups
-from .base import Background, Exporter, ExportJob, TableSpec, TableWriter, register
+from .base import Background, DirectSink, Exporter, ExportJob, TableSpec, TableWriter, register
 from .speedups import native_batch
 from .values import EXCEL_DIGITS, EXCEL_MAX_CHARS, SEP, Sanitiser, file_stem, marked, xml_clean
 
@@ -452,6 +452,7 @@ def spec_widths(spec: TableSpec, names: Sequence[str]) -> list[float]:
 _CONTENTS_WIDTHS = (32.0, 32.0, 11.0, 11.0, 11.0)
 _SHEET_END = "</sheetData></worksheet>"
 _ZIP_PIECE = 4 << 20  # bytes compressed per call when zipping the workbook
+_DIRECT_ROWS = 5000  # rows C writes at a time onto a sheet (``XlsxWriter.direct``)
 
 
 class _Sheet:
@@ -556,6 +557,43 @@ class XlsxWriter(TableWriter):
                 "the rest are in CSV and JSON only",
             )
         self._new_part(spec)
+
+    def direct(self, spec: TableSpec) -> DirectSink | None:
+        if speedups.native is None:
+            return None
+        return DirectSink(self._unused, sheet=lambda handle, progress: self._sheet_rows(spec, handle, progress))
+
+    @staticmethod
+    def _unused(data: bytes) -> None:
+        raise AssertionError("the workbook takes C's rows through sheet")
+
+    def _sheet_rows(self, spec: TableSpec, handle: Any, progress: Any) -> tuple[int, bool]:
+        """The rows of C's statement (``speedups.sqlite_rows``) onto the table's sheets, as
+        ``write_columns`` puts them (``native.sqlite_cells``: the cells ``xlsx_rows`` makes
+        of what the driver gives), a sheet's worth at a time: (rows written, all?)."""
+        native = speedups.native
+        assert native is not None
+        letters = tuple(self.letters)
+        written = 0
+        try:
+            while True:
+                full = self.on_sheet >= MAX_DATA_ROWS  # (the next sheet is begun only for a row)
+                on_sheet = 0 if full else self.on_sheet
+                take = min(_DIRECT_ROWS, MAX_DATA_ROWS - on_sheet)
+                xml, rows, state = native.sqlite_cells(handle, letters, on_sheet + 2, take)
+                if rows:
+                    if full:
+                        self._new_part(spec)
+                    assert self.ws is not None
+                    self.ws.write_bytes(xml)
+                    self.on_sheet += rows
+                    self.table_rows += rows
+                    written += rows
+                    progress(written)
+                if state:
+                    return written, state == 1
+        finally:
+            native.sqlite_close(handle)
 
     def write_batch(self, spec: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
