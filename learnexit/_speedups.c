@@ -553,6 +553,27 @@ static int cell_start(Buf *b, const char *letter, Py_ssize_t nletter, const char
     return buf_put(b, attrs, (Py_ssize_t)strlen(attrs));
 }
 
+/* Whether every item of the tuple letters is a non-empty ASCII str (a cell reference's
+ * column); 0 with an error set when one is not. */
+static int letters_ok(PyObject *letters) {
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(letters); c++) {
+        PyObject *letter = PyTuple_GET_ITEM(letters, c);
+        if (!PyUnicode_Check(letter) || !PyUnicode_IS_ASCII(letter) || PyUnicode_GET_LENGTH(letter) == 0) {
+            PyErr_SetString(PyExc_ValueError, "column letters must be non-empty ASCII str");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* '<row r="N">' onto b, N's digits in row (24 bytes): their count, or -1 (no memory). */
+static int row_start(Buf *b, Py_ssize_t number, char *row) {
+    int nrow = snprintf(row, 24, "%zd", number);
+    if (buf_put(b, "<row r=\"", 8) < 0 || buf_put(b, row, nrow) < 0 || buf_put(b, "\">", 2) < 0)
+        return -1;
+    return nrow;
+}
+
 /* One value as xlsx_format.cell writes what Sanitiser.excel leaves unchanged; what the
  * sanitiser would change (or note) is UNHANDLED. */
 static int excel_cell(Buf *b, PyObject *v, const char *letter, Py_ssize_t nletter, const char *row, int nrow) {
@@ -642,17 +663,12 @@ static PyObject *xlsx_rows(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "one column letter per column");
         goto done;
     }
-    for (Py_ssize_t c = 0; c < t.ncols; c++) {
-        PyObject *letter = PyTuple_GET_ITEM(letters, c);
-        if (!PyUnicode_Check(letter) || !PyUnicode_IS_ASCII(letter) || PyUnicode_GET_LENGTH(letter) == 0) {
-            PyErr_SetString(PyExc_ValueError, "column letters must be non-empty ASCII str");
-            goto done;
-        }
-    }
+    if (!letters_ok(letters))
+        goto done;
     for (Py_ssize_t r = 0; r < t.nrows; r++) {
         char row[24];
-        int nrow = snprintf(row, sizeof(row), "%zd", first + r);
-        if (buf_put(&b, "<row r=\"", 8) < 0 || buf_put(&b, row, nrow) < 0 || buf_put(&b, "\">", 2) < 0)
+        int nrow = row_start(&b, first + r, row);
+        if (nrow < 0)
             goto done;
         for (Py_ssize_t c = 0; c < t.ncols; c++) {
             PyObject *v = t.items[c][r];
@@ -1638,6 +1654,26 @@ static void rows_destroy(PyObject *capsule) {
     }
 }
 
+/* The statement of a sqlite_rows capsule, still open; NULL with an error set. */
+static Reading *open_rows(PyObject *capsule) {
+    Reading *rd = PyCapsule_GetPointer(capsule, ROWS_CAPSULE);
+    if (rd != NULL && rd->st == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the rows are closed");
+        return NULL;
+    }
+    return rd;
+}
+
+/* The next row of the statement: 1; 0 with *state 1 at its end, 2 at an error SQLite
+ * reported (the driver reads again from there and reports it its own way). */
+static int next_row(Reading *rd, int *state) {
+    int rc = lite.step(rd->st);
+    if (rc == LE_SQLITE_ROW)
+        return 1;
+    *state = rc == LE_SQLITE_DONE ? 1 : 2;
+    return 0;
+}
+
 PyDoc_STRVAR(sqlite_rows_doc,
              "sqlite_rows(connection, filename, sql, params, kinds) -> capsule | None\n\n"
              "The statement prepared and bound as sqlite_csv would read it, for sqlite_texts;\n"
@@ -1679,13 +1715,9 @@ static PyObject *sqlite_texts(PyObject *self, PyObject *args) {
     Py_ssize_t key, max_rows;
     if (!PyArg_ParseTuple(args, "OO!nn:sqlite_texts", &capsule, &PyTuple_Type, &templates, &key, &max_rows))
         return NULL;
-    Reading *rd = PyCapsule_GetPointer(capsule, ROWS_CAPSULE);
+    Reading *rd = open_rows(capsule);
     if (rd == NULL)
         return NULL;
-    if (rd->st == NULL) {
-        PyErr_SetString(PyExc_ValueError, "the rows are closed");
-        return NULL;
-    }
     if (key < -1 || key >= rd->ncols || (key >= 0 && rd->kinds[key] != KIND_PLAIN)) {
         PyErr_SetString(PyExc_ValueError, "key is -1 or a column read as stored");
         return NULL;
@@ -1708,12 +1740,7 @@ static PyObject *sqlite_texts(PyObject *self, PyObject *args) {
     }
     if (templates_open(templates, t, n, rd->ncols) < 0)
         goto done;
-    for (Py_ssize_t rows = 0; rows < max_rows; rows++) {
-        int rc = lite.step(rd->st);
-        if (rc != LE_SQLITE_ROW) {
-            state = rc == LE_SQLITE_DONE ? 1 : 2;
-            break;
-        }
+    for (Py_ssize_t rows = 0; rows < max_rows && next_row(rd, &state); rows++) {
         if (key >= 0 && lite.column_type(rd->st, (int)key) != LE_SQLITE_INTEGER) {
             state = 2;
             break;
@@ -1856,39 +1883,25 @@ static PyObject *sqlite_cells(PyObject *self, PyObject *args) {
     Py_ssize_t first, max_rows;
     if (!PyArg_ParseTuple(args, "OO!nn:sqlite_cells", &capsule, &PyTuple_Type, &letters, &first, &max_rows))
         return NULL;
-    Reading *rd = PyCapsule_GetPointer(capsule, ROWS_CAPSULE);
+    Reading *rd = open_rows(capsule);
     if (rd == NULL)
         return NULL;
-    if (rd->st == NULL) {
-        PyErr_SetString(PyExc_ValueError, "the rows are closed");
-        return NULL;
-    }
     Py_ssize_t ncols = PyTuple_GET_SIZE(letters);
     if (ncols > rd->ncols || first < 1 || max_rows < 0 || first > PY_SSIZE_T_MAX - max_rows) {
         PyErr_SetString(PyExc_ValueError, "a letter per column written (at most the statement's), rows from 1");
         return NULL;
     }
-    for (Py_ssize_t c = 0; c < ncols; c++) {
-        PyObject *letter = PyTuple_GET_ITEM(letters, c);
-        if (!PyUnicode_Check(letter) || !PyUnicode_IS_ASCII(letter) || PyUnicode_GET_LENGTH(letter) == 0) {
-            PyErr_SetString(PyExc_ValueError, "column letters must be non-empty ASCII str");
-            return NULL;
-        }
-    }
+    if (!letters_ok(letters))
+        return NULL;
     Buf b = {0};
     PyObject *result = NULL;
     Py_ssize_t rows = 0;
     int state = 0;
-    while (rows < max_rows) {
-        int rc = lite.step(rd->st);
-        if (rc != LE_SQLITE_ROW) {
-            state = rc == LE_SQLITE_DONE ? 1 : 2;
-            break;
-        }
+    while (rows < max_rows && next_row(rd, &state)) {
         Py_ssize_t start = b.len;
         char row[24];
-        int nrow = snprintf(row, sizeof(row), "%zd", first + rows);
-        if (buf_put(&b, "<row r=\"", 8) < 0 || buf_put(&b, row, nrow) < 0 || buf_put(&b, "\">", 2) < 0)
+        int nrow = row_start(&b, first + rows, row);
+        if (nrow < 0)
             goto done;
         int unhandled = 0;
         for (Py_ssize_t c = 0; c < ncols && !unhandled; c++) {

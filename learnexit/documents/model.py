@@ -95,5 +95,24 @@ class Certificate:
     reproduced: str = ""  # the small print: where this copy comes from
     completed: str | None = None  # the line above ``course`` when not "has completed the course"
 
+    @classmethod
+    def sample(cls, lang: str, with_score: bool, texts: dict[str, str]) -> Certificate:
+        """A certificate whose varying texts are ``texts`` (by field: organisation, person,
+        course, issued, number, score, reproduced, and completed if given), to lay out a
+        template that others reuse (the PDF's ``CertificateLayout``, Word's
+        ``certificate_template``); no score line unless ``with_score``."""
+        return cls(
+            lang=lang,
+            organisation=texts["organisation"],
+            vendor="",
+            person=texts["person"],
+            course=texts["course"],
+            issued=texts["issued"],
+            number=texts["number"],
+            score=texts["score"] if with_score else None,
+            reproduced=texts["reproduced"],
+            completed=texts.get("completed"),
+        )
+
 
 Document = Report | Certificate

@@ -187,17 +187,7 @@ class CertificateLayout:
         self.renderer = renderer
         self.lang = lang
         p = {**self.PLACEHOLDERS, **(lines or {})}
-        sample = Certificate(
-            lang=lang,
-            organisation=p["organisation"],
-            vendor="",
-            person=p["person"],
-            course=p["course"],
-            issued=p["issued"],
-            number=p["number"],
-            score=p["score"] if with_score else None,
-            reproduced=p["reproduced"],
-        )
+        sample = Certificate.sample(lang, with_score, p)
         shown = certificate_lines(sample)
         html = HTML(string=certificate_html(sample), url_fetcher=renderer.url_fetcher)
         options = {**DEFAULT_OPTIONS, "stylesheets": renderer.stylesheets("certificate", lang)}

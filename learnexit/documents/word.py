@@ -433,18 +433,7 @@ _TEMPLATES: dict[tuple[str, bool], CertificateTemplate | None] = {}
 
 def _make_template(lang: str, with_score: bool) -> CertificateTemplate | None:
     marks = {f: _MARK.format(i) for i, f in enumerate(_FIELDS)}
-    cert = Certificate(
-        lang=lang,
-        organisation=marks["organisation"],
-        vendor="",
-        person=marks["person"],
-        course=marks["course"],
-        issued=marks["issued"],
-        number=marks["number"],
-        score=marks["score"] if with_score else None,
-        reproduced=marks["reproduced"],
-        completed=marks["completed"],
-    )
+    cert = Certificate.sample(lang, with_score, marks)
     full = io.BytesIO()
     certificate_docx(cert, full)
     head = io.BytesIO()
