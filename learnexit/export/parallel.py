@@ -275,10 +275,12 @@ def _run_task(
                     format=exporter.name,
                     seconds=round(time.monotonic() - started, 2),
                 )
-            # The group's files are final: hashed (and synced to disk) now, beside the
-            # other groups' work, rather than all at the end.
+            # The group's files are final (its background work done: the workbook's zip):
+            # hashed (and synced to disk) now, beside the other groups' work, rather than
+            # all at the end.
             folders = _folders(group, job.options.formats)
             if folders:
+                job.wait_background()
                 results[0].hashed = prehash(job.data_dir, folders)
             return results
     finally:

@@ -71,24 +71,8 @@ def read_pass(
         if not writers:  # only formats that read on their own (documents, media): nothing to feed
             return
         alone = reads_alone(job, writers)
-        # (a watcher must see every row: not when a table is read in ranges; and it is fed
-        # by a read the formats make anyway, not by one of its own)
-        watchers = []
-        if split is None:
-            for exporter in exporters:
-                if type(exporter).writer is Exporter.writer and (watcher := exporter.watcher(job)) is not None:
-                    watchers.append((exporter.name, watcher))
-        if watchers and all(alone):
-            # A format that may read through the driver does so, and feeds the watchers:
-            # cheaper than their own read of the table (``Exporter.driver_reads``).
-            feeders = {e.name for e in exporters if e.driver_reads}
-            for i, (name, _writer) in enumerate(writers):
-                if name in feeders:
-                    alone[i] = False
-                    break
-        if not all(alone):
-            writers += watchers
-            alone += [False] * len(watchers)
+        if split is None:  # (a watcher must see every row: not when a table is read in ranges)
+            _add_watchers(job, exporters, writers, alone)
         # Batches as columns when every writer takes them so (no transposing back and forth).
         columnar = all(type(w).write_columns is not TableWriter.write_columns for _, w in writers)
         for spec in job.tables:
@@ -137,6 +121,29 @@ def read_pass(
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
         raise
+
+
+def _add_watchers(
+    job: ExportJob, exporters: Sequence[Exporter], writers: list[tuple[str, TableWriter]], alone: list[bool]
+) -> None:
+    """The formats' watchers onto ``writers`` (and ``alone``), fed by a read through the
+    driver the pass makes anyway, never by one of their own: when every writer would read
+    alone by C, a format that may read through the driver does so and feeds them
+    (``Exporter.driver_reads``: cheaper than the watchers' own read of the table); when
+    none may, no watcher (its format reads what it needs itself)."""
+    watchers = []
+    for exporter in exporters:
+        if type(exporter).writer is Exporter.writer and (watcher := exporter.watcher(job)) is not None:
+            watchers.append((exporter.name, watcher))
+    if watchers and all(alone):
+        feeders = {e.name for e in exporters if e.driver_reads}
+        for i, (name, _writer) in enumerate(writers):
+            if name in feeders:
+                alone[i] = False
+                break
+    if not all(alone):
+        writers += watchers
+        alone += [False] * len(watchers)
 
 
 def reads_alone(job: ExportJob, writers: list[tuple[str, TableWriter]]) -> list[bool]:
