@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 import re
 import shutil
 import sqlite3
 import subprocess
+import time
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -674,6 +676,18 @@ def test_the_export_summary_is_rendered_by_the_documents_warm_workers(
 
     monkeypatch.setattr(render.RenderQueue, "__init__", init)
     monkeypatch.setattr(render.RenderQueue, "finish", finish)
+    # (the export's process takes the documents, the costliest task: the worker waits a
+    # moment before it takes one)
+    from learnexit.export import parallel
+
+    here, real_take = os.getpid(), parallel._take
+
+    def take(counter: object, tasks: list[object]) -> object:
+        if os.getpid() != here:
+            time.sleep(0.5)
+        return real_take(counter, tasks)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parallel, "_take", take)
     result = run_export(settings, "acme", formats=["csv", "pdf", "docx"], out=tmp_path / "out")
     docs = result.path / "data" / "documents"
     assert (docs / "export-summary.pdf").read_bytes().startswith(b"%PDF")

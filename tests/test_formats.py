@@ -640,6 +640,7 @@ def test_worksheets_deflated_by_isal_hold_what_zlib_gives(case: Case, tmp_path: 
     another, smaller stream of the same members — openpyxl and zipfile read the same."""
     if case.kind != "sqlite" or xlsx_format._isal_zlib is None:
         pytest.skip("the deflating does not depend on the engine; isal is in learnexit[all]")
+    monkeypatch.setenv("LEARNEXIT_NOW", "2026-11-29T10:15:00Z")  # (the workbook's core.xml holds it)
     fast = run_export(case.settings, CUSTOMER, formats=["xlsx"], out=tmp_path / "isal")
     monkeypatch.setattr(xlsx_format, "_isal_zlib", None)
     plain = run_export(case.settings, CUSTOMER, formats=["xlsx"], out=tmp_path / "zlib")
