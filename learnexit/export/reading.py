@@ -208,10 +208,12 @@ def _read_columns(
 def read_direct(
     job: ExportJob, spec: TableSpec, where: Any, writers: list[tuple[str, TableWriter]]
 ) -> tuple[int, bool]:
-    """The table's rows written straight from the source by C when the pass feeds one
-    writer that takes records as they are (CSV or SQL from SQLite: ``TableWriter.direct``,
-    ``speedups.sqlite_csv`` / ``sqlite_inserts``): (rows written, all of them?).  (0, False) when it cannot:
-    the pass reads the rows, or the rest of them, in batches."""
+    """The table's rows written straight from the source by C for the one writer given,
+    one that reads alone (``reads_alone``) and takes them so (``TableWriter.direct``: CSV,
+    SQL, JSON and the workbook from SQLite — ``speedups.sqlite_csv``, ``sqlite_inserts``,
+    ``sqlite_texts``, ``sqlite_rows`` —, CSV from PostgreSQL's COPY): (rows written, all
+    of them?).  (0, False) when it cannot: the pass reads the rows, or the rest of them,
+    through the driver."""
     sink = writers[0][1].direct(spec) if len(writers) == 1 else None
     if sink is None:
         return 0, False
