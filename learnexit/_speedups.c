@@ -825,9 +825,42 @@ static const unsigned char XML_MARKS[128] = {
     2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 2, 2, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
     ['&'] = 1, ['<'] = 1, ['>'] = 1};
 
-/* Whether s[0..n) is UTF-8 as Python's strict decoder takes it (no overlong forms, no
- * surrogates, nothing above U+10FFFF); *special: the marks of its ASCII bytes, ORed, and
- * nonchar when it holds U+FFFE or U+FFFF. */
+/* The character of UTF-8 (as Python's strict decoder takes it: no overlong forms, no
+ * surrogates, nothing above U+10FFFF) that begins s[0..n), into *cp: its length in bytes,
+ * or 0 when there is none there. */
+static inline int utf8_char(const unsigned char *s, Py_ssize_t n, Py_UCS4 *cp) {
+    unsigned char c = s[0];
+    int len;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        *cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        *cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        *cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (int k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+        *cp = (*cp << 6) | (s[k] & 0x3F);
+    }
+    if ((len == 3 && (*cp < 0x800 || (*cp >= 0xD800 && *cp <= 0xDFFF))) || (len == 4 && (*cp < 0x10000 || *cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+/* Whether s[0..n) is UTF-8 as Python's strict decoder takes it (``utf8_char``); *special:
+ * the marks of its ASCII bytes, ORed, and nonchar when it holds U+FFFE or U+FFFF. */
 static int utf8_valid(const unsigned char *s, Py_ssize_t n, const unsigned char *marks, int nonchar, int *special) {
     Py_ssize_t i = 0;
     int found = 0;
@@ -838,28 +871,9 @@ static int utf8_valid(const unsigned char *s, Py_ssize_t n, const unsigned char 
             i++;
             continue;
         }
-        int len;
-        unsigned int cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (i + len > n)
-            return 0;
-        for (int k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        Py_UCS4 cp;
+        int len = utf8_char(s + i, n - i, &cp);
+        if (len == 0)
             return 0;
         if (cp == 0xFFFE || cp == 0xFFFF)
             found |= nonchar;
@@ -1854,16 +1868,10 @@ static int excel_sqlite_cell(Buf *b, le_sqlite3_stmt *st, int c, int kind, const
     int last = n - 1;
     while (last > 0 && (u[last] & 0xC0) == 0x80)
         last--;
-    PyObject *ends = PyUnicode_DecodeUTF8((const char *)u + last, n - last, "strict");
-    PyObject *starts = ends == NULL ? NULL : PyUnicode_DecodeUTF8((const char *)u, n < 4 ? n : 4, "ignore");
-    if (starts == NULL) {
-        Py_XDECREF(ends);
-        return ERROR;
-    }
-    int space = (PyUnicode_GET_LENGTH(starts) && Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(starts, 0))) ||
-                Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(ends, 0));
-    Py_DECREF(starts);
-    Py_DECREF(ends);
+    Py_UCS4 first_char, last_char; /* (valid UTF-8: checked above) */
+    utf8_char(u, n, &first_char);
+    utf8_char(u + last, n - last, &last_char);
+    int space = Py_UNICODE_ISSPACE(first_char) || Py_UNICODE_ISSPACE(last_char);
     if (cell_start(b, letter, nletter, row, nrow,
                    space ? "\" t=\"inlineStr\"><is><t xml:space=\"preserve\">" : "\" t=\"inlineStr\"><is><t>") < 0 ||
         (special ? xml_text(b, (const char *)u, n) : buf_put(b, (const char *)u, n)) < 0)
