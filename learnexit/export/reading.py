@@ -219,6 +219,7 @@ def read_direct(
         return 0, False
 
     def write(records: bytes, rows: int) -> None:
+        assert sink.write is not None
         sink.write(records)
         job.progress(spec.name, rows)
 

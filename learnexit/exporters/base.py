@@ -445,7 +445,7 @@ class DirectSink:
     time to ``texts`` (``speedups.sqlite_texts``), or (``sheet`` given) worksheet rows
     the writer takes from C itself.  ``wrote`` is told how many rows were written so."""
 
-    write: Callable[[bytes], Any]
+    write: Callable[[bytes], Any] | None = None  # (the records: CSV, SQL)
     statements: tuple[int, str, int, int, int] | None = None
     refs: tuple[tuple[int, Any, Any], ...] = ()
     wrote: Callable[[int], None] = lambda rows: None

@@ -285,7 +285,7 @@ class JsonWriter(TableWriter):
     def direct(self, spec: TableSpec) -> DirectSink | None:
         if self.file is None:
             return None
-        return DirectSink(self.file.write, template=json_template(spec), texts=self._texts)
+        return DirectSink(template=json_template(spec), texts=self._texts)
 
     def _texts(self, texts: list[bytes]) -> None:
         """A batch of rows' objects made by C (``direct``), as ``write_columns`` writes them."""

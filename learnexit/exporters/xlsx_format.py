@@ -561,11 +561,7 @@ class XlsxWriter(TableWriter):
     def direct(self, spec: TableSpec) -> DirectSink | None:
         if speedups.native is None:
             return None
-        return DirectSink(self._unused, sheet=lambda handle, progress: self._sheet_rows(spec, handle, progress))
-
-    @staticmethod
-    def _unused(data: bytes) -> None:
-        raise AssertionError("the workbook takes C's rows through sheet")
+        return DirectSink(sheet=lambda handle, progress: self._sheet_rows(spec, handle, progress))
 
     def _sheet_rows(self, spec: TableSpec, handle: Any, progress: Any) -> tuple[int, bool]:
         """The rows of C's statement (``speedups.sqlite_rows``) onto the table's sheets, as
