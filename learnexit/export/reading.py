@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -223,8 +222,7 @@ def read_direct(
         sink.write(records)
         job.progress(spec.name, rows)
 
-    key_sets = job.source.key_sets
-    prepare = None if key_sets is None else functools.partial(key_sets.fill_for, job.conn)
+    prepare = job.fill_key_sets
     stmt = job.select(spec.name, where)
     if sink.template is not None:
         got = _direct_texts(job, spec, stmt, sink, prepare)

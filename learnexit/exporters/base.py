@@ -341,6 +341,13 @@ class ExportJob:
         batches = stream_tuples(self.conn, stmt, batch_size or self.options.batch_size)
         yield from self._undecodable(name, stmt, batches, rows=True)
 
+    def fill_key_sets(self, statement: str) -> None:
+        """Fill (if stale) the key sets ``statement`` names, on the export's connection:
+        what happens before each statement SQLAlchemy runs, for one C runs itself (the
+        ``prepare`` of ``speedups.sqlite_csv`` and its kin)."""
+        if self.source.key_sets is not None:
+            self.source.key_sets.fill_for(self.conn, statement)
+
     def columns(self, name: str, where: Any = None, offset: int = 0) -> Iterator[list[Sequence[Any]]]:
         """This customer's rows of ``name`` (optionally narrowed; after the first ``offset``)
         in batches, a batch as its columns (see ``stream_columns``): what

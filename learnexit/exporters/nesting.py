@@ -10,7 +10,6 @@ their documents here (``register_sink``); neither format imports the other.
 
 from __future__ import annotations
 
-import functools
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -389,9 +388,7 @@ class NestedReader:
         templates = self.templates(table) if self.templates is not None else None
         if templates is None:
             return None
-        key_sets = self.source.key_sets
-        prepare = None if key_sets is None else functools.partial(key_sets.fill_for, self.job.conn)
-        return speedups.sqlite_texts(self.job.conn, stmt, templates, key, STREAM_BATCH, prepare)
+        return speedups.sqlite_texts(self.job.conn, stmt, templates, key, STREAM_BATCH, self.job.fill_key_sets)
 
     def _key(self, table: str, row: tuple[Any, ...], cols: tuple[str, ...]) -> tuple[Any, ...]:
         index = self.index[table]
