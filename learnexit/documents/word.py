@@ -404,8 +404,7 @@ class CertificateTemplate:
 def _certificate_texts(cert: Certificate) -> list[str | None]:
     """The varying texts of ``cert`` as ``certificate_docx`` sets them (``_FIELDS`` order)."""
     completed = cert.completed or i18n.text(cert.lang, "certificate.completed")
-    values = {f: getattr(cert, f) for f in _FIELDS}
-    return [completed if f == "completed" else values[f] for f in _FIELDS]
+    return [completed if f == "completed" else getattr(cert, f) for f in _FIELDS]
 
 
 def _plain_run(text: str | None) -> bool:

@@ -625,8 +625,8 @@ def write_nested(job: ExportJob, plan: NestingPlan, sinks: list[NestedSink]) -> 
         return [sink.prepare(table, columns) for sink in sinks]
 
     def templates(table: str) -> list[RowTemplate] | None:
-        made = [sink.row_template(table) for sink in sinks]
-        return None if None in made else made  # type: ignore[return-value]
+        made = [t for sink in sinks if (t := sink.row_template(table)) is not None]
+        return made if len(made) == len(sinks) else None
 
     def templated(table: str, rows: int) -> None:
         for sink in sinks:
