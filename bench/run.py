@@ -21,7 +21,9 @@ A5     certificates per second: 2,000 certificate PDFs through ``documents.rende
 RSS    peak resident memory of every learnexit command (largest process, from the kernel's
        rusage, and the whole process tree, sampled), and its growth between the scales
 PG     ``psql \\copy (SELECT …) TO … CSV`` per table (+ SHA-256) vs learnexit's CSV export
-       from the same data loaded into a fresh PostgreSQL database
+       from the same data loaded into a fresh PostgreSQL database; then the same export of
+       a customer with a contract and nothing else (APG0: what an export costs before its
+       first row), and what acme's rows add beyond it against psql's whole run
 
 Prints one table (figures, ratios, the issue's targets, pass/miss at the largest scale)
 and writes everything as JSON to ``bench/results/latest.json`` (or ``--json PATH``).
@@ -428,9 +430,11 @@ def measure_sqlite_insert(db: Path, selects: dict[str, str], prelude: list[str],
     }
 
 
-def measure_export(example: Path, formats: Sequence[str] | None, out: Path, env: dict[str, str]) -> dict[str, Any]:
+def measure_export(
+    example: Path, formats: Sequence[str] | None, out: Path, env: dict[str, str], customer: str = CUSTOMER
+) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = learnexit_cmd() + ["export", CUSTOMER, "--out", str(out), "--json"]
+    cmd = learnexit_cmd() + ["export", customer, "--out", str(out), "--json"]
     if formats:
         cmd += ["--format", ",".join(formats)]
     m = run(cmd, cwd=example, env=env).check(f"learnexit export --format {','.join(formats or ['(all)'])}")
@@ -596,6 +600,36 @@ def load_postgres(scale: int, url: str) -> None:
     engine.dispose()
 
 
+# A customer with a contract and nothing else, added to the PostgreSQL copy after APG is
+# measured: its export is what every export costs before the first row (start-up, the
+# ledger and its audit, reflection, the counting scans, the package), so APG0 says how
+# much of APG is fixed and how the rest compares with psql.
+EMPTY_CUSTOMER = "emptyco"
+
+
+def add_empty_customer(url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        org = conn.exec_driver_sql("SELECT coalesce(max(id), 0) + 1 FROM organisations").scalar()
+        contract = conn.exec_driver_sql("SELECT coalesce(max(id), 0) + 1 FROM contracts").scalar()
+        conn.execute(
+            sa.text(
+                "INSERT INTO organisations (id, slug, name, country, created_at) "
+                "VALUES (:id, :slug, 'Empty Co', 'SE', '2024-01-01 00:00:00')"
+            ),
+            {"id": org, "slug": EMPTY_CUSTOMER},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO contracts (id, organisation_id, starts_on, term_months) VALUES (:id, :org, '2024-01-31', 12)"
+            ),
+            {"id": contract, "org": org},
+        )
+    engine.dispose()
+
+
 def in_child(*args: str) -> None:
     """Run a step of this script in a child process.  The data is built there, not here,
     so that this process stays small: a command's peak memory, as the kernel reports it
@@ -693,6 +727,10 @@ def measure_scale(scale: int, args: argparse.Namespace, root: Path) -> dict[str,
                 runs["RPG"] = best(rep, lambda: measure_psql_csv(url, pg_selects, work))
                 pg_env = bench_env({"LEARNEXIT_SOURCE_URL": url})
                 runs["APG"] = best(rep, lambda: measure_export(example, ["csv"], work / "apg", pg_env))
+                add_empty_customer(url)
+                runs["APG0"] = best(
+                    rep, lambda: measure_export(example, ["csv"], work / "apg0", pg_env, customer=EMPTY_CUSTOMER)
+                )
             finally:
                 drop()
     res["figures"] = figures(res)
@@ -717,6 +755,9 @@ def figures(res: dict[str, Any]) -> dict[str, Any]:
     ratio("A2", "R2", "sql")
     ratio("A4", "R4", "purge")
     ratio("APG", "RPG", "pg_csv")
+    if "APG" in runs and "APG0" in runs and "RPG" in runs:
+        f["pg_csv_fixed_s"] = runs["APG0"]["seconds"]
+        f["pg_csv_beyond_fixed_ratio"] = (runs["APG"]["seconds"] - runs["APG0"]["seconds"]) / runs["RPG"]["seconds"]
     if "A3" in runs:
         f["full_s"] = runs["A3"]["seconds"]
         f["full_rows_per_s"] = runs["A3"]["rows"] / runs["A3"]["seconds"]
@@ -823,6 +864,8 @@ def report(results: dict[str, Any]) -> str:
         ("RPG psql \\copy + sha256", "s", lambda f: f.get("pg_csv_reference_s"), ""),
         ("APG learnexit csv (PostgreSQL)", "s", lambda f: f.get("pg_csv_learnexit_s"), ""),
         ("APG/RPG", "×", lambda f: f.get("pg_csv_ratio"), "pg_csv_ratio"),
+        ("APG0 the same, a customer with 2 rows", "s", lambda f: f.get("pg_csv_fixed_s"), ""),
+        ("(APG − APG0)/RPG", "×", lambda f: f.get("pg_csv_beyond_fixed_ratio"), ""),
     ]
     targets = {key: label for key, _op, _limit, label in TARGETS}
     header = ["figure"] + [f"{s['activity_rows']:,} rows" for s in scales] + ["target", ""]
