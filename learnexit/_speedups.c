@@ -945,39 +945,82 @@ static int put_iso_datetime(Buf *b, const unsigned char *s, int n, int min_digit
 
 enum { KIND_PLAIN = 0, KIND_DATETIME = 1, KIND_DATE = 2, KIND_BOOLEAN = 3 };
 
-/* One value of column c as its CSV field: DONE, ERROR, or UNHANDLED (not certain here). */
-static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
-    int type = lite.column_type(st, c);
-    if (type == LE_SQLITE_NULL)
-        return DONE;
-    if (type == LE_SQLITE_INTEGER && (kind == KIND_PLAIN || kind == KIND_BOOLEAN)) {
-        long long n = lite.column_int64(st, c);
+/* What every SQLite writer reads of column c before writing it, by the rules the Python
+ * writers share: an integer in a plain or boolean column, a finite float in a plain one,
+ * text in any column but a boolean one; anything else (a BLOB, a NaN, an integer in a
+ * date column...) is left to Python. */
+enum { CELL_NULL, CELL_INT, CELL_BOOL, CELL_FLOAT, CELL_TEXT, CELL_PYTHON, CELL_ERROR };
+
+typedef struct {
+    long long i;
+    double v;
+    const unsigned char *u; /* text: UTF-8 as stored (not yet checked), n bytes */
+    int n;
+} Cell;
+
+static int sqlite_cell(le_sqlite3_stmt *st, int c, int kind, Cell *cell) {
+    switch (lite.column_type(st, c)) {
+    case LE_SQLITE_NULL:
+        return CELL_NULL;
+    case LE_SQLITE_INTEGER:
+        if (kind != KIND_PLAIN && kind != KIND_BOOLEAN)
+            return CELL_PYTHON;
+        cell->i = lite.column_int64(st, c);
+        return kind == KIND_BOOLEAN ? CELL_BOOL : CELL_INT;
+    case LE_SQLITE_FLOAT:
+        if (kind != KIND_PLAIN)
+            return CELL_PYTHON;
+        cell->v = lite.column_double(st, c);
+        return isfinite(cell->v) ? CELL_FLOAT : CELL_PYTHON;
+    case LE_SQLITE_TEXT:
         if (kind == KIND_BOOLEAN)
-            return n ? buf_put(b, "true", 4) : buf_put(b, "false", 5);
-        return put_int64(b, n);
+            return CELL_PYTHON;
+        cell->u = lite.column_text(st, c);
+        cell->n = lite.column_bytes(st, c);
+        return cell->u == NULL ? CELL_ERROR : CELL_TEXT;
+    default:
+        return CELL_PYTHON;
     }
-    if (type == LE_SQLITE_FLOAT && kind == KIND_PLAIN) {
-        double v = lite.column_double(st, c);
-        return isfinite(v) ? put_double(b, v) : UNHANDLED;
-    }
-    if (type != LE_SQLITE_TEXT || kind == KIND_BOOLEAN)
-        return UNHANDLED;
-    const unsigned char *u = lite.column_text(st, c);
-    int n = lite.column_bytes(st, c);
-    if (u == NULL)
-        return ERROR;
+}
+
+/* A date or datetime column's text as isoformat() writes the value it stands for: DONE,
+ * ERROR, or UNHANDLED (not such a text; nothing written). */
+static int put_iso_value(Buf *b, const unsigned char *u, int n, int kind) {
+    int y, m, d;
     if (kind == KIND_DATETIME) {
         int rc = put_iso_datetime(b, u, n, 6);
         return rc == 1 ? DONE : rc == 0 ? UNHANDLED : ERROR;
     }
-    if (kind == KIND_DATE) {
-        int y, m, d;
-        return n == 10 && iso_date(u, &y, &m, &d) ? buf_put(b, (const char *)u, 10) : UNHANDLED;
-    }
-    int special;
-    if (!utf8_valid(u, n, CSV_MARKS, 0, &special))
+    return n == 10 && iso_date(u, &y, &m, &d) ? buf_put(b, (const char *)u, 10) : UNHANDLED;
+}
+
+static int put_bool(Buf *b, long long n) { return n ? buf_put(b, "true", 4) : buf_put(b, "false", 5); }
+
+/* One value of column c as its CSV field: DONE, ERROR, or UNHANDLED (not certain here). */
+static int csv_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind) {
+    Cell v;
+    switch (sqlite_cell(st, c, kind, &v)) {
+    case CELL_NULL:
+        return DONE;
+    case CELL_INT:
+        return put_int64(b, v.i);
+    case CELL_BOOL:
+        return put_bool(b, v.i);
+    case CELL_FLOAT:
+        return put_double(b, v.v);
+    case CELL_TEXT:
+        break;
+    case CELL_ERROR:
+        return ERROR;
+    default:
         return UNHANDLED;
-    return special ? csv_text(b, (const char *)u, n) : buf_put(b, (const char *)u, n);
+    }
+    if (kind == KIND_DATETIME || kind == KIND_DATE)
+        return put_iso_value(b, v.u, v.n, kind);
+    int special;
+    if (!utf8_valid(v.u, v.n, CSV_MARKS, 0, &special))
+        return UNHANDLED;
+    return special ? csv_text(b, (const char *)v.u, v.n) : buf_put(b, (const char *)v.u, v.n);
 }
 
 /* Binds the statement's parameters (int, float, str or None); 0 when one is none of those. */
@@ -1538,45 +1581,38 @@ static int json_string(Buf *b, const unsigned char *u, Py_ssize_t size) {
 /* One value (not NULL) of column c as the template's mode writes it: DONE, ERROR or
  * UNHANDLED. */
 static int text_sqlite_value(Buf *b, le_sqlite3_stmt *st, int c, int kind, int mode) {
-    int type = lite.column_type(st, c);
-    if (type == LE_SQLITE_INTEGER && (kind == KIND_PLAIN || kind == KIND_BOOLEAN)) {
-        long long n = lite.column_int64(st, c);
-        if (kind == KIND_BOOLEAN)
-            return n ? buf_put(b, "true", 4) : buf_put(b, "false", 5);
-        return put_int64(b, n);
-    }
-    if (type == LE_SQLITE_FLOAT && kind == KIND_PLAIN && mode == TEXT_XML) { /* (orjson's floats: Python's) */
-        double v = lite.column_double(st, c);
-        return isfinite(v) ? put_double(b, v) : UNHANDLED;
-    }
-    if (type != LE_SQLITE_TEXT || kind == KIND_BOOLEAN)
-        return UNHANDLED;
-    const unsigned char *u = lite.column_text(st, c);
-    int n = lite.column_bytes(st, c);
-    if (u == NULL)
+    Cell v;
+    switch (sqlite_cell(st, c, kind, &v)) {
+    case CELL_INT:
+        return put_int64(b, v.i);
+    case CELL_BOOL:
+        return put_bool(b, v.i);
+    case CELL_FLOAT: /* (orjson's floats are not Python's repr: JSON leaves them to Python) */
+        return mode == TEXT_XML ? put_double(b, v.v) : UNHANDLED;
+    case CELL_TEXT:
+        break;
+    case CELL_ERROR:
         return ERROR;
+    default: /* (NULL: the template's own text, written by the caller) */
+        return UNHANDLED;
+    }
     int quoted = mode == TEXT_JSON;
     if (kind == KIND_DATETIME || kind == KIND_DATE) {
         Py_ssize_t start = b->len;
-        int y, m, d, rc;
-        if (quoted && buf_char(b, '"') < 0)
-            return ERROR;
-        if (kind == KIND_DATETIME)
-            rc = put_iso_datetime(b, u, n, 6);
-        else
-            rc = n == 10 && iso_date(u, &y, &m, &d) ? (buf_put(b, (const char *)u, 10) < 0 ? ERROR : 1) : 0;
-        if (rc != 1) {
+        int rc = quoted && buf_char(b, '"') < 0 ? ERROR : put_iso_value(b, v.u, v.n, kind);
+        if (rc != DONE) {
             b->len = start;
-            return rc == 0 ? UNHANDLED : ERROR;
+            return rc;
         }
         return quoted ? buf_char(b, '"') : DONE;
     }
     int special;
-    if (!utf8_valid(u, n, quoted ? JSON_MARKS : XML_MARKS, quoted ? 0 : MARK_BAD, &special) || (special & MARK_BAD))
+    if (!utf8_valid(v.u, v.n, quoted ? JSON_MARKS : XML_MARKS, quoted ? 0 : MARK_BAD, &special) ||
+        (special & MARK_BAD))
         return UNHANDLED;
     if (!quoted)
-        return special ? xml_text(b, (const char *)u, n) : buf_put(b, (const char *)u, n);
-    if (buf_char(b, '"') < 0 || (special ? json_string(b, u, n) : buf_put(b, (const char *)u, n)) < 0)
+        return special ? xml_text(b, (const char *)v.u, v.n) : buf_put(b, (const char *)v.u, v.n);
+    if (buf_char(b, '"') < 0 || (special ? json_string(b, v.u, v.n) : buf_put(b, (const char *)v.u, v.n)) < 0)
         return ERROR;
     return buf_char(b, '"');
 }
@@ -1821,26 +1857,27 @@ static PyObject *sqlite_close(PyObject *self, PyObject *capsule) {
  * SQLAlchemy give for it: DONE (an empty text writes no cell), ERROR or UNHANDLED. */
 static int excel_sqlite_cell(Buf *b, le_sqlite3_stmt *st, int c, int kind, const char *letter, Py_ssize_t nletter,
                              const char *row, int nrow) {
-    int type = lite.column_type(st, c);
-    if (type == LE_SQLITE_INTEGER && (kind == KIND_PLAIN || kind == KIND_BOOLEAN)) {
-        long long n = lite.column_int64(st, c);
-        if (kind == KIND_BOOLEAN) {
-            if (cell_start(b, letter, nletter, row, nrow, "\" t=\"b\"><v>") < 0)
-                return ERROR;
-            return buf_put(b, n ? "1</v></c>" : "0</v></c>", 9);
-        }
-        if (n <= -EXCEL_INT_LIMIT || n >= EXCEL_INT_LIMIT)
+    Cell v;
+    switch (sqlite_cell(st, c, kind, &v)) {
+    case CELL_BOOL:
+        if (cell_start(b, letter, nletter, row, nrow, "\" t=\"b\"><v>") < 0)
+            return ERROR;
+        return buf_put(b, v.i ? "1</v></c>" : "0</v></c>", 9);
+    case CELL_INT:
+        if (v.i <= -EXCEL_INT_LIMIT || v.i >= EXCEL_INT_LIMIT)
             return UNHANDLED;
-        if (cell_start(b, letter, nletter, row, nrow, "\" t=\"n\"><v>") < 0 || put_int64(b, n) < 0)
+        if (cell_start(b, letter, nletter, row, nrow, "\" t=\"n\"><v>") < 0 || put_int64(b, v.i) < 0)
             return ERROR;
         return buf_put(b, "</v></c>", 8);
-    }
-    if (type != LE_SQLITE_TEXT || kind == KIND_BOOLEAN) /* (floats: Python notes their rounding) */
-        return UNHANDLED;
-    const unsigned char *u = lite.column_text(st, c);
-    int n = lite.column_bytes(st, c);
-    if (u == NULL)
+    case CELL_TEXT:
+        break;
+    case CELL_ERROR:
         return ERROR;
+    default: /* (floats: Python notes their rounding; NULL: the caller writes no cell) */
+        return UNHANDLED;
+    }
+    const unsigned char *u = v.u;
+    int n = v.n;
     if (kind == KIND_DATETIME || kind == KIND_DATE) {
         int t[7] = {0}, digits;
         if (kind == KIND_DATETIME ? !iso_datetime(u, n, 6, t, &digits) : (n != 10 || !iso_date(u, &t[0], &t[1], &t[2])))
