@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from . import speedups
 
@@ -58,7 +57,9 @@ def _field(column: Any) -> tuple[Any, int] | None:
         return column, DATE
     if type(kind) in _TEXT_TYPES:
         return column, TEXT
-    if isinstance(kind, postgresql.BYTEA):  # base64 on one line; an empty value written "" as text is
+    # (PostgreSQL's BYTEA, named by its generic type: a SQLite export need not import the
+    # PostgreSQL dialect, and asyncio with it, ~25 ms)
+    if isinstance(kind, sa.LargeBinary):  # base64 on one line; an empty value written "" as text is
         return sa.func.translate(sa.func.encode(column, "base64"), "\n", ""), TEXT
     return None
 
