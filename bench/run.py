@@ -23,7 +23,8 @@ RSS    peak resident memory of every learnexit command (largest process, from th
 PG     ``psql \\copy (SELECT …) TO … CSV`` per table (+ SHA-256) vs learnexit's CSV export
        from the same data loaded into a fresh PostgreSQL database; then the same export of
        a customer with a contract and nothing else (APG0: what an export costs before its
-       first row), and what acme's rows add beyond it against psql's whole run
+       first row), what acme's rows add beyond it against psql's whole run, and a Python
+       process that only imports SQLAlchemy, connects and runs ``SELECT 1``
 
 Prints one table (figures, ratios, the issue's targets, pass/miss at the largest scale)
 and writes everything as JSON to ``bench/results/latest.json`` (or ``--json PATH``).
@@ -630,6 +631,15 @@ def add_empty_customer(url: str) -> None:
     engine.dispose()
 
 
+def measure_python_floor(url: str, work: Path) -> dict[str, Any]:
+    """A Python process that imports SQLAlchemy, connects through it with psycopg and
+    runs ``SELECT 1``: what any export written on SQLAlchemy costs before its first
+    statement of its own."""
+    script = "import sqlalchemy as sa, sys\nwith sa.create_engine(sys.argv[1]).connect() as c:\n    c.exec_driver_sql('SELECT 1')\n"
+    m = run([sys.executable, "-c", script, url], cwd=work).check("python: SQLAlchemy, connect, SELECT 1")
+    return {"seconds": m.seconds}
+
+
 def in_child(*args: str) -> None:
     """Run a step of this script in a child process.  The data is built there, not here,
     so that this process stays small: a command's peak memory, as the kernel reports it
@@ -728,6 +738,7 @@ def measure_scale(scale: int, args: argparse.Namespace, root: Path) -> dict[str,
                 pg_env = bench_env({"LEARNEXIT_SOURCE_URL": url})
                 runs["APG"] = best(rep, lambda: measure_export(example, ["csv"], work / "apg", pg_env))
                 add_empty_customer(url)
+                runs["PY0"] = best(rep, lambda: measure_python_floor(url, work))
                 runs["APG0"] = best(
                     rep, lambda: measure_export(example, ["csv"], work / "apg0", pg_env, customer=EMPTY_CUSTOMER)
                 )
@@ -758,6 +769,8 @@ def figures(res: dict[str, Any]) -> dict[str, Any]:
     if "APG" in runs and "APG0" in runs and "RPG" in runs:
         f["pg_csv_fixed_s"] = runs["APG0"]["seconds"]
         f["pg_csv_beyond_fixed_ratio"] = (runs["APG"]["seconds"] - runs["APG0"]["seconds"]) / runs["RPG"]["seconds"]
+    if "PY0" in runs:
+        f["python_sqlalchemy_floor_s"] = runs["PY0"]["seconds"]
     if "A3" in runs:
         f["full_s"] = runs["A3"]["seconds"]
         f["full_rows_per_s"] = runs["A3"]["rows"] / runs["A3"]["seconds"]
@@ -866,6 +879,7 @@ def report(results: dict[str, Any]) -> str:
         ("APG/RPG", "×", lambda f: f.get("pg_csv_ratio"), "pg_csv_ratio"),
         ("APG0 the same, a customer with 2 rows", "s", lambda f: f.get("pg_csv_fixed_s"), ""),
         ("(APG − APG0)/RPG", "×", lambda f: f.get("pg_csv_beyond_fixed_ratio"), ""),
+        ("python: SQLAlchemy, connect, SELECT 1", "s", lambda f: f.get("python_sqlalchemy_floor_s"), ""),
     ]
     targets = {key: label for key, _op, _limit, label in TARGETS}
     header = ["figure"] + [f"{s['activity_rows']:,} rows" for s in scales] + ["target", ""]
