@@ -34,6 +34,7 @@ from learnexit.offboarding.facts import active_hold, active_notice
 from learnexit.offboarding.holds import place_hold, release_hold
 from learnexit.offboarding.notice import record_notice, withdraw_notice
 from learnexit.offboarding.status import audit_report, customer_status
+from learnexit.purge.plan import plan_purge
 
 D = date
 
@@ -279,8 +280,19 @@ def test_confirm_is_idempotent_and_a_later_waiver_brings_the_purge_forward(setti
     again = confirm_handover(settings, ledger, "acme", by="Jane Doe", reference="T-9", now=now)
     assert again["action"] == "unchanged"
     assert len(ledger.rows(L.confirmations)) == 1
+    early = plan_purge(settings, ledger, "acme", at("2026-11-30"), count=False).refusals
+    assert early == [
+        "the purge of acme is not due until 2027-04-30 22:00Z (export window open through 2027-04-30); "
+        "use --force --reason TEXT to purge earlier"
+    ]
     waived = confirm_handover(settings, ledger, "acme", by="Jane Doe", waive_window=True, now=at("2026-12-01"))
     assert waived["action"] == "waiver_added" and waived["waived"] is True
+    # the refusal says why the purge waits: the contract period, not a window that is waived
+    early = plan_purge(settings, ledger, "acme", at("2026-12-02"), count=False).refusals
+    assert early == [
+        "the purge of acme is not due until 2027-01-30 23:00Z (the contract runs through 2027-01-30; "
+        "the export window is waived); use --force --reason TEXT to purge earlier"
+    ]
     assert waived["purge_due_at"] == datetime(2027, 1, 30, 23, 0, tzinfo=UTC)
     assert waived["purge_due"] == D(2027, 1, 31)
     assert customer_status(settings, ledger, "acme", at("2027-01-31"))["state"] == "purge_due"
