@@ -9,6 +9,7 @@ Dates are pinned by hand from the example's contracts: acme starts 2024-01-31 wi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import sys
@@ -542,6 +543,21 @@ def test_cli_notice_status_confirm_status(site: Path, settings) -> None:
         "handover.confirmed",
         "closure.performed",
     ]
+
+
+def test_cli_status_after_a_waiver_counts_no_days_the_purge_will_take(site: Path, settings) -> None:
+    assert cli(site, "notice", "acme", "--received", "2026-11-20")[0] == 0
+    _, _, text = cli(site, "status", "acme")
+    assert re.search(r"export deadline +2027-04-30  \(152 days left\)", text), text
+    with Ledger(settings.state_url) as led:
+        add_export(led, "acme")
+    assert cli(site, "confirm", "acme", "--by", "Jane Doe", "--waive-window")[0] == 0
+    code, st, _ = cli(site, "status", "acme", "--json")
+    assert (code, st["export_deadline"], st["days_left"], st["waived"]) == (0, "2027-04-30", 152, True)
+    _, _, text = cli(site, "status", "acme")
+    flat = " ".join(text.split())  # (the row wraps at the terminal's width)
+    assert "export deadline 2027-04-30 (waived: the purge is due 2027-01-31 00:00 Europe/Stockholm)" in flat, text
+    assert "days left" not in text
 
 
 def test_cli_late_notice_is_said_plainly(site: Path) -> None:

@@ -90,8 +90,11 @@ def _timeline_rows(table: Table, d: dict[str, Any]) -> None:
     else:
         table.add_row("notice", Text.assemble(("LATE: ", "bold red"), d["reason"]))
     table.add_row("termination date", f"{_d(d['termination_date'])}  (the service stays available until then)")
-    table.add_row("export deadline", f"{_d(d['export_deadline'])}  ({_days(d['days_left'])})")
     purge = _local(d["purge_due_at"], d["timezone"])
+    if d.get("waived"):  # (the purge comes first: "days left" would promise what will be deleted)
+        table.add_row("export deadline", f"{_d(d['export_deadline'])}  (waived: the purge is due {purge})")
+    else:
+        table.add_row("export deadline", f"{_d(d['export_deadline'])}  ({_days(d['days_left'])})")
     if d.get("waived"):
         purge += "  (window waived by the customer)"
     table.add_row("purge due", purge)
