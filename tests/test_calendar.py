@@ -558,6 +558,11 @@ def test_cli_status_after_a_waiver_counts_no_days_the_purge_will_take(site: Path
     flat = " ".join(text.split())  # (the row wraps at the terminal's width)
     assert "export deadline 2027-04-30 (waived: the purge is due 2027-01-31 00:00 Europe/Stockholm)" in flat, text
     assert "days left" not in text
+    _, _, text = cli(site, "status")  # (piped: the list as one table, 160 columns wide)
+    header = next(line for line in text.splitlines() if "export until" in line)
+    row = next(line for line in text.splitlines() if "acme" in line)
+    cells = dict(zip((c.strip() for c in header.split("┃")), (c.strip() for c in row.split("│")), strict=True))
+    assert (cells["export until"], cells["left"], cells["purge"]) == ("2027-04-30", "waived", "due 2027-01-31")
 
 
 def test_cli_late_notice_is_said_plainly(site: Path) -> None:

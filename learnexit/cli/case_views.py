@@ -189,7 +189,7 @@ def render_list(out: Console, statuses: list[dict[str, Any]], as_of: datetime) -
             d["state"] + ("" if d["timely"] in (None, True) else " (late)"),
             _d(d["termination_date"]),
             _d(d["export_deadline"]),
-            "" if d["days_left"] is None else str(d["days_left"]),
+            "" if d["days_left"] is None else "waived" if d.get("waived") else str(d["days_left"]),
             str(d["exports"]["complete"]),
             confirmed,
             _short_closure(d["closure"], d["timezone"]),
