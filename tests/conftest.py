@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -267,3 +269,38 @@ def example_info(example_build: tuple[Path, ExampleInfo]) -> ExampleInfo:
 def example_site(example_template: Path, tmp_path: Path) -> Path:
     """A private copy of the example LMS (``tmp_path / "ex"``) for one test to change."""
     return copy_example(example_template, tmp_path / "ex")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An S3 endpoint of moto's own (a server on a free port), empty at the start and at
+    the end (moto keeps its buckets per process, and a worker runs many test files), with
+    the credentials and ``LEARNEXIT_S3_ENDPOINT`` set for the test; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset, timeout=10).close()
+    for key, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "eu-north-1"),
+        ("LEARNEXIT_S3_ENDPOINT", endpoint),
+    ):
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    try:
+        yield endpoint
+    finally:
+        urllib.request.urlopen(reset, timeout=10).close()
+        server.stop()

@@ -11,9 +11,6 @@ compared normalised.
 from __future__ import annotations
 
 import os
-import socket
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,38 +156,6 @@ def test_a_media_row_naming_a_folder_is_refused_in_the_plan(lms: Lms, kind: str)
 
 
 # --------------------------------------------------------------------------- S3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset, timeout=10).close()  # moto's state is per process: start empty
-    for key, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_DEFAULT_REGION", "eu-north-1"),
-        ("LEARNEXIT_S3_ENDPOINT", endpoint),
-    ):
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    try:
-        yield endpoint
-    finally:
-        urllib.request.urlopen(reset, timeout=10).close()  # and leave it empty for other tests
-        server.stop()
 
 
 def keys(client: Any) -> set[str]:
