@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pypdf
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from learnexit.cli import app
+from learnexit.demo import build_shared_schema, populate_shared
 
 runner = CliRunner()
 
@@ -32,3 +34,22 @@ def invoke(*args: str) -> Any:
 def pdf_text(path: str | Path) -> str:
     """The text of every page of a PDF, as pypdf extracts it."""
     return "\n".join(page.extract_text() or "" for page in pypdf.PdfReader(path).pages)
+
+
+def example_site(kind: str, root: Path, template: Path, url: str | None) -> tuple[str, str]:
+    """The example LMS in ``root`` (SQLite: the template's database and media copied;
+    another engine: built and filled at ``url``, the media written beside), and the
+    template's config text with the source URL put in; returns (url, config text)."""
+    root.mkdir(parents=True)
+    if kind == "sqlite":
+        shutil.copy(template / "lms.db", root / "lms.db")
+        shutil.copytree(template / "media", root / "media")
+        url = f"sqlite:///{root / 'lms.db'}"
+    else:
+        assert url is not None
+        engine = sa.create_engine(url)
+        build_shared_schema(engine)
+        populate_shared(engine, media_root=root / "media")
+        engine.dispose()
+    text = (template / "learnexit.toml").read_text(encoding="utf-8")
+    return url, text.replace('url = "sqlite:///lms.db"', f'url = "{url}"', 1)

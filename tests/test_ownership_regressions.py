@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from helpers import example_site
 from test_ownership_oracle import Ref, Rows, Schema, decide, expected_after, exported_rows, read_all
 from typer.testing import CliRunner
 
 from learnexit.cli.app import app
-from learnexit.demo import build_shared_schema, populate_shared
 
 runner = CliRunner()
 
@@ -98,19 +98,7 @@ class Site:
 
 
 def make_site(kind: str, root: Path, template: Path, url: str | None) -> Site:
-    root.mkdir(parents=True)
-    if kind == "sqlite":
-        shutil.copy(template / "lms.db", root / "lms.db")
-        shutil.copytree(template / "media", root / "media")
-        url = f"sqlite:///{root / 'lms.db'}"
-    else:
-        assert url is not None
-        engine = sa.create_engine(url)
-        build_shared_schema(engine)
-        populate_shared(engine, media_root=root / "media")
-        engine.dispose()
-    text = (template / "learnexit.toml").read_text(encoding="utf-8")
-    text = text.replace('url = "sqlite:///lms.db"', f'url = "{url}"', 1)
+    url, text = example_site(kind, root, template, url)
     # no invoice retention: the oracle's rules (and issue 16's) are about ownership
     text = re.sub(r"(?m)^(retain|legal_basis) = .*\n", "", text)
     (root / "learnexit.toml").write_text(text, encoding="utf-8")

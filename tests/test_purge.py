@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from helpers import pdf_text
+from helpers import example_site, pdf_text
 from typer.testing import CliRunner
 
 from learnexit.cli import app
 from learnexit.config import load_settings
-from learnexit.demo import SHARED_USER_NAME, build_shared_schema, populate_shared
+from learnexit.demo import SHARED_USER_NAME
 from learnexit.ledger import schema as L
 from learnexit.ledger.store import Ledger
 from learnexit.media_paths import MediaProblem
@@ -81,19 +81,7 @@ class Lms:
 
 
 def make_lms(kind: str, root: Path, template: Path, url: str | None = None) -> Lms:
-    root.mkdir(parents=True)
-    if kind == "sqlite":
-        shutil.copy(template / "lms.db", root / "lms.db")
-        shutil.copytree(template / "media", root / "media")
-        url = f"sqlite:///{root / 'lms.db'}"
-    else:
-        assert url is not None
-        engine = sa.create_engine(url)
-        build_shared_schema(engine)
-        populate_shared(engine, media_root=root / "media")
-        engine.dispose()
-    text = (template / "learnexit.toml").read_text(encoding="utf-8")
-    text = text.replace('url = "sqlite:///lms.db"', f'url = "{url}"', 1)
+    url, text = example_site(kind, root, template, url)
     (root / "learnexit.toml").write_text(text, encoding="utf-8")
     return Lms(root, root / "learnexit.toml", url, kind)
 
