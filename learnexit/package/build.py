@@ -11,7 +11,9 @@
 4. ``discard_package`` removes whatever a failed run left.
 
 The purge and the reaper of interrupted exports remove packages through
-``package_paths``, ``looks_like_package`` and ``destroy_path``.
+``package_paths``, ``looks_like_package`` and ``destroy_path`` (whose bag folder keeps
+its ``bagit.txt`` to the end, so a removal killed half-way is recognised and finished by
+the next; ``left_by_removal`` the empty folder a kill between the last two steps leaves).
 """
 
 from __future__ import annotations
@@ -499,6 +501,16 @@ def looks_like_package(path: Path) -> bool:
     return False
 
 
+def left_by_removal(path: Path) -> bool:
+    """Whether ``path`` is an empty folder (not a link): what ``destroy_path`` leaves when
+    it is killed after a bag's last file, before the folder itself; removing it again
+    loses nothing."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
+
+
 def _overwrite(path: Path) -> None:
     """Overwrite a regular file with zeros and flush it (best effort on SSD/copy-on-write)."""
     try:
@@ -515,15 +527,22 @@ def _overwrite(path: Path) -> None:
 
 
 def destroy_path(path: Path) -> None:
-    """Overwrite and remove a file or a folder tree (symlinks are removed, not followed)."""
+    """Overwrite and remove a file or a folder tree (symlinks are removed, not followed).
+
+    A bag folder's ``bagit.txt`` goes last, the folder right after it: a removal killed
+    half-way leaves a folder that still looks like a package (``looks_like_package``) or,
+    killed between those two steps, an empty one — either is removed by trying again."""
     if path.is_symlink() or not path.is_dir():
         if path.is_file() and not path.is_symlink():
             _overwrite(path)
         path.unlink(missing_ok=True)
         return
+    marker = path / "bagit.txt"
     for dirpath, dirnames, filenames in os.walk(path, topdown=False):
         for name in filenames:
             file = Path(dirpath) / name
+            if file == marker:
+                continue
             if not file.is_symlink() and file.is_file():
                 _overwrite(file)
             file.unlink(missing_ok=True)
@@ -533,6 +552,7 @@ def destroy_path(path: Path) -> None:
                 sub.unlink(missing_ok=True)
             else:
                 os.rmdir(sub)
+    marker.unlink(missing_ok=True)
     os.rmdir(path)
 
 
@@ -543,6 +563,7 @@ __all__ = [
     "discard_package",
     "finish_package",
     "hash_files",
+    "left_by_removal",
     "looks_like_package",
     "package_name",
     "package_paths",

@@ -20,7 +20,7 @@ from ..config import Settings
 from ..ledger.export_records import export_lock, mark_export_removed
 from ..ledger.store import Ledger, holder_is_dead, utcnow
 from ..logs import event
-from ..package.build import destroy_path, looks_like_package, package_paths
+from ..package.build import destroy_path, left_by_removal, looks_like_package, package_paths
 from .conditions import db_error
 from .history import export_rows
 from .journal import Journal
@@ -63,7 +63,8 @@ def remove_exports(journal: Journal) -> tuple[list[int], str | None]:
         if not row.get("path") or row["status"] == "removed":
             continue
         paths = package_paths(str(row["path"]))
-        odd = [p for p in paths if os.path.lexists(p) and not looks_like_package(p)]
+        # (an empty folder: a removal killed between a bag's last file and its folder)
+        odd = [p for p in paths if os.path.lexists(p) and not (looks_like_package(p) or left_by_removal(p))]
         if odd:
             error = f"export #{row['id']}: {odd[0]} does not look like an export package; not removed"
             continue
