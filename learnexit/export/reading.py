@@ -180,7 +180,7 @@ def _read_columns(
     try:
         for i, writer in enumerate(writers):
             if alone[i]:
-                have[i], finished = read_direct(job, spec, where, [writer])
+                have[i], finished = read_direct(job, spec, where, writer[1])
                 if finished:
                     done.add(i)
                     counts.add(have[i])
@@ -204,16 +204,14 @@ def _read_columns(
     return counts.pop() if counts else 0
 
 
-def read_direct(
-    job: ExportJob, spec: TableSpec, where: Any, writers: list[tuple[str, TableWriter]]
-) -> tuple[int, bool]:
-    """The table's rows written straight from the source by C for the one writer given,
-    one that reads alone (``reads_alone``) and takes them so (``TableWriter.direct``: CSV,
+def read_direct(job: ExportJob, spec: TableSpec, where: Any, writer: TableWriter) -> tuple[int, bool]:
+    """The table's rows written straight from the source by C for ``writer``, one that
+    reads alone (``reads_alone``) and takes them so (``TableWriter.direct``: CSV,
     SQL, JSON and the workbook from SQLite — ``speedups.sqlite_csv``, ``sqlite_inserts``,
     ``sqlite_texts``, ``sqlite_rows`` —, CSV from PostgreSQL's COPY): (rows written, all
     of them?).  (0, False) when it cannot: the pass reads the rows, or the rest of them,
     through the driver."""
-    sink = writers[0][1].direct(spec) if len(writers) == 1 else None
+    sink = writer.direct(spec)
     if sink is None:
         return 0, False
 
@@ -269,14 +267,8 @@ def read_part(job: ExportJob, exporters: Sequence[Exporter], split: Split, part:
             if writer is not None:
                 writers.append((exporter.name, writer))
                 writer.start_part(spec, part)
-        where = split.where(spec, part)
-        rows, finished = read_direct(job, spec, where, writers)
-        for columns in () if finished else job.columns(spec.name, where, offset=rows):
-            n = len(columns[0])
-            for _, w in writers:
-                w.write_columns(spec, columns, n)
-            rows += n
-            job.progress(spec.name, rows)
+        # (C reads a range only for a lone writer: several share one read through the driver)
+        rows = _read_columns(job, spec, split.where(spec, part), writers, [len(writers) == 1] * len(writers))
         return rows, {name: w.end_part(spec, part, rows) for name, w in writers}
     except BaseException:
         for _, w in writers:
