@@ -46,6 +46,7 @@ __all__ = [
     "retention_purge_due",
     "retention_until",
     "today",
+    "waiver_counts",
 ]
 
 MIN_YEAR = 1900
@@ -439,17 +440,21 @@ class Facts:
     purge_failed: bool = False
 
 
-def effective_purge_due_at(facts: Facts) -> datetime | None:
-    """The purge due instant after applying a waiver; None without a timeline.
+def waiver_counts(facts: Facts) -> bool:
+    """Whether the customer's waiver of the export window counts: only together with its
+    confirmation instant (never delete earlier on incomplete evidence)."""
+    return facts.waived and facts.confirmed_at is not None
 
-    A waiver counts only together with its confirmation instant; a waived flag without
-    one falls back to the normal due (never delete earlier on incomplete evidence).
+
+def effective_purge_due_at(facts: Facts) -> datetime | None:
+    """The purge due instant after applying a waiver (``waiver_counts``); None without a
+    timeline.  A waived flag without its confirmation instant falls back to the normal due.
     """
     tl = facts.timeline
     if tl is None:
         return None
     window = (tl.export_deadline - tl.termination_date).days
-    waived = facts.waived and facts.confirmed_at is not None
+    waived = waiver_counts(facts)
     return purge_due_at(
         tl.termination_date,
         window,

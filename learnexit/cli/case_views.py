@@ -93,10 +93,9 @@ def _timeline_rows(table: Table, d: dict[str, Any]) -> None:
     purge = _local(d["purge_due_at"], d["timezone"])
     if d.get("waived"):  # (the purge comes first: "days left" would promise what will be deleted)
         table.add_row("export deadline", f"{_d(d['export_deadline'])}  (waived: the purge is due {purge})")
+        purge += "  (window waived by the customer)"
     else:
         table.add_row("export deadline", f"{_d(d['export_deadline'])}  ({_days(d['days_left'])})")
-    if d.get("waived"):
-        purge += "  (window waived by the customer)"
     table.add_row("purge due", purge)
     table.add_row("state", Text(d["state"], style="bold"))
 

@@ -181,7 +181,7 @@ def _decide_kind(
                 plan.forced_reason = force_reason
                 plan.notes.append(f"forced before the purge is due ({due:%Y-%m-%d %H:%MZ}): {force_reason}")
             else:
-                if facts.waived and facts.confirmed_at is not None:  # (as effective_purge_due_at counts it)
+                if contract.waiver_counts(facts):
                     why = f"the contract runs through {tl.termination_date.isoformat()}; the export window is waived"
                 else:
                     why = f"export window open through {tl.export_deadline.isoformat()}"
