@@ -108,19 +108,27 @@ def read_texts(conn: sa.Connection, stmt: sa.Select[Any], spec: TableSpec, key: 
     return got
 
 
+def open_table(
+    path: Path, types: list[str], rows: list[list[Any]]
+) -> tuple[sa.Engine, sa.Connection, sa.Table, TableSpec]:
+    """A table of ``rows`` in a new SQLite file at ``path``, and a connection to it in a
+    read transaction, text decoded as the source decodes it."""
+    table, spec = make_table(path, types, rows)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    text_decode.install(engine)
+    conn = engine.connect()
+    conn.connection.dbapi_connection.execute("BEGIN")
+    return engine, conn, table, spec
+
+
 @pytest.fixture
 def source(tmp_path: Path) -> Iterator[Any]:
     """make(types, rows) -> (connection in a read transaction, table, spec)."""
     engines = []
 
     def make(types: list[str], rows: list[list[Any]]) -> tuple[sa.Connection, sa.Table, TableSpec]:
-        path = tmp_path / f"lms{len(engines)}.db"
-        table, spec = make_table(path, types, rows)
-        engine = sa.create_engine(f"sqlite:///{path}")
-        text_decode.install(engine)
+        engine, conn, table, spec = open_table(tmp_path / f"lms{len(engines)}.db", types, rows)
         engines.append(engine)
-        conn = engine.connect()
-        conn.connection.dbapi_connection.execute("BEGIN")
         return conn, table, spec
 
     yield make
@@ -141,12 +149,8 @@ def driver_rows(conn: sa.Connection, stmt: sa.Select[Any]) -> list[dict[str, Any
 def test_texts_then_the_driver_are_the_oracles_texts(table: tuple[list[str], list[list[Any]]]) -> None:
     types, rows = table
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lms.db"
-        sa_table, spec = make_table(path, types, rows)
-        engine = sa.create_engine(f"sqlite:///{path}")
-        text_decode.install(engine)
-        with engine.connect() as conn:
-            conn.connection.dbapi_connection.execute("BEGIN")
+        engine, conn, sa_table, spec = open_table(Path(tmp) / "lms.db", types, rows)
+        with conn:
             stmt = sa.select(sa_table).order_by(sa_table.c.id)
             got = read_texts(conn, stmt, spec)
             assert got.used == ("numeric" not in types)  # (decimals: SQLAlchemy converts them)
